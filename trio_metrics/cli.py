@@ -1,0 +1,245 @@
+"""The ``trio-metrics`` command: ``serve`` a store, ``put`` and ``get`` points.
+
+Failures print one line to stderr and exit non-zero: 1 for a failed
+request or server start, 2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import trio
+
+from . import __version__
+from .client import Client, ClientError, Metrics
+from .lines import DEFAULT_MAX_LINE_LENGTH
+from .protocol import (
+    MAX_TIMESTAMP,
+    ProtocolError,
+    is_valid_key,
+    parse_timestamp,
+    parse_value,
+)
+from .server import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, serve_until_signal
+
+__all__ = ["main"]
+
+_PROG = "trio-metrics"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status: int = args.run(args)
+    except ClientError as exc:
+        _fail(str(exc))
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return status
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=_PROG,
+        description="A metrics server speaking the put/get text protocol, and its client.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    verbs = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+
+    serve = verbs.add_parser(
+        "serve",
+        help="run the server until Ctrl-C or SIGTERM",
+        description="Run the metrics server until Ctrl-C or SIGTERM (then exit 0).",
+    )
+    serve.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help="address to listen on (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="TCP port; 0 picks a free one (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--max-line-length",
+        type=_positive_int,
+        default=DEFAULT_MAX_LINE_LENGTH,
+        metavar="BYTES",
+        help="longest command line accepted; a longer one gets the error answer"
+        " (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="how much the server logs to stderr (default: %(default)s)",
+    )
+    serve.set_defaults(run=_serve)
+
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument(
+        "--host", default=DEFAULT_HOST, help="server address (default: %(default)s)"
+    )
+    connection.add_argument(
+        "--port",
+        type=_port,
+        default=DEFAULT_PORT,
+        help="server port (default: %(default)s)",
+    )
+    connection.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="give up after this long (default: %(default)s)",
+    )
+
+    put = verbs.add_parser(
+        "put",
+        parents=[connection],
+        help="store one point",
+        description="Store VALUE for KEY at a timestamp (default: now).",
+    )
+    put.add_argument("key", metavar="KEY", type=_key, help="metric name, e.g. palm.cpu")
+    put.add_argument("value", metavar="VALUE", type=_value, help="a finite number, e.g. 10.6")
+    put.add_argument(
+        "--timestamp",
+        type=_timestamp,
+        default=None,
+        metavar="TS",
+        help="unix seconds (default: now)",
+    )
+    put.set_defaults(run=_put)
+
+    get = verbs.add_parser(
+        "get",
+        parents=[connection],
+        help="read the points of a key, or of all keys with '*'",
+        description="Print the points of KEY ('*' for every key) as a table or JSON.",
+    )
+    get.add_argument("key", metavar="KEY", help="metric name, or '*' (quote it in a shell) for all")
+    get.add_argument("--json", action="store_true", help='print {"key": [[timestamp, value], ...]}')
+    get.set_defaults(run=_get)
+    return parser
+
+
+def _serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    def ready(info: ServerInfo) -> None:
+        print(
+            f"{_PROG} {__version__} listening on {info.host}:{info.port}"
+            " (memory only; Ctrl-C stops)",
+            flush=True,
+        )
+
+    options: dict[str, Any] = {"max_line_length": args.max_line_length}
+    try:
+        trio.run(serve_until_signal, args.host, args.port, ready, options)
+    except OSError as exc:
+        _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
+        return 1
+    return 0
+
+
+def _put(args: argparse.Namespace) -> int:
+    with Client(args.host, args.port, timeout=args.timeout) as client:
+        client.put(args.key, args.value, args.timestamp)
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    with Client(args.host, args.port, timeout=args.timeout) as client:
+        metrics = client.get(args.key)
+    if args.json:
+        print(json.dumps({key: [list(p) for p in points] for key, points in metrics.items()}))
+    else:
+        _print_table(metrics)
+    return 0
+
+
+def _print_table(metrics: Metrics) -> None:
+    if not metrics:
+        print("(no points)", file=sys.stderr)
+        return
+    rows = [("KEY", "TIMESTAMP", "TIME (UTC)", "VALUE")]
+    for key, points in metrics.items():
+        rows.extend((key, str(ts), _utc(ts), repr(value)) for ts, value in points)
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+
+
+def _utc(timestamp: int) -> str:
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, ValueError, OSError):
+        return "-"
+
+
+def _fail(message: str) -> None:
+    print(f"{_PROG}: error: {message}", file=sys.stderr)
+
+
+# argparse turns a ValueError from a type function into "invalid <name> value";
+# ArgumentTypeError lets the message say what is wrong.
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"port {text!r} is not a number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is outside 0..65535")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} must be at least 1")
+    return number
+
+
+def _key(text: str) -> str:
+    if not is_valid_key(text):
+        raise argparse.ArgumentTypeError(
+            f"key {text!r} must be one word of printable characters, not '*'"
+        )
+    return text
+
+
+def _value(text: str) -> str:
+    # Checked here for a clear message, but sent as typed, like Client.put does.
+    try:
+        parse_value(text.encode("utf-8"))
+    except ProtocolError:
+        raise argparse.ArgumentTypeError(f"value {text!r} is not a finite number") from None
+    return text
+
+
+def _timestamp(text: str) -> int:
+    try:
+        return parse_timestamp(text.encode("utf-8"))
+    except ProtocolError:
+        raise argparse.ArgumentTypeError(
+            f"timestamp {text!r} must be whole unix seconds in 0..{MAX_TIMESTAMP}"
+        ) from None

@@ -1,0 +1,332 @@
+"""The metrics wire format, sans-IO: bytes in, commands out; results in, bytes out.
+
+This module is the only place that knows the protocol's text. The server uses
+:func:`parse_command` and the ``encode_*`` functions; both clients use
+:func:`encode_put_request`, :func:`encode_get_request` and
+:class:`ResponseParser`. Nothing here touches sockets, trio or the store, so
+every rule is tested without I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Final, SupportsInt, TypeAlias
+
+import attrs
+
+__all__ = [
+    "ALL_KEYS",
+    "ERROR_ANSWER",
+    "MAX_TIMESTAMP",
+    "OK_ANSWER",
+    "Command",
+    "ErrorAnswer",
+    "Get",
+    "OkAnswer",
+    "Point",
+    "ProtocolError",
+    "Put",
+    "ResponseParser",
+    "encode_get_answer",
+    "encode_get_request",
+    "encode_put_request",
+    "is_valid_key",
+    "parse_command",
+    "parse_timestamp",
+    "parse_value",
+]
+
+#: The key that selects every stored key in a ``get``.
+ALL_KEYS: Final = "*"
+#: The largest timestamp the protocol accepts (a signed 64-bit integer).
+MAX_TIMESTAMP: Final = 2**63 - 1
+
+#: The answer to a successful ``put``, and to a ``get`` that matches nothing.
+OK_ANSWER: Final = b"ok\n\n"
+#: The one answer to every wrong command.
+ERROR_ANSWER: Final = b"error\nwrong command\n\n"
+
+_ANSWER_END: Final = b"\n\n"
+# Python's int() refuses strings over 4300 digits with a ValueError, but a
+# timestamp can never need more than 19, so longer tokens are rejected early.
+_MAX_TIMESTAMP_DIGITS: Final = len(str(MAX_TIMESTAMP))
+
+#: A stored point as the protocol shows it: ``(key, value, timestamp)``.
+Point: TypeAlias = tuple[str, float, int]
+
+
+class ProtocolError(ValueError):
+    """Bytes that do not follow the protocol: a wrong command or a malformed answer.
+
+    On the server this always becomes the answer :data:`ERROR_ANSWER`; the
+    message says what was wrong, for logs and client errors.
+    """
+
+
+def is_valid_key(key: str) -> bool:
+    """Whether ``key`` may be stored: one token of printable characters, not ``*``.
+
+    ``str.isprintable`` is false for every whitespace character but the
+    ASCII space, so the extra space check makes it "printable non-whitespace".
+    """
+    return bool(key) and key.isprintable() and " " not in key and key != ALL_KEYS
+
+
+def _check_key(instance: object, attribute: attrs.Attribute[str], key: str) -> None:
+    if not is_valid_key(key):
+        raise ProtocolError(f"invalid key {key!r}")
+
+
+def _check_value(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not math.isfinite(value):
+        raise ProtocolError(f"value {value!r} is not a finite number")
+
+
+def _check_timestamp(instance: object, attribute: attrs.Attribute[int], ts: int) -> None:
+    if not 0 <= ts <= MAX_TIMESTAMP:
+        raise ProtocolError(f"timestamp {ts!r} is outside 0..2**63-1")
+
+
+def _check_get_key(instance: object, attribute: attrs.Attribute[str], key: str) -> None:
+    if key != ALL_KEYS and not is_valid_key(key):
+        raise ProtocolError(f"invalid key {key!r}")
+
+
+@attrs.frozen
+class Put:
+    """``put <key> <value> <timestamp>``: store one point (last write wins)."""
+
+    key: str = attrs.field(validator=_check_key)
+    value: float = attrs.field(validator=_check_value)
+    timestamp: int = attrs.field(validator=_check_timestamp)
+
+
+@attrs.frozen
+class Get:
+    """``get <key>`` or ``get *``: read one key's points, or every key's."""
+
+    key: str = attrs.field(validator=_check_get_key)
+
+    @property
+    def selects_all(self) -> bool:
+        """Whether this is ``get *``."""
+        return self.key == ALL_KEYS
+
+
+#: A parsed command.
+Command: TypeAlias = Put | Get
+
+
+def parse_value(token: bytes) -> float:
+    """Parse a ``put`` value: anything ``float()`` accepts that is finite.
+
+    Raises :class:`ProtocolError` otherwise.
+    """
+    try:
+        value = float(token)
+    except ValueError:
+        # float() on bytes takes ASCII only; on str it also takes other
+        # Unicode digits, and the protocol promises what float(str) accepts.
+        try:
+            value = float(token.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError included
+            raise ProtocolError(f"value {token!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ProtocolError(f"value {token!r} is not a finite number")
+    return value
+
+
+def parse_timestamp(token: bytes) -> int:
+    """Parse a timestamp: decimal digits only, at most 2**63-1.
+
+    Raises :class:`ProtocolError` otherwise.
+    """
+    # bytes.isdigit() is ASCII-only, unlike str.isdigit(), which also says
+    # yes to "²" and other characters int() would refuse.
+    if not token.isdigit() or len(token.lstrip(b"0")) > _MAX_TIMESTAMP_DIGITS:
+        raise ProtocolError(f"timestamp {token!r} is not a non-negative integer")
+    timestamp = int(token)
+    if timestamp > MAX_TIMESTAMP:
+        raise ProtocolError(f"timestamp {token!r} is larger than 2**63-1")
+    return timestamp
+
+
+def _parse_key(token: bytes) -> str:
+    try:
+        key = token.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"key {token!r} is not UTF-8") from None
+    if not is_valid_key(key):
+        raise ProtocolError(f"invalid key {key!r}")
+    return key
+
+
+def parse_command(line: bytes) -> Command | None:
+    """Parse one line (its ``\\n`` or ``\\r\\n`` already removed, or not).
+
+    Returns the :class:`Put` or :class:`Get` it holds, or ``None`` for a
+    blank line, which is not a command and gets no answer. Raises
+    :class:`ProtocolError` for anything the protocol calls a wrong command.
+    """
+    # bytes.split() splits on ASCII whitespace only, so it separates tokens
+    # on spaces and tabs and drops a trailing "\r"; any other whitespace
+    # left inside a token makes that token invalid below.
+    tokens = line.split()
+    if not tokens:
+        return None
+    word = tokens[0]
+    if word == b"put":
+        if len(tokens) != 4:
+            raise ProtocolError(f"put takes 3 arguments, got {len(tokens) - 1}")
+        key = _parse_key(tokens[1])
+        # The parsers above already checked what the validators would.
+        return Put(key, parse_value(tokens[2]), parse_timestamp(tokens[3]))
+    if word == b"get":
+        if len(tokens) != 2:
+            raise ProtocolError(f"get takes 1 argument, got {len(tokens) - 1}")
+        if tokens[1] == b"*":
+            return Get(ALL_KEYS)
+        return Get(_parse_key(tokens[1]))
+    raise ProtocolError(f"unknown command {word[:40]!r}")
+
+
+def encode_get_answer(
+    series: Iterable[tuple[str, Iterable[int], Iterable[float]]],
+) -> bytes:
+    """Encode a ``get`` answer from ``(key, timestamps, values)`` series.
+
+    ``ok``, one ``<key> <value> <timestamp>`` line per point, then a blank
+    line. Values are written as ``repr(float)``, so that ``float()`` of the
+    text gives back exactly the stored number.
+    """
+    lines = [
+        f"{key} {value!r} {timestamp}\n"
+        for key, timestamps, values in series
+        for timestamp, value in zip(timestamps, values, strict=True)
+    ]
+    if not lines:
+        return OK_ANSWER
+    return b"ok\n" + "".join(lines).encode("utf-8") + b"\n"
+
+
+# --- client side ------------------------------------------------------------
+
+
+def _request_token(text: str, what: str) -> str:
+    # A token with whitespace in it would change the command, and one with a
+    # newline would smuggle in a second command and put the connection out
+    # of step with its answers, so it is refused before anything is sent.
+    if not text or len(text.split()) != 1 or text.strip() != text:
+        raise ProtocolError(f"{what} {text!r} must be one token without whitespace")
+    return text
+
+
+def encode_put_request(key: str, value: object, timestamp: SupportsInt) -> bytes:
+    """Encode ``put <key> <str(value)> <int(timestamp)>\\n``.
+
+    The value is sent as the caller wrote it (``str(301)`` is ``301``), as
+    the client contract requires. Raises :class:`ProtocolError` for a key or
+    value that is not a single whitespace-free token.
+    """
+    _request_token(key, "key")
+    value_text = _request_token(str(value), "value")
+    try:
+        timestamp_text = str(int(timestamp))
+    except (TypeError, ValueError, OverflowError):
+        raise ProtocolError(f"timestamp {timestamp!r} is not an integer") from None
+    return f"put {key} {value_text} {timestamp_text}\n".encode()
+
+
+def encode_get_request(key: str) -> bytes:
+    """Encode ``get <key>\\n``. Raises :class:`ProtocolError` for a bad key."""
+    return f"get {_request_token(key, 'key')}\n".encode()
+
+
+@attrs.frozen
+class OkAnswer:
+    """An ``ok`` answer with the points it carried (none for a ``put``)."""
+
+    points: tuple[Point, ...] = ()
+
+
+@attrs.frozen
+class ErrorAnswer:
+    """An ``error`` answer; ``message`` is its second line (``wrong command``)."""
+
+    message: str
+
+
+#: A parsed answer.
+Answer: TypeAlias = OkAnswer | ErrorAnswer
+
+
+class ResponseParser:
+    """Incremental parser for the server's answers, used by both clients.
+
+    Feed it byte chunks as they arrive with :meth:`feed`, then call
+    :meth:`next_answer` until it returns ``None`` (more bytes needed). A
+    malformed answer is consumed whole and reported by :exc:`ProtocolError`,
+    so parsing can go on with the next one.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        # Where to resume the search for "\n\n", so that an answer arriving
+        # in many small chunks is not rescanned from the start each time.
+        self._scanned = 0
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Append bytes received from the server."""
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet part of a returned answer."""
+        return len(self._buffer)
+
+    def next_answer(self) -> Answer | None:
+        """Return the next complete answer, or ``None`` if it has not all arrived.
+
+        Raises :exc:`ProtocolError` for a complete answer that breaks the
+        protocol (no ``ok``/``error``, a bad data line).
+        """
+        # The answer ends at the first "\n\n"; an answer whose first line is
+        # empty is malformed, and is found the same way.
+        end = self._buffer.find(_ANSWER_END, max(self._scanned - 1, 0))
+        if end < 0:
+            self._scanned = len(self._buffer)
+            return None
+        block = bytes(self._buffer[:end])
+        del self._buffer[: end + 2]
+        self._scanned = 0
+        return _parse_answer(block)
+
+
+def _parse_answer(block: bytes) -> Answer:
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("answer is not UTF-8") from None
+    status, _, rest = text.partition("\n")
+    if status == "ok":
+        if not rest:
+            return OkAnswer()
+        return OkAnswer(tuple(_parse_point_line(line) for line in rest.split("\n")))
+    if status == "error":
+        return ErrorAnswer(rest)
+    raise ProtocolError(f"answer starts with {status[:40]!r}, not 'ok' or 'error'")
+
+
+def _parse_point_line(line: str) -> Point:
+    tokens = line.split()
+    if len(tokens) != 3:
+        raise ProtocolError(f"data line {line[:80]!r} does not have 3 fields")
+    key, value_text, ts_text = tokens
+    try:
+        value = float(value_text)
+    except ValueError:
+        raise ProtocolError(f"value {value_text[:40]!r} is not a number") from None
+    if not ts_text.isascii() or not ts_text.isdigit():
+        raise ProtocolError(f"timestamp {ts_text[:40]!r} is not an integer")
+    return key, value, int(ts_text)
