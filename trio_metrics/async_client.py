@@ -37,8 +37,10 @@ _RECEIVE_SIZE: Final = 64 * 1024
 
 
 @asynccontextmanager
-async def open_client(  # noqa: ASYNC109 - mirrors Client(host, port, timeout)
-    host: str, port: int, timeout: float | None = None
+async def open_client(
+    host: str,
+    port: int,
+    timeout: float | None = None,  # noqa: ASYNC109 - the signature of Client(host, port, timeout)
 ) -> AsyncIterator[AsyncClient]:
     """Connect to a server; yield an :class:`AsyncClient`; close it on exit.
 

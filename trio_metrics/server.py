@@ -31,6 +31,7 @@ from .store import MetricStore, Store
 
 __all__ = [
     "DEFAULT_HOST",
+    "ConnectionHandler",
     "DEFAULT_PORT",
     "ServerInfo",
     "ServerStats",
@@ -105,7 +106,7 @@ async def serve(
         stats=ServerStats(),
         listeners=listeners,
     )
-    handler = _ConnectionHandler(store, info.stats, max_line_length)
+    handler = ConnectionHandler(store, info.stats, max_line_length)
     logger.info(
         "listening on %s port %d (max line %d bytes)",
         ", ".join(str(listener.socket.getsockname()[0]) for listener in listeners),
@@ -122,13 +123,22 @@ async def serve(
 
 
 @attrs.define
-class _ConnectionHandler:
+class ConnectionHandler:
+    """Serves the protocol on one stream after another, for :func:`serve`.
+
+    Usable on any :class:`trio.abc.Stream` (tests use trio's memory streams).
+    """
+
     store: Store
     stats: ServerStats
     max_line_length: int
 
-    async def handle(self, stream: trio.SocketStream) -> None:
-        """Serve one connection; never raises except for cancellation."""
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection until its peer closes it, then close it.
+
+        Never raises except for cancellation: a lost peer or an unexpected
+        error ends this connection only, and is logged.
+        """
         stats = self.stats
         stats.connections_open += 1
         stats.connections_total += 1
@@ -145,7 +155,7 @@ class _ConnectionHandler:
             stats.connections_open -= 1
             await stream.aclose()
 
-    async def _converse(self, stream: trio.SocketStream) -> None:
+    async def _converse(self, stream: trio.abc.Stream) -> None:
         reader = LineReader(stream, self.max_line_length)
         while True:
             lines = await reader.receive_lines()
@@ -218,13 +228,23 @@ async def serve_until_signal(
     ready: Callable[[ServerInfo], None] | None,
     options: dict[str, Any],
 ) -> None:
-    """Run :func:`serve` until SIGINT or SIGTERM; call ``ready`` once listening."""
-    async with trio.open_nursery() as nursery:
-        if threading.current_thread() is threading.main_thread():
-            await nursery.start(_cancel_on_signal, nursery.cancel_scope)
-        info = await nursery.start(_serve_with_options, host, port, options)
-        if ready is not None:
-            ready(info)
+    """Run :func:`serve` until SIGINT or SIGTERM; call ``ready`` once listening.
+
+    Raises the bare :exc:`OSError` when the address cannot be bound.
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            if threading.current_thread() is threading.main_thread():
+                await nursery.start(_cancel_on_signal, nursery.cancel_scope)
+            info = await nursery.start(_serve_with_options, host, port, options)
+            if ready is not None:
+                ready(info)
+    except ExceptionGroup as group:
+        # A failed start ends the nursery with that one error in a group;
+        # callers of a blocking entry point expect the error itself.
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError):
+            raise group.exceptions[0] from None
+        raise
 
 
 async def _serve_with_options(
