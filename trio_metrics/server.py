@@ -31,8 +31,8 @@ from .store import MetricStore, Store
 
 __all__ = [
     "DEFAULT_HOST",
-    "ConnectionHandler",
     "DEFAULT_PORT",
+    "ConnectionHandler",
     "ServerInfo",
     "ServerStats",
     "run_server",

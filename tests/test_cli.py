@@ -1,0 +1,194 @@
+"""The ``trio-metrics`` command, run as a real process against real servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from net import NETWORK_TIMEOUT, recv_until
+
+from trio_metrics import ServerInfo
+
+COMMAND = [sys.executable, "-m", "trio_metrics"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 3,
+        check=False,
+    )
+
+
+class ServeProcess:
+    """``trio-metrics serve --port 0`` in a subprocess; knows its port."""
+
+    def __init__(self, *args: str) -> None:
+        self.process = subprocess.Popen(
+            [*COMMAND, "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.process.stdout is not None
+        self.banner = self.process.stdout.readline()
+        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.banner)
+        if match is None:
+            self.process.kill()
+            _, err = self.process.communicate(timeout=NETWORK_TIMEOUT)
+            raise AssertionError(f"no banner: {self.banner!r} {err!r}")
+        self.port = int(match.group(1))
+
+    def stop(self, signum: int) -> tuple[int, str]:
+        self.process.send_signal(signum)
+        _, err = self.process.communicate(timeout=NETWORK_TIMEOUT)
+        return self.process.returncode, err
+
+
+@pytest.fixture
+def serve_process() -> Iterator[ServeProcess]:
+    server = ServeProcess()
+    yield server
+    if server.process.poll() is None:
+        server.process.kill()
+        server.process.communicate(timeout=NETWORK_TIMEOUT)
+
+
+def test_put_then_get_table_and_json(threaded_server: ServerInfo) -> None:
+    port = str(threaded_server.port)
+    for key, value, ts in [("palm.cpu", "10.6", "1501864247"), ("palm.cpu", "2", "1501864248")]:
+        done = run_cli("put", key, value, "--timestamp", ts, "--port", port)
+        assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert run_cli("put", "other", "-3", "--timestamp", "0", "--port", port).returncode == 0
+
+    table = run_cli("get", "palm.cpu", "--port", port)
+    assert table.returncode == 0
+    assert table.stdout.splitlines() == [
+        "KEY        TIMESTAMP  TIME (UTC)           VALUE",
+        "palm.cpu  1501864247  2017-08-04 16:30:47  10.6",
+        "palm.cpu  1501864248  2017-08-04 16:30:48  2.0",
+    ]
+
+    everything = run_cli("get", "*", "--json", "--port", port)
+    assert everything.returncode == 0
+    assert json.loads(everything.stdout) == {
+        "palm.cpu": [[1501864247, 10.6], [1501864248, 2.0]],
+        "other": [[0, -3.0]],
+    }
+
+
+def test_put_without_timestamp_uses_now(threaded_server: ServerInfo) -> None:
+    port = str(threaded_server.port)
+    assert run_cli("put", "now", "1", "--port", port).returncode == 0
+    [[timestamp, value]] = json.loads(run_cli("get", "now", "--json", "--port", port).stdout)["now"]
+    assert value == 1.0
+    assert timestamp > 1_700_000_000
+
+
+def test_get_with_no_points(threaded_server: ServerInfo) -> None:
+    done = run_cli("get", "nothing", "--port", str(threaded_server.port))
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "(no points)\n")
+    done = run_cli("get", "nothing", "--json", "--port", str(threaded_server.port))
+    assert (done.returncode, done.stdout) == (0, "{}\n")
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.mark.parametrize("verb", [["put", "k", "1"], ["get", "k"]])
+def test_server_down_is_one_clear_line_and_exit_1(verb: list[str]) -> None:
+    done = run_cli(*verb, "--port", str(closed_port()))
+    assert done.returncode == 1
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith("trio-metrics: error: cannot connect to 127.0.0.1:")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["put", "k", "nan"], "not a finite number"),
+        (["put", "k", "abc"], "not a finite number"),
+        (["put", "two words", "1"], "must be one word"),
+        (["put", "*", "1"], "must be one word"),
+        (["put", "k", "1", "--timestamp", "-5"], "whole unix seconds"),
+        (["put", "k", "1", "--timestamp", "1.5"], "whole unix seconds"),
+        (["get", "k", "--port", "70000"], "outside 0..65535"),
+        (["serve", "--max-line-length", "0"], "at least 1"),
+        (["frobnicate"], "invalid choice"),
+        ([], "required"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_message(args: list[str], message: str) -> None:
+    done = run_cli(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_error_answer_from_server_exits_1(threaded_server: ServerInfo) -> None:
+    # A key the server refuses though the command line let it through.
+    done = run_cli("get", "bad\x01key", "--port", str(threaded_server.port))
+    assert done.returncode == 1
+    assert done.stderr == "trio-metrics: error: server answered error: wrong command\n"
+
+
+@pytest.mark.parametrize("verb", [[], ["serve"], ["put"], ["get"]])
+def test_help_on_every_verb(verb: list[str]) -> None:
+    done = run_cli(*verb, "--help")
+    assert done.returncode == 0
+    assert done.stdout.startswith("usage: trio-metrics")
+
+
+def test_version() -> None:
+    done = run_cli("--version")
+    assert re.fullmatch(r"trio-metrics \d+\.\d+\.\d+\n", done.stdout)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_serve_stops_cleanly_on_signal(serve_process: ServeProcess, signum: int) -> None:
+    assert "memory only" in serve_process.banner
+    done = run_cli("put", "k", "1", "--timestamp", "5", "--port", str(serve_process.port))
+    assert done.returncode == 0
+    with socket.create_connection(("127.0.0.1", serve_process.port), NETWORK_TIMEOUT) as sock:
+        sock.sendall(b"get k\n")
+        assert recv_until(sock, b"\n\n") == b"ok\nk 1.0 5\n\n"
+        status, err = serve_process.stop(signum)
+        # The open connection was closed by the server, not left hanging.
+        sock.settimeout(NETWORK_TIMEOUT)
+        assert sock.recv(1) == b""
+    assert status == 0
+    assert "Traceback" not in err
+    assert "shutting down" in err
+
+
+def test_serve_reports_a_busy_port(threaded_server: ServerInfo) -> None:
+    done = run_cli("serve", "--port", str(threaded_server.port))
+    assert done.returncode == 1
+    assert done.stderr.strip().endswith(
+        f"cannot listen on 127.0.0.1:{threaded_server.port}: Address already in use"
+    )
+    assert "Traceback" not in done.stderr
+
+
+def test_console_script_is_installed() -> None:
+    script = os.path.join(os.path.dirname(sys.executable), "trio-metrics")
+    done = subprocess.run(
+        [script, "--help"], capture_output=True, text=True, timeout=NETWORK_TIMEOUT * 3
+    )
+    assert done.returncode == 0
+    assert "serve" in done.stdout

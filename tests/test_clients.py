@@ -1,0 +1,358 @@
+"""The blocking Client and the trio AsyncClient against real servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+import trio
+from conftest import server_in_thread
+from net import NETWORK_TIMEOUT
+
+from trio_metrics import (
+    AsyncClient,
+    Client,
+    ClientError,
+    ServerInfo,
+    ThreadClient,
+    open_client,
+    serve,
+)
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 with nothing listening on it (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@contextmanager
+def scripted_peer(answer: bytes | None) -> Iterator[int]:
+    """A real TCP peer that answers every request line with ``answer``.
+
+    ``None`` means it accepts the connection and never answers. It stands in
+    for a misbehaving server, which our own server cannot be made to be.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(NETWORK_TIMEOUT)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            conn, _ = listener.accept()
+        except OSError:
+            return
+        with conn:
+            conn.settimeout(0.05)
+            while not stop.is_set():
+                try:
+                    data = conn.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if not data:
+                    return
+                if answer is not None:
+                    conn.sendall(answer * data.count(b"\n"))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(NETWORK_TIMEOUT)
+
+
+# --- blocking Client ------------------------------------------------------
+
+
+def test_client_round_trip(threaded_server: ServerInfo) -> None:
+    with Client("127.0.0.1", threaded_server.port, timeout=NETWORK_TIMEOUT) as client:
+        assert client.put("palm.cpu", 10.6, 1501864247) is None
+        client.put("palm.cpu", 2, 1501864248)
+        client.put("eardrum.cpu", 3, 1501864250)
+        client.put("palm.cpu", 0.5, 1501864246)
+        assert client.get("palm.cpu") == {
+            "palm.cpu": [(1501864246, 0.5), (1501864247, 10.6), (1501864248, 2.0)]
+        }
+        assert client.get("*") == {
+            "palm.cpu": [(1501864246, 0.5), (1501864247, 10.6), (1501864248, 2.0)],
+            "eardrum.cpu": [(1501864250, 3.0)],
+        }
+        assert client.get("nothing.here") == {}
+
+
+def test_client_sends_the_value_as_given_and_timestamp_zero(threaded_server: ServerInfo) -> None:
+    with Client("127.0.0.1", threaded_server.port) as client:
+        client.put("load", 301, 0)
+        client.put("text", "1e3", 1)
+        assert client.get("load") == {"load": [(0, 301.0)]}
+        assert client.get("text") == {"text": [(1, 1000.0)]}
+
+
+def test_client_timestamp_defaults_to_now(threaded_server: ServerInfo) -> None:
+    with Client("127.0.0.1", threaded_server.port) as client:
+        before = int(time.time())
+        client.put("now", 1.0)
+        after = int(time.time())
+        [(timestamp, value)] = client.get("now")["now"]
+    assert before <= timestamp <= after
+    assert value == 1.0
+
+
+def test_client_reads_a_big_answer_arriving_in_many_pieces(threaded_server: ServerInfo) -> None:
+    with Client("127.0.0.1", threaded_server.port) as client:
+        for ts in range(3000):
+            client.put("many", ts * 0.25, ts)
+        points = client.get("many")["many"]
+    assert points == [(ts, ts * 0.25) for ts in range(3000)]
+
+
+def test_client_error_answer_raises_and_connection_stays_usable(
+    threaded_server: ServerInfo,
+) -> None:
+    with Client("127.0.0.1", threaded_server.port) as client:
+        with pytest.raises(ClientError, match="wrong command"):
+            client.put("k", "nan", 1)
+        with pytest.raises(ClientError, match="wrong command"):
+            client.get("bad\x00key")
+        client.put("k", 1, 1)
+        assert client.get("k") == {"k": [(1, 1.0)]}
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("two words", 1), ("new\nline", 1), ("k", "1 2"), ("k", "1\nget *"), ("", 1)],
+)
+def test_client_refuses_requests_that_would_change_the_command(
+    threaded_server: ServerInfo, key: str, value: object
+) -> None:
+    with Client("127.0.0.1", threaded_server.port) as client:
+        with pytest.raises(ClientError):
+            client.put(key, value, 1)
+        # Nothing was sent, so the connection is still in step.
+        assert client.get("*") == {}
+
+
+def test_client_cannot_connect_raises_client_error() -> None:
+    with pytest.raises(ClientError, match="cannot connect"):
+        Client("127.0.0.1", free_port(), timeout=NETWORK_TIMEOUT)
+
+
+def test_client_against_a_stopped_server_raises_client_error() -> None:
+    with server_in_thread() as info:
+        client = Client("127.0.0.1", info.port, timeout=NETWORK_TIMEOUT)
+        client.put("k", 1, 1)
+    with pytest.raises(ClientError):
+        client.put("k", 2, 2)
+    with pytest.raises(ClientError, match="broken"):
+        client.get("k")
+    client.close()
+
+
+def test_client_timeout_raises_client_error_and_breaks_connection() -> None:
+    with scripted_peer(None) as port:
+        client = Client("127.0.0.1", port, timeout=0.2)
+        started = time.monotonic()
+        with pytest.raises(ClientError, match="timed out"):
+            client.get("k")
+        assert time.monotonic() - started < NETWORK_TIMEOUT
+        with pytest.raises(ClientError, match="broken"):
+            client.get("k")
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"oops\n\n",
+        b"ok\nkey 1.0\n\n",
+        b"ok\nkey 1.0 2 extra\n\n",
+        b"ok\nkey 1.0 1.5\n\n",
+        b"ok\nkey one 1\n\n",
+    ],
+)
+def test_client_malformed_answer_raises_client_error(answer: bytes) -> None:
+    with scripted_peer(answer) as port, Client("127.0.0.1", port, timeout=NETWORK_TIMEOUT) as c:
+        with pytest.raises(ClientError, match="malformed"):
+            c.get("key")
+
+
+def test_client_put_answered_with_data_raises() -> None:
+    with scripted_peer(b"ok\nk 1.0 1\n\n") as port, Client("127.0.0.1", port) as client:
+        with pytest.raises(ClientError, match="data lines"):
+            client.put("k", 1, 1)
+
+
+def test_client_extra_answer_means_out_of_step() -> None:
+    with scripted_peer(b"ok\n\nok\n\n") as port, Client("127.0.0.1", port) as client:
+        with pytest.raises(ClientError, match="more than one answer"):
+            client.put("k", 1, 1)
+        with pytest.raises(ClientError, match="out of step"):
+            client.put("k", 1, 1)
+
+
+# --- AsyncClient ----------------------------------------------------------
+
+
+@pytest.fixture
+async def async_client(server: ServerInfo) -> AsyncIterator[AsyncClient]:
+    async with open_client("127.0.0.1", server.port, timeout=NETWORK_TIMEOUT) as client:
+        yield client
+
+
+async def test_async_client_round_trip(async_client: AsyncClient) -> None:
+    assert await async_client.put("palm.cpu", 10.6, 1501864247) is None
+    await async_client.put("palm.cpu", 2, 1501864248)
+    await async_client.put("load", 301, 0)
+    assert await async_client.get("palm.cpu") == {
+        "palm.cpu": [(1501864247, 10.6), (1501864248, 2.0)]
+    }
+    assert await async_client.get("*") == {
+        "palm.cpu": [(1501864247, 10.6), (1501864248, 2.0)],
+        "load": [(0, 301.0)],
+    }
+    assert await async_client.get("missing") == {}
+
+
+async def test_async_client_errors_match_the_sync_client(async_client: AsyncClient) -> None:
+    with pytest.raises(ClientError, match="wrong command"):
+        await async_client.put("k", "inf", 1)
+    with pytest.raises(ClientError):
+        await async_client.put("two words", 1, 1)
+    await async_client.put("k", 1.5)
+    [(timestamp, value)] = (await async_client.get("k"))["k"]
+    assert abs(timestamp - time.time()) < 60
+    assert value == 1.5
+
+
+async def test_async_client_shared_by_many_tasks(async_client: AsyncClient) -> None:
+    results: dict[int, dict[str, list[tuple[int, float]]]] = {}
+
+    async def worker(n: int) -> None:
+        for ts in range(20):
+            await async_client.put(f"task.{n}", n * 100 + ts, ts)
+        results[n] = await async_client.get(f"task.{n}")
+
+    async with trio.open_nursery() as nursery:
+        for n in range(20):
+            nursery.start_soon(worker, n)
+    for n in range(20):
+        assert results[n] == {f"task.{n}": [(ts, float(n * 100 + ts)) for ts in range(20)]}
+
+
+async def test_open_client_cannot_connect_raises_client_error() -> None:
+    with pytest.raises(ClientError, match="cannot connect"):
+        async with open_client("127.0.0.1", free_port()):
+            pass  # pragma: no cover - never reached
+
+
+async def test_async_client_timeout_breaks_the_connection() -> None:
+    with scripted_peer(None) as port:
+        async with open_client("127.0.0.1", port, timeout=0.2) as client:
+            with pytest.raises(ClientError, match="timed out"):
+                await client.get("k")
+            with pytest.raises(ClientError, match="broken"):
+                await client.get("k")
+
+
+async def test_async_client_cancelled_mid_request_is_marked_broken() -> None:
+    with scripted_peer(None) as port:
+        async with open_client("127.0.0.1", port) as client:
+            with trio.move_on_after(0.1) as scope:
+                await client.get("k")
+            assert scope.cancelled_caught
+            with pytest.raises(ClientError, match="broken"):
+                await client.get("k")
+
+
+async def test_async_client_malformed_answer_keeps_connection_in_step() -> None:
+    with scripted_peer(b"ok\nkey x 1\n\n") as port:
+        async with open_client("127.0.0.1", port) as client:
+            for _ in range(2):
+                with pytest.raises(ClientError, match="malformed"):
+                    await client.get("key")
+
+
+async def test_async_client_after_server_stops_raises_client_error() -> None:
+    server_scope = trio.CancelScope()
+
+    async def run_server(*, task_status: trio.TaskStatus[ServerInfo]) -> None:
+        with server_scope:
+            await serve("127.0.0.1", 0, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(run_server)
+        async with open_client("127.0.0.1", info.port, timeout=NETWORK_TIMEOUT) as client:
+            await client.put("k", 1, 1)
+            server_scope.cancel()
+            with pytest.raises(ClientError, match="failed"):
+                await client.put("k", 2, 2)
+            with pytest.raises(ClientError, match="broken"):
+                await client.get("k")
+
+
+# --- ThreadClient: sync code in worker threads through the trio client ----
+
+
+async def test_thread_client_from_worker_threads(async_client: AsyncClient) -> None:
+    bridge = async_client.for_thread()
+
+    def sync_reporter(n: int) -> dict[str, list[tuple[int, float]]]:
+        for ts in range(10):
+            bridge.put(f"thread.{n}", n + ts / 10, ts)
+        return bridge.get(f"thread.{n}")
+
+    results: dict[int, dict[str, list[tuple[int, float]]]] = {}
+
+    async def run(n: int) -> None:
+        results[n] = await trio.to_thread.run_sync(sync_reporter, n)
+
+    async with trio.open_nursery() as nursery:
+        for n in range(8):
+            nursery.start_soon(run, n)
+    for n in range(8):
+        assert results[n] == {f"thread.{n}": [(ts, n + ts / 10) for ts in range(10)]}
+    assert len(await async_client.get("*")) == 8
+
+
+async def test_thread_client_raises_client_error_like_client(async_client: AsyncClient) -> None:
+    bridge = async_client.for_thread()
+
+    def bad_put() -> None:
+        bridge.put("k", "nan", 1)
+
+    with pytest.raises(ClientError, match="wrong command"):
+        await trio.to_thread.run_sync(bad_put)
+
+
+def test_thread_client_after_the_trio_run_ended_raises_client_error() -> None:
+    with server_in_thread() as info:
+
+        async def make_bridge() -> ThreadClient:
+            async with open_client("127.0.0.1", info.port) as client:
+                return client.for_thread()
+
+        bridge = trio.run(make_bridge)
+    with pytest.raises(ClientError, match="has ended"):
+        bridge.put("k", 1, 1)
+
+
+def test_thread_client_has_the_client_signatures() -> None:
+    def params(method: Callable[..., object]) -> list[tuple[str, object]]:
+        signature = inspect.signature(method)
+        return [(p.name, p.default) for p in signature.parameters.values()]
+
+    for name in ("put", "get"):
+        assert params(getattr(ThreadClient, name)) == params(getattr(Client, name))
+        assert params(getattr(AsyncClient, name)) == params(getattr(Client, name))
