@@ -10,6 +10,7 @@ every rule is tested without I/O.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Final, SupportsInt, TypeAlias
 
@@ -48,6 +49,7 @@ OK_ANSWER: Final = b"ok\n\n"
 ERROR_ANSWER: Final = b"error\nwrong command\n\n"
 
 _ANSWER_END: Final = b"\n\n"
+_SPACES_OR_TABS: Final = re.compile(rb"[ \t]+")
 # Python's int() refuses strings over 4300 digits with a ValueError, but a
 # timestamp can never need more than 19, so longer tokens are rejected early.
 _MAX_TIMESTAMP_DIGITS: Final = len(str(MAX_TIMESTAMP))
@@ -169,12 +171,15 @@ def parse_command(line: bytes) -> Command | None:
     blank line, which is not a command and gets no answer. Raises
     :class:`ProtocolError` for anything the protocol calls a wrong command.
     """
-    # bytes.split() splits on ASCII whitespace only, so it separates tokens
-    # on spaces and tabs and drops a trailing "\r"; any other whitespace
-    # left inside a token makes that token invalid below.
     tokens = line.split()
     if not tokens:
         return None
+    # bytes.split() also splits on "\r", "\v" and "\f", but between tokens
+    # the protocol separates on spaces and tabs only (leading and trailing
+    # whitespace of any kind is ignored). A line with one of those inside
+    # is rare, so only then is it split the strict way.
+    if len(tokens) > 1 and (b"\r" in line or b"\x0b" in line or b"\x0c" in line):
+        tokens = _SPACES_OR_TABS.split(line.strip())
     word = tokens[0]
     if word == b"put":
         if len(tokens) != 4:
