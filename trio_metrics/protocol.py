@@ -146,9 +146,13 @@ def parse_timestamp(token: bytes) -> int:
     """
     # bytes.isdigit() is ASCII-only, unlike str.isdigit(), which also says
     # yes to "²" and other characters int() would refuse.
-    if not token.isdigit() or len(token.lstrip(b"0")) > _MAX_TIMESTAMP_DIGITS:
-        raise ProtocolError(f"timestamp {token!r} is not a non-negative integer")
-    timestamp = int(token)
+    if not token.isdigit():
+        raise ProtocolError(f"timestamp {token[:40]!r} is not a non-negative integer")
+    # Leading zeros are digits too, but int() refuses over 4300 of them.
+    significant = token.lstrip(b"0")
+    if len(significant) > _MAX_TIMESTAMP_DIGITS:
+        raise ProtocolError(f"timestamp {token[:40]!r}... is larger than 2**63-1")
+    timestamp = int(significant) if significant else 0
     if timestamp > MAX_TIMESTAMP:
         raise ProtocolError(f"timestamp {token!r} is larger than 2**63-1")
     return timestamp
@@ -206,7 +210,7 @@ def encode_get_answer(
     text gives back exactly the stored number.
     """
     lines = [
-        f"{key} {value!r} {timestamp}\n"
+        f"{key} {float(value)!r} {timestamp}\n"
         for key, timestamps, values in series
         for timestamp, value in zip(timestamps, values, strict=True)
     ]
@@ -332,6 +336,11 @@ def _parse_point_line(line: str) -> Point:
         value = float(value_text)
     except ValueError:
         raise ProtocolError(f"value {value_text[:40]!r} is not a number") from None
-    if not ts_text.isascii() or not ts_text.isdigit():
-        raise ProtocolError(f"timestamp {ts_text[:40]!r} is not an integer")
-    return key, value, int(ts_text)
+    try:
+        # int() accepts signs, "_" and spaces; the protocol sends digits only.
+        if not ts_text.isascii() or not ts_text.isdigit():
+            raise ValueError
+        timestamp = int(ts_text)
+    except ValueError:  # also int()'s limit of 4300 digits
+        raise ProtocolError(f"timestamp {ts_text[:40]!r} is not an integer") from None
+    return key, value, timestamp
