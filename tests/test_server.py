@@ -12,8 +12,8 @@ import trio
 import trio.testing
 from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof
 
-from trio_metrics import MetricStore, Series, ServerInfo, ServerStats, open_client, serve
-from trio_metrics.server import ConnectionHandler
+from trio_metrics import Limits, MetricStore, Series, ServerInfo, ServerStats, open_client, serve
+from trio_metrics.connection import ConnectionHandler
 
 OK = b"ok\n\n"
 ERROR = b"error\nwrong command\n\n"
@@ -165,7 +165,7 @@ async def test_one_byte_at_a_time_over_memory_streams() -> None:
     # Memory streams deliver each send as its own receive, which TCP cannot
     # promise: this pins down the server's handling of the smallest pieces.
     store = MetricStore()
-    handler = ConnectionHandler(store, ServerStats(), max_line_length=1024)
+    handler = ConnectionHandler(store, ServerStats(), Limits(max_line_length=1024))
     client, server_end = trio.testing.memory_stream_pair()
     request = b"put a 1 1\r\nput a 2 1\nget a\n"
     expected = OK + OK + b"ok\na 2.0 1\n\n"

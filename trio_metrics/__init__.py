@@ -7,7 +7,9 @@ that existing users of the protocol import; trio programs use
 
 from .async_client import AsyncClient, ThreadClient, open_client
 from .client import Client, ClientError
-from .server import ServerInfo, ServerStats, run_server, serve
+from .limits import Limits
+from .server import ServerInfo, run_server, serve
+from .stats import ServerStats
 from .store import MetricStore, Series, Store
 
 __version__ = "0.1.0"
@@ -16,6 +18,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientError",
+    "Limits",
     "MetricStore",
     "Series",
     "ServerInfo",

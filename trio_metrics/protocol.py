@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, SupportsInt, TypeAlias
 
 import attrs
@@ -29,10 +29,12 @@ __all__ = [
     "ProtocolError",
     "Put",
     "ResponseParser",
+    "Stats",
     "encode_get_answer",
     "encode_get_request",
     "encode_put_request",
     "is_valid_key",
+    "iter_get_answer",
     "parse_command",
     "parse_timestamp",
     "parse_value",
@@ -116,8 +118,18 @@ class Get:
         return self.key == ALL_KEYS
 
 
+@attrs.frozen
+class Stats:
+    """``stats``: the server's own counters, answered like a ``get``.
+
+    An extension word (the protocol allows new words): each counter comes
+    back as a data line ``<name> <value> <timestamp>``, so any client that
+    reads ``get`` answers reads it.
+    """
+
+
 #: A parsed command.
-Command: TypeAlias = Put | Get
+Command: TypeAlias = Put | Get | Stats
 
 
 def parse_value(token: bytes) -> float:
@@ -197,26 +209,47 @@ def parse_command(line: bytes) -> Command | None:
         if tokens[1] == b"*":
             return Get(ALL_KEYS)
         return Get(_parse_key(tokens[1]))
+    if word == b"stats":
+        if len(tokens) != 1:
+            raise ProtocolError(f"stats takes no arguments, got {len(tokens) - 1}")
+        return Stats()
     raise ProtocolError(f"unknown command {word[:40]!r}")
 
 
-def encode_get_answer(
-    series: Iterable[tuple[str, Iterable[int], Iterable[float]]],
-) -> bytes:
-    """Encode a ``get`` answer from ``(key, timestamps, values)`` series.
+def iter_get_answer(
+    series: Iterable[tuple[str, Sequence[int], Sequence[float]]],
+    points_per_piece: int = 4096,
+) -> Iterator[bytes]:
+    """Encode a ``get`` answer piece by piece from ``(key, timestamps, values)``.
 
     ``ok``, one ``<key> <value> <timestamp>`` line per point, then a blank
-    line. Values are written as ``repr(float)``, so that ``float()`` of the
-    text gives back exactly the stored number.
+    line. Each piece holds at most ``points_per_piece`` lines, so a huge
+    answer can be written out while it is encoded, in bounded memory.
+    Values are written as ``repr(float)``, so that ``float()`` of the text
+    gives back exactly the stored number.
     """
-    lines = [
-        f"{key} {float(value)!r} {timestamp}\n"
-        for key, timestamps, values in series
-        for timestamp, value in zip(timestamps, values, strict=True)
-    ]
-    if not lines:
-        return OK_ANSWER
-    return b"ok\n" + "".join(lines).encode("utf-8") + b"\n"
+    started = False
+    for key, timestamps, values in series:
+        for start in range(0, len(timestamps), points_per_piece):
+            stop = start + points_per_piece
+            text = "".join(
+                [
+                    f"{key} {float(value)!r} {timestamp}\n"
+                    for timestamp, value in zip(
+                        timestamps[start:stop], values[start:stop], strict=True
+                    )
+                ]
+            )
+            if not started:
+                started = True
+                yield b"ok\n"
+            yield text.encode("utf-8")
+    yield b"\n" if started else OK_ANSWER
+
+
+def encode_get_answer(series: Iterable[tuple[str, Sequence[int], Sequence[float]]]) -> bytes:
+    """Encode a whole ``get`` answer; see :func:`iter_get_answer`."""
+    return b"".join(iter_get_answer(series))
 
 
 # --- client side ------------------------------------------------------------

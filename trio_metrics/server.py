@@ -3,7 +3,8 @@
 :func:`serve` runs the server inside a caller's nursery
 (``info = await nursery.start(serve, host, 0)`` tells the real port);
 :func:`run_server` is the blocking entry point that also stops cleanly on
-Ctrl-C and SIGTERM.
+Ctrl-C and SIGTERM. What happens on each connection is
+:class:`~trio_metrics.connection.ConnectionHandler`'s business.
 """
 
 from __future__ import annotations
@@ -11,53 +12,32 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
 import attrs
 import trio
 
-from .lines import DEFAULT_MAX_LINE_LENGTH, LINE_TOO_LONG, Line, LineReader
-from .protocol import (
-    ERROR_ANSWER,
-    OK_ANSWER,
-    Point,
-    ProtocolError,
-    Put,
-    encode_get_answer,
-    parse_command,
-)
+from .connection import ConnectionHandler
+from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
+from .lines import DEFAULT_MAX_LINE_LENGTH
+from .stats import ServerStats
 from .store import MetricStore, Store
 
 __all__ = [
     "DEFAULT_HOST",
     "DEFAULT_PORT",
-    "ConnectionHandler",
     "ServerInfo",
-    "ServerStats",
     "run_server",
     "serve",
+    "serve_until_signal",
 ]
 
 logger = logging.getLogger("trio_metrics.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888
-
-# The errors a connection ends with when its peer resets, vanishes or closes
-# while we write: they end that connection only.
-_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
-
-
-@attrs.define
-class ServerStats:
-    """Counters an operator can read while the server runs."""
-
-    connections_open: int = 0
-    connections_total: int = 0
-    commands: int = 0
-    errors: int = 0
-    connection_failures: int = 0
 
 
 @attrs.frozen
@@ -68,6 +48,7 @@ class ServerInfo:
     port: int
     store: Store
     stats: ServerStats
+    limits: Limits
     listeners: list[trio.SocketListener] = attrs.field(repr=False)
 
 
@@ -77,6 +58,9 @@ async def serve(
     *,
     store: Store | None = None,
     max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    idle_timeout: float | None = None,
+    max_buffered_answer: int = DEFAULT_MAX_BUFFERED_ANSWER,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the metrics protocol on ``host:port`` until cancelled.
@@ -84,17 +68,23 @@ async def serve(
     ``port=0`` picks a free port; start the server with
     ``info = await nursery.start(serve, host, 0)`` to learn it
     (``info.port``). ``host=None`` listens on every local address.
-    ``store`` defaults to a new in-memory :class:`MetricStore`.
-    ``max_line_length`` bounds one command line in bytes; a longer line is
-    answered with the error answer and skipped, and the connection goes on.
+    ``store`` defaults to a new in-memory :class:`MetricStore`. The limits
+    (``max_line_length``, ``max_connections``, ``idle_timeout``,
+    ``max_buffered_answer``) are described in :class:`~trio_metrics.Limits`.
 
     Every connection is handled by its own task in the server's nursery. A
-    connection that fails (reset, vanished peer, even a bug in its handling)
-    is closed and logged; it never stops the server or touches another
-    connection. Cancelling the surrounding scope closes the listeners and
-    every open connection. Raises :exc:`OSError` if the address cannot be
-    bound.
+    connection that fails (reset, vanished peer, a limit, even a bug in its
+    handling) is closed and logged; it never stops the server or touches
+    another connection. Cancelling the surrounding scope closes the
+    listeners and every open connection. Raises :exc:`ValueError` for a bad
+    limit and :exc:`OSError` if the address cannot be bound.
     """
+    limits = Limits(
+        max_line_length=max_line_length,
+        max_connections=max_connections,
+        idle_timeout=idle_timeout,
+        max_buffered_answer=max_buffered_answer,
+    )
     if store is None:
         store = MetricStore()
     listeners = await trio.open_tcp_listeners(port, host=host)
@@ -104,107 +94,36 @@ async def serve(
         port=sockname[1],
         store=store,
         stats=ServerStats(),
+        limits=limits,
         listeners=listeners,
     )
-    handler = ConnectionHandler(store, info.stats, max_line_length)
+    handler = ConnectionHandler(store, info.stats, limits)
+    addresses = ", ".join(str(listener.socket.getsockname()[0]) for listener in listeners)
     logger.info(
-        "listening on %s port %d (max line %d bytes)",
-        ", ".join(str(listener.socket.getsockname()[0]) for listener in listeners),
+        "listening on %s port %d (%s; store: %s)",
+        addresses,
         info.port,
-        max_line_length,
+        limits.describe(),
+        type(store).__name__,
     )
+    started = time.monotonic()
     try:
         # The listeners are bound and listening already: a client that
         # connects now waits in the backlog until serve_listeners accepts.
         task_status.started(info)
         await trio.serve_listeners(handler.handle, listeners)
     finally:
-        logger.info("stopped; %d connections were open", info.stats.connections_open)
-
-
-@attrs.define
-class ConnectionHandler:
-    """Serves the protocol on one stream after another, for :func:`serve`.
-
-    Usable on any :class:`trio.abc.Stream` (tests use trio's memory streams).
-    """
-
-    store: Store
-    stats: ServerStats
-    max_line_length: int
-
-    async def handle(self, stream: trio.abc.Stream) -> None:
-        """Serve one connection until its peer closes it, then close it.
-
-        Never raises except for cancellation: a lost peer or an unexpected
-        error ends this connection only, and is logged.
-        """
-        stats = self.stats
-        stats.connections_open += 1
-        stats.connections_total += 1
-        try:
-            await self._converse(stream)
-        except _PEER_GONE as exc:
-            logger.debug("connection lost: %r", exc)
-        except Exception:
-            # trio.serve_listeners would end the whole server if a handler
-            # raised; one broken conversation must not take the others down.
-            stats.connection_failures += 1
-            logger.exception("connection closed after an unexpected error")
-        finally:
-            stats.connections_open -= 1
-            await stream.aclose()
-
-    async def _converse(self, stream: trio.abc.Stream) -> None:
-        reader = LineReader(stream, self.max_line_length)
-        while True:
-            lines = await reader.receive_lines()
-            if not lines:
-                # End of stream: everything complete was answered already;
-                # an unfinished last line is dropped as cut off.
-                return
-            answer = await self._answer(lines)
-            if answer:
-                await stream.send_all(answer)
-
-    async def _answer(self, lines: list[Line]) -> bytes:
-        """Run a batch of lines; return their answers, in order, as one string.
-
-        Consecutive puts go to the store as one batch, before any later
-        ``get`` of the batch reads it and before their ``ok``s are sent.
-        """
-        answers: list[bytes] = []
-        puts: list[Point] = []
-        commands = errors = 0
-        for line in lines:
-            if line is LINE_TOO_LONG:
-                answers.append(ERROR_ANSWER)
-                commands += 1
-                errors += 1
-                continue
-            try:
-                command = parse_command(line)
-            except ProtocolError:
-                answers.append(ERROR_ANSWER)
-                commands += 1
-                errors += 1
-                continue
-            if command is None:
-                continue
-            commands += 1
-            if isinstance(command, Put):
-                puts.append((command.key, command.value, command.timestamp))
-                answers.append(OK_ANSWER)
-            else:
-                if puts:
-                    await self.store.put_batch(puts)
-                    puts = []
-                answers.append(encode_get_answer(await self.store.query(command.key)))
-        if puts:
-            await self.store.put_batch(puts)
-        self.stats.commands += commands
-        self.stats.errors += errors
-        return b"".join(answers)
+        stats = info.stats
+        logger.info(
+            "stopped after %.0fs: %d connections served, %d commands, %d wrong, "
+            "%d refused at the limit, %d still open were closed",
+            time.monotonic() - started,
+            stats.connections_total,
+            stats.commands,
+            stats.errors,
+            stats.connections_refused,
+            stats.connections_open,
+        )
 
 
 def run_server(

@@ -43,6 +43,10 @@ class Store(Protocol):
         """Return the series of ``key``, or of every key in first-stored order for ``"*"``."""
         ...
 
+    async def counts(self) -> tuple[int, int]:
+        """Return (number of keys, number of points)."""
+        ...
+
 
 class MetricStore:
     """In-memory store: one value per (key, second), last write wins.
@@ -113,3 +117,7 @@ class MetricStore:
     async def query(self, key: str) -> list[Series]:
         """:class:`Store` interface: :meth:`series` (never suspends)."""
         return self.series(key)
+
+    async def counts(self) -> tuple[int, int]:
+        """:class:`Store` interface: ``(len(keys()), len(self))`` (never suspends)."""
+        return len(self._series), self._points

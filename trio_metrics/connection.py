@@ -1,0 +1,209 @@
+"""Serving one connection: read lines, run commands in batches, write answers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+
+import attrs
+import trio
+
+from .limits import Limits
+from .lines import LINE_TOO_LONG, Line, LineReader
+from .protocol import (
+    ERROR_ANSWER,
+    OK_ANSWER,
+    Get,
+    Point,
+    ProtocolError,
+    Put,
+    encode_get_answer,
+    iter_get_answer,
+    parse_command,
+)
+from .stats import ServerStats
+from .store import Store
+from .throttled_log import ThrottledLogger
+
+__all__ = ["ConnectionHandler"]
+
+logger = logging.getLogger("trio_metrics.server")
+
+# The errors a connection ends with when its peer resets, vanishes or closes
+# while we write: they end that connection only.
+_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
+
+
+# With an idle timeout, answers are written in pieces of this size, each of
+# which the client must take within the timeout.
+_TIMED_PIECE = 64 * 1024
+
+
+class _PeerStalled(Exception):
+    """The peer took none of an answer for the whole idle timeout."""
+
+
+@attrs.define
+class ConnectionHandler:
+    """Serves the protocol on one stream after another, for :func:`~trio_metrics.serve`.
+
+    Usable on any :class:`trio.abc.Stream` (tests use trio's memory streams).
+    """
+
+    store: Store
+    stats: ServerStats = attrs.field(factory=ServerStats)
+    limits: Limits = attrs.field(factory=Limits)
+    warnings: ThrottledLogger = attrs.field(factory=lambda: ThrottledLogger(logger))
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Serve one connection until its peer closes it, then close it.
+
+        Never raises except for cancellation: a lost peer, a limit or an
+        unexpected error ends this connection only, and is logged.
+        """
+        stats = self.stats
+        if stats.connections_open >= self.limits.max_connections:
+            stats.connections_refused += 1
+            self.warnings.warning(
+                "max-connections",
+                "%d connections are open (the limit): closed a new one",
+                stats.connections_open,
+            )
+            await trio.aclose_forcefully(stream)
+            return
+        stats.connections_open += 1
+        stats.connections_total += 1
+        try:
+            await self._converse(stream)
+        except _PEER_GONE as exc:
+            logger.debug("connection lost: %r", exc)
+        except _PeerStalled:
+            stats.connections_idle_closed += 1
+            logger.debug("closed a connection that took no answer bytes for the idle timeout")
+        except Exception:
+            # trio.serve_listeners would end the whole server if a handler
+            # raised; one broken conversation must not take the others down.
+            stats.connection_failures += 1
+            logger.exception("connection closed after an unexpected error")
+        finally:
+            stats.connections_open -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _converse(self, stream: trio.abc.Stream) -> None:
+        limits = self.limits
+        reader = LineReader(stream, limits.max_line_length)
+        writer = _AnswerWriter(stream, limits)
+        idle_timeout = math.inf if limits.idle_timeout is None else limits.idle_timeout
+        lines: list[Line] = []
+        while True:
+            with trio.move_on_after(idle_timeout) as idle:
+                lines = await reader.receive_lines()
+            if idle.cancelled_caught:
+                self.stats.connections_idle_closed += 1
+                logger.debug("closed a connection idle for %gs", idle_timeout)
+                return
+            if not lines:
+                # End of stream: everything complete was answered already;
+                # an unfinished last line is dropped as cut off.
+                return
+            await self._run_batch(lines, writer)
+
+    async def _run_batch(self, lines: list[Line], writer: _AnswerWriter) -> None:
+        """Run the lines of one read and write their answers, in order.
+
+        Consecutive puts reach the store as one batch, before a later
+        ``get`` of the batch reads it and before their ``ok``s are written.
+        Answers are written as they pass ``max_buffered_answer`` bytes.
+        """
+        stats = self.stats
+        store = self.store
+        limit = self.limits.max_buffered_answer
+        puts: list[Point] = []
+        for line in lines:
+            if line is LINE_TOO_LONG:
+                stats.lines_too_long += 1
+                stats.errors += 1
+                writer.add(ERROR_ANSWER)
+                self.warnings.warning("line-too-long", "a command line was too long")
+                continue
+            try:
+                command = parse_command(line)
+            except ProtocolError:
+                stats.errors += 1
+                writer.add(ERROR_ANSWER)
+                continue
+            if command is None:
+                continue
+            if isinstance(command, Put):
+                stats.puts += 1
+                puts.append((command.key, command.value, command.timestamp))
+                writer.add(OK_ANSWER)
+            else:
+                if puts:
+                    await store.put_batch(puts)
+                    puts = []
+                if isinstance(command, Get):
+                    stats.gets += 1
+                    for piece in iter_get_answer(await store.query(command.key)):
+                        writer.add(piece)
+                        if writer.size >= limit:
+                            await writer.flush()
+                else:
+                    stats.stats_requests += 1
+                    writer.add(await self._stats_answer())
+            if writer.size >= limit:
+                if puts:
+                    await store.put_batch(puts)
+                    puts = []
+                await writer.flush()
+        if puts:
+            await store.put_batch(puts)
+        await writer.flush()
+
+    async def _stats_answer(self) -> bytes:
+        keys, points = await self.store.counts()
+        counters = self.stats.as_dict()
+        counters["keys"] = keys
+        counters["points"] = points
+        now = int(time.time())
+        return encode_get_answer(
+            [(f"trio_metrics.{name}", [now], [float(value)]) for name, value in counters.items()]
+        )
+
+
+class _AnswerWriter:
+    """Collects answer bytes for one connection and writes them out in one go."""
+
+    def __init__(self, stream: trio.abc.SendStream, limits: Limits) -> None:
+        self._stream = stream
+        self._pieces: list[bytes] = []
+        self.size = 0
+        self._idle_timeout = math.inf if limits.idle_timeout is None else limits.idle_timeout
+
+    def add(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self.size += len(piece)
+
+    async def flush(self) -> None:
+        """Write everything collected; blocks while the client does not read.
+
+        Raises :exc:`_PeerStalled` if the client took no piece of it within
+        the idle timeout.
+        """
+        if not self._pieces:
+            return
+        data = b"".join(self._pieces) if len(self._pieces) > 1 else self._pieces[0]
+        self._pieces = []
+        self.size = 0
+        if self._idle_timeout == math.inf:
+            await self._stream.send_all(data)
+            return
+        # With an idle timeout, each piece must be taken within it: a slow
+        # reader that keeps taking data is served, a stalled one is not.
+        view = memoryview(data)
+        for start in range(0, len(view), _TIMED_PIECE):
+            with trio.move_on_after(self._idle_timeout):
+                await self._stream.send_all(view[start : start + _TIMED_PIECE])
+                continue
+            raise _PeerStalled

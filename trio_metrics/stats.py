@@ -1,0 +1,38 @@
+"""The server's counters, which operators read with the ``stats`` command."""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["ServerStats"]
+
+
+@attrs.define
+class ServerStats:
+    """Counters of one running server; plain integers, updated in place."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    #: Closed at once because ``max_connections`` were already open.
+    connections_refused: int = 0
+    #: Closed by the idle timeout.
+    connections_idle_closed: int = 0
+    #: Closed after an unexpected error while serving them (a bug: see the log).
+    connection_failures: int = 0
+    puts: int = 0
+    gets: int = 0
+    stats_requests: int = 0
+    #: Wrong commands, over-long lines included.
+    errors: int = 0
+    lines_too_long: int = 0
+
+    @property
+    def commands(self) -> int:
+        """Every command answered, wrong ones included."""
+        return self.puts + self.gets + self.stats_requests + self.errors
+
+    def as_dict(self) -> dict[str, int]:
+        """Every counter by name, ``commands`` included."""
+        counters = attrs.asdict(self)
+        counters["commands"] = self.commands
+        return counters
