@@ -20,15 +20,18 @@ from .client import (
     ClientError,
     Metrics,
     answer_to_metrics,
+    check_ok,
     check_put_answer,
     default_timestamp,
 )
 from .protocol import (
+    STATS_REQUEST,
     Answer,
     ProtocolError,
     ResponseParser,
     encode_get_request,
     encode_put_request,
+    stats_from_answer,
 )
 
 __all__ = ["AsyncClient", "ThreadClient", "open_client"]
@@ -97,6 +100,10 @@ class AsyncClient:
         except ProtocolError as exc:
             raise ClientError(str(exc)) from None
         return answer_to_metrics(await self._request(request))
+
+    async def stats(self) -> dict[str, int]:
+        """The server's counters; see ``Client.stats``."""
+        return stats_from_answer(check_ok(await self._request(STATS_REQUEST)))
 
     def for_thread(self) -> ThreadClient:
         """A blocking, :class:`~trio_metrics.Client`-shaped view for worker threads.

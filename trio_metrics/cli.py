@@ -18,7 +18,7 @@ import trio
 
 from . import __version__
 from .client import Client, ClientError, Metrics
-from .lines import DEFAULT_MAX_LINE_LENGTH
+from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_LENGTH
 from .protocol import (
     MAX_TIMESTAMP,
     ProtocolError,
@@ -80,6 +80,29 @@ def _build_parser() -> argparse.ArgumentParser:
         " (default: %(default)s)",
     )
     serve.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections served at once; more are closed at once (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="close a connection that sends no command, or takes no answer, for this long"
+        " (default: never)",
+    )
+    serve.add_argument(
+        "--max-buffered-answer",
+        type=_positive_int,
+        default=DEFAULT_MAX_BUFFERED_ANSWER,
+        metavar="BYTES",
+        help="answer bytes held per connection before the server waits for the client"
+        " to read them (default: %(default)s)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -131,6 +154,16 @@ def _build_parser() -> argparse.ArgumentParser:
     get.add_argument("key", metavar="KEY", help="metric name, or '*' (quote it in a shell) for all")
     get.add_argument("--json", action="store_true", help='print {"key": [[timestamp, value], ...]}')
     get.set_defaults(run=_get)
+
+    stats = verbs.add_parser(
+        "stats",
+        parents=[connection],
+        help="show the server's counters",
+        description="Show the server's counters: connections, commands by kind, errors,"
+        " keys and points.",
+    )
+    stats.add_argument("--json", action="store_true", help='print {"name": value, ...}')
+    stats.set_defaults(run=_stats)
     return parser
 
 
@@ -147,7 +180,12 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    options: dict[str, Any] = {"max_line_length": args.max_line_length}
+    options: dict[str, Any] = {
+        "max_line_length": args.max_line_length,
+        "max_connections": args.max_connections,
+        "idle_timeout": args.idle_timeout,
+        "max_buffered_answer": args.max_buffered_answer,
+    }
     try:
         trio.run(serve_until_signal, args.host, args.port, ready, options)
     except OSError as exc:
@@ -169,6 +207,18 @@ def _get(args: argparse.Namespace) -> int:
         print(json.dumps({key: [list(p) for p in points] for key, points in metrics.items()}))
     else:
         _print_table(metrics)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    with Client(args.host, args.port, timeout=args.timeout) as client:
+        counters = client.stats()
+    if args.json:
+        print(json.dumps(counters))
+    else:
+        width = max(map(len, counters), default=0)
+        for name, value in counters.items():
+            print(f"{name:<{width}}  {value}")
     return 0
 
 
@@ -217,6 +267,16 @@ def _positive_int(text: str) -> int:
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number} must be at least 1")
     return number
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
+    return seconds
 
 
 def _key(text: str) -> str:

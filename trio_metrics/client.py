@@ -15,12 +15,15 @@ from types import TracebackType
 from typing import Final, SupportsInt
 
 from .protocol import (
+    STATS_REQUEST,
     Answer,
     ErrorAnswer,
+    OkAnswer,
     ProtocolError,
     ResponseParser,
     encode_get_request,
     encode_put_request,
+    stats_from_answer,
 )
 
 __all__ = [
@@ -28,6 +31,7 @@ __all__ = [
     "ClientError",
     "Metrics",
     "answer_to_metrics",
+    "check_ok",
     "check_put_answer",
     "default_timestamp",
 ]
@@ -43,11 +47,16 @@ class ClientError(Exception):
     connection, or an answer that does not follow the protocol."""
 
 
-def check_put_answer(answer: Answer) -> None:
-    """Raise :class:`ClientError` unless ``answer`` is a plain ``ok``."""
+def check_ok(answer: Answer) -> OkAnswer:
+    """Return ``answer`` if it is ``ok``; raise :class:`ClientError` for an error."""
     if isinstance(answer, ErrorAnswer):
         raise ClientError(f"server answered error: {answer.message}")
-    if answer.points:
+    return answer
+
+
+def check_put_answer(answer: Answer) -> None:
+    """Raise :class:`ClientError` unless ``answer`` is a plain ``ok``."""
+    if check_ok(answer).points:
         raise ClientError("server answered a put with data lines")
 
 
@@ -57,10 +66,8 @@ def answer_to_metrics(answer: Answer) -> Metrics:
     Keys keep the server's order; each list is sorted by timestamp. Raises
     :class:`ClientError` for an error answer.
     """
-    if isinstance(answer, ErrorAnswer):
-        raise ClientError(f"server answered error: {answer.message}")
     metrics: Metrics = {}
-    for key, value, timestamp in answer.points:
+    for key, value, timestamp in check_ok(answer).points:
         metrics.setdefault(key, []).append((timestamp, value))
     for points in metrics.values():
         points.sort(key=_timestamp_of)
@@ -118,6 +125,14 @@ class Client:
         except ProtocolError as exc:
             raise ClientError(str(exc)) from None
         return answer_to_metrics(self._request(request))
+
+    def stats(self) -> dict[str, int]:
+        """The server's counters (connections, commands, errors, keys, points).
+
+        An extension of the protocol: servers that do not know the ``stats``
+        command answer with an error, raised as :class:`ClientError`.
+        """
+        return stats_from_answer(check_ok(self._request(STATS_REQUEST)))
 
     def close(self) -> None:
         """Close the connection. Calling it again does nothing."""

@@ -18,7 +18,7 @@ from .protocol import (
     Point,
     ProtocolError,
     Put,
-    encode_get_answer,
+    encode_stats_answer,
     iter_get_answer,
     parse_command,
 )
@@ -166,10 +166,7 @@ class ConnectionHandler:
         counters = self.stats.as_dict()
         counters["keys"] = keys
         counters["points"] = points
-        now = int(time.time())
-        return encode_get_answer(
-            [(f"trio_metrics.{name}", [now], [float(value)]) for name, value in counters.items()]
-        )
+        return encode_stats_answer(counters, int(time.time()))
 
 
 class _AnswerWriter:

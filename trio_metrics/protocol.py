@@ -21,6 +21,8 @@ __all__ = [
     "ERROR_ANSWER",
     "MAX_TIMESTAMP",
     "OK_ANSWER",
+    "STATS_PREFIX",
+    "STATS_REQUEST",
     "Command",
     "ErrorAnswer",
     "Get",
@@ -33,11 +35,13 @@ __all__ = [
     "encode_get_answer",
     "encode_get_request",
     "encode_put_request",
+    "encode_stats_answer",
     "is_valid_key",
     "iter_get_answer",
     "parse_command",
     "parse_timestamp",
     "parse_value",
+    "stats_from_answer",
 ]
 
 #: The key that selects every stored key in a ``get``.
@@ -252,6 +256,17 @@ def encode_get_answer(series: Iterable[tuple[str, Sequence[int], Sequence[float]
     return b"".join(iter_get_answer(series))
 
 
+#: The prefix of every counter name in a ``stats`` answer.
+STATS_PREFIX: Final = "trio_metrics."
+
+
+def encode_stats_answer(counters: dict[str, int], now: int) -> bytes:
+    """Encode a ``stats`` answer: one ``trio_metrics.<name> <value> <now>`` line each."""
+    return encode_get_answer(
+        [(STATS_PREFIX + name, [now], [float(value)]) for name, value in counters.items()]
+    )
+
+
 # --- client side ------------------------------------------------------------
 
 
@@ -278,6 +293,18 @@ def encode_put_request(key: str, value: object, timestamp: SupportsInt) -> bytes
     except (TypeError, ValueError, OverflowError):
         raise ProtocolError(f"timestamp {timestamp!r} is not an integer") from None
     return f"put {key} {value_text} {timestamp_text}\n".encode()
+
+
+STATS_REQUEST: Final = b"stats\n"
+
+
+def stats_from_answer(answer: OkAnswer) -> dict[str, int]:
+    """The counters of a ``stats`` answer, by name (without the prefix)."""
+    return {
+        key.removeprefix(STATS_PREFIX): int(value)
+        for key, value, _timestamp in answer.points
+        if key.startswith(STATS_PREFIX)
+    }
 
 
 def encode_get_request(key: str) -> bytes:
