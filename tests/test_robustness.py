@@ -162,6 +162,30 @@ async def test_answers_for_a_client_that_does_not_read_stay_bounded(
     assert received == one_answer * requests
 
 
+async def test_many_small_answers_for_a_client_that_does_not_read_stay_bounded(
+    start_server: StartServer, streams: list[trio.SocketStream]
+) -> None:
+    # ~500-byte stats answers to 6-byte requests: one 64 KiB read asks for
+    # over 5 MB, which must go out in pieces, not be collected whole.
+    info = await start_server(max_buffered_answer=64 * 1024)
+    requests = 10_000
+    silent = await connect(info, streams)
+    tracemalloc.start()
+    try:
+        await silent.send_all(b"stats\n" * requests)
+        await trio.sleep(0.5)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * 1024 * 1024, f"server held {peak} bytes for a client that does not read"
+    received = bytearray()
+    with trio.fail_after(NETWORK_TIMEOUT):
+        while received.count(b"\n\n") < requests:
+            received += await silent.receive_some(1 << 20)
+    assert received.count(b"\n\n") == requests
+    assert info.stats.stats_requests == requests
+
+
 # --- big answers and floods ---------------------------------------------------
 
 
@@ -173,9 +197,18 @@ async def test_big_answer_streams_while_others_are_served(
     store.put_many((f"k{i % 100:03d}", 0.5, i) for i in range(points))
     info = await start_server(store=store)
     slow = await connect(info, streams)
-    await slow.send_all(b"get *\n")
-    first = await slow.receive_some(1024)
+    tracemalloc.start()
+    try:
+        await slow.send_all(b"get *\n")
+        first = await slow.receive_some(1024)
+        await trio.sleep(0.3)  # the server fills the socket buffers and waits
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
     assert first.startswith(b"ok\nk000 0.5 0\n")
+    # The answer is ~5 MB of text; it is written as it is encoded, so the
+    # server holds the 16-byte-per-point snapshot (4.8 MB) and little more.
+    assert peak < 8 * 1024 * 1024, f"server held {peak} bytes while streaming"
     # While the big answer waits for its slow reader, others are served.
     other = await connect(info, streams)
     for ts in range(5):
