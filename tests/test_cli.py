@@ -147,7 +147,39 @@ def test_error_answer_from_server_exits_1(threaded_server: ServerInfo) -> None:
     assert done.stderr == "trio-metrics: error: server answered error: wrong command\n"
 
 
-@pytest.mark.parametrize("verb", [[], ["serve"], ["put"], ["get"]])
+def test_stats_verb(threaded_server: ServerInfo) -> None:
+    port = str(threaded_server.port)
+    assert run_cli("put", "k", "1", "--port", port).returncode == 0
+    assert run_cli("put", "k", "x", "--port", port).returncode == 2  # never sent
+    done = run_cli("stats", "--json", "--port", port)
+    assert done.returncode == 0
+    counters = json.loads(done.stdout)
+    assert counters["puts"] == 1
+    assert counters["points"] == 1
+    assert counters["keys"] == 1
+    assert counters["stats_requests"] == 1
+    table = run_cli("stats", "--port", port)
+    assert table.returncode == 0
+    assert "puts                     1" in table.stdout.splitlines()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--idle-timeout", "0"], ["--idle-timeout", "soon"], ["--max-connections", "0"]],
+)
+def test_serve_refuses_bad_limits(args: list[str]) -> None:
+    done = run_cli("serve", *args)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+
+
+def test_serve_logs_its_settings_at_start(serve_process: ServeProcess) -> None:
+    _, err = serve_process.stop(signal.SIGTERM)
+    assert "max connections 1000, idle timeout off" in err
+    assert "stopped after" in err
+
+
+@pytest.mark.parametrize("verb", [[], ["serve"], ["put"], ["get"], ["stats"]])
 def test_help_on_every_verb(verb: list[str]) -> None:
     done = run_cli(*verb, "--help")
     assert done.returncode == 0
