@@ -266,7 +266,7 @@ def test_overwrite_of_single_point_does_not_change_snapshot() -> None:
 
 async def test_async_put_batch_and_query() -> None:
     store = MetricStore()
-    await store.put_batch([("a", 1.0, 2), ("a", 2.0, 2), ("b", 3.0, 1), ("a", 4.0, 1)])
+    await store.put_batch(["a", "a", "b", "a"], [1.0, 2.0, 3.0, 4.0], [2, 2, 1, 1])
     assert plain(await store.query("a")) == [("a", [1, 2], [4.0, 2.0])]
     assert plain(await store.query("b")) == [("b", [1], [3.0])]
     assert plain(await store.query("*")) == [("a", [1, 2], [4.0, 2.0]), ("b", [1], [3.0])]
@@ -276,16 +276,16 @@ async def test_async_put_batch_and_query() -> None:
 
 async def test_async_empty_batch_and_query_on_empty_store() -> None:
     store = MetricStore()
-    await store.put_batch([])
+    await store.put_batch([], [], [])
     assert await store.query("*") == []
     assert len(store) == 0
 
 
 async def test_async_query_returns_snapshot() -> None:
     store = MetricStore()
-    await store.put_batch([("k", 1.0, 1)])
+    await store.put_batch(["k"], [1.0], [1])
     result = await store.query("k")
-    await store.put_batch([("k", 2.0, 1), ("k", 3.0, 0)])
+    await store.put_batch(["k", "k"], [2.0, 3.0], [1, 0])
     assert plain(result) == [("k", [1], [1.0])]
     assert plain(await store.query("k")) == [("k", [0, 1], [3.0, 2.0])]
 

@@ -15,12 +15,12 @@ from .protocol import (
     ERROR_ANSWER,
     OK_ANSWER,
     Get,
-    Point,
     ProtocolError,
     Put,
     encode_stats_answer,
     iter_get_answer,
     parse_command,
+    parse_put_block,
 )
 from .stats import ServerStats
 from .store import Store
@@ -116,10 +116,23 @@ class ConnectionHandler:
         ``get`` of the batch reads it and before their ``ok``s are written.
         Answers are written as they pass ``max_buffered_answer`` bytes.
         """
+        # parse_put_block turns down a list holding the over-long marker.
+        plain_puts = parse_put_block(lines)  # type: ignore[arg-type]
+        if plain_puts is not None:
+            # The usual batch, from one put to thousands: one pass, one
+            # store call, one answer string.
+            keys, values, timestamps = plain_puts
+            await self.store.put_batch(keys, values, timestamps)
+            self.stats.puts += len(keys)
+            writer.add(OK_ANSWER * len(keys))
+            await writer.flush()
+            return
+        await self._run_lines(lines, writer)
+
+    async def _run_lines(self, lines: list[Line], writer: _AnswerWriter) -> None:
         stats = self.stats
-        store = self.store
         limit = self.limits.max_buffered_answer
-        puts: list[Point] = []
+        puts = _PendingPuts(self.store)
         for line in lines:
             if line is LINE_TOO_LONG:
                 stats.lines_too_long += 1
@@ -137,15 +150,13 @@ class ConnectionHandler:
                 continue
             if isinstance(command, Put):
                 stats.puts += 1
-                puts.append((command.key, command.value, command.timestamp))
+                puts.add(command)
                 writer.add(OK_ANSWER)
             else:
-                if puts:
-                    await store.put_batch(puts)
-                    puts = []
+                await puts.store()
                 if isinstance(command, Get):
                     stats.gets += 1
-                    for piece in iter_get_answer(await store.query(command.key)):
+                    for piece in iter_get_answer(await self.store.query(command.key)):
                         writer.add(piece)
                         if writer.size >= limit:
                             await writer.flush()
@@ -153,12 +164,9 @@ class ConnectionHandler:
                     stats.stats_requests += 1
                     writer.add(await self._stats_answer())
             if writer.size >= limit:
-                if puts:
-                    await store.put_batch(puts)
-                    puts = []
+                await puts.store()
                 await writer.flush()
-        if puts:
-            await store.put_batch(puts)
+        await puts.store()
         await writer.flush()
 
     async def _stats_answer(self) -> bytes:
@@ -167,6 +175,26 @@ class ConnectionHandler:
         counters["keys"] = keys
         counters["points"] = points
         return encode_stats_answer(counters, int(time.time()))
+
+
+class _PendingPuts:
+    """Puts read but not yet stored; stored before any answer after them."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._keys: list[str] = []
+        self._values: list[float] = []
+        self._timestamps: list[int] = []
+
+    def add(self, put: Put) -> None:
+        self._keys.append(put.key)
+        self._values.append(put.value)
+        self._timestamps.append(put.timestamp)
+
+    async def store(self) -> None:
+        if self._keys:
+            await self._store.put_batch(self._keys, self._values, self._timestamps)
+            self._keys, self._values, self._timestamps = [], [], []
 
 
 class _AnswerWriter:

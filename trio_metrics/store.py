@@ -30,12 +30,14 @@ class Store(Protocol):
     """What the server needs from a store.
 
     ``put_batch`` receives all consecutive puts of one pipelined read as
-    ``(key, value, timestamp)`` tuples and returns once they are stored (a
-    durable store: once they are as safe as its policy promises); only then
-    are their ``ok`` answers sent. ``query`` takes a key or ``"*"``.
+    three parallel columns and returns once they are stored (a durable
+    store: once they are as safe as its policy promises); only then are
+    their ``ok`` answers sent. ``query`` takes a key or ``"*"``.
     """
 
-    async def put_batch(self, points: Sequence[tuple[str, float, int]]) -> None:
+    async def put_batch(
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
+    ) -> None:
         """Store every point, in order (a later point wins over an earlier one)."""
         ...
 
@@ -71,33 +73,43 @@ class MetricStore:
 
     def put(self, key: str, value: float, timestamp: int) -> None:
         """Store one point, replacing any value ``key`` had at ``timestamp``."""
-        columns = self._series.get(key)
-        if columns is None:
-            self._series[key] = (array("q", (timestamp,)), array("d", (value,)))
-            self._points += 1
-            return
-        timestamps, values = columns
-        last = timestamps[-1]
-        if timestamp > last:
-            timestamps.append(timestamp)
-            values.append(value)
-            self._points += 1
-        elif timestamp == last:
-            values[-1] = value
-        else:
-            index = bisect_left(timestamps, timestamp)
-            if timestamps[index] == timestamp:
-                values[index] = value
-            else:
-                timestamps.insert(index, timestamp)
-                values.insert(index, value)
-                self._points += 1
+        self.put_columns((key,), (value,), (timestamp,))
 
     def put_many(self, points: Iterable[tuple[str, float, int]]) -> None:
         """Store ``(key, value, timestamp)`` points in order."""
-        put = self.put
         for key, value, timestamp in points:
-            put(key, value, timestamp)
+            self.put_columns((key,), (value,), (timestamp,))
+
+    def put_columns(
+        self, keys: Iterable[str], values: Iterable[float], timestamps: Iterable[int]
+    ) -> None:
+        """Store the points given as parallel columns, in order."""
+        series = self._series
+        added = 0
+        for key, value, timestamp in zip(keys, values, timestamps, strict=True):
+            columns = series.get(key)
+            if columns is None:
+                series[key] = (array("q", (timestamp,)), array("d", (value,)))
+                added += 1
+                continue
+            stamps, numbers = columns
+            last = stamps[-1]
+            if timestamp > last:
+                # The common case: time moves forward.
+                stamps.append(timestamp)
+                numbers.append(value)
+                added += 1
+            elif timestamp == last:
+                numbers[-1] = value
+            else:
+                index = bisect_left(stamps, timestamp)
+                if stamps[index] == timestamp:
+                    numbers[index] = value
+                else:
+                    stamps.insert(index, timestamp)
+                    numbers.insert(index, value)
+                    added += 1
+        self._points += added
 
     def series(self, key: str) -> list[Series]:
         """Snapshots of ``key``'s series (none if unknown), or of all for ``"*"``."""
@@ -110,9 +122,11 @@ class MetricStore:
         timestamps, values = columns
         return [Series(key, timestamps[:], values[:])]
 
-    async def put_batch(self, points: Sequence[tuple[str, float, int]]) -> None:
-        """:class:`Store` interface: :meth:`put_many` (never suspends)."""
-        self.put_many(points)
+    async def put_batch(
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
+    ) -> None:
+        """:class:`Store` interface: :meth:`put_columns` (never suspends)."""
+        self.put_columns(keys, values, timestamps)
 
     async def query(self, key: str) -> list[Series]:
         """:class:`Store` interface: :meth:`series` (never suspends)."""

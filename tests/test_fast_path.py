@@ -1,0 +1,118 @@
+"""The fast path for batches of plain puts agrees with the line-by-line parser."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trio_metrics.protocol import ProtocolError, Put, parse_command, parse_put_block
+
+
+def line_by_line(lines: list[bytes]) -> tuple[list[str], list[float], list[int]] | None:
+    """The reference: every line must parse as a put on its own."""
+    keys: list[str] = []
+    values: list[float] = []
+    timestamps: list[int] = []
+    for line in lines:
+        try:
+            command = parse_command(line)
+        except ProtocolError:
+            return None
+        if not isinstance(command, Put):
+            return None
+        keys.append(command.key)
+        values.append(command.value)
+        timestamps.append(command.timestamp)
+    return keys, values, timestamps
+
+
+def test_plain_puts_are_parsed_in_one_pass() -> None:
+    lines = [b"put palm.cpu 10.6 1501864247", b"put load 301 3", b"put x -1e3 0"]
+    assert parse_put_block(lines) == (
+        ["palm.cpu", "load", "x"],
+        [10.6, 301.0, -1000.0],
+        [1501864247, 3, 0],
+    )
+
+
+@pytest.mark.parametrize(
+    "odd_line",
+    [
+        b"put k 1 2 extra",  # five tokens
+        b"put k 1",  # three tokens
+        b"put  k 1 2",  # plain form only: double space goes the slow way
+        b"put\tk 1 2",
+        b" put k 1 2",
+        b"put k 1 2 ",
+        b"",  # blank line
+        b"get k",
+        b"put * 1 2",
+        b"put k nan 2",
+        b"put k inf 2",
+        b"put k 1e999 2",
+        b"put k 0x10 2",
+        b"put k 1 9223372036854775808",
+        b"put k 1 00000000000000000001",  # 20 digits: valid, but not plain
+        b"put caf\xc3\xa9 1 2",  # non-ASCII key: valid, but not plain
+    ],
+)
+def test_anything_unusual_falls_back_to_line_by_line(odd_line: bytes) -> None:
+    assert parse_put_block([b"put a 1 1", odd_line, b"put b 2 2"]) is None
+
+
+def test_a_sum_that_overflows_only_falls_back() -> None:
+    lines = [b"put a 1e308 1", b"put a 1e308 2"]
+    assert parse_put_block(lines) is None
+    assert line_by_line(lines) == (["a", "a"], [1e308, 1e308], [1, 2])
+
+
+tokens = st.sampled_from(
+    [
+        b"put",
+        b"get",
+        b"k",
+        b"a.b",
+        b"*",
+        b"1",
+        b"-2.5",
+        b"1e3",
+        b"nan",
+        b"inf",
+        b"1_0",
+        b"0",
+        b"9223372036854775807",
+        b"9223372036854775808",
+        b"\xff",
+        b"",
+        b"x\ty",
+    ]
+)
+lines = st.lists(tokens, min_size=0, max_size=5).map(b" ".join)
+
+
+@settings(max_examples=500)
+@given(st.lists(lines, min_size=1, max_size=6))
+def test_fast_path_never_disagrees_with_the_line_parser(batch: list[bytes]) -> None:
+    fast = parse_put_block(batch)
+    if fast is not None:
+        assert fast == line_by_line(batch)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(
+            st.from_regex(rb"[!-)+-~][!-~]{0,8}", fullmatch=True),
+            st.floats(allow_nan=False, allow_infinity=False, min_value=-1e300, max_value=1e300),
+            st.integers(0, 2**63 - 1),
+        ),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_every_plain_put_batch_takes_the_fast_path(points: list[tuple[bytes, float, int]]) -> None:
+    batch = [b"put %s %r %d" % (key, value, ts) for key, value, ts in points]
+    fast = parse_put_block(batch)
+    assert fast is not None
+    assert fast == line_by_line(batch)
