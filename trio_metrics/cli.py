@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from . import __version__
+from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES
 from .client import Client, ClientError, Metrics
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_LENGTH
 from .protocol import (
@@ -103,6 +104,14 @@ def _build_parser() -> argparse.ArgumentParser:
         " to read them (default: %(default)s)",
     )
     serve.add_argument(
+        "--answer-cache-bytes",
+        type=_non_negative_int,
+        default=DEFAULT_ANSWER_CACHE_BYTES,
+        metavar="BYTES",
+        help="memory for encoded get answers, reused while points are unchanged; 0 turns"
+        " it off (default: %(default)s)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -185,6 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
         "max_connections": args.max_connections,
         "idle_timeout": args.idle_timeout,
         "max_buffered_answer": args.max_buffered_answer,
+        "answer_cache_bytes": args.answer_cache_bytes,
     }
     try:
         trio.run(serve_until_signal, args.host, args.port, ready, options)
@@ -266,6 +276,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"{number} must be at least 1")
+    return number
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{number} must not be negative")
     return number
 
 

@@ -9,16 +9,19 @@ import time
 import attrs
 import trio
 
+from .answer_cache import AnswerCache
 from .limits import Limits
 from .lines import LINE_TOO_LONG, Line, LineReader
 from .protocol import (
     ERROR_ANSWER,
     OK_ANSWER,
     Get,
+    LineEncoder,
     ProtocolError,
     Put,
     encode_stats_answer,
     iter_get_answer,
+    iter_point_lines,
     parse_command,
     parse_put_block,
 )
@@ -54,6 +57,8 @@ class ConnectionHandler:
     store: Store
     stats: ServerStats = attrs.field(factory=ServerStats)
     limits: Limits = attrs.field(factory=Limits)
+    #: Encoded answer lines to reuse; only for a store that reports changes.
+    answer_cache: AnswerCache | None = None
     warnings: ThrottledLogger = attrs.field(factory=lambda: ThrottledLogger(logger))
 
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -156,7 +161,9 @@ class ConnectionHandler:
                 await puts.store()
                 if isinstance(command, Get):
                     stats.gets += 1
-                    for piece in iter_get_answer(await self.store.query(command.key)):
+                    lines_of = self._lines_of
+                    series = await self.store.query(command.key)
+                    for piece in iter_get_answer(series, lines_of):
                         writer.add(piece)
                         if writer.size >= limit:
                             await writer.flush()
@@ -168,6 +175,11 @@ class ConnectionHandler:
                 await writer.flush()
         await puts.store()
         await writer.flush()
+
+    @property
+    def _lines_of(self) -> LineEncoder:
+        cache = self.answer_cache
+        return iter_point_lines if cache is None else cache.lines_of
 
     async def _stats_answer(self) -> bytes:
         keys, points = await self.store.counts()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Final, SupportsInt, TypeAlias
 
 import attrs
@@ -21,11 +21,13 @@ __all__ = [
     "ERROR_ANSWER",
     "MAX_TIMESTAMP",
     "OK_ANSWER",
+    "POINTS_PER_PIECE",
     "STATS_PREFIX",
     "STATS_REQUEST",
     "Command",
     "ErrorAnswer",
     "Get",
+    "LineEncoder",
     "OkAnswer",
     "Point",
     "ProtocolError",
@@ -34,10 +36,12 @@ __all__ = [
     "Stats",
     "encode_get_answer",
     "encode_get_request",
+    "encode_point_lines",
     "encode_put_request",
     "encode_stats_answer",
     "is_valid_key",
     "iter_get_answer",
+    "iter_point_lines",
     "parse_command",
     "parse_put_block",
     "parse_timestamp",
@@ -265,34 +269,57 @@ def parse_put_block(lines: list[bytes]) -> tuple[list[str], list[float], list[in
     return list(map(bytes.decode, raw_keys)), values, timestamps
 
 
+#: How many data lines one piece of a streamed ``get`` answer holds.
+POINTS_PER_PIECE: Final = 4096
+
+#: Encodes one key's points as answer pieces: ``(key, timestamps, values)``.
+LineEncoder: TypeAlias = Callable[[str, Sequence[int], Sequence[float]], Iterable[bytes]]
+
+
+def encode_point_lines(key: str, timestamps: Iterable[int], values: Iterable[float]) -> bytes:
+    """Encode the data lines ``<key> <value> <timestamp>\\n`` of one key's points.
+
+    Values are written as ``repr(float)``, so that ``float()`` of the text
+    gives back exactly the stored number.
+    """
+    prefix = key + " "
+    return "".join(
+        [
+            f"{prefix}{float(value)!r} {timestamp}\n"
+            for timestamp, value in zip(timestamps, values, strict=True)
+        ]
+    ).encode("utf-8")
+
+
+def iter_point_lines(
+    key: str, timestamps: Sequence[int], values: Sequence[float]
+) -> Iterator[bytes]:
+    """Encode one key's data lines in pieces of at most :data:`POINTS_PER_PIECE`."""
+    for start in range(0, len(timestamps), POINTS_PER_PIECE):
+        stop = start + POINTS_PER_PIECE
+        yield encode_point_lines(key, timestamps[start:stop], values[start:stop])
+
+
 def iter_get_answer(
     series: Iterable[tuple[str, Sequence[int], Sequence[float]]],
-    points_per_piece: int = 4096,
+    lines_of: LineEncoder = iter_point_lines,
 ) -> Iterator[bytes]:
     """Encode a ``get`` answer piece by piece from ``(key, timestamps, values)``.
 
     ``ok``, one ``<key> <value> <timestamp>`` line per point, then a blank
-    line. Each piece holds at most ``points_per_piece`` lines, so a huge
-    answer can be written out while it is encoded, in bounded memory.
-    Values are written as ``repr(float)``, so that ``float()`` of the text
-    gives back exactly the stored number.
+    line; ``ok`` and the blank line alone when there is no point. The data
+    lines come from ``lines_of`` (default :func:`iter_point_lines`; a cache
+    of encoded lines can stand in), in pieces, so a huge answer can be
+    written out while it is encoded, in bounded memory.
     """
     started = False
     for key, timestamps, values in series:
-        for start in range(0, len(timestamps), points_per_piece):
-            stop = start + points_per_piece
-            text = "".join(
-                [
-                    f"{key} {float(value)!r} {timestamp}\n"
-                    for timestamp, value in zip(
-                        timestamps[start:stop], values[start:stop], strict=True
-                    )
-                ]
-            )
-            if not started:
-                started = True
-                yield b"ok\n"
-            yield text.encode("utf-8")
+        if not len(timestamps):
+            continue
+        if not started:
+            started = True
+            yield b"ok\n"
+        yield from lines_of(key, timestamps, values)
     yield b"\n" if started else OK_ANSWER
 
 

@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 import attrs
 import trio
 
+from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
 from .connection import ConnectionHandler
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
 from .lines import DEFAULT_MAX_LINE_LENGTH
@@ -61,6 +62,7 @@ async def serve(
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     idle_timeout: float | None = None,
     max_buffered_answer: int = DEFAULT_MAX_BUFFERED_ANSWER,
+    answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the metrics protocol on ``host:port`` until cancelled.
@@ -71,6 +73,9 @@ async def serve(
     ``store`` defaults to a new in-memory :class:`MetricStore`. The limits
     (``max_line_length``, ``max_connections``, ``idle_timeout``,
     ``max_buffered_answer``) are described in :class:`~trio_metrics.Limits`.
+    ``answer_cache_bytes`` bounds the cache of encoded ``get`` answer lines
+    (:mod:`trio_metrics.answer_cache`; used with a :class:`MetricStore`,
+    0 turns it off).
 
     Every connection is handled by its own task in the server's nursery. A
     connection that fails (reset, vanished peer, a limit, even a bug in its
@@ -85,6 +90,8 @@ async def serve(
         idle_timeout=idle_timeout,
         max_buffered_answer=max_buffered_answer,
     )
+    if answer_cache_bytes < 0:
+        raise ValueError("answer_cache_bytes must not be negative")
     if store is None:
         store = MetricStore()
     listeners = await trio.open_tcp_listeners(port, host=host)
@@ -97,14 +104,21 @@ async def serve(
         limits=limits,
         listeners=listeners,
     )
-    handler = ConnectionHandler(store, info.stats, limits)
+    cache = None
+    watched: MetricStore | None = None
+    if isinstance(store, MetricStore) and answer_cache_bytes:
+        cache = AnswerCache(answer_cache_bytes)
+        watched = store
+        watched.add_change_listener(cache.invalidate)
+    handler = ConnectionHandler(store, info.stats, limits, cache)
     addresses = ", ".join(str(listener.socket.getsockname()[0]) for listener in listeners)
     logger.info(
-        "listening on %s port %d (%s; store: %s)",
+        "listening on %s port %d (%s; store: %s; answer cache %s)",
         addresses,
         info.port,
         limits.describe(),
         type(store).__name__,
+        "off" if cache is None else f"{cache.budget} B",
     )
     started = time.monotonic()
     try:
@@ -113,6 +127,8 @@ async def serve(
         task_status.started(info)
         await trio.serve_listeners(handler.handle, listeners)
     finally:
+        if watched is not None and cache is not None:
+            watched.remove_change_listener(cache.invalidate)
         stats = info.stats
         logger.info(
             "stopped after %.0fs: %d connections served, %d commands, %d wrong, "

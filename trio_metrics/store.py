@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, Protocol
 
 __all__ = ["MetricStore", "Series", "Store"]
@@ -62,6 +62,22 @@ class MetricStore:
         # A dict keeps insertion order, which is the order "get *" promises.
         self._series: dict[str, tuple[array[int], array[float]]] = {}
         self._points = 0
+        self._listeners: list[Callable[[str, int], None]] = []
+
+    def add_change_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(key, index)`` whenever points of ``key`` from
+        ``index`` on change other than by appending: an overwrite or an
+        insertion before the last point. (Appends are not reported: what
+        was there before stays as it was.)"""
+        self._listeners.append(listener)
+
+    def remove_change_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Stop calling ``listener``."""
+        self._listeners.remove(listener)
+
+    def _changed(self, key: str, index: int) -> None:
+        for listener in self._listeners:
+            listener(key, index)
 
     def __len__(self) -> int:
         """The number of stored points, over all keys."""
@@ -101,6 +117,8 @@ class MetricStore:
                 added += 1
             elif timestamp == last:
                 numbers[-1] = value
+                if self._listeners:
+                    self._changed(key, len(stamps) - 1)
             else:
                 index = bisect_left(stamps, timestamp)
                 if stamps[index] == timestamp:
@@ -109,6 +127,8 @@ class MetricStore:
                     stamps.insert(index, timestamp)
                     numbers.insert(index, value)
                     added += 1
+                if self._listeners:
+                    self._changed(key, index)
         self._points += added
 
     def series(self, key: str) -> list[Series]:
