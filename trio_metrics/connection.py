@@ -166,13 +166,13 @@ class ConnectionHandler:
                     for piece in iter_get_answer(series, lines_of):
                         writer.add(piece)
                         if writer.size >= limit:
-                            await writer.flush()
+                            await writer.flush(more_to_come=True)
                 else:
                     stats.stats_requests += 1
                     writer.add(await self._stats_answer())
             if writer.size >= limit:
                 await puts.store()
-                await writer.flush()
+                await writer.flush(more_to_come=True)
         await puts.store()
         await writer.flush()
 
@@ -222,8 +222,12 @@ class _AnswerWriter:
         self._pieces.append(piece)
         self.size += len(piece)
 
-    async def flush(self) -> None:
+    async def flush(self, *, more_to_come: bool = False) -> None:
         """Write everything collected; blocks while the client does not read.
+
+        ``more_to_come``: the batch is not done, so yield to other tasks
+        after writing (the stream's ``send_all`` need not, and a huge answer
+        to a fast reader must not hold the run loop until it is all out).
 
         Raises :exc:`_PeerStalled` if the client took no piece of it within
         the idle timeout.
@@ -233,6 +237,11 @@ class _AnswerWriter:
         data = b"".join(self._pieces) if len(self._pieces) > 1 else self._pieces[0]
         self._pieces = []
         self.size = 0
+        await self._write(data)
+        if more_to_come:
+            await trio.lowlevel.checkpoint()
+
+    async def _write(self, data: bytes) -> None:
         if self._idle_timeout == math.inf:
             await self._stream.send_all(data)
             return

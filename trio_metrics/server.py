@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import attrs
@@ -21,6 +21,7 @@ import trio
 
 from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
 from .connection import ConnectionHandler
+from .lean_stream import LeanSocketStream
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
 from .lines import DEFAULT_MAX_LINE_LENGTH
 from .stats import ServerStats
@@ -125,7 +126,7 @@ async def serve(
         # The listeners are bound and listening already: a client that
         # connects now waits in the backlog until serve_listeners accepts.
         task_status.started(info)
-        await trio.serve_listeners(handler.handle, listeners)
+        await trio.serve_listeners(_lean(handler.handle), listeners)
     finally:
         if watched is not None and cache is not None:
             watched.remove_change_listener(cache.invalidate)
@@ -140,6 +141,17 @@ async def serve(
             stats.connections_refused,
             stats.connections_open,
         )
+
+
+def _lean(
+    handle: Callable[[trio.abc.Stream], Awaitable[None]],
+) -> Callable[[trio.SocketStream], Awaitable[None]]:
+    async def handle_lean(stream: trio.SocketStream) -> None:
+        # One scheduler pass per request instead of two or three; see
+        # lean_stream for why that is safe in the connection loop.
+        await handle(LeanSocketStream.from_socket_stream(stream))
+
+    return handle_lean
 
 
 def run_server(
