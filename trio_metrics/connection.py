@@ -87,8 +87,8 @@ class ConnectionHandler:
             stats.connections_idle_closed += 1
             logger.debug("closed a connection that took no answer bytes for the idle timeout")
         except Exception:
-            # trio.serve_listeners would end the whole server if a handler
-            # raised; one broken conversation must not take the others down.
+            # A handler that raised would end the server's nursery, and so
+            # the server; one broken conversation must not take the others down.
             stats.connection_failures += 1
             logger.exception("connection closed after an unexpected error")
         finally:

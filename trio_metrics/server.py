@@ -13,15 +13,15 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import attrs
 import trio
 
+from .accept import accept_forever, take_listening_sockets
 from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
 from .connection import ConnectionHandler
-from .lean_stream import LeanSocketStream
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
 from .lines import DEFAULT_MAX_LINE_LENGTH
 from .stats import ServerStats
@@ -51,7 +51,8 @@ class ServerInfo:
     store: Store
     stats: ServerStats
     limits: Limits
-    listeners: list[trio.SocketListener] = attrs.field(repr=False)
+    #: Every address the server listens on, as ``(host, port)``.
+    addresses: list[tuple[str, int]] = attrs.field(repr=False)
 
 
 async def serve(
@@ -95,15 +96,15 @@ async def serve(
         raise ValueError("answer_cache_bytes must not be negative")
     if store is None:
         store = MetricStore()
-    listeners = await trio.open_tcp_listeners(port, host=host)
-    sockname = listeners[0].socket.getsockname()
+    sockets = take_listening_sockets(await trio.open_tcp_listeners(port, host=host))
+    addresses = [sock.getsockname()[:2] for sock in sockets]
     info = ServerInfo(
-        host=sockname[0],
-        port=sockname[1],
+        host=addresses[0][0],
+        port=addresses[0][1],
         store=store,
         stats=ServerStats(),
         limits=limits,
-        listeners=listeners,
+        addresses=addresses,
     )
     cache = None
     watched: MetricStore | None = None
@@ -112,10 +113,9 @@ async def serve(
         watched = store
         watched.add_change_listener(cache.invalidate)
     handler = ConnectionHandler(store, info.stats, limits, cache)
-    addresses = ", ".join(str(listener.socket.getsockname()[0]) for listener in listeners)
     logger.info(
         "listening on %s port %d (%s; store: %s; answer cache %s)",
-        addresses,
+        ", ".join(host for host, _ in addresses),
         info.port,
         limits.describe(),
         type(store).__name__,
@@ -123,10 +123,10 @@ async def serve(
     )
     started = time.monotonic()
     try:
-        # The listeners are bound and listening already: a client that
-        # connects now waits in the backlog until serve_listeners accepts.
+        # The sockets are bound and listening already: a client that
+        # connects now waits in the backlog until it is accepted.
         task_status.started(info)
-        await trio.serve_listeners(_lean(handler.handle), listeners)
+        await accept_forever(sockets, handler.handle)
     finally:
         if watched is not None and cache is not None:
             watched.remove_change_listener(cache.invalidate)
@@ -141,17 +141,6 @@ async def serve(
             stats.connections_refused,
             stats.connections_open,
         )
-
-
-def _lean(
-    handle: Callable[[trio.abc.Stream], Awaitable[None]],
-) -> Callable[[trio.SocketStream], Awaitable[None]]:
-    async def handle_lean(stream: trio.SocketStream) -> None:
-        # One scheduler pass per request instead of two or three; see
-        # lean_stream for why that is safe in the connection loop.
-        await handle(LeanSocketStream.from_socket_stream(stream))
-
-    return handle_lean
 
 
 def run_server(
