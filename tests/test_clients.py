@@ -358,3 +358,54 @@ def test_thread_client_has_the_client_signatures() -> None:
     for name in ("put", "get"):
         assert params(getattr(ThreadClient, name)) == params(getattr(Client, name))
         assert params(getattr(AsyncClient, name)) == params(getattr(Client, name))
+
+
+# --- review fixes: timeouts, closing, strict answers --------------------------
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf")])
+async def test_bad_timeouts_are_refused(timeout: float) -> None:  # noqa: ASYNC109
+    with pytest.raises(ValueError, match="timeout"):
+        Client("127.0.0.1", free_port(), timeout=timeout)
+    with pytest.raises(ValueError, match="timeout"):
+        async with open_client("127.0.0.1", free_port(), timeout=timeout):
+            pass  # pragma: no cover - never reached
+
+
+async def test_async_client_frees_its_socket_when_a_request_times_out() -> None:
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    async with open_client("127.0.0.1", listener.getsockname()[1], timeout=0.2) as client:
+        peer, _ = await listener.accept()
+        with pytest.raises(ClientError, match="timed out"):
+            await client.get("k")
+        # The client closed its end at once, not at the end of the block.
+        with trio.fail_after(NETWORK_TIMEOUT):
+            assert await peer.recv(100) == b"get k\n"
+            assert await peer.recv(100) == b""
+    peer.close()
+    listener.close()
+
+
+async def test_thread_client_close_ends_the_view_only(async_client: AsyncClient) -> None:
+    view = async_client.for_thread()
+
+    def use_and_close() -> None:
+        with view:
+            view.put("k", 1, 1)
+        with pytest.raises(ClientError, match="closed"):
+            view.get("k")
+
+    await trio.to_thread.run_sync(use_and_close)
+    assert await async_client.get("k") == {"k": [(1, 1.0)]}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"ok\nk nan 1\n\n", b"ok\nk inf 1\n\n", b"ok\nk 1.0 9223372036854775808\n\n"],
+)
+def test_client_refuses_answers_the_server_could_never_send(answer: bytes) -> None:
+    with scripted_peer(answer) as port, Client("127.0.0.1", port) as client:
+        with pytest.raises(ClientError, match="malformed"):
+            client.get("k")

@@ -48,6 +48,12 @@ async def ask(stream: trio.SocketStream, request: bytes, expected: bytes) -> Non
     assert await exchange(stream, request, len(expected)) == expected
 
 
+@pytest.mark.parametrize("port", [-1, 65536, 70000])
+async def test_serve_refuses_a_port_out_of_range(port: int) -> None:
+    with pytest.raises(ValueError, match="outside"):
+        await serve("127.0.0.1", port)
+
+
 async def test_port_zero_reports_the_real_port(server: ServerInfo, connect: Connect) -> None:
     assert server.port != 0
     assert server.host == "127.0.0.1"
@@ -241,11 +247,14 @@ async def test_reset_while_a_big_answer_is_written(server: ServerInfo, connect: 
 
 
 class ExplodingStore(MetricStore):
-    """A store with a bug: ``get boom`` raises. No real part fails on demand."""
+    """A store that fails on demand (no real part does): ``get boom`` hits a
+    bug, ``get remote`` a backend that refuses connections."""
 
     async def query(self, key: str) -> list[Series]:
         if key == "boom":
             raise RuntimeError("bug in the store")
+        if key == "remote":
+            raise ConnectionRefusedError("backend down")
         return await super().query(key)
 
 
@@ -264,6 +273,11 @@ async def test_unexpected_error_closes_only_that_connection(
         assert await receive_until_eof(doomed) == b""
     assert "unexpected error" in caplog.text
     assert info.stats.connection_failures == 1
+    # A store's own connection error is a failure too, not a client gone.
+    doomed = await connect(info)
+    await doomed.send_all(b"get remote\n")
+    assert await receive_until_eof(doomed) == b""
+    assert info.stats.connection_failures == 2
     await ask(calm, b"get c\n", b"ok\nc 1.0 1\n\n")
 
 
@@ -274,6 +288,7 @@ async def test_cancelling_the_server_closes_open_connections(connect: Connect) -
         await ask(stream, b"put k 1 1\n", OK)
         nursery.cancel_scope.cancel()
     assert await receive_until_eof(stream) == b""
+    assert info.stats.connections_closed_at_stop == 1
     with pytest.raises(OSError):
         await trio.open_tcp_stream("127.0.0.1", info.port)
 

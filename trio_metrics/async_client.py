@@ -22,6 +22,7 @@ from .client import (
     answer_to_metrics,
     check_ok,
     check_put_answer,
+    check_timeout,
     default_timestamp,
 )
 from .protocol import (
@@ -47,9 +48,11 @@ async def open_client(
 ) -> AsyncIterator[AsyncClient]:
     """Connect to a server; yield an :class:`AsyncClient`; close it on exit.
 
-    ``timeout`` (seconds) bounds the connect and each later request.
-    Raises :class:`ClientError` if the connection cannot be made.
+    ``timeout`` (seconds, more than 0) bounds the connect and each later
+    request. Raises :class:`ClientError` if the connection cannot be made,
+    :exc:`ValueError` for a timeout that is not a positive number.
     """
+    check_timeout(timeout)
     address = f"{host}:{port}"
     try:
         with trio.fail_after(math.inf if timeout is None else timeout):
@@ -78,6 +81,7 @@ class AsyncClient:
         timeout: float | None = None,
         address: str = "server",
     ) -> None:
+        check_timeout(timeout)
         self._stream = stream
         self._timeout = math.inf if timeout is None else timeout
         self._address = address
@@ -151,6 +155,10 @@ class AsyncClient:
                 # Consumed up to its closing blank line: still in step.
                 self._broken = None
                 raise ClientError(f"malformed answer from {self._address}: {exc}") from exc
+            finally:
+                if self._broken is not None:
+                    # Out of step for good: free the socket now, not at aclose.
+                    await trio.aclose_forcefully(self._stream)
 
     async def _receive_answer(self) -> Answer:
         parser = self._parser
@@ -171,16 +179,20 @@ class ThreadClient:
     ``Client.get`` and run the async client's call in its trio run with
     :func:`trio.from_thread.run`, so many threads can share one connection.
     Call them from a thread other than the trio run's own (for example one
-    started with :func:`trio.to_thread.run_sync`); if that run has ended,
-    they raise :class:`ClientError`.
+    started with :func:`trio.to_thread.run_sync`; on the trio thread itself
+    they raise :exc:`RuntimeError`, as :func:`trio.from_thread.run` does);
+    if that run has ended, they raise :class:`ClientError`. ``close()`` and
+    ``with`` end this view only, not the shared connection.
     """
 
     def __init__(self, client: AsyncClient, trio_token: trio.lowlevel.TrioToken) -> None:
         self._client = client
         self._token = trio_token
+        self._closed = False
 
     def put(self, key: str, value: object, timestamp: SupportsInt | None = None) -> None:
         """Blocking :meth:`AsyncClient.put`."""
+        self._check_open()
         try:
             trio.from_thread.run(self._client.put, key, value, timestamp, trio_token=self._token)
         except trio.RunFinishedError:
@@ -188,7 +200,31 @@ class ThreadClient:
 
     def get(self, key: str) -> Metrics:
         """Blocking :meth:`AsyncClient.get`."""
+        self._check_open()
         try:
             return trio.from_thread.run(self._client.get, key, trio_token=self._token)
         except trio.RunFinishedError:
             raise ClientError("the trio run that owns the client has ended") from None
+
+    def close(self) -> None:
+        """Stop using this view; the shared :class:`AsyncClient` stays open.
+
+        The trio program owns the connection and closes it; later calls on
+        this view raise :class:`ClientError`.
+        """
+        self._closed = True
+
+    def __enter__(self) -> ThreadClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientError("this ThreadClient was closed")

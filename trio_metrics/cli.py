@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -45,16 +46,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of our output (head, less) stopped early: not an error
+        # worth a traceback. Point stdout at nothing so the exit flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     return status
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``trio-metrics put: error: ...`` and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog=_PROG,
         description="A metrics server speaking the put/get text protocol, and its client.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    verbs = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    verbs = parser.add_subparsers(
+        title="commands", metavar="COMMAND", required=True, parser_class=_Parser
+    )
 
     serve = verbs.add_parser(
         "serve",
@@ -119,7 +134,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=_serve)
 
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     connection.add_argument(
         "--host", default=DEFAULT_HOST, help="server address (default: %(default)s)"
     )
@@ -131,7 +146,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     connection.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_seconds,
         default=10.0,
         metavar="SECONDS",
         help="give up after this long (default: %(default)s)",
@@ -142,6 +157,8 @@ def _build_parser() -> argparse.ArgumentParser:
         parents=[connection],
         help="store one point",
         description="Store VALUE for KEY at a timestamp (default: now).",
+        epilog="A negative value in exponent form needs options first, then '--':"
+        " trio-metrics put --port 8888 KEY -- -1e3",
     )
     put.add_argument("key", metavar="KEY", type=_key, help="metric name, e.g. palm.cpu")
     put.add_argument("value", metavar="VALUE", type=_value, help="a finite number, e.g. 10.6")
@@ -160,7 +177,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="read the points of a key, or of all keys with '*'",
         description="Print the points of KEY ('*' for every key) as a table or JSON.",
     )
-    get.add_argument("key", metavar="KEY", help="metric name, or '*' (quote it in a shell) for all")
+    get.add_argument(
+        "key",
+        metavar="KEY",
+        type=_key_or_all,
+        help="metric name, or '*' (quote it in a shell) for all",
+    )
     get.add_argument("--json", action="store_true", help='print {"key": [[timestamp, value], ...]}')
     get.set_defaults(run=_get)
 
@@ -297,6 +319,10 @@ def _positive_seconds(text: str) -> float:
     if not 0 < seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a positive number of seconds")
     return seconds
+
+
+def _key_or_all(text: str) -> str:
+    return text if text == "*" else _key(text)
 
 
 def _key(text: str) -> str:

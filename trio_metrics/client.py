@@ -9,6 +9,7 @@ replace ``socket.create_connection`` with a fake offering just those methods
 from __future__ import annotations
 
 import contextlib
+import math
 import socket
 import time
 from types import TracebackType
@@ -33,6 +34,7 @@ __all__ = [
     "answer_to_metrics",
     "check_ok",
     "check_put_answer",
+    "check_timeout",
     "default_timestamp",
 ]
 
@@ -78,6 +80,12 @@ def _timestamp_of(point: tuple[int, float]) -> int:
     return point[0]
 
 
+def check_timeout(timeout: float | None) -> None:
+    """Raise :exc:`ValueError` unless ``timeout`` is ``None`` or a positive number."""
+    if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+        raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+
+
 def default_timestamp(timestamp: SupportsInt | None) -> SupportsInt:
     """The timestamp a put sends: ``timestamp``, or now for ``None``."""
     return int(time.time()) if timestamp is None else timestamp
@@ -87,13 +95,15 @@ class Client:
     """A blocking connection to a trio-metrics server.
 
     ``Client(host, port, timeout=None)`` connects at once; ``timeout`` (in
-    seconds) bounds the connect and every later send and receive. After a
+    seconds, more than 0) bounds the connect and every later send and
+    receive (:exc:`ValueError` for anything else). After a
     connection failure or timeout, the connection can no longer tell which
     answer belongs to which request, so it is closed, and every later call
     raises :class:`ClientError`.
     """
 
     def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
+        check_timeout(timeout)
         self._address = f"{host}:{port}"
         self._parser = ResponseParser()
         self._broken: str | None = None

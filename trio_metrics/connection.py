@@ -43,6 +43,11 @@ _PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionErro
 _TIMED_PIECE = 64 * 1024
 
 
+class _PeerGone(Exception):
+    """The peer reset, vanished or closed: raised only for the stream's own errors,
+    so that a failing store is never mistaken for a client that went away."""
+
+
 class _PeerStalled(Exception):
     """The peer took none of an answer for the whole idle timeout."""
 
@@ -81,8 +86,12 @@ class ConnectionHandler:
         stats.connections_total += 1
         try:
             await self._converse(stream)
-        except _PEER_GONE as exc:
-            logger.debug("connection lost: %r", exc)
+        except _PeerGone as exc:
+            logger.debug("connection lost: %r", exc.__cause__)
+        except trio.Cancelled:
+            # The server is stopping: this connection is closed with it.
+            stats.connections_closed_at_stop += 1
+            raise
         except _PeerStalled:
             stats.connections_idle_closed += 1
             logger.debug("closed a connection that took no answer bytes for the idle timeout")
@@ -103,7 +112,10 @@ class ConnectionHandler:
         lines: list[Line] = []
         while True:
             with trio.move_on_after(idle_timeout) as idle:
-                lines = await reader.receive_lines()
+                try:
+                    lines = await reader.receive_lines()
+                except _PEER_GONE as exc:
+                    raise _PeerGone from exc
             if idle.cancelled_caught:
                 self.stats.connections_idle_closed += 1
                 logger.debug("closed a connection idle for %gs", idle_timeout)
@@ -242,6 +254,12 @@ class _AnswerWriter:
             await trio.lowlevel.checkpoint()
 
     async def _write(self, data: bytes) -> None:
+        try:
+            await self._write_in_time(data)
+        except _PEER_GONE as exc:
+            raise _PeerGone from exc
+
+    async def _write_in_time(self, data: bytes) -> None:
         if self._idle_timeout == math.inf:
             await self._stream.send_all(data)
             return

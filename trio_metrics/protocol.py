@@ -210,7 +210,6 @@ def parse_command(line: bytes) -> Command | None:
         if len(tokens) != 4:
             raise ProtocolError(f"put takes 3 arguments, got {len(tokens) - 1}")
         key = _parse_key(tokens[1])
-        # The parsers above already checked what the validators would.
         return Put(key, parse_value(tokens[2]), parse_timestamp(tokens[3]))
     if word == b"get":
         if len(tokens) != 2:
@@ -468,6 +467,8 @@ def _parse_point_line(line: str) -> Point:
         value = float(value_text)
     except ValueError:
         raise ProtocolError(f"value {value_text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ProtocolError(f"value {value_text[:40]!r} is not a finite number")
     try:
         # int() accepts signs, "_" and spaces; the protocol sends digits only.
         if not ts_text.isascii() or not ts_text.isdigit():
@@ -475,4 +476,6 @@ def _parse_point_line(line: str) -> Point:
         timestamp = int(ts_text)
     except ValueError:  # also int()'s limit of 4300 digits
         raise ProtocolError(f"timestamp {ts_text[:40]!r} is not an integer") from None
+    if timestamp > MAX_TIMESTAMP:
+        raise ProtocolError(f"timestamp {ts_text[:40]!r} is larger than 2**63-1")
     return key, value, timestamp

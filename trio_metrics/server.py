@@ -71,7 +71,8 @@ async def serve(
 
     ``port=0`` picks a free port; start the server with
     ``info = await nursery.start(serve, host, 0)`` to learn it
-    (``info.port``). ``host=None`` listens on every local address.
+    (``info.port``). ``host=None`` listens on every local address (with
+    port 0 each address may get its own port: see ``info.addresses``).
     ``store`` defaults to a new in-memory :class:`MetricStore`. The limits
     (``max_line_length``, ``max_connections``, ``idle_timeout``,
     ``max_buffered_answer``) are described in :class:`~trio_metrics.Limits`.
@@ -86,6 +87,8 @@ async def serve(
     listeners and every open connection. Raises :exc:`ValueError` for a bad
     limit and :exc:`OSError` if the address cannot be bound.
     """
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port {port} is outside 0..65535")
     limits = Limits(
         max_line_length=max_line_length,
         max_connections=max_connections,
@@ -133,13 +136,13 @@ async def serve(
         stats = info.stats
         logger.info(
             "stopped after %.0fs: %d connections served, %d commands, %d wrong, "
-            "%d refused at the limit, %d still open were closed",
+            "%d refused at the limit, %d open ones closed",
             time.monotonic() - started,
             stats.connections_total,
             stats.commands,
             stats.errors,
             stats.connections_refused,
-            stats.connections_open,
+            stats.connections_closed_at_stop,
         )
 
 

@@ -17,8 +17,11 @@ class ServerStats:
     connections_refused: int = 0
     #: Closed by the idle timeout.
     connections_idle_closed: int = 0
-    #: Closed after an unexpected error while serving them (a bug: see the log).
+    #: Closed after an unexpected error while serving them (a bug, or a
+    #: failing store: see the log).
     connection_failures: int = 0
+    #: Open when the server stopped, and closed by it.
+    connections_closed_at_stop: int = 0
     puts: int = 0
     gets: int = 0
     stats_requests: int = 0
