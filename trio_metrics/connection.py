@@ -109,22 +109,30 @@ class ConnectionHandler:
         reader = LineReader(stream, limits.max_line_length)
         writer = _AnswerWriter(stream, limits)
         idle_timeout = math.inf if limits.idle_timeout is None else limits.idle_timeout
-        lines: list[Line] = []
         while True:
-            with trio.move_on_after(idle_timeout) as idle:
-                try:
-                    lines = await reader.receive_lines()
-                except _PEER_GONE as exc:
-                    raise _PeerGone from exc
-            if idle.cancelled_caught:
-                self.stats.connections_idle_closed += 1
-                logger.debug("closed a connection idle for %gs", idle_timeout)
-                return
+            if idle_timeout == math.inf:
+                # No cancel scope per read when there is no timeout: on a
+                # request-response connection it costs a fifth of the CPU.
+                lines = await self._receive(reader)
+            else:
+                with trio.move_on_after(idle_timeout) as idle:
+                    lines = await self._receive(reader)
+                if idle.cancelled_caught:
+                    self.stats.connections_idle_closed += 1
+                    logger.debug("closed a connection idle for %gs", idle_timeout)
+                    return
             if not lines:
                 # End of stream: everything complete was answered already;
                 # an unfinished last line is dropped as cut off.
                 return
             await self._run_batch(lines, writer)
+
+    @staticmethod
+    async def _receive(reader: LineReader) -> list[Line]:
+        try:
+            return await reader.receive_lines()
+        except _PEER_GONE as exc:
+            raise _PeerGone from exc
 
     async def _run_batch(self, lines: list[Line], writer: _AnswerWriter) -> None:
         """Run the lines of one read and write their answers, in order.
