@@ -1,0 +1,563 @@
+"""Load generator for the benchmarks: standard library only (socket, selectors, multiprocessing).
+
+Each connection follows a plan of requests whose answers are known in advance
+(every ``put`` is answered ``ok\\n\\n``), so the generator checks each answer
+byte for byte at almost no cost. One process drives many connections with
+``selectors``; ``processes > 1`` splits the connections over worker processes
+for when one generator process would be the bottleneck. Every result carries
+the generator's own CPU time, so a saturated generator is visible.
+
+The points are deterministic (:func:`put_line`), so the final content of the
+store is known (:func:`expected_get_answer`) without keeping what was sent.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import multiprocessing.context as mp_context
+import os
+import queue
+import resource
+import selectors
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+OK = b"ok\n\n"
+ANSWER_END = b"\n\n"
+#: The first timestamp the benchmarks write (2017-07-14, an ordinary unix time).
+T0 = 1_500_000_000
+
+
+class LoadError(Exception):
+    """The server answered wrongly, closed a connection, or did not answer in time."""
+
+
+class Deadline:
+    """A point in time that every wait of one benchmark run is bounded by."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left; raises :class:`LoadError` once the deadline has passed."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise LoadError("timed out (per-scenario timeout)")
+        return left
+
+
+# --- the data ---------------------------------------------------------------
+
+
+def value_text(i: int) -> str:
+    """The value of the ``i``-th put of a series, as sent (``123.4``)."""
+    return f"{i * 7 % 1000}.{i % 10}"
+
+
+def timestamp(i: int, overwrite: bool) -> int:
+    """The timestamp of the ``i``-th put of a series.
+
+    With ``overwrite``, every tenth put reuses the timestamp of the put before
+    it, so last-write-wins is exercised (and verified) along the way.
+    """
+    if overwrite and i % 10 == 9:
+        return T0 + i - 1
+    return T0 + i
+
+
+def put_line(key: str, i: int, overwrite: bool = True) -> bytes:
+    """The ``i``-th put request of ``key``'s series."""
+    return f"put {key} {value_text(i)} {timestamp(i, overwrite)}\n".encode()
+
+
+def expected_points(count: int, overwrite: bool = True) -> dict[int, str]:
+    """``{timestamp: value text}`` that ``count`` puts of one series leave behind."""
+    points: dict[int, str] = {}
+    for i in range(count):
+        points[timestamp(i, overwrite)] = value_text(i)
+    return points
+
+
+def expected_lines(key: str, count: int, overwrite: bool = True) -> Iterator[str]:
+    """The data lines of ``key`` in a ``get`` answer after ``count`` puts."""
+    points = expected_points(count, overwrite)
+    for ts in sorted(points):
+        yield f"{key} {float(points[ts])!r} {ts}\n"
+
+
+def expected_get_answer(series: Sequence[tuple[str, int]], overwrite: bool = True) -> bytes:
+    """The exact answer to a ``get`` selecting ``series`` (``(key, puts)``, in key order)."""
+    lines = [line for key, count in series for line in expected_lines(key, count, overwrite)]
+    if not lines:
+        return OK
+    return b"ok\n" + "".join(lines).encode() + b"\n"
+
+
+# --- plans and results ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConnectionPlan:
+    """One connection's work: ``puts_per_key`` puts of each key's series, ``batch`` per request.
+
+    With several keys the puts go round-robin over them (``k0 k1 k0 k1 ...``),
+    as points from many sources arrive, and the keys are first stored in order.
+    """
+
+    keys: tuple[str, ...]
+    puts_per_key: int
+    batch: int = 1
+    overwrite: bool = True
+
+    @property
+    def puts(self) -> int:
+        return self.puts_per_key * len(self.keys)
+
+    def requests(self) -> list[tuple[bytes, bytes]]:
+        """``(request, expected answer)`` pairs, built before any timing starts."""
+        return _requests(self)
+
+    def expected_answer(self) -> bytes:
+        """The answer to ``get *`` on a server that got only this plan."""
+        return _expected_answer(self)
+
+
+@functools.lru_cache(maxsize=4)
+def _expected_answer(plan: ConnectionPlan) -> bytes:
+    return expected_get_answer([(k, plan.puts_per_key) for k in plan.keys], plan.overwrite)
+
+
+@functools.lru_cache(maxsize=4)
+def _requests(plan: ConnectionPlan) -> list[tuple[bytes, bytes]]:
+    # Cached: the big loads are sent to a fresh server several times per run.
+    lines = [
+        put_line(key, i, plan.overwrite) for i in range(plan.puts_per_key) for key in plan.keys
+    ]
+    pairs = []
+    for start in range(0, len(lines), plan.batch):
+        chunk = lines[start : start + plan.batch]
+        pairs.append((b"".join(chunk), OK * len(chunk)))
+    return pairs
+
+
+@dataclass
+class LoadResult:
+    """What one load phase did and cost."""
+
+    requests: int
+    puts: int
+    elapsed: float
+    generator_cpu: float
+    processes: int
+    connections: int
+
+    @property
+    def puts_per_second(self) -> float:
+        return self.puts / self.elapsed if self.elapsed > 0 else float("nan")
+
+    @property
+    def generator_load(self) -> float:
+        """Generator CPU as a fraction of the cores its processes could use (1.0: saturated)."""
+        if self.elapsed <= 0:
+            return float("nan")
+        return self.generator_cpu / (self.elapsed * self.processes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "puts": self.puts,
+            "elapsed_s": self.elapsed,
+            "generator_cpu_s": self.generator_cpu,
+            "generator_load": self.generator_load,
+            "processes": self.processes,
+            "connections": self.connections,
+        }
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU of this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def connect(host: str, port: int, deadline: Deadline) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=min(10.0, deadline.left()))
+    # Small requests must leave at once, not wait for Nagle's algorithm.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+# --- blocking helpers -------------------------------------------------------
+
+
+def read_answer(sock: socket.socket, buffer: bytearray, deadline: Deadline) -> bytes:
+    """Read one whole answer (up to and with its ``\\n\\n``); extra bytes stay in ``buffer``."""
+    scanned = 0
+    while True:
+        # An answer has no blank line inside, so the first "\n\n" ends it.
+        end = buffer.find(ANSWER_END, max(scanned - 1, 0))
+        if end >= 0:
+            answer = bytes(buffer[: end + 2])
+            del buffer[: end + 2]
+            return answer
+        scanned = len(buffer)
+        sock.settimeout(min(10.0, deadline.left()))
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            raise LoadError(f"no complete answer in time; got {bytes(buffer[-200:])!r}") from None
+        if not chunk:
+            raise LoadError(f"server closed the connection; got {bytes(buffer[-200:])!r}")
+        buffer += chunk
+
+
+def ask(sock: socket.socket, request: bytes, deadline: Deadline) -> bytes:
+    """Send one request and return its answer (the connection must be idle)."""
+    sock.settimeout(min(10.0, deadline.left()))
+    sock.sendall(request)
+    return read_answer(sock, bytearray(), deadline)
+
+
+def timed_get(sock: socket.socket, key: str, deadline: Deadline) -> tuple[float, bytes]:
+    """``get key`` on an idle connection: (seconds from send to last byte, answer)."""
+    request = f"get {key}\n".encode()
+    sock.settimeout(min(10.0, deadline.left()))
+    buffer = bytearray()
+    start = time.perf_counter()
+    sock.sendall(request)
+    while not buffer.endswith(ANSWER_END):
+        sock.settimeout(min(10.0, deadline.left()))
+        try:
+            chunk = sock.recv(1 << 20)
+        except TimeoutError:
+            raise LoadError(f"get {key}: no complete answer in time") from None
+        if not chunk:
+            raise LoadError(f"get {key}: server closed the connection")
+        buffer += chunk
+    return time.perf_counter() - start, bytes(buffer)
+
+
+def load(
+    host: str,
+    port: int,
+    plan: ConnectionPlan,
+    deadline: Deadline,
+    window: int = 4,
+) -> LoadResult:
+    """Send ``plan`` over one connection, ``window`` requests in flight (untimed loading)."""
+    pairs = plan.requests()
+    cpu0 = own_cpu_seconds()
+    start = time.perf_counter()
+    with connect(host, port, deadline) as sock:
+        buffer = bytearray()
+        sent = received = 0
+        while received < len(pairs):
+            while sent < len(pairs) and sent - received < window:
+                sock.settimeout(min(10.0, deadline.left()))
+                sock.sendall(pairs[sent][0])
+                sent += 1
+            expected = pairs[received][1]
+            while len(buffer) < len(expected):
+                sock.settimeout(min(10.0, deadline.left()))
+                try:
+                    chunk = sock.recv(1 << 20)
+                except TimeoutError:
+                    raise LoadError("loading: no answer in time") from None
+                if not chunk:
+                    raise LoadError("loading: server closed the connection")
+                buffer += chunk
+            if buffer[: len(expected)] != expected:
+                raise LoadError(f"loading: unexpected answer {bytes(buffer[:200])!r}")
+            del buffer[: len(expected)]
+            received += 1
+    return LoadResult(
+        requests=len(pairs),
+        puts=plan.puts,
+        elapsed=time.perf_counter() - start,
+        generator_cpu=own_cpu_seconds() - cpu0,
+        processes=1,
+        connections=1,
+    )
+
+
+def wait_until_answering(host: str, port: int, deadline: Deadline) -> float:
+    """Retry connecting until ``get x`` is answered; return ``time.perf_counter()`` then."""
+    while True:
+        try:
+            sock = connect(host, port, deadline)
+        except ConnectionRefusedError:
+            time.sleep(0.002)
+            continue
+        with sock:
+            answer = ask(sock, b"get x\n", deadline)
+            done = time.perf_counter()
+        if answer != OK:
+            raise LoadError(f"get x answered {answer[:200]!r}")
+        return done
+
+
+# --- the request-response engine --------------------------------------------
+
+
+class _Connection:
+    """A non-blocking connection working through its ``(request, answer)`` pairs."""
+
+    def __init__(self, sock: socket.socket, pairs: list[tuple[bytes, bytes]]) -> None:
+        self.sock = sock
+        self.pairs = pairs
+        self.index = 0
+        self.outgoing = memoryview(b"")
+        self.incoming = bytearray()
+
+    @property
+    def done(self) -> bool:
+        return self.index >= len(self.pairs)
+
+    def start_request(self) -> None:
+        self.outgoing = memoryview(self.pairs[self.index][0])
+        self.flush()
+
+    def flush(self) -> None:
+        """Send what the kernel takes now; the rest waits for the socket to be writable."""
+        if self.outgoing:
+            try:
+                sent = self.sock.send(self.outgoing)
+            except BlockingIOError:
+                return
+            self.outgoing = self.outgoing[sent:]
+
+    def receive(self) -> bool:
+        """Read what has arrived; return whether the current request is answered."""
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            raise LoadError(f"server closed the connection after {bytes(self.incoming)[-200:]!r}")
+        self.incoming += chunk
+        expected = self.pairs[self.index][1]
+        if len(self.incoming) < len(expected):
+            # A short prefix that is already wrong is reported now, not at the timeout.
+            if not expected.startswith(self.incoming[:64]):
+                raise LoadError(f"unexpected answer {bytes(self.incoming[:200])!r}")
+            return False
+        if self.incoming != expected:
+            raise LoadError(
+                f"unexpected answer to request {self.index}: {bytes(self.incoming[:200])!r}"
+            )
+        self.incoming.clear()
+        self.index += 1
+        return True
+
+
+def _drive(connections: list[_Connection], deadline: Deadline) -> None:
+    """Run every connection's requests to completion, one request in flight each."""
+    selector = selectors.DefaultSelector()
+    writing: set[_Connection] = set()
+
+    def watch(conn: _Connection) -> None:
+        # Only a request the kernel did not take whole needs write events.
+        wants_write = bool(conn.outgoing)
+        if wants_write != (conn in writing):
+            mask = selectors.EVENT_READ
+            if wants_write:
+                mask |= selectors.EVENT_WRITE
+                writing.add(conn)
+            else:
+                writing.discard(conn)
+            selector.modify(conn.sock, mask, conn)
+
+    try:
+        for conn in connections:
+            conn.sock.setblocking(False)
+            selector.register(conn.sock, selectors.EVENT_READ, conn)
+        for conn in connections:
+            conn.start_request()
+            watch(conn)
+        active = len(connections)
+        while active:
+            for key, mask in selector.select(timeout=min(1.0, deadline.left())):
+                conn = key.data
+                if mask & selectors.EVENT_WRITE:
+                    conn.flush()
+                if mask & selectors.EVENT_READ and conn.receive():
+                    if conn.done:
+                        selector.unregister(conn.sock)
+                        active -= 1
+                        continue
+                    conn.start_request()
+                watch(conn)
+    finally:
+        selector.close()
+
+
+def _warm_up(sockets: list[socket.socket], deadline: Deadline) -> None:
+    # One exchange per connection before timing, so that accepting the
+    # connection and starting its handler are not part of the measurement.
+    for sock in sockets:
+        answer = ask(sock, b"get bench.warmup\n", deadline)
+        if answer != OK:
+            raise LoadError(f"warm-up get answered {answer[:200]!r}")
+
+
+@dataclass
+class _WorkerReport:
+    puts: int
+    requests: int
+    started: float
+    finished: float
+    cpu: float
+    error: str | None = None
+
+
+def _run_group(
+    host: str,
+    port: int,
+    plans: Sequence[ConnectionPlan],
+    deadline: Deadline,
+    before_timing: Callable[[], None] | None,
+) -> _WorkerReport:
+    """Connect, warm up, call ``before_timing``, run ``plans``: in this process or a worker."""
+    pairs = [plan.requests() for plan in plans]
+    sockets: list[socket.socket] = []
+    try:
+        for _ in plans:
+            sockets.append(connect(host, port, deadline))
+        _warm_up(sockets, deadline)
+        if before_timing is not None:
+            before_timing()
+        connections = [_Connection(s, p) for s, p in zip(sockets, pairs, strict=True)]
+        cpu0 = own_cpu_seconds()
+        started = time.monotonic()
+        _drive(connections, deadline)
+        finished = time.monotonic()
+        return _WorkerReport(
+            puts=sum(plan.puts for plan in plans),
+            requests=sum(len(p) for p in pairs),
+            started=started,
+            finished=finished,
+            cpu=own_cpu_seconds() - cpu0,
+        )
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _worker(
+    host: str,
+    port: int,
+    plans: Sequence[ConnectionPlan],
+    timeout: float,
+    ready: Any,
+    go: Any,
+    results: Any,
+) -> None:
+    deadline = Deadline(timeout)
+    said_ready = False
+
+    def wait_for_go() -> None:
+        nonlocal said_ready
+        ready.put(None)
+        said_ready = True
+        if not go.wait(deadline.left()):
+            raise LoadError("worker was not started in time")
+
+    try:
+        report = _run_group(host, port, plans, deadline, wait_for_go)
+    except BaseException as exc:
+        # The parent must hear about a failure, not wait for a report until its timeout.
+        if not said_ready:
+            ready.put(None)
+        report = _WorkerReport(0, 0, 0.0, 0.0, 0.0, error=f"{type(exc).__name__}: {exc}")
+    results.put(report)
+
+
+def request_response(
+    host: str,
+    port: int,
+    plans: Sequence[ConnectionPlan],
+    timeout: float,
+    processes: int = 1,
+    on_start: Callable[[], None] | None = None,
+) -> LoadResult:
+    """Run ``plans`` (one connection each) concurrently, one request in flight per connection.
+
+    Every connection is opened and has had one exchange before timing starts.
+    With ``processes > 1`` the connections are split over that many worker
+    processes, started together once all of them are connected. ``on_start``
+    is called just before the timed phase (to snapshot the server's CPU).
+    Elapsed time runs from the first connection's start to the last one's end.
+    """
+    processes = max(1, min(processes, len(plans)))
+    deadline = Deadline(timeout)
+    if processes == 1:
+        reports = [_run_group(host, port, plans, deadline, on_start)]
+    else:
+        reports = _run_in_workers(host, port, plans, deadline, processes, on_start)
+    errors = [r.error for r in reports if r.error]
+    if errors:
+        raise LoadError("; ".join(errors))
+    return LoadResult(
+        requests=sum(r.requests for r in reports),
+        puts=sum(r.puts for r in reports),
+        elapsed=max(r.finished for r in reports) - min(r.started for r in reports),
+        generator_cpu=sum(r.cpu for r in reports),
+        processes=processes,
+        connections=len(plans),
+    )
+
+
+def _run_in_workers(
+    host: str,
+    port: int,
+    plans: Sequence[ConnectionPlan],
+    deadline: Deadline,
+    processes: int,
+    on_start: Callable[[], None] | None,
+) -> list[_WorkerReport]:
+    # fork starts workers fast and needs no importable __main__; elsewhere spawn.
+    if sys.platform.startswith("linux"):
+        context: mp_context.ForkContext | mp_context.SpawnContext
+        context = multiprocessing.get_context("fork")
+    else:
+        context = multiprocessing.get_context("spawn")
+    ready = context.Queue()
+    results = context.Queue()
+    go = context.Event()
+    groups = [list(plans[i::processes]) for i in range(processes)]
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(host, port, group, deadline.left(), ready, go, results),
+            daemon=True,
+        )
+        for group in groups
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        try:
+            for _ in workers:
+                ready.get(timeout=deadline.left())
+            if on_start is not None:
+                on_start()
+            go.set()
+            return [results.get(timeout=deadline.left()) for _ in workers]
+        except queue.Empty:
+            raise LoadError("load generator workers did not report in time") from None
+    finally:
+        for worker in workers:
+            worker.join(timeout=2)
+            if worker.is_alive():
+                worker.kill()
+                worker.join(timeout=2)
+
+
+def default_processes() -> int:
+    """Generator processes for many connections: half the cores (the server needs the rest)."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))

@@ -1,0 +1,909 @@
+"""Benchmark trio-metrics against the plain asyncio baseline, side by side.
+
+    python bench/run.py                   # every scenario, 5 repetitions, full counts
+    python bench/run.py --quick           # small counts, 2 repetitions (well under 30 s)
+    python bench/run.py --scenarios rr-1,get-all --repeat 3
+
+Each scenario run gets a fresh server process; the two servers take turns
+(ours, baseline, ours, baseline, ...). Ours runs from a copy of trio_metrics/
+taken when the run starts, so that edits made meanwhile do not mix versions.
+Every run checks afterwards, over a fresh connection, that the server stored
+every point with its last value; a failed check is reported loudly and makes
+the exit status 1. The table of medians goes to stdout, progress to stderr;
+the figures of every run go to a JSON file, and a chart of the throughputs
+to a PNG when matplotlib is installed. Linux only: server CPU and memory are
+read from /proc.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import loadgen
+from loadgen import ConnectionPlan, Deadline
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+HOST = "127.0.0.1"
+SERVERS = ("ours", "baseline")
+SERVER_LABELS = {"ours": "trio-metrics", "baseline": "asyncio baseline"}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: The shortest phase whose CPU shares are shown (/proc counts in clock ticks).
+MIN_CPU_PHASE = 1.0
+BANNER = re.compile(rb"listening on (\S+):(\d+)")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How much work each scenario does."""
+
+    rr1_puts: int = 20_000
+    rr50_connections: int = 50
+    rr50_puts_per_connection: int = 1_000
+    pipelined_connections: int = 4
+    pipelined_batches: int = 250
+    batch: int = 1_000
+    getall_points: int = 1_000_000
+    getall_keys: int = 100
+    getall_repeats: int = 5
+    getkey_points: int = 10_000
+    getkey_reads: int = 1_000
+    memory_points: int = 1_000_000
+    memory_keys: int = 100
+    timeout: float = 240.0
+
+
+FULL = Counts()
+QUICK = Counts(
+    rr1_puts=1_000,
+    rr50_connections=50,
+    rr50_puts_per_connection=20,
+    pipelined_connections=4,
+    pipelined_batches=1,
+    getall_points=1_000,
+    getall_repeats=3,
+    getkey_points=1_000,
+    getkey_reads=5,
+    memory_points=1_000,
+    timeout=20.0,
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of the table: a figure of a scenario and which way is better."""
+
+    key: str
+    label: str
+    better: str  # "higher" or "lower"
+
+
+_THROUGHPUT = [
+    Metric("puts_per_s", "puts/s", "higher"),
+    Metric("server_cpu_us_per_put", "server CPU us/put", "lower"),
+]
+METRICS: dict[str, list[Metric]] = {
+    "rr-1": _THROUGHPUT,
+    "rr-50": _THROUGHPUT,
+    "pipelined": _THROUGHPUT,
+    "get-all": [
+        Metric("first_read_s", "first get * (s)", "lower"),
+        Metric("repeat_read_s", "repeated get * (s)", "lower"),
+    ],
+    "get-key": [Metric("read_s", "get key (s)", "lower")],
+    "memory": [
+        Metric("bytes_per_point", "RSS bytes/point", "lower"),
+        Metric("rss_after_mb", "RSS after load (MB)", "lower"),
+    ],
+    "startup": [Metric("startup_s", "spawn to first answer (s)", "lower")],
+}
+SCENARIOS = list(METRICS)
+#: What the chart shows per scenario: (metric key, axis label).
+CHART: dict[str, tuple[str, str]] = {
+    "rr-1": ("puts_per_s", "puts/s"),
+    "rr-50": ("puts_per_s", "puts/s"),
+    "pipelined": ("puts_per_s", "puts/s"),
+    "get-all": ("repeat_points_per_s", "points read/s (repeated get *)"),
+    "get-key": ("points_per_s", "points read/s"),
+}
+
+
+class BenchError(Exception):
+    """A run that could not be completed: the server failed to start, hung or answered wrongly."""
+
+
+# --- server processes ---------------------------------------------------------
+
+
+def server_command(kind: str, port: int) -> list[str]:
+    if kind == "ours":
+        return [
+            sys.executable,
+            "-m",
+            "trio_metrics",
+            "serve",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ]
+    return [
+        sys.executable,
+        str(BENCH_DIR / "asyncio_server.py"),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
+
+
+class Server:
+    """A server process whose output goes to files (a pipe nobody reads could fill up)."""
+
+    def __init__(
+        self, kind: str, workdir: Path, port: int = 0, cpus: set[int] | None = None
+    ) -> None:
+        self.kind = kind
+        self.stdout_path = workdir / f"{kind}.out"
+        self.stderr_path = workdir / f"{kind}.err"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.spawned = time.perf_counter()
+            self.process = subprocess.Popen(
+                server_command(kind, port),
+                # Ours runs from the snapshot (``python -m`` puts the working
+                # directory first on sys.path); the baseline from the repository.
+                cwd=workdir / "src" if kind == "ours" else REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        if cpus:
+            os.sched_setaffinity(self.process.pid, cpus)
+        self.port = port
+        self.exit_code: int | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def wait_for_banner(self, deadline: Deadline) -> int:
+        """Wait for the ``listening on HOST:PORT`` line; return the port."""
+        while True:
+            match = BANNER.search(self.stdout_path.read_bytes())
+            if match:
+                self.port = int(match.group(2))
+                return self.port
+            if self.process.poll() is not None:
+                raise BenchError(
+                    f"{self.kind} server exited with {self.process.returncode} "
+                    + self.stderr_tail()
+                )
+            if deadline.at - time.monotonic() < 0:
+                raise BenchError(f"{self.kind} server printed no banner in time")
+            time.sleep(0.005)
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU time of the server so far (clock-tick resolution)."""
+        stat = Path(f"/proc/{self.pid}/stat").read_text()
+        # The command name may contain spaces; the fields after it do not.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+    def status_kib(self, name: str) -> int:
+        """A ``kB`` figure of /proc/PID/status, e.g. ``VmRSS`` or ``VmHWM``."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+        raise BenchError(f"no {name} in /proc/{self.pid}/status")
+
+    def check_alive(self) -> None:
+        if self.process.poll() is not None:
+            raise BenchError(
+                f"{self.kind} server died with status {self.process.returncode} "
+                + self.stderr_tail()
+            )
+
+    def stop(self) -> int | None:
+        """SIGTERM, then SIGKILL if it does not exit within 10 s; return its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+                self.exit_code = None
+                return None
+        self.exit_code = self.process.returncode
+        return self.exit_code
+
+    def stderr_tail(self, size: int = 2000) -> str:
+        try:
+            text = self.stderr_path.read_bytes()[-size:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return f"(stderr: {text.strip()!r})" if text.strip() else "(stderr empty)"
+
+
+def snapshot_package(workdir: Path) -> dict[str, Any]:
+    """Copy trio_metrics/ to ``workdir/src`` and describe the copy.
+
+    Every run of ours starts from this copy, so that edits to the working
+    tree while the benchmark runs cannot mix two versions in one table.
+    """
+    target = workdir / "src" / "trio_metrics"
+    shutil.copytree(
+        REPO / "trio_metrics", target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+    )
+    digest = hashlib.sha256()
+    for path in sorted(target.rglob("*.py")):
+        digest.update(path.relative_to(target).as_posix().encode() + b"\0" + path.read_bytes())
+    return {
+        "commit": _git("rev-parse", "--short", "HEAD"),
+        "sha256": digest.hexdigest()[:12],
+        "local_changes": bool(_git("status", "--porcelain", "--", "trio_metrics")),
+    }
+
+
+def _git(*args: str) -> str | None:
+    try:
+        completed = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return completed.stdout.strip()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- scenarios ------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """The figures of one scenario run on one server."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    verified: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+#: A scenario fills in the outcome as it goes, so that figures measured before a failed
+#: check are still reported.
+Scenario = Callable[[Server, Counts, Deadline, argparse.Namespace, Outcome], None]
+
+
+def _verify_keys(server: Server, plans: Sequence[ConnectionPlan], deadline: Deadline) -> int:
+    """``get key`` for every key of ``plans`` over a fresh connection; return points checked."""
+    checked = 0
+    with loadgen.connect(HOST, server.port, deadline) as sock:
+        for plan in plans:
+            for key in plan.keys:
+                expected = loadgen.expected_get_answer([(key, plan.puts_per_key)], plan.overwrite)
+                answer = loadgen.ask(sock, f"get {key}\n".encode(), deadline)
+                _compare(f"get {key}", answer, expected)
+                checked += answer.count(b"\n") - 2
+    return checked
+
+
+def _compare(what: str, answer: bytes, expected: bytes) -> None:
+    if answer == expected:
+        return
+    got = answer.split(b"\n")
+    want = expected.split(b"\n")
+    for line_number, (a, b) in enumerate(zip(got, want, strict=False)):
+        if a != b:
+            raise BenchError(
+                f"verification failed: {what}: line {line_number} is {a[:200]!r},"
+                f" expected {b[:200]!r} ({len(got) - 3} data lines, expected {len(want) - 3})"
+            )
+    raise BenchError(
+        f"verification failed: {what}: {len(got) - 3} data lines, expected {len(want) - 3}"
+    )
+
+
+def machine_busy_seconds() -> float:
+    """CPU time all processes of the machine have used so far, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [int(f) for f in stat.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal ...: all but idle and iowait.
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU used by the server, by the generator and by everything else, over one phase."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.start = (0.0, 0.0, 0.0, 0.0)
+
+    def _read(self) -> tuple[float, float, float, float]:
+        return (
+            time.perf_counter(),
+            self.server.cpu_seconds(),
+            machine_busy_seconds(),
+            loadgen.own_cpu_seconds(),
+        )
+
+    def begin(self) -> None:
+        self.start = self._read()
+
+    def end(self, generator_cpu: float | None = None) -> dict[str, float]:
+        """Seconds of CPU over the phase; ``generator_cpu`` if not this process's own."""
+        now = self._read()
+        wall, server, machine, own = (b - a for a, b in zip(self.start, now, strict=True))
+        generator = own if generator_cpu is None else generator_cpu
+        # Whatever the machine did beyond the server and the generator disturbed
+        # the figures (another program, or this one's other work).
+        other = max(0.0, machine - server - generator)
+        return {
+            "wall_s": wall,
+            "server_cpu_s": server,
+            "server_cpu_load": server / wall if wall > 0 else float("nan"),
+            "other_cpu_load": other / wall if wall > 0 else float("nan"),
+        }
+
+
+def _throughput(
+    server: Server,
+    plans: Sequence[ConnectionPlan],
+    deadline: Deadline,
+    processes: int,
+    outcome: Outcome,
+) -> None:
+    meter = CpuMeter(server)
+    result = loadgen.request_response(
+        HOST, server.port, plans, timeout=deadline.left(), processes=processes, on_start=meter.begin
+    )
+    cpu = meter.end(result.generator_cpu)
+    server.check_alive()
+    outcome.metrics.update(
+        puts_per_s=result.puts_per_second,
+        server_cpu_us_per_put=cpu["server_cpu_s"] / result.puts * 1e6,
+    )
+    outcome.info.update(load=result.as_dict(), cpu=cpu)
+    outcome.info["points_verified"] = _verify_keys(server, plans, deadline)
+    outcome.verified = True
+
+
+def scenario_rr1(
+    server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
+) -> None:
+    plans = [ConnectionPlan(("bench.rr1.c0",), counts.rr1_puts)]
+    _throughput(server, plans, deadline, 1, outcome)
+
+
+def scenario_rr50(
+    server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
+) -> None:
+    plans = [
+        ConnectionPlan((f"bench.rr50.c{i:02d}",), counts.rr50_puts_per_connection)
+        for i in range(counts.rr50_connections)
+    ]
+    _throughput(server, plans, deadline, args.loadgen_processes, outcome)
+
+
+def scenario_pipelined(
+    server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
+) -> None:
+    plans = [
+        ConnectionPlan(
+            (f"bench.pipe.c{i}",), counts.pipelined_batches * counts.batch, batch=counts.batch
+        )
+        for i in range(counts.pipelined_connections)
+    ]
+    _throughput(server, plans, deadline, 1, outcome)
+
+
+def _big_plan(points: int, keys: int, batch: int) -> ConnectionPlan:
+    return ConnectionPlan(
+        tuple(f"bench.k{i:03d}" for i in range(keys)), points // keys, batch=batch, overwrite=False
+    )
+
+
+def scenario_get_all(
+    server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
+) -> None:
+    plan = _big_plan(counts.getall_points, counts.getall_keys, counts.batch)
+    load = loadgen.load(HOST, server.port, plan, deadline)
+    expected = plan.expected_answer()
+    outcome.info.update(points=plan.puts, answer_bytes=len(expected), load=load.as_dict())
+    times = []
+    answers = []
+    with loadgen.connect(HOST, server.port, deadline) as sock:
+        meter = CpuMeter(server)
+        meter.begin()
+        for _ in range(1 + counts.getall_repeats):
+            seconds, answer = loadgen.timed_get(sock, "*", deadline)
+            times.append(seconds)
+            answers.append(answer)
+        cpu = meter.end()
+    repeat = statistics.median(times[1:])
+    outcome.metrics.update(
+        first_read_s=times[0], repeat_read_s=repeat, repeat_points_per_s=plan.puts / repeat
+    )
+    outcome.info.update(
+        read_times_s=times,
+        cpu=cpu,
+        server_cpu_s_per_read=cpu["server_cpu_s"] / len(times),
+        # What answering (and any caching of answers) costs in memory.
+        rss_after_reads_kib=server.status_kib("VmRSS"),
+        peak_rss_kib=server.status_kib("VmHWM"),
+    )
+    server.check_alive()
+    # Every answer is checked whole (line count and every value), untimed.
+    for answer in answers:
+        _compare("get *", answer, expected)
+    outcome.verified = True
+
+
+def scenario_get_key(
+    server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
+) -> None:
+    plan = ConnectionPlan(("bench.one",), counts.getkey_points, batch=counts.batch, overwrite=False)
+    loadgen.load(HOST, server.port, plan, deadline)
+    expected = plan.expected_answer()
+    times = []
+    answers = []
+    with loadgen.connect(HOST, server.port, deadline) as sock:
+        meter = CpuMeter(server)
+        meter.begin()
+        for _ in range(counts.getkey_reads):
+            seconds, answer = loadgen.timed_get(sock, "bench.one", deadline)
+            times.append(seconds)
+            answers.append(answer)
+    read = statistics.median(times)
+    outcome.metrics.update(read_s=read, points_per_s=plan.puts / read)
+    outcome.info.update(points=plan.puts, read_times_s=times, cpu=meter.end())
+    server.check_alive()
+    for answer in answers:
+        _compare("get bench.one", answer, expected)
+    outcome.verified = True
+
+
+def scenario_memory(
+    server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
+) -> None:
+    plan = _big_plan(counts.memory_points, counts.memory_keys, counts.batch)
+    plan.requests()  # built (and cached) before the first reading, which is of an idle server
+    with loadgen.connect(HOST, server.port, deadline) as sock:
+        if loadgen.ask(sock, b"get x\n", deadline) != loadgen.OK:
+            raise BenchError("get x was not answered ok")
+    before = server.status_kib("VmRSS")
+    load = loadgen.load(HOST, server.port, plan, deadline)
+    # A fresh exchange after the loading connection closed: the server is idle again.
+    with loadgen.connect(HOST, server.port, deadline) as sock:
+        loadgen.ask(sock, b"get x\n", deadline)
+    after = server.status_kib("VmRSS")
+    outcome.metrics.update(
+        bytes_per_point=(after - before) * 1024 / plan.puts, rss_after_mb=after / 1024
+    )
+    outcome.info.update(
+        points=plan.puts,
+        rss_before_kib=before,
+        rss_after_kib=after,
+        peak_rss_while_loading_kib=server.status_kib("VmHWM"),
+        load=load.as_dict(),
+    )
+    with loadgen.connect(HOST, server.port, deadline) as sock:
+        _compare("get *", loadgen.ask(sock, b"get *\n", deadline), plan.expected_answer())
+    server.check_alive()
+    outcome.verified = True
+
+
+def scenario_startup(
+    server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
+) -> None:
+    answered = loadgen.wait_until_answering(HOST, server.port, deadline)
+    outcome.metrics["startup_s"] = answered - server.spawned
+    server.wait_for_banner(deadline)
+    outcome.verified = True
+
+
+SCENARIO_FUNCTIONS: dict[str, Scenario] = {
+    "rr-1": scenario_rr1,
+    "rr-50": scenario_rr50,
+    "pipelined": scenario_pipelined,
+    "get-all": scenario_get_all,
+    "get-key": scenario_get_key,
+    "memory": scenario_memory,
+    "startup": scenario_startup,
+}
+
+
+def run_once(
+    name: str, kind: str, counts: Counts, args: argparse.Namespace, workdir: Path
+) -> Outcome:
+    """One scenario on one fresh server process, which is always stopped afterwards."""
+    deadline = Deadline(counts.timeout)
+    # The startup scenario must know the port before the server can say it.
+    port = free_port() if name == "startup" else 0
+    server = Server(kind, workdir, port, args.server_cpus)
+    outcome = Outcome()
+    try:
+        if name != "startup":
+            server.wait_for_banner(deadline)
+        SCENARIO_FUNCTIONS[name](server, counts, deadline, args, outcome)
+    except Exception as exc:
+        # Recorded and reported at the end (exit status 1); the other runs go on.
+        outcome.verified = False
+        outcome.problems.append(f"{type(exc).__name__}: {exc} {server.stderr_tail()}")
+    finally:
+        status = server.stop()
+    if status != 0:
+        outcome.problems.append(
+            f"{kind} server exit status on SIGTERM: {status} (expected 0) {server.stderr_tail()}"
+        )
+    stderr = server.stderr_path.read_text("utf-8", "replace")
+    if "Traceback" in stderr or " ERROR " in stderr:
+        outcome.problems.append(f"{kind} server logged an error: {stderr[-2000:]!r}")
+    return outcome
+
+
+# --- report -------------------------------------------------------------------
+
+
+def fmt(value: float | None) -> str:
+    if value is None or value != value:  # NaN
+        return "-"
+    if abs(value) >= 10_000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def verdict(ratio: float | None, better: str) -> str:
+    if ratio is None or ratio != ratio or ratio <= 0:
+        return "-"
+    favourable = ratio if better == "higher" else 1 / ratio
+    if abs(favourable - 1) < 0.03:
+        return "about the same"
+    if favourable > 1:
+        return f"ours {favourable:.2f}x better"
+    return f"ours {1 / favourable:.2f}x worse"
+
+
+def median_of(outcomes: list[Outcome], key: str) -> float | None:
+    values = [o.metrics[key] for o in outcomes if key in o.metrics]
+    return statistics.median(values) if values else None
+
+
+def summarize(results: dict[str, dict[str, list[Outcome]]]) -> list[dict[str, Any]]:
+    rows = []
+    for name, by_server in results.items():
+        for metric in METRICS[name]:
+            ours = median_of(by_server["ours"], metric.key)
+            baseline = median_of(by_server["baseline"], metric.key)
+            ratio = ours / baseline if ours is not None and baseline else None
+            rows.append(
+                {
+                    "scenario": name,
+                    "metric": metric.key,
+                    "label": metric.label,
+                    "better": metric.better,
+                    "ours": ours,
+                    "baseline": baseline,
+                    "ratio": ratio,
+                    "verdict": verdict(ratio, metric.better),
+                }
+            )
+    return rows
+
+
+def print_table(rows: list[dict[str, Any]], repeat: int, source: dict[str, Any]) -> None:
+    header = ["scenario", "metric", "better", "ours", "baseline", "ours/baseline", "verdict"]
+    table = [header] + [
+        [
+            row["scenario"],
+            row["label"],
+            row["better"],
+            fmt(row["ours"]),
+            fmt(row["baseline"]),
+            fmt(row["ratio"]),
+            row["verdict"],
+        ]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    numeric = {3, 4, 5}
+    print(
+        f"trio-metrics (ours) vs asyncio baseline: medians of {repeat} run(s);"
+        f" Python {platform.python_version()}, {os.cpu_count()} CPU(s)"
+    )
+    changes = " + uncommitted changes" if source["local_changes"] else ""
+    print(f"ours: trio_metrics at {source['commit']}{changes} (sources sha256 {source['sha256']})")
+    for index, line in enumerate(table):
+        cells = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(line)
+        ]
+        print("  ".join(cells).rstrip())
+        if index == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def cpu_notes(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
+    """Who used the CPUs during the timed phases (medians over the runs).
+
+    A saturated generator, or other programs busy on the machine, would
+    otherwise be mistaken for the speed of a server.
+    """
+    notes = []
+    for name, by_server in results.items():
+        parts = []
+        for kind in SERVERS:
+            runs = [o.info for o in by_server[kind] if "cpu" in o.info]
+            if not runs:
+                continue
+            if min(info["cpu"]["wall_s"] for info in runs) < MIN_CPU_PHASE:
+                # /proc counts CPU in clock ticks (10 ms): a short phase says nothing.
+                parts.append(
+                    f"  {name:<10} {kind:<9} phase under {MIN_CPU_PHASE:g} s: not measured"
+                )
+                continue
+            server_load = statistics.median(info["cpu"]["server_cpu_load"] for info in runs)
+            other = statistics.median(info["cpu"]["other_cpu_load"] for info in runs)
+            text = f"server {server_load:.0%} of a core"
+            loads = [info["load"] for info in runs if "load" in info]
+            if name in ("rr-1", "rr-50", "pipelined") and loads:
+                busy = statistics.median(load["generator_load"] for load in loads)
+                text += f", generator {busy:.0%} of {loads[0]['processes']} core(s)"
+                if busy > 0.9:
+                    text += " << generator saturated: the figure is a lower bound"
+            text += f", other {other:.2f} cores"
+            if other > 0.25:
+                text += " << other programs were busy: figures disturbed"
+            parts.append(f"  {name:<10} {kind:<9} {text}")
+        notes.extend(parts)
+    return notes
+
+
+def draw_chart(rows: list[dict[str, Any]], results_json: dict[str, Any], path: Path) -> str:
+    """Draw the throughput chart; return what happened, for the report."""
+    try:
+        matplotlib: Any = importlib.import_module("matplotlib")
+        matplotlib.use("Agg")  # no display needed
+        plt: Any = importlib.import_module("matplotlib.pyplot")
+        ticker: Any = importlib.import_module("matplotlib.ticker")
+    except ImportError:
+        return "matplotlib is not installed: chart skipped"
+    medians: dict[str, dict[str, float]] = {}
+    for name, (key, _label) in CHART.items():
+        scenario = results_json["scenarios"].get(name)
+        if not scenario:
+            continue
+        values = {}
+        for kind in SERVERS:
+            figures = [
+                run["metrics"][key] for run in scenario["runs"][kind] if key in run["metrics"]
+            ]
+            if figures:
+                values[kind] = statistics.median(figures)
+        if len(values) == len(SERVERS):
+            medians[name] = values
+    if not medians:
+        return "no throughput scenario was run: chart skipped"
+    figure, axes = plt.subplots(
+        1, len(medians), figsize=(2.6 * len(medians) + 1, 3.6), squeeze=False
+    )
+    colours = {"ours": "#2b6cb0", "baseline": "#a0aec0"}
+    for axis, (name, values) in zip(axes[0], medians.items(), strict=True):
+        bars = axis.bar(
+            [SERVER_LABELS[k].replace(" ", "\n") for k in SERVERS],
+            [values[k] for k in SERVERS],
+            color=[colours[k] for k in SERVERS],
+        )
+        axis.bar_label(bars, labels=[fmt(values[k]) for k in SERVERS], fontsize=8)
+        axis.set_title(name)
+        axis.set_ylabel(CHART[name][1])
+        axis.tick_params(axis="x", labelsize=8)
+        axis.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+        axis.margins(y=0.15)
+    meta = results_json["meta"]
+    figure.suptitle(
+        f"Throughput, higher is better{' (QUICK RUN, tiny counts)' if meta['quick'] else ''}"
+        f" (median of {meta['repeat']} runs,"
+        f" {meta['cpus']} CPUs, Python {meta['python']})",
+        fontsize=10,
+    )
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return f"chart written to {path}"
+
+
+# --- command line ---------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark trio-metrics against a plain asyncio server, side by side."
+    )
+    parser.add_argument(
+        "--repeat", type=int, help="runs per scenario and server (default 5; 2 with --quick)"
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+    )
+    parser.add_argument(
+        "--json", type=Path, default=BENCH_DIR / "results" / "latest.json", help="results file"
+    )
+    parser.add_argument(
+        "--chart",
+        type=Path,
+        help="throughput chart (PNG); default docs/performance.png for a full run of every"
+        " scenario, bench/results/performance.png otherwise",
+    )
+    parser.add_argument(
+        "--loadgen-processes",
+        type=int,
+        default=loadgen.default_processes(),
+        help="load generator processes for rr-50 (default: half the CPUs, at least 1)",
+    )
+    parser.add_argument("--timeout", type=float, help="seconds allowed per scenario run")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="pin each server to the last CPU and the load generator to the others"
+        " (steadier figures on an otherwise idle machine)",
+    )
+    parser.add_argument(
+        "--replot",
+        type=Path,
+        metavar="JSON",
+        help="only redraw the chart from a results file of an earlier run",
+    )
+    args = parser.parse_args(argv)
+    args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = set(args.scenario_list) - set(SCENARIOS)
+    if unknown or not args.scenario_list:
+        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
+    if args.repeat is None:
+        args.repeat = 2 if args.quick else 5
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    args.server_cpus = None
+    if args.pin:
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            parser.error("--pin needs at least 2 CPUs")
+        args.server_cpus = {cpus[-1]}
+        # Worker processes of the generator inherit this.
+        os.sched_setaffinity(0, set(cpus[:-1]))
+    if args.chart is None:
+        full = not args.quick and args.scenario_list == SCENARIOS
+        args.chart = (
+            REPO / "docs" / "performance.png" if full else BENCH_DIR / "results" / "performance.png"
+        )
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.replot:
+        earlier = json.loads(args.replot.read_text())
+        print(draw_chart(earlier["rows"], earlier, args.chart))
+        return 0
+    if not sys.platform.startswith("linux"):
+        print("bench/run.py reads server CPU and memory from /proc: Linux only", file=sys.stderr)
+        return 2
+    counts = QUICK if args.quick else FULL
+    if args.timeout:
+        counts = Counts(**{**asdict(counts), "timeout": args.timeout})
+    results: dict[str, dict[str, list[Outcome]]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="trio-metrics-bench-"))
+    started = time.monotonic()
+    try:
+        source = snapshot_package(workdir)
+        for name in args.scenario_list:
+            results[name] = {kind: [] for kind in SERVERS}
+            for repetition in range(1, args.repeat + 1):
+                for kind in SERVERS:
+                    outcome = run_once(name, kind, counts, args, workdir)
+                    results[name][kind].append(outcome)
+                    figures = ", ".join(
+                        f"{m.label} {fmt(outcome.metrics.get(m.key))}" for m in METRICS[name]
+                    )
+                    status = "verified" if outcome.verified else "NOT VERIFIED"
+                    print(
+                        f"[{name} {repetition}/{args.repeat} {kind}] {figures}; {status}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                    for problem in outcome.problems:
+                        print(f"    problem: {problem}", file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    rows = summarize(results)
+    failures = [
+        f"{name} / {kind} run {index + 1}: {problem}"
+        for name, by_server in results.items()
+        for kind in SERVERS
+        for index, outcome in enumerate(by_server[kind])
+        for problem in (outcome.problems or ([] if outcome.verified else ["not verified"]))
+    ]
+    verified = all(
+        o.verified for by_server in results.values() for runs in by_server.values() for o in runs
+    )
+    data: dict[str, Any] = {
+        "meta": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "repeat": args.repeat,
+            "quick": args.quick,
+            "counts": asdict(counts),
+            "loadgen_processes": args.loadgen_processes,
+            "pinned_server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
+            "seconds": round(time.monotonic() - started, 1),
+            "servers": {kind: " ".join(server_command(kind, 0)[1:]) for kind in SERVERS},
+            "ours_source": source,
+        },
+        "verified": verified,
+        "problems": failures,
+        "rows": rows,
+        "scenarios": {
+            name: {
+                "verified": all(o.verified for runs in by_server.values() for o in runs),
+                "runs": {kind: [asdict(o) for o in by_server[kind]] for kind in SERVERS},
+            }
+            for name, by_server in results.items()
+        },
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(data, indent=2) + "\n")
+
+    print_table(rows, args.repeat, source)
+    notes = cpu_notes(results)
+    if notes:
+        print("CPU use during the timed phases (medians; other: the rest of the machine):")
+        print("\n".join(notes))
+    print(f"results written to {args.json}")
+    print(draw_chart(rows, data, args.chart))
+    if failures:
+        print("\n" + "!" * 72)
+        print(f"BENCHMARK FAILED: {len(failures)} problem(s); figures above may be wrong")
+        for failure in failures:
+            print(f"  - {failure}")
+        print("!" * 72)
+        print(f"BENCHMARK FAILED: {len(failures)} problem(s), listed on stdout", file=sys.stderr)
+        return 1
+    print(
+        f"all runs verified: every point stored with its last value ({data['meta']['seconds']} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

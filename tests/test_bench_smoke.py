@@ -1,0 +1,119 @@
+"""The benchmark suite still runs: a quick run end to end, and the baseline speaks the protocol."""
+
+from __future__ import annotations
+
+import json
+import re
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from net import NETWORK_TIMEOUT, recv_until
+
+REPO = Path(__file__).resolve().parent.parent
+BENCH = REPO / "bench"
+SCENARIOS = ["rr-1", "rr-50", "pipelined", "get-all", "get-key", "memory", "startup"]
+
+SPEC_SESSION = [
+    (b"put palm.cpu 10.6 1501864247\n", b"ok\n\n"),
+    (b"put palm.cpu 2 1501864248\n", b"ok\n\n"),
+    (b"got palm.cpu\n", b"error\nwrong command\n\n"),
+    (b"get palm.cpu\n", b"ok\npalm.cpu 10.6 1501864247\npalm.cpu 2.0 1501864248\n\n"),
+    (b"get nothing.here\n", b"ok\n\n"),
+]
+
+
+def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "run.py"),
+            "--quick",
+            "--repeat",
+            "1",
+            "--json",
+            str(results),
+            "--chart",
+            str(tmp_path / "chart.png"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    for name in SCENARIOS:
+        assert re.search(rf"^{re.escape(name)}\s+\S", completed.stdout, re.MULTILINE), output
+    assert "all runs verified" in completed.stdout
+    assert (tmp_path / "chart.png").exists() or "chart skipped" in completed.stdout
+
+    data = json.loads(results.read_text())
+    assert data["verified"] is True
+    assert data["problems"] == []
+    assert set(data["scenarios"]) == set(SCENARIOS)
+    for name in SCENARIOS:
+        scenario = data["scenarios"][name]
+        assert scenario["verified"] is True
+        for kind in ("ours", "baseline"):
+            (run,) = scenario["runs"][kind]
+            assert run["verified"] is True
+            assert run["problems"] == []
+            assert run["metrics"]
+    for row in data["rows"]:
+        assert row["ours"] is not None and row["baseline"] is not None, row
+        assert row["better"] in ("higher", "lower")
+
+
+def _start_baseline() -> tuple[subprocess.Popen[bytes], int]:
+    process = subprocess.Popen(
+        [sys.executable, str(BENCH / "asyncio_server.py"), "--host", "127.0.0.1", "--port", "0"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(NETWORK_TIMEOUT):
+            process.kill()
+            process.wait()
+            raise AssertionError("the baseline printed no banner")
+    banner = process.stdout.readline()
+    match = re.fullmatch(rb"listening on 127\.0\.0\.1:(\d+)\n", banner)
+    assert match, banner
+    return process, int(match.group(1))
+
+
+def test_baseline_answers_the_spec_session_byte_for_byte() -> None:
+    process, port = _start_baseline()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=NETWORK_TIMEOUT) as sock:
+            for request, expected in SPEC_SESSION:
+                sock.sendall(request)
+                assert recv_until(sock, b"\n\n") == expected
+        # The same session again, pipelined and cut mid-line (with a blank
+        # line and a \r\n ending): same answers, in order, after a fresh put.
+        requests = b"put palm.cpu 10.6 1501864247\r\n\n" + b"".join(r for r, _ in SPEC_SESSION[1:])
+        expected_all = b"".join(e for _, e in SPEC_SESSION)
+        with socket.create_connection(("127.0.0.1", port), timeout=NETWORK_TIMEOUT) as sock:
+            for start in range(0, len(requests), 7):
+                sock.sendall(requests[start : start + 7])
+            received = b""
+            while len(received) < len(expected_all):
+                chunk = sock.recv(65536)
+                assert chunk, received
+                received += chunk
+            assert received == expected_all
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=NETWORK_TIMEOUT) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        assert process.stdout is not None
+        process.stdout.close()
