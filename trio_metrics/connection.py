@@ -257,20 +257,17 @@ class _AnswerWriter:
         data = b"".join(self._pieces) if len(self._pieces) > 1 else self._pieces[0]
         self._pieces = []
         self.size = 0
-        await self._write(data)
+        try:
+            if self._idle_timeout == math.inf:
+                await self._stream.send_all(data)
+            else:
+                await self._send_in_time(data)
+        except _PEER_GONE as exc:
+            raise _PeerGone from exc
         if more_to_come:
             await trio.lowlevel.checkpoint()
 
-    async def _write(self, data: bytes) -> None:
-        try:
-            await self._write_in_time(data)
-        except _PEER_GONE as exc:
-            raise _PeerGone from exc
-
-    async def _write_in_time(self, data: bytes) -> None:
-        if self._idle_timeout == math.inf:
-            await self._stream.send_all(data)
-            return
+    async def _send_in_time(self, data: bytes) -> None:
         # With an idle timeout, each piece must be taken within it: a slow
         # reader that keeps taking data is served, a stalled one is not.
         view = memoryview(data)
