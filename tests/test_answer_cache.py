@@ -9,9 +9,15 @@ from hypothesis import strategies as st
 
 from trio_metrics import MetricStore, ServerInfo, open_client, serve
 from trio_metrics.answer_cache import AnswerCache
-from trio_metrics.protocol import POINTS_PER_PIECE, encode_point_lines
+from trio_metrics.protocol import (
+    PIECE_BYTES,
+    encode_point_lines,
+    iter_point_lines,
+    points_per_piece,
+)
 
-CHUNK = POINTS_PER_PIECE
+# Points per cached chunk for the key "k" that most tests use.
+CHUNK = points_per_piece("k")
 
 
 def cached_store(budget: int = 1 << 30) -> tuple[MetricStore, AnswerCache]:
@@ -78,17 +84,66 @@ def test_a_change_while_a_read_is_under_way_is_not_cached() -> None:
 
 
 def test_memory_stays_within_the_budget() -> None:
-    one_chunk = len(encode_point_lines("k0", range(CHUNK), [0.25] * CHUNK))
+    per_chunk = points_per_piece("k0")  # the same for k0 to k4
+    one_chunk = len(encode_point_lines("k0", range(per_chunk), [0.25] * per_chunk))
     store, cache = cached_store(budget=3 * one_chunk)
     for k in range(5):
-        store.put_columns([f"k{k}"] * (2 * CHUNK), [0.25] * (2 * CHUNK), range(2 * CHUNK))
+        points = 2 * per_chunk
+        store.put_columns([f"k{k}"] * points, [0.25] * points, range(points))
     for k in range(5):
         assert read(store, cache, f"k{k}") == fresh(store, f"k{k}")
         assert cache.nbytes <= cache.budget
     # The most recently read key keeps its chunks.
     before = cache.points_reused
     read(store, cache, "k4")
-    assert cache.points_reused - before == 2 * CHUNK
+    assert cache.points_reused - before == 2 * per_chunk
+
+
+def test_keys_with_no_full_chunk_leave_no_entries() -> None:
+    store, cache = cached_store(budget=1024)
+    store.put_columns([f"key.{i}" for i in range(5000)], [1.0] * 5000, [1] * 5000)
+    assert b"".join(b"".join(cache.lines_of(*s)) for s in store.series("*")) == b"".join(
+        encode_point_lines(*s) for s in store.series("*")
+    )
+    assert cache.nbytes == 0
+    assert len(cache._entries) == 0
+
+
+def test_a_change_after_the_snapshot_is_never_cached_as_current() -> None:
+    # The snapshot is taken, the key changes, then the answer is encoded:
+    # the answer shows the snapshot, and the cache does not keep it.
+    store, cache = cached_store()
+    count = 3 * CHUNK
+    store.put_columns(["k"] * count, [1.0] * count, range(count))
+    [snapshot] = store.series("k")
+    pieces = cache.lines_of(*snapshot)  # the moment of the snapshot
+    store.put("k", 2.0, 0)
+    assert b"".join(pieces) == encode_point_lines(*snapshot)
+    assert read(store, cache, "k").split(b"\n")[0] == b"k 2.0 0"
+
+
+def test_a_change_while_reused_chunks_go_out_is_not_kept() -> None:
+    store, cache = cached_store()
+    count = 3 * CHUNK
+    store.put_columns(["k"] * count, [1.0] * count, range(count))
+    read(store, cache, "k")  # all three chunks cached
+    store.put_columns(["k"] * CHUNK, [1.0] * CHUNK, range(count, count + CHUNK))
+    [snapshot] = store.series("k")
+    pieces = cache.lines_of(*snapshot)
+    next(pieces)  # the first reused chunk is on its way
+    store.put("k", 9.0, count + 1)  # a change in the part being encoded
+    assert b"".join(pieces)  # the rest of the snapshot's answer
+    assert read(store, cache, "k") == fresh(store, "k")
+
+
+def test_a_long_key_makes_small_pieces() -> None:
+    key = "x" * 30_000
+    store = MetricStore()
+    store.put_columns([key] * 100, [1.5] * 100, range(100))
+    [series] = store.series(key)
+    pieces = list(iter_point_lines(*series))
+    assert b"".join(pieces) == encode_point_lines(*series)
+    assert max(map(len, pieces)) <= PIECE_BYTES
 
 
 operations = st.lists(

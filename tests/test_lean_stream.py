@@ -88,3 +88,28 @@ async def test_a_flooding_peer_does_not_starve_other_tasks() -> None:
     assert ticks >= 50
     await left.aclose()
     await right.aclose()
+
+
+async def test_a_cancelled_receive_loses_no_data() -> None:
+    left, right = await lean_pair()
+    await left.send_all(b"precious")
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await right.receive_some(100)
+    assert scope.cancelled_caught
+    assert await right.receive_some(100) == b"precious"
+    await left.aclose()
+    await right.aclose()
+
+
+async def test_send_all_in_a_cancelled_scope_sends_nothing() -> None:
+    left, right = socket.socketpair()
+    sender, receiver = LeanSocketStream(left), LeanSocketStream(right)
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        await sender.send_all(b"never")
+    assert scope.cancelled_caught
+    await sender.send_all(b"after")
+    assert await receiver.receive_some(100) == b"after"
+    await sender.aclose()
+    await receiver.aclose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 
 import pytest
 import trio
@@ -250,7 +250,7 @@ class ExplodingStore(MetricStore):
     """A store that fails on demand (no real part does): ``get boom`` hits a
     bug, ``get remote`` a backend that refuses connections."""
 
-    async def query(self, key: str) -> list[Series]:
+    async def query(self, key: str) -> Iterable[Series]:
         if key == "boom":
             raise RuntimeError("bug in the store")
         if key == "remote":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Iterable
 from itertools import pairwise
 
 import pytest
@@ -20,7 +21,7 @@ from trio_metrics.store import MetricStore, Series
 Plain = tuple[str, list[int], list[float]]
 
 
-def plain(series: list[Series]) -> list[Plain]:
+def plain(series: Iterable[Series]) -> list[Plain]:
     """Series as plain lists, for comparison with literal expectations."""
     return [(s.key, list(s.timestamps), list(s.values)) for s in series]
 
@@ -277,7 +278,7 @@ async def test_async_put_batch_and_query() -> None:
 async def test_async_empty_batch_and_query_on_empty_store() -> None:
     store = MetricStore()
     await store.put_batch([], [], [])
-    assert await store.query("*") == []
+    assert list(await store.query("*")) == []
     assert len(store) == 0
 
 
@@ -356,3 +357,14 @@ class StoreMachine(RuleBasedStateMachine):
 
 StoreMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=30)
 test_store_state_machine = StoreMachine.TestCase
+
+
+def test_iter_series_copies_each_key_when_it_is_reached() -> None:
+    store = MetricStore()
+    store.put_many([("a", 1.0, 1), ("b", 2.0, 1)])
+    lazy = store.iter_series("*")
+    first = next(lazy)
+    store.put("b", 3.0, 2)  # before "b" is reached: part of its copy
+    store.put("c", 4.0, 1)  # stored after the call: not included
+    store.put("a", 5.0, 2)  # after "a" was copied: not in its copy
+    assert plain([first, *lazy]) == [("a", [1], [1.0]), ("b", [1, 2], [2.0, 3.0])]

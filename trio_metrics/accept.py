@@ -32,8 +32,29 @@ ACCEPT_BATCH: Final = 256
 # so wait a little (as trio's own serve_listeners does) and try again.
 _RESOURCE_ERRORS: Final = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 _RESOURCE_PAUSE: Final = 0.1
-# The peer gave up between arriving and being accepted: skip it.
-_GONE_BEFORE_ACCEPT: Final = {errno.ECONNABORTED, errno.EPROTO, errno.EPERM}
+# The connection failed between arriving and being accepted (Linux hands
+# such errors to accept()): skip it. The same list as trio's own listener.
+_GONE_BEFORE_ACCEPT: Final = {
+    getattr(errno, name)
+    for name in (
+        "ECONNABORTED",
+        "EPERM",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
+    )
+    if hasattr(errno, name)
+}
 
 
 def take_listening_sockets(listeners: list[trio.SocketListener]) -> list[socket.socket]:
@@ -91,9 +112,14 @@ async def _accept_on(
                     await trio.sleep(_RESOURCE_PAUSE)
                     break
                 raise
-            if conn.family in (socket.AF_INET, socket.AF_INET6):
-                # Answers are small and go out whole: never hold them back.
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            nursery.start_soon(handle, LeanSocketStream(conn))
+            try:
+                if conn.family in (socket.AF_INET, socket.AF_INET6):
+                    # Answers are small and go out whole: never hold them back.
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                stream = LeanSocketStream(conn)
+            except OSError:
+                conn.close()  # reset before it could be set up: nothing to serve
+                continue
+            nursery.start_soon(handle, stream)
         # Let the connections just accepted, and everyone else, have a turn.
         await trio.lowlevel.checkpoint()

@@ -8,12 +8,13 @@ waits only when the socket is not ready:
 
 - ``receive_some`` tries the socket first; if nothing has arrived it waits
   for readability (a checkpoint). If data was already there, it still
-  yields once (a checkpoint), so a client that floods the server cannot
-  keep its task from letting others run.
-- ``send_all`` sends at once and waits only while the socket buffer is
-  full. A send that completes immediately is *not* a checkpoint: the
-  server's connection loop always passes through ``receive_some`` between
-  two sends, which is where it yields and where cancellation is delivered.
+  yields once, so a client that floods the server cannot keep its task
+  from letting others run. Cancellation is checked before any byte is
+  taken from the socket, so a cancelled receive loses nothing.
+- ``send_all`` raises at once in a cancelled scope, then sends and waits
+  only while the socket buffer is full. A send that completes immediately
+  does *not* yield to other tasks: the server's connection loop always
+  passes through ``receive_some`` between two sends, and yields there.
 
 It is meant for the server's own connection loop, not as a general stream.
 """
@@ -75,6 +76,9 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             self._receiving = False
 
     async def _receive(self, max_bytes: int) -> bytes:
+        # Cancellation is checked before bytes leave the socket, and the
+        # yield after is shielded, so a cancelled receive never loses data.
+        await trio.lowlevel.checkpoint_if_cancelled()
         try:
             data = self._sock.recv(max_bytes)
         except BlockingIOError:
@@ -82,7 +86,7 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         except OSError as exc:
             raise self._broken(exc) from exc
         else:
-            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.cancel_shielded_checkpoint()
             return data
         while True:
             await trio.lowlevel.wait_readable(self._sock)
@@ -98,6 +102,7 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         self._check_open()
         if self._eof_sent:
             raise trio.ClosedResourceError("send_eof was called on this stream")
+        await trio.lowlevel.checkpoint_if_cancelled()
         if self._sending:
             raise trio.BusyResourceError("another task is sending on this stream")
         self._sending = True

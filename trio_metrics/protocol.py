@@ -21,7 +21,7 @@ __all__ = [
     "ERROR_ANSWER",
     "MAX_TIMESTAMP",
     "OK_ANSWER",
-    "POINTS_PER_PIECE",
+    "PIECE_BYTES",
     "STATS_PREFIX",
     "STATS_REQUEST",
     "Command",
@@ -46,6 +46,7 @@ __all__ = [
     "parse_put_block",
     "parse_timestamp",
     "parse_value",
+    "points_per_piece",
     "stats_from_answer",
 ]
 
@@ -268,11 +269,23 @@ def parse_put_block(lines: list[bytes]) -> tuple[list[str], list[float], list[in
     return list(map(bytes.decode, raw_keys)), values, timestamps
 
 
-#: How many data lines one piece of a streamed ``get`` answer holds.
-POINTS_PER_PIECE: Final = 4096
+#: The most bytes one piece of a streamed ``get`` answer holds.
+PIECE_BYTES: Final = 128 * 1024
+# The longest a data line can be besides its key: a value's repr (at most
+# 24 characters), a timestamp (at most 19 digits), two spaces, a newline.
+_LINE_BYTES_BESIDES_KEY: Final = 24 + 19 + 3
 
 #: Encodes one key's points as answer pieces: ``(key, timestamps, values)``.
 LineEncoder: TypeAlias = Callable[[str, Sequence[int], Sequence[float]], Iterable[bytes]]
+
+
+def points_per_piece(key: str) -> int:
+    """How many of ``key``'s data lines fit in :data:`PIECE_BYTES` (at least one).
+
+    Sized by the key, so that a long key cannot make a piece, and so the
+    memory an answer holds while it is written, grow past the bound.
+    """
+    return max(1, PIECE_BYTES // (len(key.encode("utf-8")) + _LINE_BYTES_BESIDES_KEY))
 
 
 def encode_point_lines(key: str, timestamps: Iterable[int], values: Iterable[float]) -> bytes:
@@ -293,10 +306,12 @@ def encode_point_lines(key: str, timestamps: Iterable[int], values: Iterable[flo
 def iter_point_lines(
     key: str, timestamps: Sequence[int], values: Sequence[float]
 ) -> Iterator[bytes]:
-    """Encode one key's data lines in pieces of at most :data:`POINTS_PER_PIECE`."""
-    for start in range(0, len(timestamps), POINTS_PER_PIECE):
-        stop = start + POINTS_PER_PIECE
-        yield encode_point_lines(key, timestamps[start:stop], values[start:stop])
+    """Encode one key's data lines in pieces of at most :data:`PIECE_BYTES`."""
+    step = points_per_piece(key)
+    for start in range(0, len(timestamps), step):
+        yield encode_point_lines(
+            key, timestamps[start : start + step], values[start : start + step]
+        )
 
 
 def iter_get_answer(
@@ -315,10 +330,14 @@ def iter_get_answer(
     for key, timestamps, values in series:
         if not len(timestamps):
             continue
+        # lines_of is called as soon as the series is taken from ``series``,
+        # with no suspension between: a cache it consults sees the same
+        # moment as the snapshot.
+        pieces = lines_of(key, timestamps, values)
         if not started:
             started = True
             yield b"ok\n"
-        yield from lines_of(key, timestamps, values)
+        yield from pieces
     yield b"\n" if started else OK_ANSWER
 
 

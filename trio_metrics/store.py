@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, Protocol
 
 __all__ = ["MetricStore", "Series", "Store"]
@@ -41,8 +41,14 @@ class Store(Protocol):
         """Store every point, in order (a later point wins over an earlier one)."""
         ...
 
-    async def query(self, key: str) -> list[Series]:
-        """Return the series of ``key``, or of every key in first-stored order for ``"*"``."""
+    async def query(self, key: str) -> Iterable[Series]:
+        """The series of ``key``, or of every key in first-stored order for ``"*"``.
+
+        The result is consumed while the answer is written, possibly with
+        other tasks running in between. Each series must be a consistent
+        snapshot of its key when it is taken from the iterable; ``"*"`` need
+        not be one snapshot across keys.
+        """
         ...
 
     async def counts(self) -> tuple[int, int]:
@@ -133,14 +139,24 @@ class MetricStore:
 
     def series(self, key: str) -> list[Series]:
         """Snapshots of ``key``'s series (none if unknown), or of all for ``"*"``."""
-        if key == "*":
-            # Slicing an array copies its memory in one go.
-            return [Series(k, ts[:], vs[:]) for k, (ts, vs) in self._series.items()]
-        columns = self._series.get(key)
-        if columns is None:
-            return []
-        timestamps, values = columns
-        return [Series(key, timestamps[:], values[:])]
+        return list(self.iter_series(key))
+
+    def iter_series(self, key: str) -> Iterator[Series]:
+        """Like :meth:`series`, but each key is copied only when it is reached.
+
+        With ``"*"`` over many keys, no single step copies them all (which
+        would hold up every other connection); keys stored after the call
+        are not included.
+        """
+        if key != "*":
+            columns = self._series.get(key)
+            if columns is not None:
+                # Slicing an array copies its memory in one go.
+                yield Series(key, columns[0][:], columns[1][:])
+            return
+        for each in list(self._series):
+            stamps, numbers = self._series[each]
+            yield Series(each, stamps[:], numbers[:])
 
     async def put_batch(
         self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
@@ -148,9 +164,10 @@ class MetricStore:
         """:class:`Store` interface: :meth:`put_columns` (never suspends)."""
         self.put_columns(keys, values, timestamps)
 
-    async def query(self, key: str) -> list[Series]:
-        """:class:`Store` interface: :meth:`series` (never suspends)."""
-        return self.series(key)
+    async def query(self, key: str) -> Iterable[Series]:
+        """:class:`Store` interface (never suspends): one key is copied at
+        once, ``"*"`` key by key as the answer is written (:meth:`iter_series`)."""
+        return self.iter_series(key) if key == "*" else self.series(key)
 
     async def counts(self) -> tuple[int, int]:
         """:class:`Store` interface: ``(len(keys()), len(self))`` (never suspends)."""
