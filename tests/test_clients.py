@@ -409,3 +409,27 @@ def test_client_refuses_answers_the_server_could_never_send(answer: bytes) -> No
     with scripted_peer(answer) as port, Client("127.0.0.1", port) as client:
         with pytest.raises(ClientError, match="malformed"):
             client.get("k")
+
+
+async def test_thread_client_from_a_thread_trio_did_not_start(async_client: AsyncClient) -> None:
+    # The view carries its trio run's token, so any thread can use it.
+    view = async_client.for_thread()
+    done = trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    outcome: list[object] = []
+
+    def plain_thread() -> None:
+        try:
+            view.put("plain.thread", 2.5, 7)
+            outcome.append(view.get("plain.thread"))
+        except BaseException as exc:  # reported to the test below
+            outcome.append(exc)
+        finally:
+            trio.from_thread.run_sync(done.set, trio_token=token)
+
+    thread = threading.Thread(target=plain_thread)
+    thread.start()
+    with trio.fail_after(NETWORK_TIMEOUT):
+        await done.wait()
+    thread.join(NETWORK_TIMEOUT)
+    assert outcome == [{"plain.thread": [(7, 2.5)]}]
