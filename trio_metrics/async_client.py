@@ -12,11 +12,12 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Final, SupportsInt
+from typing import SupportsInt
 
 import trio
 
 from .client import (
+    RECEIVE_SIZE,
     ClientError,
     Metrics,
     answer_to_metrics,
@@ -36,8 +37,6 @@ from .protocol import (
 )
 
 __all__ = ["AsyncClient", "ThreadClient", "open_client"]
-
-_RECEIVE_SIZE: Final = 64 * 1024
 
 
 @asynccontextmanager
@@ -166,7 +165,7 @@ class AsyncClient:
             answer = parser.next_answer()
             if answer is not None:
                 return answer
-            data = await self._stream.receive_some(_RECEIVE_SIZE)
+            data = await self._stream.receive_some(RECEIVE_SIZE)
             if not data:
                 raise trio.BrokenResourceError("server closed the connection")
             parser.feed(data)

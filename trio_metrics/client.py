@@ -28,6 +28,7 @@ from .protocol import (
 )
 
 __all__ = [
+    "RECEIVE_SIZE",
     "Client",
     "ClientError",
     "Metrics",
@@ -41,7 +42,8 @@ __all__ = [
 #: What :meth:`Client.get` returns: ``{key: [(timestamp, value), ...]}``.
 Metrics = dict[str, list[tuple[int, float]]]
 
-_RECEIVE_SIZE: Final = 64 * 1024
+#: Bytes asked of the socket per receive by both clients.
+RECEIVE_SIZE: Final = 64 * 1024
 
 
 class ClientError(Exception):
@@ -187,7 +189,7 @@ class Client:
             answer = parser.next_answer()
             if answer is not None:
                 return answer
-            data = self._sock.recv(_RECEIVE_SIZE)
+            data = self._sock.recv(RECEIVE_SIZE)
             if not data:
                 raise ConnectionResetError("server closed the connection")
             parser.feed(data)
