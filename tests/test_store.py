@@ -368,3 +368,9 @@ def test_iter_series_copies_each_key_when_it_is_reached() -> None:
     store.put("c", 4.0, 1)  # stored after the call: not included
     store.put("a", 5.0, 2)  # after "a" was copied: not in its copy
     assert plain([first, *lazy]) == [("a", [1], [1.0]), ("b", [1, 2], [2.0, 3.0])]
+
+
+async def test_list_keys_in_first_stored_order() -> None:
+    store = MetricStore()
+    await store.put_batch(["b", "a", "b"], [1.0, 2.0, 3.0], [10, 10, 11])
+    assert await store.list_keys() == ["b", "a"]

@@ -55,6 +55,10 @@ class Store(Protocol):
         """Return (number of keys, number of points)."""
         ...
 
+    async def list_keys(self) -> list[str]:
+        """Every stored key, in first-stored order."""
+        ...
+
 
 class MetricStore:
     """In-memory store: one value per (key, second), last write wins.
@@ -172,3 +176,7 @@ class MetricStore:
     async def counts(self) -> tuple[int, int]:
         """:class:`Store` interface: ``(len(keys()), len(self))`` (never suspends)."""
         return len(self._series), self._points
+
+    async def list_keys(self) -> list[str]:
+        """:class:`Store` interface: :meth:`keys` (never suspends)."""
+        return self.keys()
