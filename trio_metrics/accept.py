@@ -72,18 +72,21 @@ def take_listening_sockets(listeners: list[trio.SocketListener]) -> list[socket.
 async def accept_forever(
     sockets: list[socket.socket],
     handle: Callable[[LeanSocketStream], Awaitable[None]],
+    handler_nursery: trio.Nursery | None = None,
 ) -> NoReturn:
     """Accept connections on ``sockets`` until cancelled, each handled by ``handle``.
 
-    Every handler task runs in this function's nursery, so cancelling it
-    cancels them all; ``handle`` must not raise (an exception would end the
-    server, as in any nursery). The sockets are closed on the way out.
+    Every handler task runs in ``handler_nursery``, or else in this
+    function's own nursery, so that cancelling it cancels them all (with a
+    nursery of the caller's, the connections outlive the accepting, which
+    a graceful stop needs). ``handle`` must not raise (an exception would
+    end the server, as in any nursery). The sockets are closed on the way out.
     """
     warnings = ThrottledLogger(logger)
     try:
         async with trio.open_nursery() as nursery:
             for sock in sockets:
-                nursery.start_soon(_accept_on, sock, handle, nursery, warnings)
+                nursery.start_soon(_accept_on, sock, handle, handler_nursery or nursery, warnings)
     finally:
         for sock in sockets:
             trio.lowlevel.notify_closing(sock)

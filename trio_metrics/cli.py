@@ -20,6 +20,8 @@ import trio
 from . import __version__
 from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES
 from .client import Client, ClientError, Metrics
+from .data_dir import DataDirError
+from .durable_store import DEFAULT_COMPACT_MIN_BYTES, FsyncPolicy
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_LENGTH
 from .protocol import (
     MAX_TIMESTAMP,
@@ -28,7 +30,13 @@ from .protocol import (
     parse_timestamp,
     parse_value,
 )
-from .server import DEFAULT_HOST, DEFAULT_PORT, ServerInfo, serve_until_signal
+from .server import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_SHUTDOWN_GRACE,
+    ServerInfo,
+    serve_until_signal,
+)
 
 __all__ = ["main"]
 
@@ -126,6 +134,43 @@ def _build_parser() -> argparse.ArgumentParser:
         help="memory for encoded get answers, reused while points are unchanged; 0 turns"
         " it off (default: %(default)s)",
     )
+    storage = serve.add_argument_group("storage (default: memory only)")
+    storage.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="keep points in DIR (created if missing): a write-ahead log and snapshots,"
+        " recovered at start-up",
+    )
+    storage.add_argument(
+        "--fsync",
+        choices=[policy.value for policy in FsyncPolicy],
+        default=FsyncPolicy.EVERYSEC.value,
+        help="when the log is fsynced: before each ok (always), once a second (everysec),"
+        " or when the system likes (never); with --data-dir (default: %(default)s)",
+    )
+    storage.add_argument(
+        "--repair",
+        action="store_true",
+        help="if a log or snapshot file is damaged, keep a copy of it and cut it at the"
+        " first bad record instead of refusing to start",
+    )
+    storage.add_argument(
+        "--compact-min-bytes",
+        type=_non_negative_int,
+        default=DEFAULT_COMPACT_MIN_BYTES,
+        metavar="BYTES",
+        help="compact the log into a snapshot once it is larger than this and than twice"
+        " the snapshot (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--shutdown-grace",
+        type=_non_negative_seconds,
+        default=DEFAULT_SHUTDOWN_GRACE,
+        metavar="SECONDS",
+        help="on Ctrl-C or SIGTERM, time given to connections to finish the commands they"
+        " sent (default: %(default)s)",
+    )
     serve.add_argument(
         "--log-level",
         default="info",
@@ -204,10 +249,11 @@ def _serve(args: argparse.Namespace) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
+    where = "memory only" if args.data_dir is None else f"data in {args.data_dir}"
+
     def ready(info: ServerInfo) -> None:
         print(
-            f"{_PROG} {__version__} listening on {info.host}:{info.port}"
-            " (memory only; Ctrl-C stops)",
+            f"{_PROG} {__version__} listening on {info.host}:{info.port} ({where}; Ctrl-C stops)",
             flush=True,
         )
 
@@ -217,9 +263,20 @@ def _serve(args: argparse.Namespace) -> int:
         "idle_timeout": args.idle_timeout,
         "max_buffered_answer": args.max_buffered_answer,
         "answer_cache_bytes": args.answer_cache_bytes,
+        "shutdown_grace": args.shutdown_grace,
     }
+    if args.data_dir is not None:
+        options.update(
+            data_dir=args.data_dir,
+            fsync=args.fsync,
+            repair=args.repair,
+            compact_min_bytes=args.compact_min_bytes,
+        )
     try:
         trio.run(serve_until_signal, args.host, args.port, ready, options)
+    except DataDirError as exc:
+        _fail(str(exc))
+        return 1
     except OSError as exc:
         _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
@@ -346,3 +403,13 @@ def _timestamp(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"timestamp {text!r} must be whole unix seconds in 0..{MAX_TIMESTAMP}"
         ) from None
+
+
+def _non_negative_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be zero or a positive number of seconds")
+    return seconds

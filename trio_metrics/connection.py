@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import socket
 import time
+from collections.abc import Callable
 
 import attrs
 import trio
@@ -26,7 +29,7 @@ from .protocol import (
     parse_put_block,
 )
 from .stats import ServerStats
-from .store import Store
+from .store import Store, StoreUnavailableError
 from .throttled_log import ThrottledLogger
 
 __all__ = ["ConnectionHandler"]
@@ -65,6 +68,33 @@ class ConnectionHandler:
     #: Encoded answer lines to reuse; only for a store that reports changes.
     answer_cache: AnswerCache | None = None
     warnings: ThrottledLogger = attrs.field(factory=lambda: ThrottledLogger(logger))
+    #: More counters for the ``stats`` answer (a durable store's log figures).
+    extra_counters: Callable[[], dict[str, int]] | None = None
+    _streams: set[trio.abc.Stream] = attrs.field(factory=set, init=False)
+    _draining: bool = attrs.field(default=False, init=False)
+    _all_closed: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    def drain(self) -> None:
+        """Stop reading: every connection answers what it has read, then closes.
+
+        A socket connection gets end-of-file on its next read (its read
+        side is shut down), so it finishes the commands it has already
+        read, writes their answers and closes; connections handed over
+        later are closed at once. Wait with :meth:`wait_closed`.
+        """
+        self._draining = True
+        for stream in self._streams:
+            sock = getattr(stream, "socket", None)
+            if isinstance(sock, socket.socket):
+                # An OSError means already reset or closed: its handler is ending.
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RD)
+        if not self._streams:
+            self._all_closed.set()
+
+    async def wait_closed(self) -> None:
+        """Wait until :meth:`drain` has been called and every connection is closed."""
+        await self._all_closed.wait()
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Serve one connection until its peer closes it, then close it.
@@ -73,6 +103,9 @@ class ConnectionHandler:
         unexpected error ends this connection only, and is logged.
         """
         stats = self.stats
+        if self._draining:
+            await trio.aclose_forcefully(stream)
+            return
         if stats.connections_open >= self.limits.max_connections:
             stats.connections_refused += 1
             self.warnings.warning(
@@ -84,6 +117,7 @@ class ConnectionHandler:
             return
         stats.connections_open += 1
         stats.connections_total += 1
+        self._streams.add(stream)
         try:
             await self._converse(stream)
         except _PeerGone as exc:
@@ -95,6 +129,10 @@ class ConnectionHandler:
         except _PeerStalled:
             stats.connections_idle_closed += 1
             logger.debug("closed a connection that took no answer bytes for the idle timeout")
+        except StoreUnavailableError as exc:
+            # No ok for points that could not be kept: closing tells the client.
+            stats.connection_failures += 1
+            self.warnings.warning("store", "closed a connection: %s", exc)
         except Exception:
             # A handler that raised would end the server's nursery, and so
             # the server; one broken conversation must not take the others down.
@@ -102,6 +140,9 @@ class ConnectionHandler:
             logger.exception("connection closed after an unexpected error")
         finally:
             stats.connections_open -= 1
+            self._streams.discard(stream)
+            if self._draining and not self._streams:
+                self._all_closed.set()
             await trio.aclose_forcefully(stream)
 
     async def _converse(self, stream: trio.abc.Stream) -> None:
@@ -206,6 +247,8 @@ class ConnectionHandler:
         counters = self.stats.as_dict()
         counters["keys"] = keys
         counters["points"] = points
+        if self.extra_counters is not None:
+            counters.update(self.extra_counters())
         return encode_stats_answer(counters, int(time.time()))
 
 

@@ -10,11 +10,13 @@ Ctrl-C and SIGTERM. What happens on each connection is
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from contextlib import AsyncExitStack
+from typing import Any
 
 import attrs
 import trio
@@ -22,6 +24,8 @@ import trio
 from .accept import accept_forever, take_listening_sockets
 from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
 from .connection import ConnectionHandler
+from .data_dir import DataDirError
+from .durable_store import DEFAULT_COMPACT_MIN_BYTES, DurableStore, FsyncPolicy, open_durable_store
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
 from .lines import DEFAULT_MAX_LINE_LENGTH
 from .stats import ServerStats
@@ -40,6 +44,8 @@ logger = logging.getLogger("trio_metrics.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888
+#: Seconds a stopping server gives its connections to finish what they read.
+DEFAULT_SHUTDOWN_GRACE = 5.0
 
 
 @attrs.frozen
@@ -53,6 +59,18 @@ class ServerInfo:
     limits: Limits
     #: Every address the server listens on, as ``(host, port)``.
     addresses: list[tuple[str, int]] = attrs.field(repr=False)
+    _stop_requested: trio.Event = attrs.field(factory=trio.Event, repr=False, init=False)
+
+    def shutdown(self) -> None:
+        """Stop the server gracefully; :func:`serve` then returns.
+
+        It stops accepting, lets every connection finish the commands it
+        has read and write their answers (for up to ``shutdown_grace``
+        seconds, then closes the rest), then closes the store, which
+        for a data directory writes and fsyncs the log. Calling it again
+        does nothing. Must be called from the server's trio thread.
+        """
+        self._stop_requested.set()
 
 
 async def serve(
@@ -60,32 +78,48 @@ async def serve(
     port: int = DEFAULT_PORT,
     *,
     store: Store | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
+    repair: bool = False,
+    compact_min_bytes: int = DEFAULT_COMPACT_MIN_BYTES,
     max_line_length: int = DEFAULT_MAX_LINE_LENGTH,
     max_connections: int = DEFAULT_MAX_CONNECTIONS,
     idle_timeout: float | None = None,
     max_buffered_answer: int = DEFAULT_MAX_BUFFERED_ANSWER,
     answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES,
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
-) -> NoReturn:
-    """Serve the metrics protocol on ``host:port`` until cancelled.
+) -> None:
+    """Serve the metrics protocol on ``host:port`` until stopped.
 
     ``port=0`` picks a free port; start the server with
     ``info = await nursery.start(serve, host, 0)`` to learn it
     (``info.port``). ``host=None`` listens on every local address (with
     port 0 each address may get its own port: see ``info.addresses``).
-    ``store`` defaults to a new in-memory :class:`MetricStore`. The limits
-    (``max_line_length``, ``max_connections``, ``idle_timeout``,
+
+    Storage: ``data_dir`` keeps the points in that directory (a write-ahead
+    log fsynced by the ``fsync`` policy, ``always``, ``everysec`` or
+    ``never``; snapshots once the log is over ``compact_min_bytes`` and
+    twice the snapshot; see docs/durability.md). It is locked and recovered
+    before the server listens; ``repair`` lets recovery cut a damaged file.
+    Otherwise ``store`` is used, by default a new in-memory
+    :class:`MetricStore` (the points are lost when the server stops). The
+    limits (``max_line_length``, ``max_connections``, ``idle_timeout``,
     ``max_buffered_answer``) are described in :class:`~trio_metrics.Limits`.
     ``answer_cache_bytes`` bounds the cache of encoded ``get`` answer lines
-    (:mod:`trio_metrics.answer_cache`; used with a :class:`MetricStore`,
-    0 turns it off).
+    (:mod:`trio_metrics.answer_cache`; 0 turns it off).
 
-    Every connection is handled by its own task in the server's nursery. A
-    connection that fails (reset, vanished peer, a limit, even a bug in its
-    handling) is closed and logged; it never stops the server or touches
-    another connection. Cancelling the surrounding scope closes the
-    listeners and every open connection. Raises :exc:`ValueError` for a bad
-    limit and :exc:`OSError` if the address cannot be bound.
+    Every connection is handled by its own task. A connection that fails
+    (reset, vanished peer, a limit, even a bug in its handling) is closed
+    and logged; it never stops the server or touches another connection.
+
+    :meth:`ServerInfo.shutdown` stops the server gracefully and makes this
+    function return. Cancelling it instead closes the listeners and every
+    connection at once; a data directory's log is still written and
+    fsynced on the way out. Raises :exc:`ValueError` for a bad option,
+    :exc:`OSError` if the address cannot be bound, and
+    :exc:`~trio_metrics.data_dir.DataDirError` if the data directory is
+    locked by another server or damaged.
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0..65535")
@@ -97,8 +131,41 @@ async def serve(
     )
     if answer_cache_bytes < 0:
         raise ValueError("answer_cache_bytes must not be negative")
-    if store is None:
-        store = MetricStore()
+    if shutdown_grace < 0:
+        raise ValueError("shutdown_grace must not be negative")
+    if data_dir is not None and store is not None:
+        raise ValueError("give either store or data_dir, not both")
+    policy = FsyncPolicy(fsync)
+    async with AsyncExitStack() as resources:
+        durable: DurableStore | None = None
+        if data_dir is not None:
+            durable = await resources.enter_async_context(
+                open_durable_store(
+                    data_dir, fsync=policy, repair=repair, compact_min_bytes=compact_min_bytes
+                )
+            )
+            store = durable
+        elif store is None:
+            store = MetricStore()
+            logger.warning(
+                "no data directory: points are kept in memory only and lost when the "
+                "server stops (--data-dir DIR keeps them)"
+            )
+        await _serve_store(
+            host, port, store, durable, limits, answer_cache_bytes, shutdown_grace, task_status
+        )
+
+
+async def _serve_store(
+    host: str | None,
+    port: int,
+    store: Store,
+    durable: DurableStore | None,
+    limits: Limits,
+    answer_cache_bytes: int,
+    shutdown_grace: float,
+    task_status: trio.TaskStatus[ServerInfo],
+) -> None:
     sockets = take_listening_sockets(await trio.open_tcp_listeners(port, host=host))
     addresses = [sock.getsockname()[:2] for sock in sockets]
     info = ServerInfo(
@@ -109,29 +176,45 @@ async def serve(
         limits=limits,
         addresses=addresses,
     )
+    watched = durable.memory if durable is not None else store
     cache = None
-    watched: MetricStore | None = None
-    if isinstance(store, MetricStore) and answer_cache_bytes:
+    if isinstance(watched, MetricStore) and answer_cache_bytes:
         cache = AnswerCache(answer_cache_bytes)
-        watched = store
         watched.add_change_listener(cache.invalidate)
-    handler = ConnectionHandler(store, info.stats, limits, cache)
+    handler = ConnectionHandler(
+        store,
+        info.stats,
+        limits,
+        cache,
+        extra_counters=None if durable is None else durable.figures_as_dict,
+    )
     logger.info(
         "listening on %s port %d (%s; store: %s; answer cache %s)",
         ", ".join(host for host, _ in addresses),
         info.port,
         limits.describe(),
-        type(store).__name__,
+        type(store).__name__
+        if durable is None
+        else f"{durable.directory}, fsync {durable.policy.value}",
         "off" if cache is None else f"{cache.budget} B",
     )
     started = time.monotonic()
     try:
-        # The sockets are bound and listening already: a client that
-        # connects now waits in the backlog until it is accepted.
-        task_status.started(info)
-        await accept_forever(sockets, handler.handle)
+        async with trio.open_nursery() as connections:
+            async with trio.open_nursery() as accepting:
+                # The sockets are bound and listening already: a client that
+                # connects now waits in the backlog until it is accepted.
+                accepting.start_soon(accept_forever, sockets, handler.handle, connections)
+                task_status.started(info)
+                await info._stop_requested.wait()
+                accepting.cancel_scope.cancel()
+            logger.info("stopping: no new connections; open ones finish what they read")
+            handler.drain()
+            with trio.move_on_after(shutdown_grace):
+                await handler.wait_closed()
+            connections.cancel_scope.cancel()
     finally:
-        if watched is not None and cache is not None:
+        if isinstance(watched, MetricStore) and cache is not None:
             watched.remove_change_listener(cache.invalidate)
         stats = info.stats
         logger.info(
@@ -169,19 +252,26 @@ async def serve_until_signal(
 ) -> None:
     """Run :func:`serve` until SIGINT or SIGTERM; call ``ready`` once listening.
 
-    Raises the bare :exc:`OSError` when the address cannot be bound.
+    The first signal stops the server gracefully (:meth:`ServerInfo.shutdown`);
+    a second one, or one before the server listens, stops it at once.
+    Raises the bare :exc:`OSError` or :exc:`DataDirError` when the server
+    cannot start.
     """
     try:
         async with trio.open_nursery() as nursery:
+            server: list[ServerInfo] = []
             if threading.current_thread() is threading.main_thread():
-                await nursery.start(_cancel_on_signal, nursery.cancel_scope)
-            info = await nursery.start(_serve_with_options, host, port, options)
+                await nursery.start(_stop_on_signal, nursery.cancel_scope, server)
+            info = await nursery.start(
+                _serve_with_options, host, port, options, nursery.cancel_scope
+            )
+            server.append(info)
             if ready is not None:
                 ready(info)
     except ExceptionGroup as group:
         # A failed start ends the nursery with that one error in a group;
         # callers of a blocking entry point expect the error itself.
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError):
+        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError | DataDirError):
             raise group.exceptions[0] from None
         raise
 
@@ -190,14 +280,18 @@ async def _serve_with_options(
     host: str | None,
     port: int,
     options: dict[str, Any],
+    scope: trio.CancelScope,
     *,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     await serve(host, port, task_status=task_status, **options)
+    # Stopped gracefully: the signal watcher has nothing left to do.
+    scope.cancel()
 
 
-async def _cancel_on_signal(
+async def _stop_on_signal(
     scope: trio.CancelScope,
+    server: list[ServerInfo],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -206,6 +300,11 @@ async def _cancel_on_signal(
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         task_status.started()
         async for signum in signals:
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            scope.cancel()
-            return
+            name = signal.Signals(signum).name
+            if server and not server[0]._stop_requested.is_set():
+                logger.info("received %s, shutting down (again to stop at once)", name)
+                server[0].shutdown()
+            else:
+                logger.info("received %s, stopping at once", name)
+                scope.cancel()
+                return

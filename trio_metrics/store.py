@@ -15,7 +15,15 @@ from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import NamedTuple, Protocol
 
-__all__ = ["MetricStore", "Series", "Store"]
+__all__ = ["MetricStore", "Series", "Store", "StoreUnavailableError"]
+
+
+class StoreUnavailableError(Exception):
+    """The store cannot take points now (its disk failed, or it is closed).
+
+    The server closes the connection of a put that gets it, rather than
+    acknowledge a point it could not keep.
+    """
 
 
 class Series(NamedTuple):
@@ -140,6 +148,18 @@ class MetricStore:
                 if self._listeners:
                     self._changed(key, index)
         self._points += added
+
+    def restore_series(self, key: str, timestamps: array[int], values: array[float]) -> None:
+        """Install ``key``'s whole series, as recovery reads it from a snapshot.
+
+        The columns are taken over, not copied; ``timestamps`` must be
+        strictly ascending and as long as ``values``. Replaces what ``key`` had.
+        """
+        old = self._series.get(key)
+        if old is not None:
+            self._points -= len(old[0])
+        self._series[key] = (timestamps, values)
+        self._points += len(timestamps)
 
     def series(self, key: str) -> list[Series]:
         """Snapshots of ``key``'s series (none if unknown), or of all for ``"*"``."""

@@ -1,0 +1,313 @@
+"""A data directory on disk: its lock, its files, and recovery at start-up.
+
+Layout (formats in :mod:`trio_metrics.log_format`)::
+
+    LOCK                 advisory lock (flock) held by the one server using it
+    snapshot.NNNNNNNN    the store as of the start of log segment NNNNNNNN
+    log.NNNNNNNN         write-ahead log segments, replayed in number order
+
+Snapshot N, if present, holds everything in segments before N, so recovery
+loads the newest snapshot and replays segments N, N+1, ... A compaction
+writes ``snapshot.N.tmp``, fsyncs it, renames it into place and fsyncs the
+directory before it removes the older files; leftovers of an interrupted
+compaction are removed here. Everything in this module is blocking file
+work, meant to run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+
+from .log_format import (
+    FILE_HEADER_SIZE,
+    LOG_MAGIC,
+    SNAPSHOT_MAGIC,
+    Damage,
+    FormatError,
+    decode_batch,
+    decode_series,
+    decode_trailer,
+    scan_records,
+)
+from .store import MetricStore
+
+__all__ = [
+    "DamagedFileError",
+    "DataDirError",
+    "DataDirLock",
+    "DataDirLockedError",
+    "Recovery",
+    "fsync_directory",
+    "log_path",
+    "recover",
+    "snapshot_path",
+]
+
+logger = logging.getLogger("trio_metrics.durability")
+
+_NAME = re.compile(r"(log|snapshot)\.([0-9]{8})")
+_PROGRESS_EVERY = 1.0
+
+
+class DataDirError(Exception):
+    """The data directory cannot be used; the message says why and what to do."""
+
+
+class DataDirLockedError(DataDirError):
+    """Another process holds the data directory's lock."""
+
+
+class DamagedFileError(DataDirError):
+    """A file holds a bad record before its end: damage, not a torn write."""
+
+    def __init__(self, path: Path, offset: int, reason: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.reason = reason
+        super().__init__(
+            f"{path} is damaged at byte {offset} ({reason}); refusing to start. "
+            "Start with --repair to keep a copy of the file and cut it at that byte "
+            "(the points after it are lost)."
+        )
+
+
+def log_path(directory: Path, number: int) -> Path:
+    """The path of log segment ``number``."""
+    return directory / f"log.{number:08d}"
+
+
+def snapshot_path(directory: Path, number: int) -> Path:
+    """The path of the snapshot taken at the start of segment ``number``."""
+    return directory / f"snapshot.{number:08d}"
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make renames and new files in ``directory`` survive a crash."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DataDirLock:
+    """An exclusive advisory lock on a data directory, held while the server runs."""
+
+    def __init__(self, directory: Path) -> None:
+        path = directory / "LOCK"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
+                raise DataDirLockedError(
+                    f"data directory {directory} is in use by another trio-metrics server "
+                    f"(pid {holder}); stop it or choose another --data-dir"
+                ) from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Give the lock up (closing its file does); safe to call twice."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@attrs.define
+class Recovery:
+    """What recovery found and did, and where appending goes on."""
+
+    store: MetricStore
+    #: The segment to append to (it exists, with a good end, after recovery).
+    segment: int
+    #: The newest snapshot's number, or None without one.
+    snapshot: int | None
+    snapshot_bytes: int = 0
+    #: Bytes of the segments replayed.
+    log_bytes: int = 0
+    records: int = 0
+    points_replayed: int = 0
+    torn_bytes_dropped: int = 0
+    repaired: list[str] = attrs.field(factory=list)
+    seconds: float = 0.0
+
+
+def _numbered(directory: Path, kind: str) -> list[int]:
+    numbers = []
+    for entry in directory.iterdir():
+        match = _NAME.fullmatch(entry.name)
+        if match and match.group(1) == kind:
+            numbers.append(int(match.group(2)))
+    return sorted(numbers)
+
+
+def recover(
+    directory: Path,
+    *,
+    repair: bool = False,
+    store: MetricStore | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Recovery:
+    """Load the newest snapshot and replay the log after it into ``store``.
+
+    Creates the directory's first segment when there is none. A torn tail
+    of the last segment is cut off (with a warning saying how many bytes);
+    a bad record anywhere else raises :exc:`DamagedFileError` unless
+    ``repair``, which keeps ``<file>.damaged-<time>`` and cuts the file there.
+    ``progress`` is called with a line about every second of long work.
+    """
+    started = time.monotonic()
+    say = progress or logger.info
+    store = MetricStore() if store is None else store
+    for leftover in directory.glob("*.tmp"):
+        leftover.unlink()
+    snapshots = _numbered(directory, "snapshot")
+    newest = snapshots[-1] if snapshots else None
+    recovery = Recovery(store=store, segment=1 if newest is None else newest, snapshot=newest)
+    if newest is not None:
+        recovery.snapshot_bytes = _load_snapshot(
+            snapshot_path(directory, newest), store, repair, recovery, say
+        )
+    segments = [n for n in _numbered(directory, "log") if newest is None or n >= newest]
+    # Files an interrupted compaction left behind: the newest snapshot holds them.
+    for older in snapshots[:-1]:
+        snapshot_path(directory, older).unlink()
+    for number in _numbered(directory, "log"):
+        if newest is not None and number < newest:
+            log_path(directory, number).unlink()
+    total = sum(log_path(directory, n).stat().st_size for n in segments)
+    done_before = 0
+    last_said = time.monotonic()
+    for position, number in enumerate(segments):
+        path = log_path(directory, number)
+        is_last = position == len(segments) - 1
+        data = path.read_bytes()
+        if data[:FILE_HEADER_SIZE] != LOG_MAGIC:
+            if is_last and len(data) < FILE_HEADER_SIZE and LOG_MAGIC.startswith(data):
+                # Created, and the crash came before its header was written.
+                _cut(path, 0, recovery)
+                data = b""
+            else:
+                _damaged(path, 0, "not a trio-metrics log file", repair, recovery)
+                data = b""
+        scan = scan_records(data, FILE_HEADER_SIZE) if data else None
+        records = zip(scan.offsets, scan.payloads, strict=True) if scan else ()
+        for offset, payload in records:
+            try:
+                keys, values, stamps = decode_batch(payload)
+            except FormatError as exc:
+                # A good checksum over a bad record: written wrong, not torn.
+                _damaged(path, offset, str(exc), repair, recovery)
+                scan = None
+                break
+            store.put_columns(keys, values, stamps)
+            recovery.records += 1
+            recovery.points_replayed += len(keys)
+            now = time.monotonic()
+            if now - last_said >= _PROGRESS_EVERY:
+                last_said = now
+                at = done_before + offset
+                say(f"recovery: replayed {at} of {total} log bytes ({100 * at // max(total, 1)}%)")
+        if scan is not None and scan.damage is not None:
+            if scan.damage is Damage.TORN_TAIL and is_last:
+                dropped = len(data) - scan.good_end
+                logger.warning(
+                    "%s: cut a torn tail of %d bytes at byte %d (%s): a write the crash "
+                    "interrupted, never acknowledged under --fsync always",
+                    path,
+                    dropped,
+                    scan.good_end,
+                    scan.reason,
+                )
+                recovery.torn_bytes_dropped += dropped
+                _cut(path, scan.good_end, recovery)
+            else:
+                _damaged(path, scan.good_end, scan.reason, repair, recovery)
+        recovery.log_bytes += path.stat().st_size if path.exists() else 0
+        done_before += len(data)
+        recovery.segment = number
+    if not segments:
+        path = log_path(directory, recovery.segment)
+        with open(path, "wb") as fresh:
+            fresh.write(LOG_MAGIC)
+            fresh.flush()
+            os.fsync(fresh.fileno())
+    elif log_path(directory, recovery.segment).stat().st_size < FILE_HEADER_SIZE:
+        with open(log_path(directory, recovery.segment), "wb") as fresh:
+            fresh.write(LOG_MAGIC)
+            fresh.flush()
+            os.fsync(fresh.fileno())
+    fsync_directory(directory)
+    recovery.seconds = time.monotonic() - started
+    return recovery
+
+
+def _load_snapshot(
+    path: Path,
+    store: MetricStore,
+    repair: bool,
+    recovery: Recovery,
+    say: Callable[[str], None],
+) -> int:
+    data = path.read_bytes()
+    if data[:FILE_HEADER_SIZE] != SNAPSHOT_MAGIC:
+        _damaged(path, 0, "not a trio-metrics snapshot file", repair, recovery)
+        return 0
+    scan = scan_records(data, FILE_HEADER_SIZE)
+    trailer = None
+    for offset, payload in zip(scan.offsets, scan.payloads, strict=True):
+        trailer = decode_trailer(payload)
+        if trailer is not None:
+            break
+        try:
+            record = decode_series(payload)
+        except FormatError as exc:
+            _damaged(path, offset, str(exc), repair, recovery)
+            return len(data)
+        store.restore_series(record.key, record.timestamps, record.values)
+    if scan.damage is not None:
+        # A snapshot is renamed into place only when complete: any bad
+        # record in it, even at its end, is damage.
+        _damaged(path, scan.good_end, scan.reason, repair, recovery)
+    elif trailer is None:
+        _damaged(path, len(data), "snapshot ends without its trailer", repair, recovery)
+    say(f"recovery: loaded snapshot {path.name}: {len(store.keys())} keys, {len(store)} points")
+    return len(data)
+
+
+def _damaged(path: Path, offset: int, reason: str, repair: bool, recovery: Recovery) -> None:
+    if not repair:
+        raise DamagedFileError(path, offset, reason)
+    copy = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    shutil.copyfile(path, copy)
+    logger.warning(
+        "--repair: %s was damaged at byte %d (%s); kept a copy as %s and cut the file there",
+        path,
+        offset,
+        reason,
+        copy.name,
+    )
+    recovery.repaired.append(f"{path.name} at byte {offset} ({reason}); copy {copy.name}")
+    _cut(path, offset, recovery)
+
+
+def _cut(path: Path, offset: int, recovery: Recovery) -> None:
+    with open(path, "r+b") as damaged:
+        damaged.truncate(offset)
+        damaged.flush()
+        os.fsync(damaged.fileno())

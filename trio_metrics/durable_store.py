@@ -1,0 +1,559 @@
+"""A store that keeps its points on disk: a write-ahead log, snapshots, compaction.
+
+:func:`open_durable_store` recovers a data directory (see
+:mod:`trio_metrics.data_dir`) into memory and yields a :class:`DurableStore`.
+Every batch of puts is applied in memory and queued for the log in one
+step; ``put_batch`` returns, and so the server sends the ``ok``\\ s, only
+after the batch is written to the log file (``never``, ``everysec``) or
+written and fsynced (``always``). One writer task does all log I/O in a
+worker thread, so the event loop never waits on the disk, and it writes
+everything queued since its last write at once: a single write, and under
+``always`` a single fsync, covers the batches of every connection that came
+in meanwhile (group commit).
+
+Compaction runs beside it when the log outgrows the live data: the writer
+closes the current segment at a point between two batches and starts the
+next; the compaction task then copies the store key by key (the other
+tasks run between keys) into ``snapshot.N.tmp``, fsyncs, renames it into
+place, fsyncs the directory and deletes the older files. The copy may hold
+points that came after the switch; replaying segment N over it stores them
+again with the same values, which changes nothing (a put only ever sets a
+value), so the snapshot plus segment N always give the live data.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import attrs
+import trio
+
+from .data_dir import (
+    DataDirError,
+    DataDirLock,
+    Recovery,
+    fsync_directory,
+    log_path,
+    recover,
+    snapshot_path,
+)
+from .log_format import LOG_MAGIC, SNAPSHOT_MAGIC, encode_batch, encode_series, encode_trailer
+from .store import MetricStore, Series, StoreUnavailableError
+
+__all__ = [
+    "DEFAULT_COMPACT_MIN_BYTES",
+    "DurableStore",
+    "FsyncPolicy",
+    "open_durable_store",
+]
+
+logger = logging.getLogger("trio_metrics.durability")
+
+#: The log is compacted once it is larger than this and than twice the snapshot.
+DEFAULT_COMPACT_MIN_BYTES = 64 * 1024 * 1024
+_EVERYSEC = 1.0
+# A snapshot is written in pieces of about this many points, one thread call each.
+_SNAPSHOT_PIECE_POINTS = 1 << 16
+_COMPACTION_RETRY = 60.0
+# How long closing may take to write and fsync what is queued.
+_CLOSE_TIMEOUT = 30.0
+
+
+class FsyncPolicy(enum.Enum):
+    """When the log is fsynced, and so what a crash of the machine can lose.
+
+    A crash of the server process alone loses nothing acknowledged under
+    any policy: every ``ok`` follows the write to the log file.
+    """
+
+    #: Fsync before the ``ok``: nothing acknowledged is lost.
+    ALWAYS = "always"
+    #: Fsync once a second: a machine crash loses about a second.
+    EVERYSEC = "everysec"
+    #: Leave it to the operating system (Linux: up to ~30 s).
+    NEVER = "never"
+
+
+@attrs.define
+class _Commit:
+    """The batches queued between two writes, and how their write went."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    error: BaseException | None = None
+
+
+@attrs.define
+class DurabilityFigures:
+    """Counters of the log and compaction, for ``stats`` and ``/metrics``."""
+
+    log_records: int = 0
+    log_bytes_written: int = 0
+    log_writes: int = 0
+    fsyncs: int = 0
+    #: Time spent in fsync, in total.
+    fsync_ms: int = 0
+    compactions: int = 0
+    compaction_failures: int = 0
+    last_compaction_ms: int = 0
+    #: Bytes of the segments since the snapshot, and of the snapshot.
+    log_bytes: int = 0
+    snapshot_bytes: int = 0
+    recovery_ms: int = 0
+    recovered_points: int = 0
+
+
+class DurableStore:
+    """A :class:`~trio_metrics.store.Store` backed by a data directory.
+
+    Made by :func:`open_durable_store`, which runs its writer and compaction
+    tasks. Reads are served from memory (:attr:`memory`).
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        recovery: Recovery,
+        policy: FsyncPolicy,
+        compact_min_bytes: int,
+    ) -> None:
+        self.directory = directory
+        self.memory: MetricStore = recovery.store
+        self.policy = policy
+        self.compact_min_bytes = compact_min_bytes
+        self.recovery = recovery
+        self.figures = DurabilityFigures(
+            log_bytes=recovery.log_bytes,
+            snapshot_bytes=recovery.snapshot_bytes,
+            recovery_ms=round(recovery.seconds * 1000),
+            recovered_points=len(recovery.store),
+        )
+        self._segment = recovery.segment
+        self._file: BinaryIO | None = open(log_path(directory, self._segment), "ab")  # noqa: SIM115
+        self._pending: list[bytes] = []
+        self._in_flight: bytes | None = None
+        self._commit = _Commit()
+        self._wakeup = trio.Event()
+        self._dirty = False
+        self._last_sync = time.monotonic()
+        self._fsync_seconds = 0.0
+        self._error: BaseException | None = None
+        self._closed = False
+        self._rotation_wanted: trio.Event | None = None
+        self._rotated: tuple[int, list[str]] | None = None
+        self._rotation_done = trio.Event()
+        self._compaction_wanted = trio.Event()
+        self._compacting = False
+        self._compaction_lock = trio.Lock()
+        #: Called with each compaction step's name once it is done (tests
+        #: copy the directory there to check that a crash at that step recovers).
+        self.compaction_step_hook: Callable[[str], None] | None = None
+
+    # -- the Store interface -------------------------------------------------
+
+    async def put_batch(
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
+    ) -> None:
+        """Store the points; return once the log holds them as the policy promises.
+
+        Raises :exc:`StoreUnavailableError` if the log cannot be written
+        (the error is kept: every later put fails the same way) or the
+        store is closed. Cancelled while waiting, the batch is still stored
+        and logged; only the caller stops waiting.
+        """
+        if self._error is not None or self._closed:
+            raise self._unavailable()
+        record = encode_batch(keys, values, timestamps)
+        self.memory.put_columns(keys, values, timestamps)
+        self._pending.append(record)
+        self.figures.log_records += 1
+        commit = self._commit
+        self._wakeup.set()
+        await commit.done.wait()
+        if commit.error is not None:
+            raise self._unavailable() from commit.error
+
+    async def query(self, key: str) -> Iterable[Series]:
+        """:class:`Store` interface: read from memory."""
+        return await self.memory.query(key)
+
+    async def counts(self) -> tuple[int, int]:
+        """:class:`Store` interface: read from memory."""
+        return await self.memory.counts()
+
+    async def list_keys(self) -> list[str]:
+        """:class:`Store` interface: read from memory."""
+        return self.memory.keys()
+
+    def figures_as_dict(self) -> dict[str, int]:
+        """The log's counters by name (``log_records``, ``fsyncs``, ``compactions`` ...)."""
+        figures: dict[str, int] = attrs.asdict(self.figures)
+        return figures
+
+    def _unavailable(self) -> StoreUnavailableError:
+        if self._error is not None:
+            return StoreUnavailableError(
+                f"the write-ahead log in {self.directory} failed ({self._error}); "
+                "points are no longer accepted"
+            )
+        return StoreUnavailableError("the store is closed")
+
+    # -- the writer ----------------------------------------------------------
+
+    async def _write_forever(self) -> None:
+        while True:
+            deadline = (
+                self._last_sync + _EVERYSEC
+                if self._dirty and self.policy is FsyncPolicy.EVERYSEC
+                else float("inf")
+            )
+            with trio.move_on_at(deadline):
+                await self._wakeup.wait()
+            self._wakeup = trio.Event()
+            if self._error is not None:
+                return
+            if self._rotation_wanted is not None:
+                await self._rotate()
+            else:
+                await self._write_pending()
+            overdue = self._dirty and time.monotonic() - self._last_sync >= _EVERYSEC
+            if overdue and self.policy is FsyncPolicy.EVERYSEC:
+                await self._run_file_work(self._fsync)
+            self._maybe_want_compaction()
+
+    async def _write_pending(self) -> None:
+        while self._pending and self._error is None:
+            data = b"".join(self._pending)
+            self._pending = []
+            commit, self._commit = self._commit, _Commit()
+            # Until _write clears it, closing writes it (to_thread ignores
+            # cancellation once the thread runs, but not before).
+            self._in_flight = data
+            try:
+                await trio.to_thread.run_sync(self._write, data, self.policy is FsyncPolicy.ALWAYS)
+            except OSError as exc:
+                self._fail(exc, commit)
+                return
+            commit.done.set()
+
+    def _write(self, data: bytes, sync: bool) -> None:
+        file = self._file
+        assert file is not None
+        file.write(data)
+        file.flush()
+        self._in_flight = None
+        self.figures.log_writes += 1
+        self.figures.log_bytes_written += len(data)
+        self.figures.log_bytes += len(data)
+        self._dirty = True
+        if sync:
+            self._fsync()
+
+    def _fsync(self) -> None:
+        file = self._file
+        assert file is not None
+        started = time.monotonic()
+        os.fsync(file.fileno())
+        self._last_sync = time.monotonic()
+        self.figures.fsyncs += 1
+        self._fsync_seconds += self._last_sync - started
+        self.figures.fsync_ms = round(self._fsync_seconds * 1000)
+        self._dirty = False
+
+    async def _run_file_work(self, work: Callable[[], None]) -> None:
+        try:
+            await trio.to_thread.run_sync(work)
+        except OSError as exc:
+            self._fail(exc, self._commit)
+
+    def _fail(self, exc: OSError, commit: _Commit) -> None:
+        logger.error(
+            "cannot write the log in %s: %s; no more points are accepted until restart",
+            self.directory,
+            exc,
+        )
+        self._error = exc
+        for each in (commit, self._commit):
+            each.error = exc
+            each.done.set()
+
+    # -- compaction ----------------------------------------------------------
+
+    def _maybe_want_compaction(self) -> None:
+        figures = self.figures
+        if self._compacting or self._error is not None:
+            return
+        if figures.log_bytes > max(self.compact_min_bytes, 2 * figures.snapshot_bytes):
+            self._compaction_wanted.set()
+
+    async def _rotate(self) -> None:
+        """Close the segment between two batches and start the next one."""
+        wanted = self._rotation_wanted
+        assert wanted is not None
+        self._rotation_wanted = None
+        data = b"".join(self._pending)
+        self._pending = []
+        commit, self._commit = self._commit, _Commit()
+        # The same step that takes the queued batches takes the key list:
+        # everything stored until now is in this segment or before it.
+        keys = self.memory.keys()
+        number = self._segment + 1
+        self._in_flight = data
+        try:
+            await trio.to_thread.run_sync(self._switch_segment, data, number)
+        except OSError as exc:
+            if self._in_flight is not None:
+                self._fail(exc, commit)
+                wanted.set()
+                return
+            # The batches are safe in the old segment; only the new segment
+            # could not be made: appending goes on there, compaction waits.
+            logger.error("cannot start log segment %d: %s", number, exc)
+        else:
+            self._rotated = (number, keys)
+        commit.done.set()
+        wanted.set()
+
+    def _switch_segment(self, data: bytes, number: int) -> None:
+        self._write(data, sync=True)
+        old = self._file
+        assert old is not None
+        path = log_path(self.directory, number)
+        new = open(path, "xb")  # noqa: SIM115
+        try:
+            new.write(LOG_MAGIC)
+            new.flush()
+            os.fsync(new.fileno())
+            fsync_directory(self.directory)
+        except BaseException:
+            new.close()
+            path.unlink()
+            raise
+        old.close()
+        self._file = new
+        self._segment = number
+        self.figures.log_bytes = len(LOG_MAGIC)
+        self._step("rotated")
+
+    async def _compact_forever(self) -> None:
+        while True:
+            await self._compaction_wanted.wait()
+            self._compaction_wanted = trio.Event()
+            self._compacting = True
+            try:
+                await self.compact()
+            except OSError as exc:
+                self.figures.compaction_failures += 1
+                logger.error(
+                    "compaction of %s failed: %s; the log goes on growing, retrying in %gs",
+                    self.directory,
+                    exc,
+                    _COMPACTION_RETRY,
+                )
+                await trio.sleep(_COMPACTION_RETRY)
+            finally:
+                self._compacting = False
+
+    async def compact(self) -> None:
+        """Write a snapshot of the store and drop the log before it.
+
+        Puts and gets are served throughout. Raises :exc:`OSError` if the
+        snapshot cannot be written (the log and the old snapshot stay).
+        """
+        async with self._compaction_lock:
+            await self._compact()
+
+    async def _compact(self) -> None:
+        started = time.monotonic()
+        wanted = self._rotation_wanted = trio.Event()
+        self._wakeup.set()
+        await wanted.wait()
+        if self._rotated is None:
+            raise OSError("the log could not be switched to a new segment")
+        number, keys = self._rotated
+        self._rotated = None
+        final = snapshot_path(self.directory, number)
+        temporary = final.with_name(final.name + ".tmp")
+        snapshot = await trio.to_thread.run_sync(_create, temporary)
+        try:
+            size = await self._write_snapshot(snapshot, keys)
+        except BaseException:
+            snapshot.close()
+            temporary.unlink(missing_ok=True)
+            raise
+        self._step("snapshot written")
+        await trio.to_thread.run_sync(_publish, temporary, final)
+        self._step("snapshot renamed")
+        await trio.to_thread.run_sync(_drop_before, self.directory, number)
+        self._step("old files removed")
+        self.figures.snapshot_bytes = size
+        self.figures.compactions += 1
+        seconds = time.monotonic() - started
+        self.figures.last_compaction_ms = round(seconds * 1000)
+        logger.info(
+            "compacted %s: snapshot %s of %d bytes in %.2fs",
+            self.directory,
+            final.name,
+            size,
+            seconds,
+        )
+
+    async def _write_snapshot(self, snapshot: BinaryIO, keys: list[str]) -> int:
+        pieces: list[bytes] = [SNAPSHOT_MAGIC]
+        points = 0
+        written_keys = 0
+        in_piece = 0
+        size = 0
+        for key in keys:
+            # Each key is copied in one step, so each is a consistent snapshot.
+            for series in self.memory.iter_series(key):
+                stamps, numbers = series.timestamps, series.values
+                pieces.append(encode_series(key, stamps, numbers))  # type: ignore[arg-type]
+                points += len(stamps)
+                in_piece += len(stamps)
+                written_keys += 1
+            if in_piece >= _SNAPSHOT_PIECE_POINTS:
+                size += await trio.to_thread.run_sync(_write_all, snapshot, pieces)
+                pieces, in_piece = [], 0
+        pieces.append(encode_trailer(written_keys, points))
+        size += await trio.to_thread.run_sync(_write_all, snapshot, pieces)
+        await trio.to_thread.run_sync(_sync_and_close, snapshot)
+        return size
+
+    def _step(self, name: str) -> None:
+        if self.compaction_step_hook is not None:
+            self.compaction_step_hook(name)
+
+    # -- closing -------------------------------------------------------------
+
+    def _close_files(self) -> None:
+        file = self._file
+        if file is None:
+            return
+        try:
+            leftover = (self._in_flight or b"") + b"".join(self._pending)
+            self._pending = []
+            if self._error is None:
+                if leftover:
+                    self._write(leftover, sync=False)
+                self._fsync()
+        finally:
+            self._file = None
+            file.close()
+
+    async def _close(self) -> None:
+        self._closed = True
+        try:
+            await trio.to_thread.run_sync(self._close_files)
+        except OSError as exc:
+            logger.error("closing the log in %s failed: %s", self.directory, exc)
+            raise
+        finally:
+            self._commit.done.set()
+        logger.info(
+            "log closed and fsynced: %d records, %d bytes written in this run",
+            self.figures.log_records,
+            self.figures.log_bytes_written,
+        )
+
+
+def _make_and_lock(path: Path) -> DataDirLock:
+    path.mkdir(parents=True, exist_ok=True)
+    return DataDirLock(path)
+
+
+def _create(path: Path) -> BinaryIO:
+    return open(path, "wb")
+
+
+def _write_all(file: BinaryIO, pieces: list[bytes]) -> int:
+    data = b"".join(pieces)
+    file.write(data)
+    return len(data)
+
+
+def _sync_and_close(file: BinaryIO) -> None:
+    try:
+        file.flush()
+        os.fsync(file.fileno())
+    finally:
+        file.close()
+
+
+def _publish(temporary: Path, final: Path) -> None:
+    os.replace(temporary, final)
+    fsync_directory(final.parent)
+
+
+def _drop_before(directory: Path, number: int) -> None:
+    for entry in directory.iterdir():
+        name = entry.name
+        for kind in ("log.", "snapshot."):
+            number_part = name[len(kind) :] if name.startswith(kind) else ""
+            if number_part.isdigit() and int(number_part) < number:
+                entry.unlink()
+    fsync_directory(directory)
+
+
+@asynccontextmanager
+async def open_durable_store(
+    directory: str | os.PathLike[str],
+    *,
+    fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
+    repair: bool = False,
+    compact_min_bytes: int = DEFAULT_COMPACT_MIN_BYTES,
+) -> AsyncIterator[DurableStore]:
+    """Lock and recover ``directory`` (created if missing); yield its store.
+
+    The writer and compaction tasks run until the block ends; then
+    everything queued is written and fsynced, even if the block is left by
+    cancellation, and the lock is released. Raises
+    :exc:`~trio_metrics.data_dir.DataDirLockedError` when another server
+    holds the directory, :exc:`~trio_metrics.data_dir.DamagedFileError`
+    for damage recovery may not repair by itself, and :exc:`OSError`.
+    """
+    policy = FsyncPolicy(fsync)
+    if compact_min_bytes < 0:
+        raise ValueError("compact_min_bytes must not be negative")
+    path = Path(directory)
+    try:
+        lock = await trio.to_thread.run_sync(_make_and_lock, path)
+    except OSError as exc:
+        raise DataDirError(f"cannot use data directory {path}: {exc}") from exc
+    try:
+        try:
+            recovery = await trio.to_thread.run_sync(lambda: recover(path, repair=repair))
+        except OSError as exc:
+            raise DataDirError(f"cannot recover data directory {path}: {exc}") from exc
+        logger.info(
+            "recovered %s in %.2fs: %d keys, %d points (snapshot %s, %d log records, "
+            "%d torn bytes dropped); fsync %s",
+            path,
+            recovery.seconds,
+            len(recovery.store.keys()),
+            len(recovery.store),
+            "none" if recovery.snapshot is None else f"{recovery.snapshot:08d}",
+            recovery.records,
+            recovery.torn_bytes_dropped,
+            policy.value,
+        )
+        store = DurableStore(path, recovery, policy, compact_min_bytes)
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(store._write_forever)
+                nursery.start_soon(store._compact_forever)
+                try:
+                    yield store
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(_CLOSE_TIMEOUT):
+                await store._close()
+    finally:
+        lock.release()

@@ -1,0 +1,263 @@
+"""The on-disk formats of a data directory, as pure code: bytes in, records out.
+
+Both file kinds, the write-ahead log (``log.NNNNNNNN``) and the snapshot
+(``snapshot.NNNNNNNN``), are an 8-byte file header followed by framed
+records. A frame is a 12-byte header and a payload::
+
+    length   u32 LE   payload length in bytes
+    crc      u32 LE   CRC32 of the payload
+    head_crc u32 LE   CRC32 of the 8 bytes above
+
+The header's own checksum tells a damaged length apart from a torn write:
+without it, a flipped bit in a length in the middle of a file would look
+like a record running past the end, and everything after it would be
+dropped as a "torn tail".
+
+A log record holds one batch of points as columns::
+
+    count u32 LE | count x timestamp i64 LE | count x value f64 LE | keys
+
+``keys`` are the batch's keys in UTF-8 joined by ``\\n`` (a key never holds
+one). A snapshot holds one record per key, in the store's key order::
+
+    count u32 LE | key length u32 LE | key UTF-8 | timestamps | values
+
+and ends with a trailer record (``count`` = 0xFFFFFFFF, then the number of
+keys and of points as u64 LE) so that a cut-off snapshot is never mistaken
+for a complete one. Nothing here touches a file.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import sys
+import zlib
+from array import array
+from collections.abc import Sequence
+
+import attrs
+
+__all__ = [
+    "FRAME_HEADER_SIZE",
+    "LOG_MAGIC",
+    "MAX_RECORD_SIZE",
+    "SNAPSHOT_MAGIC",
+    "Damage",
+    "FormatError",
+    "Scan",
+    "SeriesRecord",
+    "decode_batch",
+    "decode_series",
+    "decode_trailer",
+    "encode_batch",
+    "encode_series",
+    "encode_trailer",
+    "frame",
+    "scan_records",
+]
+
+LOG_MAGIC = b"TMLOG01\n"
+SNAPSHOT_MAGIC = b"TMSNAP1\n"
+FILE_HEADER_SIZE = 8
+
+_HEAD = struct.Struct("<II")
+_HEAD_CRC = struct.Struct("<I")
+FRAME_HEADER_SIZE = 12
+_COUNT = struct.Struct("<I")
+_SERIES_HEAD = struct.Struct("<II")
+_TRAILER = struct.Struct("<IQQ")
+_TRAILER_MARK = 0xFFFFFFFF
+
+#: No record is larger: a length beyond it is damage, not data.
+MAX_RECORD_SIZE = 1 << 30
+
+# The columns are written little-endian whatever the machine.
+_SWAP = sys.byteorder != "little"
+
+
+class FormatError(ValueError):
+    """A payload whose checksum was right but whose content is not a record."""
+
+
+def frame(payload: bytes) -> bytes:
+    """The payload with its frame header in front."""
+    head = _HEAD.pack(len(payload), zlib.crc32(payload))
+    return head + _HEAD_CRC.pack(zlib.crc32(head)) + payload
+
+
+class Damage(enum.Enum):
+    """How a scan's first bad byte range looks."""
+
+    #: The file ends inside a record (or with zeros a crashed append left):
+    #: the crash-in-the-middle-of-a-write case.
+    TORN_TAIL = "torn tail"
+    #: A bad record with readable bytes after it: real damage.
+    CORRUPT = "corrupt record"
+
+
+@attrs.frozen
+class Scan:
+    """What :func:`scan_records` found in one file's bytes."""
+
+    #: The payloads of the good records, in file order.
+    payloads: list[memoryview]
+    #: Where each good record's frame starts.
+    offsets: list[int]
+    #: The offset just past the last good record.
+    good_end: int
+    #: None when the whole file was good.
+    damage: Damage | None = None
+    #: Why the record at ``good_end`` is bad.
+    reason: str = ""
+
+
+def scan_records(data: bytes | memoryview, start: int) -> Scan:
+    """Read the frames of ``data`` from offset ``start`` until the end or the first bad one.
+
+    A bad frame at the end of the data (its header or payload cut off, or
+    followed only by zero bytes) is a :attr:`Damage.TORN_TAIL`; one with
+    other bytes after it is :attr:`Damage.CORRUPT`.
+    """
+    view = memoryview(data)
+    size = len(view)
+    payloads: list[memoryview] = []
+    offsets: list[int] = []
+    offset = start
+    while offset < size:
+        problem = _frame_problem(view, offset, size)
+        if problem is not None:
+            reason, end = problem
+            torn = end >= size or not any(view[offset:])
+            damage = Damage.TORN_TAIL if torn else Damage.CORRUPT
+            return Scan(payloads, offsets, offset, damage, reason)
+        length = _HEAD.unpack_from(view, offset)[0]
+        payloads.append(view[offset + FRAME_HEADER_SIZE : offset + FRAME_HEADER_SIZE + length])
+        offsets.append(offset)
+        offset += FRAME_HEADER_SIZE + length
+    return Scan(payloads, offsets, offset)
+
+
+def _frame_problem(view: memoryview, offset: int, size: int) -> tuple[str, int] | None:
+    """Why the frame at ``offset`` is bad and where it would end, or None if good."""
+    if size - offset < FRAME_HEADER_SIZE:
+        return "frame header cut off", size
+    length, crc = _HEAD.unpack_from(view, offset)
+    (head_crc,) = _HEAD_CRC.unpack_from(view, offset + 8)
+    if zlib.crc32(view[offset : offset + 8]) != head_crc:
+        return "frame header checksum mismatch", offset + FRAME_HEADER_SIZE
+    if length > MAX_RECORD_SIZE:
+        return f"record length {length} over the maximum", offset + FRAME_HEADER_SIZE
+    end = offset + FRAME_HEADER_SIZE + length
+    if end > size:
+        return f"record of {length} bytes cut off at {size - offset - FRAME_HEADER_SIZE}", end
+    if zlib.crc32(view[offset + FRAME_HEADER_SIZE : end]) != crc:
+        return "record checksum mismatch", end
+    return None
+
+
+def encode_batch(keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]) -> bytes:
+    """A framed log record of one batch of points (parallel columns)."""
+    stamps = array("q", timestamps)
+    numbers = array("d", values)
+    if _SWAP:  # pragma: no cover - little-endian machines only in CI
+        stamps.byteswap()
+        numbers.byteswap()
+    payload = b"".join(
+        (
+            _COUNT.pack(len(stamps)),
+            stamps.tobytes(),
+            numbers.tobytes(),
+            "\n".join(keys).encode(),
+        )
+    )
+    return frame(payload)
+
+
+def decode_batch(payload: bytes | memoryview) -> tuple[list[str], array[float], array[int]]:
+    """The ``(keys, values, timestamps)`` columns of one log record's payload."""
+    view = memoryview(payload)
+    if len(view) < _COUNT.size:
+        raise FormatError("batch record shorter than its count")
+    (count,) = _COUNT.unpack_from(view, 0)
+    columns_end = _COUNT.size + 16 * count
+    if len(view) < columns_end or count == 0:
+        raise FormatError(f"batch record too short for {count} points")
+    stamps = array("q")
+    stamps.frombytes(view[_COUNT.size : _COUNT.size + 8 * count])
+    numbers = array("d")
+    numbers.frombytes(view[_COUNT.size + 8 * count : columns_end])
+    if _SWAP:  # pragma: no cover
+        stamps.byteswap()
+        numbers.byteswap()
+    try:
+        keys = bytes(view[columns_end:]).decode().split("\n")
+    except UnicodeDecodeError as exc:
+        raise FormatError("batch record keys are not UTF-8") from exc
+    if len(keys) != count:
+        raise FormatError(f"batch record has {len(keys)} keys for {count} points")
+    return keys, numbers, stamps
+
+
+@attrs.frozen
+class SeriesRecord:
+    """One key's whole series, as a snapshot holds it."""
+
+    key: str
+    timestamps: array[int]
+    values: array[float]
+
+
+def encode_series(key: str, timestamps: array[int], values: array[float]) -> bytes:
+    """A framed snapshot record of one key's series (columns already sorted)."""
+    encoded_key = key.encode()
+    if _SWAP:  # pragma: no cover
+        timestamps = array("q", timestamps)
+        values = array("d", values)
+        timestamps.byteswap()
+        values.byteswap()
+    payload = b"".join(
+        (
+            _SERIES_HEAD.pack(len(timestamps), len(encoded_key)),
+            encoded_key,
+            timestamps.tobytes(),
+            values.tobytes(),
+        )
+    )
+    return frame(payload)
+
+
+def decode_series(payload: bytes | memoryview) -> SeriesRecord:
+    """The series in one snapshot record's payload."""
+    view = memoryview(payload)
+    if len(view) < _SERIES_HEAD.size:
+        raise FormatError("series record shorter than its header")
+    count, key_length = _SERIES_HEAD.unpack_from(view, 0)
+    key_end = _SERIES_HEAD.size + key_length
+    if count == _TRAILER_MARK or len(view) != key_end + 16 * count or count == 0:
+        raise FormatError("series record of the wrong size")
+    try:
+        key = bytes(view[_SERIES_HEAD.size : key_end]).decode()
+    except UnicodeDecodeError as exc:
+        raise FormatError("series record key is not UTF-8") from exc
+    stamps = array("q")
+    stamps.frombytes(view[key_end : key_end + 8 * count])
+    numbers = array("d")
+    numbers.frombytes(view[key_end + 8 * count :])
+    if _SWAP:  # pragma: no cover
+        stamps.byteswap()
+        numbers.byteswap()
+    return SeriesRecord(key, stamps, numbers)
+
+
+def encode_trailer(keys: int, points: int) -> bytes:
+    """The framed record that ends a complete snapshot."""
+    return frame(_TRAILER.pack(_TRAILER_MARK, keys, points))
+
+
+def decode_trailer(payload: bytes | memoryview) -> tuple[int, int] | None:
+    """``(keys, points)`` if ``payload`` is a snapshot trailer, else None."""
+    if len(payload) != _TRAILER.size:
+        return None
+    mark, keys, points = _TRAILER.unpack_from(payload, 0)
+    return (keys, points) if mark == _TRAILER_MARK else None
