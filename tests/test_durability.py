@@ -1,0 +1,390 @@
+"""The durable store and a server with a data directory: real files in tmp dirs."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import trio
+from net import NETWORK_TIMEOUT
+
+from trio_metrics import ServerInfo, serve
+from trio_metrics.async_client import open_client
+from trio_metrics.data_dir import (
+    DamagedFileError,
+    DataDirError,
+    DataDirLockedError,
+    log_path,
+    recover,
+)
+from trio_metrics.durable_store import DurableStore, FsyncPolicy, open_durable_store
+from trio_metrics.log_format import FILE_HEADER_SIZE, LOG_MAGIC, encode_batch
+from trio_metrics.store import StoreUnavailableError
+
+Model = dict[str, dict[int, float]]
+
+
+def contents(directory: Path) -> Model:
+    """What recovery makes of a directory (a copy of it, so the original stays)."""
+    copy = directory.parent / f"{directory.name}-read"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(directory, copy)
+    store = recover(copy).store
+    shutil.rmtree(copy)
+    return model_of_series(store.series("*"))
+
+
+def model_of_series(series: object) -> Model:
+    model: Model = {}
+    for key, stamps, values in series:  # type: ignore[attr-defined]
+        model[key] = dict(zip(stamps, values, strict=True))
+    return model
+
+
+def apply(model: Model, keys: list[str], values: list[float], stamps: list[int]) -> None:
+    for key, value, stamp in zip(keys, values, stamps, strict=True):
+        model.setdefault(key, {})[stamp] = value
+
+
+async def test_points_survive_closing_and_reopening_in_key_order(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path, fsync="never") as store:
+        await store.put_batch(["b", "a", "b"], [1.0, 2.0, 3.0], [5, 5, 4])
+        await store.put_batch(["b", "c"], [9.5, -1.0], [5, 1])
+    async with open_durable_store(tmp_path) as store:
+        assert await store.list_keys() == ["b", "a", "c"]
+        assert model_of_series(await store.query("*")) == {
+            "b": {4: 3.0, 5: 9.5},
+            "a": {5: 2.0},
+            "c": {1: -1.0},
+        }
+        assert store.figures.recovered_points == 4
+
+
+@pytest.mark.parametrize("policy", list(FsyncPolicy))
+async def test_an_acknowledged_put_is_in_the_file_before_put_batch_returns(
+    tmp_path: Path, policy: FsyncPolicy
+) -> None:
+    async with open_durable_store(tmp_path, fsync=policy) as store:
+        await store.put_batch(["k"], [1.5], [10])
+        # No close in between: what another process would read right now.
+        assert contents(tmp_path) == {"k": {10: 1.5}}
+        fsyncs = store.figures.fsyncs
+    if policy is FsyncPolicy.ALWAYS:
+        assert fsyncs >= 1
+    else:
+        assert fsyncs == 0
+
+
+async def test_always_group_commits_concurrent_batches(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path, fsync="always") as store:
+        async with trio.open_nursery() as nursery:
+            for i in range(50):
+                nursery.start_soon(store.put_batch, [f"k{i}"], [float(i)], [i])
+        # Every batch waited for an fsync, and far fewer fsyncs than batches ran.
+        assert 1 <= store.figures.fsyncs < 25
+        assert store.figures.log_records == 50
+    assert len(contents(tmp_path)) == 50
+
+
+async def test_everysec_fsyncs_about_a_second_after_a_write(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path, fsync="everysec") as store:
+        await store.put_batch(["k"], [1.0], [1])
+        assert store.figures.fsyncs == 0
+        with trio.fail_after(3):
+            while store.figures.fsyncs == 0:  # noqa: ASYNC110 - a counter, not an event
+                await trio.sleep(0.05)
+
+
+async def test_closing_fsyncs_under_never(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path, fsync="never") as store:
+        await store.put_batch(["k"], [1.0], [1])
+        assert store.figures.fsyncs == 0
+    assert store.figures.fsyncs == 1
+
+
+async def test_a_second_owner_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path):
+        with pytest.raises(DataDirLockedError, match=rf"in use .*pid {os.getpid()}"):
+            async with open_durable_store(tmp_path):
+                pass  # pragma: no cover
+    async with open_durable_store(tmp_path):
+        pass  # released on close: a new owner may take it
+
+
+def _write_log(directory: Path, batches: int) -> list[int]:
+    """A log of ``batches`` one-point records; returns each record's end offset."""
+    directory.mkdir(exist_ok=True)
+    data = LOG_MAGIC
+    ends = []
+    for i in range(batches):
+        data += encode_batch([f"key{i}"], [float(i)], [i])
+        ends.append(len(data))
+    log_path(directory, 1).write_bytes(data)
+    return ends
+
+
+def test_a_torn_tail_is_cut_with_a_warning_naming_the_bytes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ends = _write_log(tmp_path, 3)
+    path = log_path(tmp_path, 1)
+    with path.open("ab") as log:
+        log.write(encode_batch(["late"], [1.0], [1])[:-3])
+    torn = path.stat().st_size - ends[-1]
+    with caplog.at_level(logging.WARNING):
+        recovery = recover(tmp_path)
+    expected = {f"key{i}": {i: float(i)} for i in range(3)}
+    assert model_of_series(recovery.store.series("*")) == expected
+    assert recovery.torn_bytes_dropped == torn
+    assert f"torn tail of {torn} bytes" in caplog.text
+    assert path.stat().st_size == ends[-1]
+
+
+def test_every_cut_of_the_log_recovers_the_records_before_it(tmp_path: Path) -> None:
+    ends = _write_log(tmp_path / "whole", 4)
+    data = log_path(tmp_path / "whole", 1).read_bytes()
+    for cut in range(FILE_HEADER_SIZE, len(data) + 1):
+        directory = tmp_path / f"cut{cut}"
+        directory.mkdir()
+        log_path(directory, 1).write_bytes(data[:cut])
+        recovered = recover(directory).store
+        whole = sum(1 for end in ends if end <= cut)
+        assert recovered.keys() == [f"key{i}" for i in range(whole)], cut
+        # Appending goes on after the cut, at a record boundary.
+        assert log_path(directory, 1).stat().st_size == ([FILE_HEADER_SIZE, *ends][whole]), cut
+        shutil.rmtree(directory)
+
+
+def test_a_log_cut_inside_its_header_starts_afresh(tmp_path: Path) -> None:
+    log_path(tmp_path, 1).write_bytes(LOG_MAGIC[:3])
+    assert recover(tmp_path).store.keys() == []
+    assert log_path(tmp_path, 1).read_bytes() == LOG_MAGIC
+
+
+def test_damage_before_the_end_refuses_to_start_naming_file_and_offset(tmp_path: Path) -> None:
+    ends = _write_log(tmp_path, 3)
+    path = log_path(tmp_path, 1)
+    damaged = bytearray(path.read_bytes())
+    damaged[ends[0] + 20] ^= 0xFF  # inside the second record's payload
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(DamagedFileError) as caught:
+        recover(tmp_path)
+    assert caught.value.path == path
+    assert caught.value.offset == ends[0]
+    assert f"{path} is damaged at byte {ends[0]}" in str(caught.value)
+    assert "--repair" in str(caught.value)
+    assert path.read_bytes() == bytes(damaged)  # nothing changed without --repair
+
+
+def test_repair_keeps_a_copy_and_cuts_at_the_first_bad_record(tmp_path: Path) -> None:
+    ends = _write_log(tmp_path, 3)
+    path = log_path(tmp_path, 1)
+    damaged = bytearray(path.read_bytes())
+    damaged[ends[0] + 5] ^= 0xFF  # the second record's header
+    path.write_bytes(bytes(damaged))
+    recovery = recover(tmp_path, repair=True)
+    assert recovery.store.keys() == ["key0"]
+    [copy] = tmp_path.glob("log.00000001.damaged-*")
+    assert copy.read_bytes() == bytes(damaged)
+    assert path.stat().st_size == ends[0]
+    assert recovery.repaired and "log.00000001 at byte" in recovery.repaired[0]
+
+
+def test_a_file_that_is_not_a_log_is_damage(tmp_path: Path) -> None:
+    log_path(tmp_path, 1).write_bytes(b"hello, this is not a log at all\n")
+    with pytest.raises(DamagedFileError, match="not a trio-metrics log file"):
+        recover(tmp_path)
+
+
+async def test_compaction_makes_a_snapshot_and_drops_the_old_log(tmp_path: Path) -> None:
+    model: Model = {}
+    async with open_durable_store(tmp_path, compact_min_bytes=10**9) as store:
+        for i in range(200):
+            batch = ([f"k{i % 7}", "same"], [float(i), float(i)], [i // 3, 0])
+            await store.put_batch(*batch)
+            apply(model, *batch)
+        await store.compact()
+        names = sorted(os.listdir(tmp_path))
+        assert names == ["LOCK", "log.00000002", "snapshot.00000002"]
+        assert store.figures.compactions == 1
+        assert store.figures.snapshot_bytes == (tmp_path / "snapshot.00000002").stat().st_size
+        await store.put_batch(["after"], [1.0], [1])
+        apply(model, ["after"], [1.0], [1])
+    assert contents(tmp_path) == model
+    async with open_durable_store(tmp_path) as store:
+        assert await store.list_keys() == ["k0", "same", *[f"k{i}" for i in range(1, 7)], "after"]
+
+
+async def test_compaction_starts_by_itself_when_the_log_outgrows_the_data(
+    tmp_path: Path,
+) -> None:
+    async with open_durable_store(tmp_path, compact_min_bytes=2000) as store:
+        # Overwriting one point: the log grows, the data does not.
+        for i in range(300):
+            await store.put_batch(["same"], [float(i)], [1])
+        with trio.fail_after(5):
+            while store.figures.compactions == 0:  # noqa: ASYNC110 - a counter
+                await trio.sleep(0.01)
+        assert store.figures.log_bytes < 2000
+    assert contents(tmp_path) == {"same": {1: 299.0}}
+
+
+async def test_a_crash_after_any_compaction_step_recovers_the_same_data(tmp_path: Path) -> None:
+    """Copies of the directory taken right after each step stand in for crashes there.
+
+    Puts go on while compacting; a copy must hold every batch acknowledged
+    before it was taken, and may hold a few written but not yet acknowledged.
+    """
+    live = tmp_path / "live"
+    batches: list[tuple[list[str], list[float], list[int]]] = []
+    acknowledged = 0
+    copies: list[tuple[str, Path, int]] = []
+
+    def copy_at(step: str) -> None:
+        copy = tmp_path / f"at-{len(copies)}-{step.replace(' ', '-')}"
+        shutil.copytree(live, copy, ignore=shutil.ignore_patterns("LOCK"))
+        copies.append((step, copy, acknowledged))
+
+    async def keep_putting(store: DurableStore, stop: trio.Event) -> None:
+        nonlocal acknowledged
+        i = 0
+        while not stop.is_set():
+            batch = ([f"k{i % 13}", f"new{i}"], [float(i), 1.0], [i % 5, i])
+            batches.append(batch)
+            await store.put_batch(*batch)
+            acknowledged = len(batches)
+            i += 1
+
+    async with open_durable_store(live, fsync="never", compact_min_bytes=10**9) as store:
+        for i in range(100):
+            batch = ([f"k{i % 13}"], [float(-i)], [i % 5])
+            batches.append(batch)
+            await store.put_batch(*batch)
+        acknowledged = len(batches)
+        store.compaction_step_hook = copy_at
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(keep_putting, store, stop)
+            await store.compact()
+            await trio.sleep(0.05)
+            stop.set()
+    assert [step for step, _, _ in copies] == [
+        "rotated",
+        "snapshot written",
+        "snapshot renamed",
+        "old files removed",
+    ]
+    for step, copy, acked in copies:
+        recovered = contents(copy)
+        model: Model = {}
+        matches = []
+        for count, batch in enumerate(batches, start=1):
+            apply(model, *batch)
+            if count >= acked and model == recovered:
+                matches.append(count)
+        assert matches, f"after {step!r}: not the data of any acknowledged prefix"
+
+
+async def test_a_failing_disk_refuses_puts_and_keeps_serving_reads(tmp_path: Path) -> None:
+    # A real full disk cannot be made here: the log's file object is
+    # swapped for one whose writes fail the way a full disk's do.
+    class FullDisk:
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def flush(self) -> None:
+            pass
+
+        def fileno(self) -> int:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    async with open_durable_store(tmp_path, fsync="never") as store:
+        await store.put_batch(["kept"], [1.0], [1])
+        real = store._file
+        store._file = FullDisk()  # type: ignore[assignment]
+        with pytest.raises(StoreUnavailableError, match="No space left"):
+            await store.put_batch(["lost"], [2.0], [2])
+        with pytest.raises(StoreUnavailableError):
+            await store.put_batch(["later"], [3.0], [3])
+        assert [s.key for s in await store.query("*")] == ["kept"]
+        assert real is not None
+        real.close()
+    assert contents(tmp_path) == {"kept": {1: 1.0}}
+
+
+# -- through the server ------------------------------------------------------
+
+
+async def _raw_get_all(port: int) -> bytes:
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"get *\n")
+        answer = b""
+        with trio.fail_after(NETWORK_TIMEOUT):
+            while not answer.endswith(b"\n\n"):
+                answer += await stream.receive_some()
+    return answer
+
+
+async def test_get_all_is_byte_for_byte_the_same_after_a_restart(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve("127.0.0.1", 0, data_dir=tmp_path, task_status=task_status)
+        )
+        async with open_client("127.0.0.1", info.port) as client:
+            for i in range(300):
+                await client.put(f"host{i % 11}.cpu", i * 0.1, 1_500_000_000 + (i * 7919) % 97)
+            await client.put("host3.cpu", 42.0, 1_500_000_000)
+        before = await _raw_get_all(info.port)
+        info.shutdown()
+    async with trio.open_nursery() as nursery:
+        info = await nursery.start(
+            lambda task_status: serve("127.0.0.1", 0, data_dir=tmp_path, task_status=task_status)
+        )
+        after = await _raw_get_all(info.port)
+        info.shutdown()
+    assert before.count(b"\n") > 300
+    assert after == before
+
+
+async def test_the_server_refuses_a_locked_data_dir(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path):
+        with pytest.raises(DataDirLockedError):
+            await serve("127.0.0.1", 0, data_dir=tmp_path)
+
+
+async def test_store_and_data_dir_together_are_refused(tmp_path: Path) -> None:
+    from trio_metrics import MetricStore
+
+    with pytest.raises(ValueError, match="either store or data_dir"):
+        await serve("127.0.0.1", 0, data_dir=tmp_path, store=MetricStore())
+
+
+async def test_an_unusable_data_dir_is_a_data_dir_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(DataDirError, match="cannot use data directory"):
+        await serve("127.0.0.1", 0, data_dir=blocker / "data")
+
+
+async def test_stats_shows_the_log_figures(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve(
+                "127.0.0.1", 0, data_dir=tmp_path, fsync="always", task_status=task_status
+            )
+        )
+        async with open_client("127.0.0.1", info.port) as client:
+            await client.put("k", 1, 1)
+            await client.put("k", 2, 2)
+            counters = await client.stats()
+        info.shutdown()
+    assert counters["log_records"] == 2
+    assert counters["fsyncs"] >= 2
+    assert counters["puts"] == 2
