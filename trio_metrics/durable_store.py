@@ -2,10 +2,10 @@
 
 :func:`open_durable_store` recovers a data directory (see
 :mod:`trio_metrics.data_dir`) into memory and yields a :class:`DurableStore`.
-Every batch of puts is applied in memory and queued for the log in one
-step; ``put_batch`` returns, and so the server sends the ``ok``\\ s, only
-after the batch is written to the log file (``never``, ``everysec``) or
-written and fsynced (``always``). One writer task does all log I/O in a
+Every batch of puts is queued for the log; once it is written to the log
+file (``never``, ``everysec``) or written and fsynced (``always``) it is
+stored in memory, where reads see it, and ``put_batch`` returns, so the
+server sends the ``ok`` answers. One writer task does all log I/O in a
 worker thread, so the event loop never waits on the disk, and it writes
 everything queued since its last write at once: a single write, and under
 ``always`` a single fsync, covers the batches of every connection that came
@@ -81,6 +81,9 @@ class FsyncPolicy(enum.Enum):
     NEVER = "never"
 
 
+_Columns = tuple[Sequence[str], Sequence[float], Sequence[int]]
+
+
 @attrs.define
 class _Commit:
     """The batches queued between two writes, and how their write went."""
@@ -137,6 +140,9 @@ class DurableStore:
         self._segment = recovery.segment
         self._file: BinaryIO | None = open(log_path(directory, self._segment), "ab")  # noqa: SIM115
         self._pending: list[bytes] = []
+        # The same batches as columns, stored in memory once they are written,
+        # so that reads show only what the log holds.
+        self._pending_columns: list[_Columns] = []
         self._in_flight: bytes | None = None
         self._commit = _Commit()
         self._wakeup = trio.Event()
@@ -163,15 +169,15 @@ class DurableStore:
         """Store the points; return once the log holds them as the policy promises.
 
         Raises :exc:`StoreUnavailableError` if the log cannot be written
-        (the error is kept: every later put fails the same way) or the
-        store is closed. Cancelled while waiting, the batch is still stored
-        and logged; only the caller stops waiting.
+        (the error is kept: every later put fails the same way, and the
+        batch is not stored) or the store is closed. Cancelled while
+        waiting, the batch is still logged and stored; only the caller
+        stops waiting.
         """
         if self._error is not None or self._closed:
             raise self._unavailable()
-        record = encode_batch(keys, values, timestamps)
-        self.memory.put_columns(keys, values, timestamps)
-        self._pending.append(record)
+        self._pending.append(encode_batch(keys, values, timestamps))
+        self._pending_columns.append((keys, values, timestamps))
         self.figures.log_records += 1
         commit = self._commit
         self._wakeup.set()
@@ -230,7 +236,8 @@ class DurableStore:
     async def _write_pending(self) -> None:
         while self._pending and self._error is None:
             data = b"".join(self._pending)
-            self._pending = []
+            columns = self._pending_columns
+            self._pending, self._pending_columns = [], []
             commit, self._commit = self._commit, _Commit()
             # Until _write clears it, closing writes it (to_thread ignores
             # cancellation once the thread runs, but not before).
@@ -240,7 +247,13 @@ class DurableStore:
             except OSError as exc:
                 self._fail(exc, commit)
                 return
+            self._store_in_memory(columns)
             commit.done.set()
+
+    def _store_in_memory(self, batches: list[_Columns]) -> None:
+        put_columns = self.memory.put_columns
+        for keys, values, timestamps in batches:
+            put_columns(keys, values, timestamps)
 
     def _write(self, data: bytes, sync: bool) -> None:
         file = self._file
@@ -298,11 +311,9 @@ class DurableStore:
         assert wanted is not None
         self._rotation_wanted = None
         data = b"".join(self._pending)
-        self._pending = []
+        columns = self._pending_columns
+        self._pending, self._pending_columns = [], []
         commit, self._commit = self._commit, _Commit()
-        # The same step that takes the queued batches takes the key list:
-        # everything stored until now is in this segment or before it.
-        keys = self.memory.keys()
         number = self._segment + 1
         self._in_flight = data
         try:
@@ -315,8 +326,12 @@ class DurableStore:
             # The batches are safe in the old segment; only the new segment
             # could not be made: appending goes on there, compaction waits.
             logger.error("cannot start log segment %d: %s", number, exc)
+            self._store_in_memory(columns)
         else:
-            self._rotated = (number, keys)
+            self._store_in_memory(columns)
+            # Taken in the same step: every key in memory now has all its
+            # points up to here in this segment or before it.
+            self._rotated = (number, self.memory.keys())
         commit.done.set()
         wanted.set()
 
