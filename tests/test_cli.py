@@ -13,10 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 from net import NETWORK_TIMEOUT, recv_until
+from processes import COMMAND, ServeProcess
 
 from trio_metrics import Client, ServerInfo
-
-COMMAND = [sys.executable, "-m", "trio_metrics"]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -29,39 +28,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-class ServeProcess:
-    """``trio-metrics serve --port 0`` in a subprocess; knows its port."""
-
-    def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen(
-            [*COMMAND, "serve", "--port", "0", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.process.stdout is not None
-        self.banner = self.process.stdout.readline()
-        match = re.search(r"listening on 127\.0\.0\.1:(\d+)", self.banner)
-        if match is None:
-            self.process.kill()
-            _, err = self.process.communicate(timeout=NETWORK_TIMEOUT)
-            raise AssertionError(f"no banner: {self.banner!r} {err!r}")
-        self.port = int(match.group(1))
-
-    def stop(self, signum: int) -> tuple[int, str]:
-        self.process.send_signal(signum)
-        _, err = self.process.communicate(timeout=NETWORK_TIMEOUT)
-        return self.process.returncode, err
-
-
 @pytest.fixture
 def serve_process() -> Iterator[ServeProcess]:
     server = ServeProcess()
     yield server
-    if server.process.poll() is None:
-        server.process.kill()
-        server.process.communicate(timeout=NETWORK_TIMEOUT)
+    server.ensure_stopped()
 
 
 def test_put_then_get_table_and_json(threaded_server: ServerInfo) -> None:
