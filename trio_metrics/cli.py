@@ -20,6 +20,7 @@ import trio
 from . import __version__
 from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES
 from .client import Client, ClientError, Metrics
+from .graphite import GraphiteListenError
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_LENGTH
 from .protocol import (
     MAX_TIMESTAMP,
@@ -127,6 +128,14 @@ def _build_parser() -> argparse.ArgumentParser:
         " it off (default: %(default)s)",
     )
     serve.add_argument(
+        "--graphite-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="also take Graphite plaintext lines ('path value timestamp') on this TCP port"
+        " of the same host, into the same store; 2003 is the usual one (default: off)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -205,8 +214,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
 
     def ready(info: ServerInfo) -> None:
+        graphite = "" if info.graphite_port is None else f", Graphite on port {info.graphite_port}"
         print(
-            f"{_PROG} {__version__} listening on {info.host}:{info.port}"
+            f"{_PROG} {__version__} listening on {info.host}:{info.port}{graphite}"
             " (memory only; Ctrl-C stops)",
             flush=True,
         )
@@ -217,9 +227,13 @@ def _serve(args: argparse.Namespace) -> int:
         "idle_timeout": args.idle_timeout,
         "max_buffered_answer": args.max_buffered_answer,
         "answer_cache_bytes": args.answer_cache_bytes,
+        "graphite_port": args.graphite_port,
     }
     try:
         trio.run(serve_until_signal, args.host, args.port, ready, options)
+    except GraphiteListenError as exc:
+        _fail(f"cannot listen for Graphite on {args.host}:{args.graphite_port}: {exc.strerror}")
+        return 1
     except OSError as exc:
         _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1

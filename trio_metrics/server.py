@@ -9,6 +9,7 @@ Ctrl-C and SIGTERM. What happens on each connection is
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -22,6 +23,7 @@ import trio
 from .accept import accept_forever, take_listening_sockets
 from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
 from .connection import ConnectionHandler
+from .graphite import serve_graphite
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
 from .lines import DEFAULT_MAX_LINE_LENGTH
 from .stats import ServerStats
@@ -53,6 +55,8 @@ class ServerInfo:
     limits: Limits
     #: Every address the server listens on, as ``(host, port)``.
     addresses: list[tuple[str, int]] = attrs.field(repr=False)
+    #: The Graphite plaintext listener's port, or ``None`` when it is off.
+    graphite_port: int | None = None
 
 
 async def serve(
@@ -65,6 +69,7 @@ async def serve(
     idle_timeout: float | None = None,
     max_buffered_answer: int = DEFAULT_MAX_BUFFERED_ANSWER,
     answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES,
+    graphite_port: int | None = None,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the metrics protocol on ``host:port`` until cancelled.
@@ -78,7 +83,11 @@ async def serve(
     ``max_buffered_answer``) are described in :class:`~trio_metrics.Limits`.
     ``answer_cache_bytes`` bounds the cache of encoded ``get`` answer lines
     (:mod:`trio_metrics.answer_cache`; used with a :class:`MetricStore`,
-    0 turns it off).
+    0 turns it off). ``graphite_port`` also takes Graphite plaintext lines
+    on that port of the same host into the same store
+    (:func:`~trio_metrics.graphite.serve_graphite`; off when ``None``; with
+    0, ``info.graphite_port`` tells the real port). If it cannot be bound,
+    the :exc:`OSError` comes in an :exc:`ExceptionGroup`.
 
     Every connection is handled by its own task in the server's nursery. A
     connection that fails (reset, vanished peer, a limit, even a bug in its
@@ -89,6 +98,8 @@ async def serve(
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0..65535")
+    if graphite_port is not None and not 0 <= graphite_port <= 65535:
+        raise ValueError(f"Graphite port {graphite_port} is outside 0..65535")
     limits = Limits(
         max_line_length=max_line_length,
         max_connections=max_connections,
@@ -116,21 +127,37 @@ async def serve(
         watched = store
         watched.add_change_listener(cache.invalidate)
     handler = ConnectionHandler(store, info.stats, limits, cache)
-    logger.info(
-        "listening on %s port %d (%s; store: %s; answer cache %s)",
-        ", ".join(host for host, _ in addresses),
-        info.port,
-        limits.describe(),
-        type(store).__name__,
-        "off" if cache is None else f"{cache.budget} B",
-    )
     started = time.monotonic()
     try:
-        # The sockets are bound and listening already: a client that
-        # connects now waits in the backlog until it is accepted.
-        task_status.started(info)
-        await accept_forever(sockets, handler.handle)
+        async with trio.open_nursery() as nursery:
+            if graphite_port is not None:
+                graphite = await nursery.start(
+                    functools.partial(
+                        serve_graphite,
+                        host,
+                        graphite_port,
+                        store=store,
+                        stats=info.stats,
+                        limits=limits,
+                    )
+                )
+                info = attrs.evolve(info, graphite_port=graphite[0][1])
+            logger.info(
+                "listening on %s port %d (%s; store: %s; answer cache %s; graphite %s)",
+                ", ".join(host for host, _ in addresses),
+                info.port,
+                limits.describe(),
+                type(store).__name__,
+                "off" if cache is None else f"{cache.budget} B",
+                "off" if info.graphite_port is None else f"port {info.graphite_port}",
+            )
+            # The sockets are bound and listening already: a client that
+            # connects now waits in the backlog until it is accepted.
+            task_status.started(info)
+            await accept_forever(sockets, handler.handle)
     finally:
+        for sock in sockets:
+            sock.close()  # not yet handed to accept_forever if a start failed
         if watched is not None and cache is not None:
             watched.remove_change_listener(cache.invalidate)
         stats = info.stats
@@ -179,10 +206,14 @@ async def serve_until_signal(
             if ready is not None:
                 ready(info)
     except ExceptionGroup as group:
-        # A failed start ends the nursery with that one error in a group;
-        # callers of a blocking entry point expect the error itself.
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError):
-            raise group.exceptions[0] from None
+        # A failed start ends the nursery with that one error in a group (a
+        # group in a group when a listener inside serve failed); callers of
+        # a blocking entry point expect the error itself.
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if isinstance(error, OSError):
+            raise error from None
         raise
 
 
