@@ -120,6 +120,8 @@ def parse_graphite_timestamp(token: bytes, now: int) -> int:
     ``1501864247``, ``-1.5`` is ``-1``). The result must be ``-1`` or lie in
     ``0..2**63-1``. Raises :class:`GraphiteLineError` otherwise.
     """
+    if token.isdigit() and len(token) < _MAX_TIMESTAMP_DIGITS:
+        return int(token)  # what senders write, always in range: no pattern needed
     match = _TIMESTAMP.fullmatch(token)
     if match is None:
         raise GraphiteLineError(f"timestamp {token[:40]!r} is not a number")
