@@ -388,3 +388,21 @@ async def test_stats_shows_the_log_figures(tmp_path: Path) -> None:
     assert counters["log_records"] == 2
     assert counters["fsyncs"] >= 2
     assert counters["puts"] == 2
+
+
+async def test_graphite_points_are_logged_and_survive_a_restart(tmp_path: Path) -> None:
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve(
+                "127.0.0.1", 0, data_dir=tmp_path, graphite_port=0, task_status=task_status
+            )
+        )
+        assert info.graphite_port is not None
+        sender = await trio.open_tcp_stream("127.0.0.1", info.graphite_port)
+        async with sender:
+            await sender.send_all(b"web.requests 12 1500000000\nweb.requests 13 1500000060\n")
+        with trio.fail_after(NETWORK_TIMEOUT):
+            while info.stats.graphite_points < 2:  # noqa: ASYNC110 - a counter
+                await trio.sleep(0.01)
+        info.shutdown()
+    assert contents(tmp_path) == {"web.requests": {1500000000: 12.0, 1500000060: 13.0}}

@@ -22,6 +22,7 @@ from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES
 from .client import Client, ClientError, Metrics
 from .data_dir import DataDirError
 from .durable_store import DEFAULT_COMPACT_MIN_BYTES, FsyncPolicy
+from .graphite import GraphiteListenError
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_LENGTH
 from .protocol import (
     MAX_TIMESTAMP,
@@ -172,6 +173,14 @@ def _build_parser() -> argparse.ArgumentParser:
         " sent (default: %(default)s)",
     )
     serve.add_argument(
+        "--graphite-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="also take Graphite plaintext lines ('path value timestamp') on this TCP port"
+        " of the same host, into the same store; 2003 is the usual one (default: off)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -252,8 +261,10 @@ def _serve(args: argparse.Namespace) -> int:
     where = "memory only" if args.data_dir is None else f"data in {args.data_dir}"
 
     def ready(info: ServerInfo) -> None:
+        graphite = "" if info.graphite_port is None else f", Graphite on port {info.graphite_port}"
         print(
-            f"{_PROG} {__version__} listening on {info.host}:{info.port} ({where}; Ctrl-C stops)",
+            f"{_PROG} {__version__} listening on {info.host}:{info.port}{graphite}"
+            f" ({where}; Ctrl-C stops)",
             flush=True,
         )
 
@@ -264,6 +275,7 @@ def _serve(args: argparse.Namespace) -> int:
         "max_buffered_answer": args.max_buffered_answer,
         "answer_cache_bytes": args.answer_cache_bytes,
         "shutdown_grace": args.shutdown_grace,
+        "graphite_port": args.graphite_port,
     }
     if args.data_dir is not None:
         options.update(
@@ -276,6 +288,9 @@ def _serve(args: argparse.Namespace) -> int:
         trio.run(serve_until_signal, args.host, args.port, ready, options)
     except DataDirError as exc:
         _fail(str(exc))
+        return 1
+    except GraphiteListenError as exc:
+        _fail(f"cannot listen for Graphite on {args.host}:{args.graphite_port}: {exc.strerror}")
         return 1
     except OSError as exc:
         _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")

@@ -9,6 +9,7 @@ Ctrl-C and SIGTERM. What happens on each connection is
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
 from .connection import ConnectionHandler
 from .data_dir import DataDirError
 from .durable_store import DEFAULT_COMPACT_MIN_BYTES, DurableStore, FsyncPolicy, open_durable_store
+from .graphite import serve_graphite
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
 from .lines import DEFAULT_MAX_LINE_LENGTH
 from .stats import ServerStats
@@ -59,6 +61,8 @@ class ServerInfo:
     limits: Limits
     #: Every address the server listens on, as ``(host, port)``.
     addresses: list[tuple[str, int]] = attrs.field(repr=False)
+    #: The Graphite plaintext listener's port, or ``None`` when it is off.
+    graphite_port: int | None = None
     _stop_requested: trio.Event = attrs.field(factory=trio.Event, repr=False, init=False)
 
     def shutdown(self) -> None:
@@ -88,6 +92,7 @@ async def serve(
     max_buffered_answer: int = DEFAULT_MAX_BUFFERED_ANSWER,
     answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES,
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+    graphite_port: int | None = None,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the metrics protocol on ``host:port`` until stopped.
@@ -107,7 +112,12 @@ async def serve(
     limits (``max_line_length``, ``max_connections``, ``idle_timeout``,
     ``max_buffered_answer``) are described in :class:`~trio_metrics.Limits`.
     ``answer_cache_bytes`` bounds the cache of encoded ``get`` answer lines
-    (:mod:`trio_metrics.answer_cache`; 0 turns it off).
+    (:mod:`trio_metrics.answer_cache`; used with a :class:`MetricStore`,
+    0 turns it off). ``graphite_port`` also takes Graphite plaintext lines
+    on that port of the same host into the same store
+    (:func:`~trio_metrics.graphite.serve_graphite`; off when ``None``; with
+    0, ``info.graphite_port`` tells the real port). If it cannot be bound,
+    the :exc:`OSError` comes in an :exc:`ExceptionGroup`.
 
     Every connection is handled by its own task. A connection that fails
     (reset, vanished peer, a limit, even a bug in its handling) is closed
@@ -123,6 +133,8 @@ async def serve(
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0..65535")
+    if graphite_port is not None and not 0 <= graphite_port <= 65535:
+        raise ValueError(f"Graphite port {graphite_port} is outside 0..65535")
     limits = Limits(
         max_line_length=max_line_length,
         max_connections=max_connections,
@@ -152,7 +164,15 @@ async def serve(
                 "server stops (--data-dir DIR keeps them)"
             )
         await _serve_store(
-            host, port, store, durable, limits, answer_cache_bytes, shutdown_grace, task_status
+            host,
+            port,
+            store,
+            durable,
+            limits,
+            answer_cache_bytes,
+            shutdown_grace,
+            graphite_port,
+            task_status,
         )
 
 
@@ -164,6 +184,7 @@ async def _serve_store(
     limits: Limits,
     answer_cache_bytes: int,
     shutdown_grace: float,
+    graphite_port: int | None,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
     sockets = take_listening_sockets(await trio.open_tcp_listeners(port, host=host))
@@ -188,25 +209,40 @@ async def _serve_store(
         cache,
         extra_counters=None if durable is None else durable.figures_as_dict,
     )
-    logger.info(
-        "listening on %s port %d (%s; store: %s; answer cache %s)",
-        ", ".join(host for host, _ in addresses),
-        info.port,
-        limits.describe(),
-        type(store).__name__
-        if durable is None
-        else f"{durable.directory}, fsync {durable.policy.value}",
-        "off" if cache is None else f"{cache.budget} B",
-    )
     started = time.monotonic()
     try:
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
+                if graphite_port is not None:
+                    graphite = await accepting.start(
+                        functools.partial(
+                            serve_graphite,
+                            host,
+                            graphite_port,
+                            store=store,
+                            stats=info.stats,
+                            limits=limits,
+                        )
+                    )
+                    info = attrs.evolve(info, graphite_port=graphite[0][1])
+                logger.info(
+                    "listening on %s port %d (%s; store: %s; answer cache %s; graphite %s)",
+                    ", ".join(host for host, _ in addresses),
+                    info.port,
+                    limits.describe(),
+                    type(store).__name__
+                    if durable is None
+                    else f"{durable.directory}, fsync {durable.policy.value}",
+                    "off" if cache is None else f"{cache.budget} B",
+                    "off" if info.graphite_port is None else f"port {info.graphite_port}",
+                )
                 # The sockets are bound and listening already: a client that
                 # connects now waits in the backlog until it is accepted.
                 accepting.start_soon(accept_forever, sockets, handler.handle, connections)
                 task_status.started(info)
                 await info._stop_requested.wait()
+                # Stops the Graphite listener too: it answers nothing, so
+                # there is nothing of its to drain.
                 accepting.cancel_scope.cancel()
             logger.info("stopping: no new connections; open ones finish what they read")
             handler.drain()
@@ -214,6 +250,8 @@ async def _serve_store(
                 await handler.wait_closed()
             connections.cancel_scope.cancel()
     finally:
+        for sock in sockets:
+            sock.close()  # not yet handed to accept_forever if a start failed
         if isinstance(watched, MetricStore) and cache is not None:
             watched.remove_change_listener(cache.invalidate)
         stats = info.stats
@@ -269,10 +307,14 @@ async def serve_until_signal(
             if ready is not None:
                 ready(info)
     except ExceptionGroup as group:
-        # A failed start ends the nursery with that one error in a group;
-        # callers of a blocking entry point expect the error itself.
-        if len(group.exceptions) == 1 and isinstance(group.exceptions[0], OSError | DataDirError):
-            raise group.exceptions[0] from None
+        # A failed start ends the nursery with that one error in a group (a
+        # group in a group when a listener inside serve failed); callers of
+        # a blocking entry point expect the error itself.
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if isinstance(error, OSError | DataDirError):
+            raise error from None
         raise
 
 

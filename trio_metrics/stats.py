@@ -28,6 +28,19 @@ class ServerStats:
     #: Wrong commands, over-long lines included.
     errors: int = 0
     lines_too_long: int = 0
+    # Graphite plaintext listener (trio_metrics.graphite); zero when it is off.
+    graphite_connections_open: int = 0
+    graphite_connections_total: int = 0
+    graphite_connections_refused: int = 0
+    graphite_connections_idle_closed: int = 0
+    graphite_connection_failures: int = 0
+    #: Points stored from Graphite lines.
+    graphite_points: int = 0
+    #: Lines refused (over-long and cut-off ones included); each is logged, rate-limited.
+    graphite_bad_lines: int = 0
+    graphite_lines_too_long: int = 0
+    #: Well-formed lines with a ``nan`` value, dropped without a warning.
+    graphite_nan_values: int = 0
 
     @property
     def commands(self) -> int:

@@ -1,0 +1,366 @@
+"""Graphite plaintext ingest: ``path value timestamp`` lines into the same store.
+
+Senders that speak carbon's plaintext protocol (collectd's ``write_graphite``,
+Telegraf's ``outputs.graphite``, statsd's graphite backend, ``nc``) can feed
+the store directly. :func:`parse_graphite_line` and
+:func:`parse_graphite_lines` are the sans-IO rules (bytes in, points out);
+:func:`serve_graphite` is the listener. It never writes to a connection:
+the plaintext protocol has no answers, so a bad line is counted in
+:class:`~trio_metrics.ServerStats`, logged (rate-limited) and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Iterable
+from typing import Final, NoReturn
+
+import attrs
+import trio
+
+from .accept import accept_forever, take_listening_sockets
+from .lean_stream import LeanSocketStream
+from .limits import Limits
+from .lines import LINE_TOO_LONG, Line, LineReader
+from .protocol import MAX_TIMESTAMP, ProtocolError, is_valid_key, parse_value
+from .stats import ServerStats
+from .store import Store
+from .throttled_log import ThrottledLogger
+
+__all__ = [
+    "NOW",
+    "GraphiteBatch",
+    "GraphiteHandler",
+    "GraphiteLineError",
+    "GraphiteListenError",
+    "GraphitePoint",
+    "NotANumber",
+    "parse_graphite_line",
+    "parse_graphite_lines",
+    "parse_graphite_timestamp",
+    "serve_graphite",
+]
+
+logger = logging.getLogger("trio_metrics.graphite")
+
+#: The timestamp that means "now", as in carbon.
+NOW: Final = -1
+#: How much of a bad line goes into the log.
+LOGGED_LINE_BYTES: Final = 100
+
+_SPACES_OR_TABS: Final = re.compile(rb"[ \t]+")
+# A decimal number: what senders write for a timestamp. Carbon takes
+# anything Python's float() takes; this is that minus "nan", "inf",
+# underscores, non-ASCII digits and surrounding whitespace.
+_TIMESTAMP: Final = re.compile(
+    rb"(?P<sign>[+-]?)(?:(?P<whole>[0-9]+)(?:\.[0-9]*)?|\.[0-9]+)(?P<exponent>[eE][+-]?[0-9]+)?"
+)
+_MAX_TIMESTAMP_DIGITS: Final = len(str(MAX_TIMESTAMP))
+# The errors a connection ends with when its peer resets or vanishes.
+_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
+
+
+class GraphiteListenError(OSError):
+    """The Graphite listener's address could not be bound (``errno`` as the cause's)."""
+
+
+class GraphiteLineError(ValueError):
+    """A line that is not ``path value [timestamp]``; the message says why."""
+
+
+class NotANumber(GraphiteLineError):
+    """A well-formed line whose value is ``nan``.
+
+    Carbon drops such points without a word, and collectd sends one for
+    the first reading of every counter, so they are counted but not logged.
+    """
+
+
+@attrs.frozen
+class GraphitePoint:
+    """One point of a Graphite line."""
+
+    key: str
+    value: float
+    timestamp: int
+
+
+@attrs.define
+class GraphiteBatch:
+    """What the lines of one read hold: points as columns, and the rest counted."""
+
+    keys: list[str] = attrs.Factory(list)
+    values: list[float] = attrs.Factory(list)
+    timestamps: list[int] = attrs.Factory(list)
+    #: Refused lines as ``(line, reason)``; an over-long line as ``LINE_TOO_LONG``.
+    bad: list[tuple[Line, str]] = attrs.Factory(list)
+    lines_too_long: int = 0
+    nan_values: int = 0
+
+
+def _split_fields(line: bytes) -> list[bytes]:
+    # The main protocol's rule: leading and trailing whitespace is ignored,
+    # fields are separated by runs of spaces and tabs. bytes.split() would
+    # also split on "\r", "\v" and "\f", so lines holding one are split the
+    # strict way.
+    fields = line.split()
+    if len(fields) > 1 and (b"\r" in line or b"\x0b" in line or b"\x0c" in line):
+        fields = _SPACES_OR_TABS.split(line.strip())
+    return fields
+
+
+def parse_graphite_timestamp(token: bytes, now: int) -> int:
+    """Parse a Graphite timestamp; ``-1`` (and what truncates to it) means ``now``.
+
+    Takes a decimal number with an optional sign, fraction and exponent, and
+    truncates it toward zero as carbon does (``1501864247.5`` is
+    ``1501864247``, ``-1.5`` is ``-1``). The result must be ``-1`` or lie in
+    ``0..2**63-1``. Raises :class:`GraphiteLineError` otherwise.
+    """
+    if token.isdigit() and len(token) < _MAX_TIMESTAMP_DIGITS:
+        return int(token)  # what senders write, always in range: no pattern needed
+    match = _TIMESTAMP.fullmatch(token)
+    if match is None:
+        raise GraphiteLineError(f"timestamp {token[:40]!r} is not a number")
+    if match["exponent"] is None:
+        # Exact, unlike carbon's float(), which rounds a long fraction up.
+        whole = (match["whole"] or b"0").lstrip(b"0")
+        if len(whole) > _MAX_TIMESTAMP_DIGITS:
+            raise GraphiteLineError(f"timestamp {token[:40]!r} is out of range")
+        timestamp = int(whole or b"0")
+        if match["sign"] == b"-":
+            timestamp = -timestamp
+    else:
+        number = float(token)
+        if not math.isfinite(number):
+            raise GraphiteLineError(f"timestamp {token[:40]!r} is out of range")
+        timestamp = int(number)
+    if timestamp == NOW:
+        return now
+    if not 0 <= timestamp <= MAX_TIMESTAMP:
+        raise GraphiteLineError(f"timestamp {token[:40]!r} is out of range")
+    return timestamp
+
+
+def parse_graphite_line(line: bytes, now: int) -> GraphitePoint | None:
+    """Parse one line (without its ``\\n``; a trailing ``\\r`` is ignored).
+
+    ``path value timestamp`` or ``path value``: the path must be a valid key
+    (:func:`~trio_metrics.protocol.is_valid_key`, UTF-8), the value a finite
+    number by the main protocol's rules
+    (:func:`~trio_metrics.protocol.parse_value`), and the timestamp what
+    :func:`parse_graphite_timestamp` takes; a missing one means ``now``.
+    Returns ``None`` for a blank line. Raises :class:`NotANumber` for a
+    ``nan`` value and :class:`GraphiteLineError` for anything else wrong.
+    """
+    fields = _split_fields(line)
+    if not fields:
+        return None
+    if len(fields) not in (2, 3):
+        raise GraphiteLineError(f"expected 'path value timestamp', got {len(fields)} fields")
+    try:
+        key = fields[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise GraphiteLineError("path is not UTF-8") from None
+    if not is_valid_key(key):
+        raise GraphiteLineError(f"invalid path {key[:40]!r}")
+    try:
+        value = parse_value(fields[1])
+    except ProtocolError:
+        if fields[1].lstrip(b"+-").lower() == b"nan":
+            raise NotANumber("value is nan") from None
+        raise GraphiteLineError(f"value {fields[1][:40]!r} is not a finite number") from None
+    timestamp = now if len(fields) == 2 else parse_graphite_timestamp(fields[2], now)
+    return GraphitePoint(key, value, timestamp)
+
+
+def parse_graphite_lines(lines: Iterable[Line], now: int) -> GraphiteBatch:
+    """Parse the lines of one read, in order, into one :class:`GraphiteBatch`.
+
+    Never raises: every line is a point, blank, or counted in the batch.
+    """
+    batch = GraphiteBatch()
+    keys, values, timestamps = batch.keys, batch.values, batch.timestamps
+    for line in lines:
+        if line is LINE_TOO_LONG:
+            batch.lines_too_long += 1
+            batch.bad.append((line, "line too long"))
+            continue
+        try:
+            point = parse_graphite_line(line, now)
+        except NotANumber:
+            batch.nan_values += 1
+            continue
+        except GraphiteLineError as exc:
+            batch.bad.append((line, str(exc)))
+            continue
+        if point is not None:
+            keys.append(point.key)
+            values.append(point.value)
+            timestamps.append(point.timestamp)
+    return batch
+
+
+def _shorten(line: bytes) -> str:
+    if len(line) <= LOGGED_LINE_BYTES:
+        return repr(line)
+    return f"{line[:LOGGED_LINE_BYTES]!r}... ({len(line)} bytes)"
+
+
+def _peer_name(stream: trio.abc.Stream) -> str:
+    if isinstance(stream, LeanSocketStream):
+        try:
+            host, port = stream.socket.getpeername()[:2]
+        except OSError:
+            return "a vanished peer"
+        return f"{host}:{port}"
+    return type(stream).__name__
+
+
+async def _receive(reader: LineReader) -> list[Line]:
+    # Only the stream's own errors mean the peer went away; an error from
+    # the store is a failure, never mistaken for a closed connection.
+    try:
+        return await reader.receive_lines()
+    except _PEER_GONE as exc:
+        logger.debug("Graphite connection lost: %r", exc)
+        return []
+
+
+@attrs.define
+class GraphiteHandler:
+    """Reads Graphite lines from one stream after another, into ``store``.
+
+    Usable on any :class:`trio.abc.Stream`; ``clock`` gives "now" in unix
+    seconds for points without a timestamp.
+    """
+
+    store: Store
+    stats: ServerStats = attrs.field(factory=ServerStats)
+    limits: Limits = attrs.field(factory=Limits)
+    clock: Callable[[], float] = time.time
+    warnings: ThrottledLogger = attrs.field(factory=lambda: ThrottledLogger(logger))
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        """Read points from one connection until its peer closes it, then close it.
+
+        Never raises except for cancellation (which closes the connection):
+        a lost peer, the idle timeout, or a failing store ends this
+        connection only, and is logged.
+        """
+        stats = self.stats
+        if stats.graphite_connections_open >= self.limits.max_connections:
+            stats.graphite_connections_refused += 1
+            self.warnings.warning(
+                "max-connections",
+                "%d Graphite connections are open (the limit): closed a new one",
+                stats.graphite_connections_open,
+            )
+            await trio.aclose_forcefully(stream)
+            return
+        stats.graphite_connections_open += 1
+        stats.graphite_connections_total += 1
+        try:
+            await self._read_points(stream)
+        except Exception:
+            # One broken connection must not end the listener's nursery.
+            stats.graphite_connection_failures += 1
+            logger.exception("Graphite connection closed after an unexpected error")
+        finally:
+            stats.graphite_connections_open -= 1
+            await trio.aclose_forcefully(stream)
+
+    async def _read_points(self, stream: trio.abc.Stream) -> None:
+        reader = LineReader(stream, self.limits.max_line_length)
+        timeout = self.limits.idle_timeout
+        peer = _peer_name(stream)
+        while True:
+            if timeout is None:
+                lines = await _receive(reader)
+            else:
+                with trio.move_on_after(timeout) as idle:
+                    lines = await _receive(reader)
+                if idle.cancelled_caught:
+                    self.stats.graphite_connections_idle_closed += 1
+                    logger.debug("closed a Graphite connection idle for %gs", timeout)
+                    return
+            if not lines:
+                break
+            await self._store_lines(lines, peer)
+        cut_off = reader.pending
+        if cut_off:
+            # As in carbon, a line without its newline is not stored: the
+            # end of "palm.cpu 1 1501864247" could be missing.
+            self._bad_line(peer, cut_off, "cut off by the end of the connection")
+
+    async def _store_lines(self, lines: list[Line], peer: str) -> None:
+        batch = parse_graphite_lines(lines, int(self.clock()))
+        if batch.keys:
+            # One call per read: a durable store pays one log write per batch.
+            await self.store.put_batch(batch.keys, batch.values, batch.timestamps)
+        stats = self.stats
+        stats.graphite_points += len(batch.keys)
+        stats.graphite_nan_values += batch.nan_values
+        stats.graphite_lines_too_long += batch.lines_too_long
+        for line, reason in batch.bad:
+            if line is LINE_TOO_LONG:
+                stats.graphite_bad_lines += 1
+                self.warnings.warning(
+                    "graphite-line-too-long",
+                    "Graphite line from %s longer than %d bytes: skipped",
+                    peer,
+                    self.limits.max_line_length,
+                )
+            else:
+                self._bad_line(peer, line, reason)
+
+    def _bad_line(self, peer: str, line: bytes, reason: str) -> None:
+        self.stats.graphite_bad_lines += 1
+        self.warnings.warning(
+            "graphite-bad-line", "bad Graphite line from %s (%s): %s", peer, reason, _shorten(line)
+        )
+
+
+async def serve_graphite(
+    host: str | None,
+    port: int,
+    *,
+    store: Store,
+    stats: ServerStats,
+    limits: Limits,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
+    """Take Graphite plaintext lines on ``host:port`` into ``store`` until cancelled.
+
+    Start it with ``addresses = await nursery.start(serve_graphite, ...)``:
+    it reports every address it listens on as ``(host, port)`` (``port=0``
+    picks a free port). Lines are parsed by :func:`parse_graphite_line`;
+    the good lines of each read reach the store in one ``put_batch`` call.
+    Nothing is ever written back. ``limits`` apply per connection as for
+    the main protocol, with ``max_connections`` counted for Graphite
+    connections alone. A connection that fails is closed and logged and
+    never stops the listener; cancelling closes the listener and every
+    connection. Raises :exc:`GraphiteListenError` (an :exc:`OSError`) if
+    the address cannot be bound.
+    """
+    if not 0 <= port <= 65535:
+        raise ValueError(f"Graphite port {port} is outside 0..65535")
+    try:
+        listeners = await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        # Its own type, so that a caller running both listeners can tell
+        # which port failed.
+        raise GraphiteListenError(exc.errno, exc.strerror or str(exc)) from exc
+    sockets = take_listening_sockets(listeners)
+    addresses: list[tuple[str, int]] = [sock.getsockname()[:2] for sock in sockets]
+    handler = GraphiteHandler(store, stats, limits)
+    logger.debug(
+        "Graphite plaintext on %s port %d",
+        ", ".join(address for address, _ in addresses),
+        addresses[0][1],
+    )
+    task_status.started(addresses)
+    await accept_forever(sockets, handler.handle)
