@@ -127,6 +127,14 @@ def _build_parser() -> argparse.ArgumentParser:
         " it off (default: %(default)s)",
     )
     serve.add_argument(
+        "--http-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="also serve the HTTP API, /metrics and the dashboard on this port of the same"
+        " host; 0 picks a free one (default: off)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -210,6 +218,8 @@ def _serve(args: argparse.Namespace) -> int:
             " (memory only; Ctrl-C stops)",
             flush=True,
         )
+        if info.http_port is not None:
+            print(f"dashboard on http://{_url_host(info.host)}:{info.http_port}/", flush=True)
 
     options: dict[str, Any] = {
         "max_line_length": args.max_line_length,
@@ -217,6 +227,7 @@ def _serve(args: argparse.Namespace) -> int:
         "idle_timeout": args.idle_timeout,
         "max_buffered_answer": args.max_buffered_answer,
         "answer_cache_bytes": args.answer_cache_bytes,
+        "http_port": args.http_port,
     }
     try:
         trio.run(serve_until_signal, args.host, args.port, ready, options)
@@ -224,6 +235,10 @@ def _serve(args: argparse.Namespace) -> int:
         _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
     return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _put(args: argparse.Namespace) -> int:

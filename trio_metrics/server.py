@@ -9,8 +9,10 @@ Ctrl-C and SIGTERM. What happens on each connection is
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +55,8 @@ class ServerInfo:
     limits: Limits
     #: Every address the server listens on, as ``(host, port)``.
     addresses: list[tuple[str, int]] = attrs.field(repr=False)
+    #: The port of the HTTP API and dashboard, or None if it is off.
+    http_port: int | None = None
 
 
 async def serve(
@@ -65,6 +69,7 @@ async def serve(
     idle_timeout: float | None = None,
     max_buffered_answer: int = DEFAULT_MAX_BUFFERED_ANSWER,
     answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES,
+    http_port: int | None = None,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the metrics protocol on ``host:port`` until cancelled.
@@ -78,7 +83,9 @@ async def serve(
     ``max_buffered_answer``) are described in :class:`~trio_metrics.Limits`.
     ``answer_cache_bytes`` bounds the cache of encoded ``get`` answer lines
     (:mod:`trio_metrics.answer_cache`; used with a :class:`MetricStore`,
-    0 turns it off).
+    0 turns it off). ``http_port``, if given, also serves the HTTP API and
+    dashboard (:mod:`trio_metrics.http_api`) on the first listening address
+    (0 picks a free port: ``info.http_port``); it stops with the server.
 
     Every connection is handled by its own task in the server's nursery. A
     connection that fails (reset, vanished peer, a limit, even a bug in its
@@ -128,8 +135,18 @@ async def serve(
     try:
         # The sockets are bound and listening already: a client that
         # connects now waits in the backlog until it is accepted.
-        task_status.started(info)
-        await accept_forever(sockets, handler.handle)
+        try:
+            async with trio.open_nursery() as nursery:
+                if http_port is not None:
+                    info = await _start_http(nursery, info, http_port, sockets)
+                task_status.started(info)
+                await accept_forever(sockets, handler.handle)
+        except ExceptionGroup as group:
+            # The nursery (there for the HTTP server) wraps what used to be
+            # raised bare, such as an OSError from binding the HTTP port.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
     finally:
         if watched is not None and cache is not None:
             watched.remove_change_listener(cache.invalidate)
@@ -144,6 +161,25 @@ async def serve(
             stats.connections_refused,
             stats.connections_closed_at_stop,
         )
+
+
+async def _start_http(
+    nursery: trio.Nursery, info: ServerInfo, port: int, sockets: list[socket.socket]
+) -> ServerInfo:
+    # Imported here: programs that only use the clients need not load an HTTP stack.
+    from .http_server import serve_http
+
+    try:
+        http = await nursery.start(
+            functools.partial(serve_http, info.host, port, store=info.store, stats=info.stats)
+        )
+    except BaseException as exc:
+        for sock in sockets:  # accept_forever, which closes them, never ran
+            sock.close()
+        if isinstance(exc, OSError):
+            raise OSError(exc.errno, f"HTTP port {port}: {exc.strerror or exc}") from exc
+        raise
+    return attrs.evolve(info, http_port=http.port)
 
 
 def run_server(
