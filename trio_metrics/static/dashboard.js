@@ -9,7 +9,7 @@
   const MAX_CHARTS = 100;        // the API's limit of keys per request
   const PLOT_HEIGHT = 220;
   const PALETTE = ["#1f5fbf", "#d1495b", "#2a9d5c", "#8e44ad", "#e07a00", "#00838f",
-                   "#6d4c41", "#c2185b"];
+                   "#c2185b", "#7a8c00"];
 
   const $ = (id) => document.getElementById(id);
   const state = {
@@ -17,15 +17,19 @@
     range: "3600",
     selected: [],        // keys, in the order they were ticked
     listed: [],          // keys shown in the list
-    charts: new Map(),   // key -> {panel, plot, last}
+    charts: new Map(),   // key -> {panel, plot, last, area}
+    colors: new Map(),   // ticked key -> its colour, kept while it stays ticked
     ticks: 0,
     firstLoad: true,
   };
 
   function colorOf(key) {
-    let hash = 0;
-    for (const ch of key) hash = (hash * 31 + ch.codePointAt(0)) >>> 0;
-    return PALETTE[hash % PALETTE.length];
+    if (!state.colors.has(key)) {
+      const used = new Set(state.colors.values());
+      const free = PALETTE.find((color) => !used.has(color));
+      state.colors.set(key, free || PALETTE[state.colors.size % PALETTE.length]);
+    }
+    return state.colors.get(key);
   }
 
   function timeText(ts) {
@@ -109,7 +113,7 @@
       box.addEventListener("change", () => { box.checked = toggle(key, box.checked); });
       const swatch = document.createElement("span");
       swatch.className = "swatch";
-      swatch.style.background = colorOf(key);
+      if (box.checked) swatch.style.background = colorOf(key);
       swatch.setAttribute("aria-hidden", "true");
       label.append(box, swatch, document.createTextNode(key));
       item.append(label);
@@ -129,12 +133,31 @@
       state.selected.push(key);
     }
     syncCharts();
+    paintSwatches();
     writeHash();
     refresh().catch((error) => setStatus("Cannot reach the server (" + error.message + ")", true));
     return on;
   }
 
+  function paintSwatches() {
+    for (const box of $("keys").querySelectorAll("input[type=checkbox]")) {
+      const swatch = box.nextElementSibling;
+      swatch.style.background = box.checked ? colorOf(box.dataset.key) : "";
+    }
+  }
+
   // --- the charts ---
+
+  // Charts follow their panel's width (window resizes, charts added or removed).
+  const resizer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const chart = state.charts.get(entry.target.dataset.key);
+      const width = Math.max(Math.floor(entry.contentRect.width), 200);
+      if (chart && chart.plot.width !== width) {
+        chart.plot.setSize({ width, height: PLOT_HEIGHT });
+      }
+    }
+  });
 
   function xRange(u, min, max) {
     if (state.range !== "all") {
@@ -159,6 +182,7 @@
     last.textContent = "No points in this range yet.";
     const area = document.createElement("div");
     area.className = "plot";
+    area.dataset.key = key;
     panel.append(title, last, area);
     $("charts").append(panel);
     const color = colorOf(key);
@@ -174,12 +198,15 @@
       axes: [axis, { ...axis, size: 64 }],
       legend: { live: true },
     }, [[], []], area);
+    resizer.observe(area);
     return { panel, plot, last, area };
   }
 
   function syncCharts() {
     for (const [key, chart] of state.charts) {
       if (!state.selected.includes(key)) {
+        resizer.unobserve(chart.area);
+        state.colors.delete(key);
         chart.plot.destroy();
         chart.panel.remove();
         state.charts.delete(key);
@@ -238,12 +265,6 @@
     setTimeout(poll, POLL_MS);
   }
 
-  function resizeAll() {
-    for (const chart of state.charts.values()) {
-      chart.plot.setSize({ width: Math.max(chart.area.clientWidth, 200), height: PLOT_HEIGHT });
-    }
-  }
-
   $("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
     state.match = $("search").value.trim() || "*";
@@ -254,11 +275,6 @@
     state.range = $("range").value;
     writeHash();
     refresh().catch((error) => setStatus("Cannot reach the server (" + error.message + ")", true));
-  });
-  let resizeTimer;
-  window.addEventListener("resize", () => {
-    clearTimeout(resizeTimer);
-    resizeTimer = setTimeout(resizeAll, 100);
   });
 
   readHash();
