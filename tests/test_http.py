@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Iterable
@@ -500,3 +502,22 @@ async def test_a_busy_http_port_is_an_oserror_naming_it(nursery: trio.Nursery) -
 
 async def test_http_is_off_unless_asked_for(server: ServerInfo) -> None:
     assert server.http_port is None
+
+
+async def test_cli_serve_with_http_port() -> None:
+    from test_cli import ServeProcess
+
+    server = ServeProcess("--http-port", "0")
+    try:
+        assert server.process.stdout is not None
+        line = server.process.stdout.readline()
+        match = re.fullmatch(r"dashboard on http://127\.0\.0\.1:(\d+)/\n", line)
+        assert match is not None, line
+        port = int(match.group(1))
+        assert port not in {0, server.port}
+        assert await get_json(port, "/healthz") == {"status": "ok"}
+        code, _, body = await request(port, "GET", "/")
+        assert code == 200 and b"<title>trio-metrics dashboard</title>" in body
+    finally:
+        status, err = server.stop(signal.SIGTERM)
+    assert status == 0, err
