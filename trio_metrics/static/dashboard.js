@@ -197,6 +197,8 @@
       ],
       axes: [axis, { ...axis, size: 64 }],
       legend: { live: true },
+      // No drag-to-zoom: the next poll would reset it every 2 seconds.
+      cursor: { drag: { x: false, y: false } },
     }, [[], []], area);
     resizer.observe(area);
     return { panel, plot, last, area };
