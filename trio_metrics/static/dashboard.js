@@ -171,6 +171,18 @@
     return min === max ? [min - 60, max + 60] : [min, max];
   }
 
+  // One line per tick label, as precise as the visible span needs.
+  function timeTicks(u, splits) {
+    const span = u.scales.x.max - u.scales.x.min;
+    const format =
+      span <= 600 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" }
+      : span <= 36 * 3600 ? { hour: "2-digit", minute: "2-digit" }
+      : span <= 7 * 86400 ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
+      : { year: "numeric", month: "short", day: "numeric" };
+    return splits.map((ts) =>
+      ts * 1000 > 8.64e15 ? String(ts) : new Date(ts * 1000).toLocaleString(undefined, format));
+  }
+
   function makeChart(key) {
     const panel = document.createElement("section");
     panel.className = "chart";
@@ -195,7 +207,7 @@
         {},
         { label: key, stroke: color, width: 2, fill: color + "1f", points: { size: 5 } },
       ],
-      axes: [axis, { ...axis, size: 64 }],
+      axes: [{ ...axis, values: timeTicks, space: 90, size: 40 }, { ...axis, size: 64 }],
       legend: { live: true },
       // No drag-to-zoom: the next poll would reset it every 2 seconds.
       cursor: { drag: { x: false, y: false } },
