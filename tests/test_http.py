@@ -309,6 +309,11 @@ async def test_a_body_over_the_limit_is_413(web: ServerInfo) -> None:
     assert len(fits) == 1 << 20
     code, _, reply = await request(port, "POST", "/api/v1/points", fits)
     assert (code, json.loads(reply)) == (200, {"stored": count})
+    _, _, metrics = await request(port, "GET", "/metrics")
+    samples = parse_metrics(metrics.decode())
+    assert samples["trio_metrics_http_bodies_too_large_total", frozenset()] == 1
+    route_413 = frozenset({("route", "/api/v1/points"), ("code", "413")})
+    assert samples["trio_metrics_http_requests_total", route_413] == 1
 
 
 async def test_a_chunked_body_is_cut_off_at_the_limit(nursery: trio.Nursery) -> None:
@@ -521,3 +526,25 @@ async def test_cli_serve_with_http_port() -> None:
     finally:
         status, err = server.stop(signal.SIGTERM)
     assert status == 0, err
+
+
+class FailingStore(MetricStore):
+    """A store whose reads fail, as a broken backend's would."""
+
+    async def list_keys(self) -> list[str]:
+        raise RuntimeError("the disk is on fire")
+
+
+async def test_a_failing_store_is_a_500_and_the_server_goes_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=FailingStore(), stats=ServerStats(), task_status=task_status
+        )
+    )
+    answer = await get_json(info.port, "/api/v1/keys", 500)
+    assert answer == {"error": "internal error; the server's log has the details"}
+    assert "the disk is on fire" in caplog.text
+    assert await get_json(info.port, "/healthz") == {"status": "ok"}
+    assert info.api.http_stats.requests[("/api/v1/keys", 500)] == 1

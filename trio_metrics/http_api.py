@@ -7,13 +7,15 @@ the response. :func:`trio_metrics.http_server.serve_http` runs it under trio.
 
 Every error is JSON, ``{"error": "..."}``, with its status code: 400 for a
 bad request, 404 for an unknown path, 405 for a method the path does not
-take, 413 for a body over the limit.
+take, 413 for a body over the limit, 500 when the store fails (logged with
+its traceback; the server goes on).
 """
 
 from __future__ import annotations
 
 import fnmatch
 import json
+import logging
 import math
 import time
 from bisect import bisect_left, bisect_right
@@ -39,6 +41,8 @@ __all__ = [
     "Request",
     "Response",
 ]
+
+logger = logging.getLogger("trio_metrics.http")
 
 #: The largest request body accepted; a larger one gets 413.
 DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
@@ -221,7 +225,13 @@ class HttpApi:
         else:
             query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
             request = Request(scope["method"], scope["path"], query, body)
-            response = await self.handle(request)
+            try:
+                response = await self.handle(request)
+            except Exception:
+                # A failing store (or a bug): this request fails, the server goes on.
+                logger.exception("%s %s failed", request.method, request.path)
+                self.http_stats.count(self.route_of(request.path) or "other", 500)
+                response = Response.error(500, "internal error; the server's log has the details")
         headers = [
             (b"content-type", response.content_type.encode()),
             (b"content-length", str(len(response.body)).encode()),

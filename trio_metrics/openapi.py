@@ -210,3 +210,8 @@ OPENAPI: Final[dict[str, Any]] = {
         }
     },
 }
+
+# Every route that reads or writes the store fails alike when the store does.
+for _path in ("/metrics", "/api/v1/keys", "/api/v1/series", "/api/v1/points"):
+    for _operation in OPENAPI["paths"][_path].values():
+        _operation["responses"]["500"] = _error("The store failed; the server's log says why.")
