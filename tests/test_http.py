@@ -548,3 +548,30 @@ async def test_a_failing_store_is_a_500_and_the_server_goes_on(
     assert "the disk is on fire" in caplog.text
     assert await get_json(info.port, "/healthz") == {"status": "ok"}
     assert info.api.http_stats.requests[("/api/v1/keys", 500)] == 1
+
+
+async def test_a_client_silent_mid_request_is_dropped_and_its_request_not_run(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_metrics import http_server
+
+    monkeypatch.setattr(http_server, "HTTP_READ_TIMEOUT", 0.3)
+    store = MetricStore()
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    body = b'[{"key": "k", "value": 1}]'
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        async with stream:
+            started = trio.current_time()
+            # The body is valid JSON, but shorter than announced.
+            await stream.send_all(
+                b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body) + 10, body)
+            )
+            assert await receive_until_eof(stream) == b""
+            assert 0.25 < trio.current_time() - started < 3
+    assert len(store) == 0

@@ -98,6 +98,10 @@ class _BadRequest(Exception):
     """Raised by a handler to answer 400 with this message."""
 
 
+class _Disconnected(Exception):
+    """The client went away before its whole request was read."""
+
+
 @attrs.define
 class HttpStats:
     """The HTTP server's counters: requests by route and status code."""
@@ -212,7 +216,10 @@ class HttpApi:
             return
         if scope["type"] != "http":
             raise ValueError(f"unsupported ASGI scope {scope['type']!r}")
-        body = await self._read_body(scope, receive)
+        try:
+            body = await self._read_body(scope, receive)
+        except _Disconnected:
+            return  # nobody to answer, and half a request is not run
         if body is None:
             self.http_stats.bodies_too_large += 1
             route = self.route_of(scope["path"]) or "other"
@@ -243,7 +250,11 @@ class HttpApi:
         await send({"type": "http.response.body", "body": response.body})
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The request body, or None once it is known to be over the limit."""
+        """The request body, or None once it is known to be over the limit.
+
+        Raises :exc:`_Disconnected` if the client leaves (or is dropped by
+        the read timeout) before the body is complete.
+        """
         for name, value in scope["headers"]:
             if name.lower() == b"content-length":
                 try:
@@ -255,7 +266,7 @@ class HttpApi:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return bytes(body)  # a disconnect: the answer goes nowhere
+                raise _Disconnected
             body += message.get("body", b"")
             if len(body) > self.max_body_bytes:
                 return None

@@ -23,9 +23,12 @@ from .prometheus import Figure
 from .stats import ServerStats
 from .store import Store
 
-__all__ = ["HttpInfo", "serve_http"]
+__all__ = ["HTTP_READ_TIMEOUT", "HttpInfo", "serve_http"]
 
 logger = logging.getLogger("trio_metrics.http")
+
+#: Seconds an HTTP client may stay silent while its request is incomplete.
+HTTP_READ_TIMEOUT = 60
 
 
 @attrs.frozen
@@ -69,6 +72,9 @@ async def serve_http(
     config.accesslog = None
     config.errorlog = logger
     config.include_server_header = False
+    # A client silent this long in the middle of a request is dropped (idle
+    # keep-alive connections already close after keep_alive_timeout, 5 s).
+    config.read_timeout = HTTP_READ_TIMEOUT
     async with trio.open_nursery() as nursery:
         await nursery.start(_hypercorn, cast(Framework, api), config, name="trio_metrics.http")
         task_status.started(HttpInfo(host, bound_port, api))
