@@ -17,6 +17,7 @@ from net import NETWORK_TIMEOUT, receive_until_eof
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_metrics import ServerInfo, open_client, serve
+from trio_metrics.http_api import reduce_for_chart
 from trio_metrics.http_server import serve_http
 from trio_metrics.openapi import OPENAPI
 from trio_metrics.protocol import MAX_TIMESTAMP
@@ -158,7 +159,7 @@ async def test_series_range_bounds_are_inclusive(
     stored: ServerInfo, query: str, expected: list[list[float]]
 ) -> None:
     answer = await get_json(http_port(stored), "/api/v1/series?key=a.b" + query)
-    assert answer["series"] == [{"key": "a.b", "points": expected}]
+    assert answer["series"] == [{"key": "a.b", "total": len(expected), "points": expected}]
 
 
 async def test_series_of_several_keys_and_an_unknown_one(stored: ServerInfo) -> None:
@@ -169,9 +170,9 @@ async def test_series_of_several_keys_and_an_unknown_one(stored: ServerInfo) -> 
         "from": 20,
         "until": 25,
         "series": [
-            {"key": "c.d", "points": [[25, -7.25]]},
-            {"key": "nope", "points": []},
-            {"key": "a.b", "points": [[20, 2.0]]},
+            {"key": "c.d", "total": 1, "points": [[25, -7.25]]},
+            {"key": "nope", "total": 0, "points": []},
+            {"key": "a.b", "total": 1, "points": [[20, 2.0]]},
         ],
     }
 
@@ -187,6 +188,9 @@ async def test_series_of_several_keys_and_an_unknown_one(stored: ServerInfo) -> 
         f"?key=a.b&until={MAX_TIMESTAMP + 1}",
         "?key=a.b&from=30&until=20",
         "?key=a.b&from=1&from=2",
+        "?key=a.b&max_points=2",
+        "?key=a.b&max_points=many",
+        "?key=a.b&max_points=-5",
         "?key=*",
         "?key=a%20b",
         "?key=" + "&key=".join(f"k{i}" for i in range(101)),
@@ -195,6 +199,48 @@ async def test_series_of_several_keys_and_an_unknown_one(stored: ServerInfo) -> 
 async def test_series_rejects_bad_parameters(stored: ServerInfo, query: str) -> None:
     answer = await get_json(http_port(stored), "/api/v1/series" + query, 400)
     assert set(answer) == {"error"} and answer["error"]
+
+
+async def test_series_reduced_for_a_chart_keeps_spikes_and_the_last_point(
+    web: ServerInfo,
+) -> None:
+    values = [float(i % 7) for i in range(1000)]
+    values[123] = 500.0  # a spike
+    values[777] = -500.0  # a dip
+    code, _, _ = await request(
+        http_port(web),
+        "POST",
+        "/api/v1/points",
+        json.dumps(
+            [{"key": "big", "value": v, "timestamp": 10 + i} for i, v in enumerate(values)]
+        ).encode(),
+    )
+    assert code == 200
+    answer = await get_json(http_port(web), "/api/v1/series?key=big&max_points=51")
+    [series] = answer["series"]
+    assert series["total"] == 1000
+    points = series["points"]
+    assert 40 <= len(points) <= 51
+    assert [133, 500.0] in points
+    assert [787, -500.0] in points
+    assert points[-1] == [1009, values[-1]]
+    assert points == sorted(points)
+    # Within the limit, nothing is left out.
+    answer = await get_json(http_port(web), "/api/v1/series?key=big&from=500&max_points=1000")
+    assert answer["series"][0]["total"] == 510
+    assert len(answer["series"][0]["points"]) == 510
+
+
+@pytest.mark.parametrize("max_points", [3, 4, 10, 99, 100])
+def test_reduce_for_chart_stays_within_the_limit(max_points: int) -> None:
+    values = [((i * 7919) % 101) / 3 for i in range(2000)]
+    kept = reduce_for_chart(values, max_points)
+    assert len(kept) <= max_points
+    assert kept == sorted(set(kept))
+    assert kept[-1] == len(values) - 1
+    assert max(values) in [values[i] for i in kept]
+    assert min(values) in [values[i] for i in kept]
+    assert reduce_for_chart(values[:max_points], max_points) == list(range(max_points))
 
 
 # --- points -------------------------------------------------------------------
@@ -225,7 +271,7 @@ async def test_points_put_through_the_protocol_are_served_as_json(web: ServerInf
         await client.put("x.y", 0.1, 5)
         await client.put("x.y", 2.5e-8, 6)
     answer = await get_json(http_port(web), "/api/v1/series?key=x.y")
-    assert answer["series"] == [{"key": "x.y", "points": [[5, 0.1], [6, 2.5e-8]]}]
+    assert answer["series"] == [{"key": "x.y", "total": 2, "points": [[5, 0.1], [6, 2.5e-8]]}]
 
 
 async def test_an_empty_batch_stores_nothing(web: ServerInfo) -> None:
@@ -332,11 +378,20 @@ async def test_a_chunked_body_is_cut_off_at_the_limit(nursery: trio.Nursery) -> 
     code, _, _ = await request(info.port, "POST", "/api/v1/points", iter(small))
     assert code == 200
     # No Content-Length: the limit is found while reading.
-    big = [b'[{"key": "k", "value": 1}', *[b', {"key": "k", "value": 1}'] * 10, b"]"]
-    code, headers, answer = await request(info.port, "POST", "/api/v1/points", iter(big))
-    assert code == 413
-    assert headers["connection"] == "close"
-    assert json.loads(answer)["error"] == "request body over the limit of 100 bytes"
+    chunk = b'[{"key": "k", "value": 1}' + b', {"key": "k", "value": 1}' * 4
+    assert len(chunk) > 100
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        async with stream:
+            await stream.send_all(
+                b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                b"%x\r\n%s\r\n" % (len(chunk), chunk)
+            )
+            answer = await receive_until_eof(stream)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"\r\nconnection: close" in head.lower()
+    assert json.loads(body)["error"] == "request body over the limit of 100 bytes"
     assert len(store) == 1
 
 
@@ -575,3 +630,19 @@ async def test_a_client_silent_mid_request_is_dropped_and_its_request_not_run(
             assert await receive_until_eof(stream) == b""
             assert 0.25 < trio.current_time() - started < 3
     assert len(store) == 0
+
+
+async def test_a_long_series_is_encoded_whole(nursery: trio.Nursery) -> None:
+    # Long enough to be encoded in a worker thread.
+    store = MetricStore()
+    count = 30_000
+    store.put_columns(["long"] * count, [i / 4 for i in range(count)], range(count))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    answer = await get_json(info.port, "/api/v1/series?key=long&from=1")
+    [series] = answer["series"]
+    assert series["total"] == count - 1
+    assert series["points"] == [[i, i / 4] for i in range(1, count)]

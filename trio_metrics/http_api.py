@@ -14,24 +14,26 @@ its traceback; the server goes on).
 from __future__ import annotations
 
 import fnmatch
+import functools
 import json
 import logging
 import math
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
 from importlib import resources
 from typing import Any, Final
 from urllib.parse import parse_qs
 
 import attrs
+import trio
 
 from .openapi import OPENAPI
 from .prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .prometheus import Figure, render_metrics
 from .protocol import MAX_TIMESTAMP, is_valid_key
 from .stats import ServerStats
-from .store import Store
+from .store import Series, Store
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
@@ -40,6 +42,7 @@ __all__ = [
     "HttpStats",
     "Request",
     "Response",
+    "reduce_for_chart",
 ]
 
 logger = logging.getLogger("trio_metrics.http")
@@ -56,6 +59,9 @@ _STATIC_TYPES: Final = {
     ".css": "text/css; charset=utf-8",
 }
 _POINT_FIELDS: Final = frozenset({"key", "value", "timestamp"})
+# A series answer over more points than this is encoded in a worker thread
+# (500,000 points take about a second).
+_POINTS_ENCODED_INLINE: Final = 20_000
 
 # ASGI's messages are plain dicts; these names only make signatures readable.
 Scope = MutableMapping[str, Any]
@@ -306,22 +312,27 @@ class HttpApi:
         last = _timestamp_param(request, "until", MAX_TIMESTAMP)
         if first > last:
             raise _BadRequest(f"from ({first}) is after until ({last})")
-        series = []
-        for key in dict.fromkeys(keys):
+        max_points = _max_points_param(request)
+        for key in keys:
             if not is_valid_key(key):
                 raise _BadRequest(f"invalid key {key!r}")
-            points: list[list[float]] = []
+        ranges: list[Series] = []
+        for key in dict.fromkeys(keys):
+            stamps: Sequence[int] = ()
+            values: Sequence[float] = ()
             for found in await self.store.query(key):
                 start = bisect_left(found.timestamps, first)
                 stop = bisect_right(found.timestamps, last)
-                points = [
-                    [stamp, value]
-                    for stamp, value in zip(
-                        found.timestamps[start:stop], found.values[start:stop], strict=True
-                    )
-                ]
-            series.append({"key": key, "points": points})
-        return Response.json(200, {"from": first, "until": last, "series": series})
+                stamps, values = found.timestamps[start:stop], found.values[start:stop]
+            ranges.append(Series(key, stamps, values))
+        encode = functools.partial(_encode_series, first, last, ranges, max_points)
+        if sum(len(found.timestamps) for found in ranges) <= _POINTS_ENCODED_INLINE:
+            body = encode()
+        else:
+            # The ranges are copies, so a worker thread may encode them while
+            # the event loop goes on serving every other connection.
+            body = await trio.to_thread.run_sync(encode, abandon_on_cancel=True)
+        return Response(200, body)
 
     async def _points(self, request: Request) -> Response:
         try:
@@ -368,6 +379,51 @@ def _one_param(request: Request, name: str, default: str) -> str:
     if len(values) > 1:
         raise _BadRequest(f"give the {name} parameter at most once")
     return values[0] if values else default
+
+
+def _encode_series(
+    first: int, last: int, ranges: Sequence[Series], max_points: int | None
+) -> bytes:
+    series = []
+    for key, stamps, values in ranges:
+        indexes: Iterable[int] = range(len(stamps))
+        if max_points is not None and len(stamps) > max_points:
+            indexes = reduce_for_chart(values, max_points)
+        points = [[stamps[i], values[i]] for i in indexes]
+        series.append({"key": key, "total": len(stamps), "points": points})
+    return Response.json(200, {"from": first, "until": last, "series": series}).body
+
+
+def _max_points_param(request: Request) -> int | None:
+    text = _one_param(request, "max_points", "")
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 3:
+        raise _BadRequest("max_points must be a whole number of at least 3")
+    return int(text)
+
+
+def reduce_for_chart(values: Sequence[float], max_points: int) -> list[int]:
+    """Indexes of at most ``max_points`` of ``values`` that draw the same chart.
+
+    The points are cut into equal runs, and each run keeps its lowest and
+    highest point, so spikes survive; the last point is always kept.
+    """
+    total = len(values)
+    if total <= max_points:
+        return list(range(total))
+    runs = (max_points - 1) // 2
+    kept: list[int] = []
+    for run in range(runs):
+        low, high = run * total // runs, (run + 1) * total // runs
+        chunk = values[low:high]
+        # list.index on the slice finds the position at C speed.
+        smallest = low + chunk.index(min(chunk))
+        largest = low + chunk.index(max(chunk))
+        kept.extend(sorted({smallest, largest}))
+    if kept[-1] != total - 1:
+        kept.append(total - 1)
+    return kept
 
 
 def _timestamp_param(request: Request, name: str, default: int) -> int:

@@ -119,6 +119,15 @@ OPENAPI: Final[dict[str, Any]] = {
                         "description": "Last timestamp included (default 2**63-1).",
                         "schema": _TIMESTAMP,
                     },
+                    {
+                        "name": "max_points",
+                        "in": "query",
+                        "required": False,
+                        "description": "Reduce each series to at most this many points for a"
+                        " chart: equal runs keep their lowest and highest point, and the last"
+                        " point is kept. Default: every point.",
+                        "schema": {"type": "integer", "minimum": 3},
+                    },
                 ],
                 "responses": {
                     "200": _json({"$ref": "#/components/schemas/SeriesAnswer"}, "The points."),
@@ -192,6 +201,10 @@ OPENAPI: Final[dict[str, Any]] = {
                             "type": "object",
                             "properties": {
                                 "key": {"type": "string"},
+                                "total": {
+                                    "type": "integer",
+                                    "description": "Points in the range, before max_points.",
+                                },
                                 "points": {
                                     "type": "array",
                                     "description": "`[timestamp, value]` pairs, oldest first.",
