@@ -181,6 +181,14 @@ def _build_parser() -> argparse.ArgumentParser:
         " of the same host, into the same store; 2003 is the usual one (default: off)",
     )
     serve.add_argument(
+        "--http-port",
+        type=_port,
+        default=None,
+        metavar="PORT",
+        help="also serve the HTTP API, /metrics and the dashboard on this port of the same"
+        " host; 0 picks a free one (default: off)",
+    )
+    serve.add_argument(
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
@@ -267,6 +275,8 @@ def _serve(args: argparse.Namespace) -> int:
             f" ({where}; Ctrl-C stops)",
             flush=True,
         )
+        if info.http_port is not None:
+            print(f"dashboard on http://{_url_host(info.host)}:{info.http_port}/", flush=True)
 
     options: dict[str, Any] = {
         "max_line_length": args.max_line_length,
@@ -276,6 +286,7 @@ def _serve(args: argparse.Namespace) -> int:
         "answer_cache_bytes": args.answer_cache_bytes,
         "shutdown_grace": args.shutdown_grace,
         "graphite_port": args.graphite_port,
+        "http_port": args.http_port,
     }
     if args.data_dir is not None:
         options.update(
@@ -296,6 +307,10 @@ def _serve(args: argparse.Namespace) -> int:
         _fail(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}")
         return 1
     return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _put(args: argparse.Namespace) -> int:

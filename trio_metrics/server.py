@@ -61,6 +61,8 @@ class ServerInfo:
     limits: Limits
     #: Every address the server listens on, as ``(host, port)``.
     addresses: list[tuple[str, int]] = attrs.field(repr=False)
+    #: The port of the HTTP API and dashboard, or None if it is off.
+    http_port: int | None = None
     #: The Graphite plaintext listener's port, or ``None`` when it is off.
     graphite_port: int | None = None
     _stop_requested: trio.Event = attrs.field(factory=trio.Event, repr=False, init=False)
@@ -93,6 +95,7 @@ async def serve(
     answer_cache_bytes: int = DEFAULT_ANSWER_CACHE_BYTES,
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
     graphite_port: int | None = None,
+    http_port: int | None = None,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the metrics protocol on ``host:port`` until stopped.
@@ -116,8 +119,10 @@ async def serve(
     0 turns it off). ``graphite_port`` also takes Graphite plaintext lines
     on that port of the same host into the same store
     (:func:`~trio_metrics.graphite.serve_graphite`; off when ``None``; with
-    0, ``info.graphite_port`` tells the real port). If it cannot be bound,
-    the :exc:`OSError` comes in an :exc:`ExceptionGroup`.
+    0, ``info.graphite_port`` tells the real port). ``http_port``, if
+    given, also serves the HTTP API, ``/metrics`` and the dashboard
+    (:mod:`trio_metrics.http_api`) on the first listening address (0 picks a
+    free port: ``info.http_port``).
 
     Every connection is handled by its own task. A connection that fails
     (reset, vanished peer, a limit, even a bug in its handling) is closed
@@ -127,7 +132,7 @@ async def serve(
     function return. Cancelling it instead closes the listeners and every
     connection at once; a data directory's log is still written and
     fsynced on the way out. Raises :exc:`ValueError` for a bad option,
-    :exc:`OSError` if the address cannot be bound, and
+    :exc:`OSError` if an address (main, Graphite or HTTP) cannot be bound, and
     :exc:`~trio_metrics.data_dir.DataDirError` if the data directory is
     locked by another server or damaged.
     """
@@ -172,6 +177,7 @@ async def serve(
             answer_cache_bytes,
             shutdown_grace,
             graphite_port,
+            http_port,
             task_status,
         )
 
@@ -185,6 +191,7 @@ async def _serve_store(
     answer_cache_bytes: int,
     shutdown_grace: float,
     graphite_port: int | None,
+    http_port: int | None,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
     sockets = take_listening_sockets(await trio.open_tcp_listeners(port, host=host))
@@ -225,8 +232,11 @@ async def _serve_store(
                         )
                     )
                     info = attrs.evolve(info, graphite_port=graphite[0][1])
+                if http_port is not None:
+                    info = await _start_http(accepting, info, http_port, durable)
                 logger.info(
-                    "listening on %s port %d (%s; store: %s; answer cache %s; graphite %s)",
+                    "listening on %s port %d (%s; store: %s; answer cache %s; graphite %s;"
+                    " http %s)",
                     ", ".join(host for host, _ in addresses),
                     info.port,
                     limits.describe(),
@@ -235,20 +245,31 @@ async def _serve_store(
                     else f"{durable.directory}, fsync {durable.policy.value}",
                     "off" if cache is None else f"{cache.budget} B",
                     "off" if info.graphite_port is None else f"port {info.graphite_port}",
+                    "off" if info.http_port is None else f"port {info.http_port}",
                 )
                 # The sockets are bound and listening already: a client that
                 # connects now waits in the backlog until it is accepted.
                 accepting.start_soon(accept_forever, sockets, handler.handle, connections)
                 task_status.started(info)
                 await info._stop_requested.wait()
-                # Stops the Graphite listener too: it answers nothing, so
-                # there is nothing of its to drain.
+                # Stops the Graphite listener too (it answers nothing, so
+                # there is nothing of its to drain) and the HTTP server.
                 accepting.cancel_scope.cancel()
             logger.info("stopping: no new connections; open ones finish what they read")
             handler.drain()
             with trio.move_on_after(shutdown_grace):
                 await handler.wait_closed()
             connections.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # A listener that could not start (a taken Graphite or HTTP port)
+        # ends the nurseries with that one error in a group, or a group in a
+        # group; callers expect the OSError itself, as for the main port.
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+            error = error.exceptions[0]
+        if isinstance(error, OSError):
+            raise error from None
+        raise
     finally:
         for sock in sockets:
             sock.close()  # not yet handed to accept_forever if a start failed
@@ -265,6 +286,25 @@ async def _serve_store(
             stats.connections_refused,
             stats.connections_closed_at_stop,
         )
+
+
+async def _start_http(
+    nursery: trio.Nursery, info: ServerInfo, port: int, durable: DurableStore | None
+) -> ServerInfo:
+    # Imported here: programs that only use the clients need not load an HTTP stack.
+    from .http_server import serve_http
+    from .prometheus import durability_figures
+
+    extra = None if durable is None else lambda: durability_figures(durable.figures_as_dict())
+    try:
+        http = await nursery.start(
+            functools.partial(
+                serve_http, info.host, port, store=info.store, stats=info.stats, extra_figures=extra
+            )
+        )
+    except OSError as exc:
+        raise OSError(exc.errno, f"HTTP port {port}: {exc.strerror or exc}") from exc
+    return attrs.evolve(info, http_port=http.port)
 
 
 def run_server(

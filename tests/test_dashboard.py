@@ -1,0 +1,137 @@
+"""The dashboard in a real headless browser, against a real server."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from browser import chromium, missing_chromium
+from conftest import server_in_thread
+from net import NETWORK_TIMEOUT
+from playwright.sync_api import ConsoleMessage, Error, Page
+
+from trio_metrics import Client, ServerInfo
+
+# The page polls every 2 s: a new point must show within this many ms.
+LIVE_WITHIN_MS = 6000
+
+
+@pytest.fixture
+def page() -> Iterator[tuple[Page, list[str]]]:
+    """A browser page and the console errors it logs."""
+    reason = missing_chromium()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(NETWORK_TIMEOUT * 1000)
+        errors: list[str] = []
+
+        def console(message: ConsoleMessage) -> None:
+            if message.type in {"error", "warning"}:
+                errors.append(f"console {message.type}: {message.text}")
+
+        def page_error(error: Error) -> None:
+            errors.append(f"page error: {error}")
+
+        page.on("console", console)
+        page.on("pageerror", page_error)
+        yield page, errors
+        context.close()
+
+
+@pytest.fixture
+def web() -> Iterator[ServerInfo]:
+    with server_in_thread(http_port=0) as info:
+        yield info
+
+
+def series_pixels(page: Page, key: str) -> int:
+    """Pixels of the key's chart canvas in the key's colour (its swatch's): the line."""
+    count: int = page.evaluate(
+        """(key) => {
+            const swatch = document.querySelector(`#keys input[data-key="${key}"] + .swatch`);
+            const [r0, g0, b0] = getComputedStyle(swatch).backgroundColor
+                .match(/\\d+/g).map(Number);
+            const canvas = window.dashboard.plots().get(key).root.querySelector("canvas");
+            const data = canvas.getContext("2d").getImageData(
+                0, 0, canvas.width, canvas.height).data;
+            let count = 0;
+            for (let i = 0; i < data.length; i += 4) {
+                const near = Math.abs(data[i] - r0) + Math.abs(data[i + 1] - g0)
+                    + Math.abs(data[i + 2] - b0);
+                if (data[i + 3] > 200 && near < 30) count += 1;
+            }
+            return count;
+        }""",
+        key,
+    )
+    return count
+
+
+def test_dashboard_lists_keys_draws_charts_and_follows_new_points(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time())
+    with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        for offset in range(60, 0, -10):
+            client.put("web.requests", 100 + offset, now - offset)
+            client.put("db.latency", offset / 100, now - offset)
+        client.put("web.requests", 1, now - 3 * 86400)  # outside every range but "all"
+        client.put("zz.other", 5, now - 30)
+
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#keys=web.requests&range=300")
+    boxes = browser_page.locator("#keys input[type=checkbox]")
+    browser_page.wait_for_function("document.querySelectorAll('#keys input').length === 3")
+    assert [box.get_attribute("data-key") for box in boxes.all()] == [
+        "db.latency",
+        "web.requests",
+        "zz.other",
+    ]
+    assert browser_page.locator("#keys-summary").inner_text() == "3 keys match."
+
+    chart = browser_page.locator(".chart", has_text="web.requests")
+    last = chart.locator(".last")
+    browser_page.wait_for_function(
+        "document.querySelector('.chart .last strong')?.textContent === '110'"
+    )
+    assert "6 points" in last.inner_text()
+    assert browser_page.evaluate("window.dashboard.plots().get('web.requests').data[1].length") == 6
+    assert series_pixels(browser_page, "web.requests") > 100
+
+    # A point stored through the TCP protocol shows up without a reload.
+    with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        client.put("web.requests", 4242.5)
+    browser_page.wait_for_function(
+        "document.querySelector('.chart .last strong')?.textContent === '4242.5'",
+        timeout=LIVE_WITHIN_MS,
+    )
+    assert "7 points" in last.inner_text()
+
+    # The time range: "All points" brings in the old one.
+    browser_page.select_option("#range", "all")
+    browser_page.wait_for_function(
+        "window.dashboard.plots().get('web.requests').data[1].length === 8"
+    )
+
+    # Search with the keyboard (Enter submits), then tick a key with Space.
+    browser_page.locator("#search").fill("db.*")
+    browser_page.locator("#search").press("Enter")
+    browser_page.wait_for_function("document.querySelectorAll('#keys input').length === 2")
+    assert browser_page.locator("#keys-summary").inner_text() == "1 key match."
+    db_box = browser_page.locator("#keys input[data-key='db.latency']")
+    db_box.focus()
+    browser_page.keyboard.press("Space")
+    db_chart = browser_page.locator(".chart", has_text="db.latency")
+    db_chart.locator(".last strong").wait_for()
+    assert db_chart.locator(".last strong").inner_text() == "0.1"
+    assert browser_page.locator(".chart").count() == 2
+    assert "keys=db.latency" in browser_page.url
+
+    assert errors == []

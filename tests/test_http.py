@@ -1,0 +1,648 @@
+"""The HTTP API over real sockets: a real server with ``http_port=0`` on 127.0.0.1."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import pytest
+import trio
+from net import NETWORK_TIMEOUT, receive_until_eof
+from prometheus_client.parser import text_string_to_metric_families
+
+from trio_metrics import ServerInfo, open_client, serve
+from trio_metrics.http_api import reduce_for_chart
+from trio_metrics.http_server import serve_http
+from trio_metrics.openapi import OPENAPI
+from trio_metrics.protocol import MAX_TIMESTAMP
+from trio_metrics.stats import ServerStats
+from trio_metrics.store import MetricStore
+
+Reply = tuple[int, dict[str, str], bytes]
+
+
+def _request_sync(
+    port: int, method: str, path: str, body: bytes | Iterable[bytes] | None, headers: dict[str, str]
+) -> Reply:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=NETWORK_TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+async def request(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes | Iterable[bytes] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One HTTP request on a new connection, from a worker thread."""
+    with trio.fail_after(NETWORK_TIMEOUT):
+        return await trio.to_thread.run_sync(_request_sync, port, method, path, body, headers or {})
+
+
+async def get_json(port: int, path: str, status: int = 200) -> Any:
+    code, headers, body = await request(port, "GET", path)
+    assert (code, headers["content-type"]) == (status, "application/json"), body
+    return json.loads(body)
+
+
+async def post_points(port: int, points: object, status: int = 200) -> Any:
+    code, headers, body = await request(
+        port, "POST", "/api/v1/points", json.dumps(points).encode(), {"content-type": "json"}
+    )
+    assert (code, headers["content-type"]) == (status, "application/json"), body
+    return json.loads(body)
+
+
+@pytest.fixture
+async def web(nursery: trio.Nursery) -> AsyncIterator[ServerInfo]:
+    """A metrics server on a free port with its HTTP API on another."""
+    info: ServerInfo = await nursery.start(
+        lambda task_status: serve("127.0.0.1", 0, http_port=0, task_status=task_status)
+    )
+    assert info.http_port is not None
+    yield info
+
+
+def http_port(info: ServerInfo) -> int:
+    assert info.http_port is not None
+    return info.http_port
+
+
+# --- health, errors -----------------------------------------------------------
+
+
+async def test_healthz(web: ServerInfo) -> None:
+    assert await get_json(http_port(web), "/healthz") == {"status": "ok"}
+
+
+async def test_unknown_path_is_404_json(web: ServerInfo) -> None:
+    assert await get_json(http_port(web), "/nope", 404) == {"error": "no such path: /nope"}
+    assert "error" in await get_json(http_port(web), "/api/v1/keys/extra", 404)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [("POST", "/healthz", "GET"), ("GET", "/api/v1/points", "POST"), ("DELETE", "/", "GET")],
+)
+async def test_wrong_method_is_405_with_allow(
+    web: ServerInfo, method: str, path: str, allowed: str
+) -> None:
+    code, headers, body = await request(http_port(web), method, path, b"")
+    assert code == 405
+    assert headers["allow"] == allowed
+    assert json.loads(body)["allowed"] == [allowed]
+
+
+# --- keys ---------------------------------------------------------------------
+
+
+async def test_keys_lists_sorted_and_filters_by_glob(web: ServerInfo) -> None:
+    port = http_port(web)
+    assert await get_json(port, "/api/v1/keys") == {"keys": []}
+    async with open_client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        for key in ["web.cpu", "db.cpu", "web.mem", "Web.cpu", "db.disk.sda"]:
+            await client.put(key, 1, 100)
+    assert await get_json(port, "/api/v1/keys") == {
+        "keys": ["Web.cpu", "db.cpu", "db.disk.sda", "web.cpu", "web.mem"]
+    }
+    cases = {
+        "web.*": ["web.cpu", "web.mem"],  # case-sensitive
+        "*.cpu": ["Web.cpu", "db.cpu", "web.cpu"],
+        "db.???": ["db.cpu"],
+        "[dW]*": ["Web.cpu", "db.cpu", "db.disk.sda"],
+        "nothing*": [],
+        "db.cpu": ["db.cpu"],
+    }
+    for pattern, expected in cases.items():
+        query = "?match=" + pattern.replace("[", "%5B").replace("]", "%5D")
+        assert await get_json(port, "/api/v1/keys" + query) == {"keys": expected}, pattern
+    assert "error" in await get_json(port, "/api/v1/keys?match=a&match=b", 400)
+
+
+# --- series -------------------------------------------------------------------
+
+
+@pytest.fixture
+async def stored(web: ServerInfo) -> ServerInfo:
+    async with open_client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        for timestamp in (10, 20, 30, 40):
+            await client.put("a.b", timestamp / 10, timestamp)
+        await client.put("c.d", -7.25, 25)
+    return web
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", [[10, 1.0], [20, 2.0], [30, 3.0], [40, 4.0]]),
+        ("&from=20&until=30", [[20, 2.0], [30, 3.0]]),  # both bounds included
+        ("&from=21&until=29", []),
+        ("&from=15", [[20, 2.0], [30, 3.0], [40, 4.0]]),
+        ("&until=10", [[10, 1.0]]),
+        ("&from=40&until=40", [[40, 4.0]]),
+        (f"&from=41&until={MAX_TIMESTAMP}", []),
+    ],
+)
+async def test_series_range_bounds_are_inclusive(
+    stored: ServerInfo, query: str, expected: list[list[float]]
+) -> None:
+    answer = await get_json(http_port(stored), "/api/v1/series?key=a.b" + query)
+    assert answer["series"] == [{"key": "a.b", "total": len(expected), "points": expected}]
+
+
+async def test_series_of_several_keys_and_an_unknown_one(stored: ServerInfo) -> None:
+    answer = await get_json(
+        http_port(stored), "/api/v1/series?key=c.d&key=nope&key=a.b&from=20&until=25"
+    )
+    assert answer == {
+        "from": 20,
+        "until": 25,
+        "series": [
+            {"key": "c.d", "total": 1, "points": [[25, -7.25]]},
+            {"key": "nope", "total": 0, "points": []},
+            {"key": "a.b", "total": 1, "points": [[20, 2.0]]},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "?from=1",
+        "?key=a.b&from=abc",
+        "?key=a.b&from=-1",
+        "?key=a.b&until=1.5",
+        f"?key=a.b&until={MAX_TIMESTAMP + 1}",
+        "?key=a.b&from=30&until=20",
+        "?key=a.b&from=1&from=2",
+        "?key=a.b&max_points=2",
+        "?key=a.b&max_points=many",
+        "?key=a.b&max_points=-5",
+        "?key=*",
+        "?key=a%20b",
+        "?key=" + "&key=".join(f"k{i}" for i in range(101)),
+    ],
+)
+async def test_series_rejects_bad_parameters(stored: ServerInfo, query: str) -> None:
+    answer = await get_json(http_port(stored), "/api/v1/series" + query, 400)
+    assert set(answer) == {"error"} and answer["error"]
+
+
+async def test_series_reduced_for_a_chart_keeps_spikes_and_the_last_point(
+    web: ServerInfo,
+) -> None:
+    values = [float(i % 7) for i in range(1000)]
+    values[123] = 500.0  # a spike
+    values[777] = -500.0  # a dip
+    code, _, _ = await request(
+        http_port(web),
+        "POST",
+        "/api/v1/points",
+        json.dumps(
+            [{"key": "big", "value": v, "timestamp": 10 + i} for i, v in enumerate(values)]
+        ).encode(),
+    )
+    assert code == 200
+    answer = await get_json(http_port(web), "/api/v1/series?key=big&max_points=51")
+    [series] = answer["series"]
+    assert series["total"] == 1000
+    points = series["points"]
+    assert 40 <= len(points) <= 51
+    assert [133, 500.0] in points
+    assert [787, -500.0] in points
+    assert points[-1] == [1009, values[-1]]
+    assert points == sorted(points)
+    # Within the limit, nothing is left out.
+    answer = await get_json(http_port(web), "/api/v1/series?key=big&from=500&max_points=1000")
+    assert answer["series"][0]["total"] == 510
+    assert len(answer["series"][0]["points"]) == 510
+
+
+@pytest.mark.parametrize("max_points", [3, 4, 10, 99, 100])
+def test_reduce_for_chart_stays_within_the_limit(max_points: int) -> None:
+    values = [((i * 7919) % 101) / 3 for i in range(2000)]
+    kept = reduce_for_chart(values, max_points)
+    assert len(kept) <= max_points
+    assert kept == sorted(set(kept))
+    assert kept[-1] == len(values) - 1
+    assert max(values) in [values[i] for i in kept]
+    assert min(values) in [values[i] for i in kept]
+    assert reduce_for_chart(values[:max_points], max_points) == list(range(max_points))
+
+
+# --- points -------------------------------------------------------------------
+
+
+async def test_posted_points_are_read_through_the_protocol(web: ServerInfo) -> None:
+    before = int(time.time())
+    answer = await post_points(
+        http_port(web),
+        [
+            {"key": "palm.cpu", "value": 10.6, "timestamp": 1501864247},
+            {"key": "palm.cpu", "value": 3, "timestamp": 1501864248},
+            {"key": "eland.mem", "value": -1e300},
+            {"key": "palm.cpu", "value": 11, "timestamp": 1501864247},  # later wins
+        ],
+    )
+    after = int(time.time())
+    assert answer == {"stored": 4}
+    async with open_client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        assert await client.get("palm.cpu") == {"palm.cpu": [(1501864247, 11.0), (1501864248, 3.0)]}
+        [(stamp, value)] = (await client.get("eland.mem"))["eland.mem"]
+    assert value == -1e300
+    assert before <= stamp <= after
+
+
+async def test_points_put_through_the_protocol_are_served_as_json(web: ServerInfo) -> None:
+    async with open_client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        await client.put("x.y", 0.1, 5)
+        await client.put("x.y", 2.5e-8, 6)
+    answer = await get_json(http_port(web), "/api/v1/series?key=x.y")
+    assert answer["series"] == [{"key": "x.y", "total": 2, "points": [[5, 0.1], [6, 2.5e-8]]}]
+
+
+async def test_an_empty_batch_stores_nothing(web: ServerInfo) -> None:
+    assert await post_points(http_port(web), []) == {"stored": 0}
+    assert await get_json(http_port(web), "/api/v1/keys") == {"keys": []}
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "not an object",
+        {"value": 1},
+        {"key": "k"},
+        {"key": "", "value": 1},
+        {"key": "a b", "value": 1},
+        {"key": "*", "value": 1},
+        {"key": "tab\tkey", "value": 1},
+        {"key": 7, "value": 1},
+        {"key": "k", "value": "1"},
+        {"key": "k", "value": True},
+        {"key": "k", "value": None},
+        {"key": "k", "value": 10**400},
+        {"key": "k", "value": 1, "timestamp": -1},
+        {"key": "k", "value": 1, "timestamp": MAX_TIMESTAMP + 1},
+        {"key": "k", "value": 1, "timestamp": 1.5},
+        {"key": "k", "value": 1, "timestamp": "5"},
+        {"key": "k", "value": 1, "timestamp": False},
+        {"key": "k", "value": 1, "extra": 2},
+    ],
+)
+async def test_a_bad_item_rejects_the_whole_batch(web: ServerInfo, bad: object) -> None:
+    batch = [{"key": "good.one", "value": 1}, {"key": "good.two", "value": 2}, bad]
+    answer = await post_points(http_port(web), batch, 400)
+    assert answer["index"] == 2
+    assert answer["error"].startswith("item 2: ")
+    assert await get_json(http_port(web), "/api/v1/keys") == {"keys": []}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"{",
+        b'{"key": "k", "value": 1}',
+        b'[{"key": "k", "value": NaN}]',
+        b'[{"key": "k", "value": Infinity}]',
+        b'[{"key": "k", "value": 1e400}]',
+        b"\xff\xfe",
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
+async def test_a_body_that_is_not_a_json_array_of_points_is_400(
+    web: ServerInfo, body: bytes
+) -> None:
+    code, headers, answer = await request(http_port(web), "POST", "/api/v1/points", body)
+    assert code == 400, answer
+    assert headers["content-type"] == "application/json"
+    assert json.loads(answer)["error"]
+    assert await get_json(http_port(web), "/api/v1/keys") == {"keys": []}
+
+
+async def test_a_body_over_the_limit_is_413(web: ServerInfo) -> None:
+    port = http_port(web)
+    # Refused on its Content-Length, before the body is read.
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(
+                b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\n"
+                b"content-length: %d\r\n\r\n[" % ((1 << 20) + 1)
+            )
+            answer = await receive_until_eof(stream)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert json.loads(body) == {"error": "request body over the limit of 1048576 bytes"}
+    # Exactly at the limit is fine.
+    point = b'{"key": "k", "value": 1}'
+    count = (1 << 20) // (len(point) + 1)
+    fits = b"[" + b",".join([point] * count) + b"]"
+    fits += b" " * ((1 << 20) - len(fits))
+    assert len(fits) == 1 << 20
+    code, _, reply = await request(port, "POST", "/api/v1/points", fits)
+    assert (code, json.loads(reply)) == (200, {"stored": count})
+    _, _, metrics = await request(port, "GET", "/metrics")
+    samples = parse_metrics(metrics.decode())
+    assert samples["trio_metrics_http_bodies_too_large_total", frozenset()] == 1
+    route_413 = frozenset({("route", "/api/v1/points"), ("code", "413")})
+    assert samples["trio_metrics_http_requests_total", route_413] == 1
+
+
+async def test_a_chunked_body_is_cut_off_at_the_limit(nursery: trio.Nursery) -> None:
+    store = MetricStore()
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1",
+            0,
+            store=store,
+            stats=ServerStats(),
+            max_body_bytes=100,
+            task_status=task_status,
+        )
+    )
+    small = [b'[{"key": "k", ', b'"value": 1}]']
+    code, _, _ = await request(info.port, "POST", "/api/v1/points", iter(small))
+    assert code == 200
+    # No Content-Length: the limit is found while reading.
+    chunk = b'[{"key": "k", "value": 1}' + b', {"key": "k", "value": 1}' * 4
+    assert len(chunk) > 100
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        async with stream:
+            await stream.send_all(
+                b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                b"%x\r\n%s\r\n" % (len(chunk), chunk)
+            )
+            answer = await receive_until_eof(stream)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 413 ")
+    assert b"\r\nconnection: close" in head.lower()
+    assert json.loads(body)["error"] == "request body over the limit of 100 bytes"
+    assert len(store) == 1
+
+
+# --- /metrics -----------------------------------------------------------------
+
+
+def parse_metrics(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples[sample.name, frozenset(sample.labels.items())] = sample.value
+    return samples
+
+
+async def test_metrics_match_the_counters_after_known_traffic(web: ServerInfo) -> None:
+    port = http_port(web)
+    async with open_client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        await client.put("m.one", 1, 1)
+        await client.put("m.one", 2, 2)
+        await client.put("m.two", 3, 1)
+        await client.get("m.one")
+        await client.get("*")
+        await client.stats()
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", web.port)
+        async with stream:
+            await stream.send_all(b"bogus\n" + b"x" * 70_000 + b"\n")
+            await stream.send_eof()
+            assert await receive_until_eof(stream) == b"error\nwrong command\n\n" * 2
+    await post_points(port, [{"key": "m.three", "value": 4, "timestamp": 9}])
+    await get_json(port, "/healthz")
+    await get_json(port, "/healthz")
+    await get_json(port, "/nowhere", 404)
+
+    code, headers, body = await request(port, "GET", "/metrics")
+    assert code == 200
+    assert headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    samples = parse_metrics(body.decode())
+
+    def value(name: str, **labels: str) -> float:
+        return samples[name, frozenset(labels.items())]
+
+    assert value("trio_metrics_connections_total") == 2
+    assert value("trio_metrics_connections_open") == 0
+    assert value("trio_metrics_commands_total", kind="put") == 3
+    assert value("trio_metrics_commands_total", kind="get") == 2
+    assert value("trio_metrics_commands_total", kind="stats") == 1
+    assert value("trio_metrics_commands_total", kind="error") == 2
+    assert value("trio_metrics_errors_total") == 2
+    assert value("trio_metrics_lines_too_long_total") == 1
+    assert value("trio_metrics_keys") == 3
+    assert value("trio_metrics_points") == 4
+    assert value("trio_metrics_http_requests_total", route="/healthz", code="200") == 2
+    assert value("trio_metrics_http_requests_total", route="/api/v1/points", code="200") == 1
+    assert value("trio_metrics_http_requests_total", route="other", code="404") == 1
+    assert value("trio_metrics_http_bodies_too_large_total") == 0
+
+
+async def test_metrics_have_help_and_type_for_every_family(web: ServerInfo) -> None:
+    _, _, body = await request(http_port(web), "GET", "/metrics")
+    families = list(text_string_to_metric_families(body.decode()))
+    kinds = {family.name: family.type for family in families}
+    assert kinds["trio_metrics_commands"] == "counter"
+    assert kinds["trio_metrics_connections_open"] == "gauge"
+    assert kinds["trio_metrics_keys"] == "gauge"
+    for family in families:
+        assert family.documentation, family.name
+        assert family.type in {"counter", "gauge"}, family.name
+    text = body.decode()
+    for line in text.splitlines():
+        if line.startswith("# TYPE ") and line.endswith(" counter"):
+            assert line.split()[2].endswith("_total"), line
+
+
+# --- OpenAPI, static files ----------------------------------------------------
+
+
+async def test_openapi_describes_exactly_the_served_routes(web: ServerInfo) -> None:
+    port = http_port(web)
+    document = await get_json(port, "/api/v1/openapi.json")
+    assert document == json.loads(json.dumps(OPENAPI))
+    assert document["openapi"].startswith("3.")
+    described = {
+        (path, method.upper()) for path, item in document["paths"].items() for method in item
+    }
+    api = _api_of(web)
+    served = {(path, method) for path, methods in api.routes.items() for method in methods}
+    assert described == served
+    # And each described route answers over HTTP with a status it documents.
+    for path, method in sorted(described):
+        concrete = path.replace("{name}", "uPlot.min.css")
+        query = "?key=a" if path == "/api/v1/series" else ""
+        code, _, _ = await request(port, method, concrete + query, b"[]")
+        documented = document["paths"][path][method.lower()]["responses"]
+        assert str(code) in documented and code == 200, (path, code)
+
+
+def _api_of(info: ServerInfo) -> Any:
+    # The route table of a fresh app is the one every server has.
+    from trio_metrics.http_api import HttpApi
+
+    return HttpApi(info.store, info.stats)
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "snippet"),
+    [
+        ("/", "text/html; charset=utf-8", b"uPlot.iife.min.js"),
+        ("/static/uPlot.iife.min.js", "text/javascript; charset=utf-8", b"uPlot"),
+        ("/static/uPlot.min.css", "text/css; charset=utf-8", b".uplot"),
+        ("/static/dashboard.js", "text/javascript; charset=utf-8", b"/api/v1/series"),
+    ],
+)
+async def test_dashboard_files_are_served(
+    web: ServerInfo, path: str, content_type: str, snippet: bytes
+) -> None:
+    code, headers, body = await request(http_port(web), "GET", path)
+    assert (code, headers["content-type"]) == (200, content_type)
+    assert snippet in body
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/static/nope.js", "/static/uPlot.LICENSE", "/static/../http_api.py", "/static/%2e%2e"],
+)
+async def test_only_dashboard_files_are_served(web: ServerInfo, path: str) -> None:
+    await get_json(http_port(web), path, 404)
+
+
+# --- lifetime -----------------------------------------------------------------
+
+
+async def test_cancelling_the_server_closes_http_connections_promptly() -> None:
+    with trio.fail_after(NETWORK_TIMEOUT):
+        async with trio.open_nursery() as nursery:
+            info: ServerInfo = await nursery.start(
+                lambda task_status: serve("127.0.0.1", 0, http_port=0, task_status=task_status)
+            )
+            port = http_port(info)
+            # A keep-alive connection that is between requests, and one mid-request.
+            idle = await trio.open_tcp_stream("127.0.0.1", port)
+            await idle.send_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b'{"status":"ok"}'):
+                answer += await idle.receive_some(65536)
+            assert answer.startswith(b"HTTP/1.1 200 ")
+            partial = await trio.open_tcp_stream("127.0.0.1", port)
+            await partial.send_all(b"POST /api/v1/points HTTP/1.1\r\ncontent-length: 10\r\n")
+            await trio.sleep(0.05)
+            started = trio.current_time()
+            nursery.cancel_scope.cancel()
+        assert trio.current_time() - started < 1.0
+        for stream in (idle, partial):
+            assert await receive_until_eof(stream) == b""
+            await stream.aclose()
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def test_a_busy_http_port_is_an_oserror_naming_it(nursery: trio.Nursery) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError, match=f"HTTP port {port}"):
+            await serve("127.0.0.1", 0, http_port=port)
+
+
+async def test_http_is_off_unless_asked_for(server: ServerInfo) -> None:
+    assert server.http_port is None
+
+
+async def test_cli_serve_with_http_port() -> None:
+    from processes import ServeProcess
+
+    server = ServeProcess("--http-port", "0")
+    try:
+        assert server.process.stdout is not None
+        line = server.process.stdout.readline()
+        match = re.fullmatch(r"dashboard on http://127\.0\.0\.1:(\d+)/\n", line)
+        assert match is not None, line
+        port = int(match.group(1))
+        assert port not in {0, server.port}
+        assert await get_json(port, "/healthz") == {"status": "ok"}
+        code, _, body = await request(port, "GET", "/")
+        assert code == 200 and b"<title>trio-metrics dashboard</title>" in body
+    finally:
+        status, err = server.stop(signal.SIGTERM)
+    assert status == 0, err
+
+
+class FailingStore(MetricStore):
+    """A store whose reads fail, as a broken backend's would."""
+
+    async def list_keys(self) -> list[str]:
+        raise RuntimeError("the disk is on fire")
+
+
+async def test_a_failing_store_is_a_500_and_the_server_goes_on(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=FailingStore(), stats=ServerStats(), task_status=task_status
+        )
+    )
+    answer = await get_json(info.port, "/api/v1/keys", 500)
+    assert answer == {"error": "internal error; the server's log has the details"}
+    assert "the disk is on fire" in caplog.text
+    assert await get_json(info.port, "/healthz") == {"status": "ok"}
+    assert info.api.http_stats.requests[("/api/v1/keys", 500)] == 1
+
+
+async def test_a_client_silent_mid_request_is_dropped_and_its_request_not_run(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trio_metrics import http_server
+
+    monkeypatch.setattr(http_server, "HTTP_READ_TIMEOUT", 0.3)
+    store = MetricStore()
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    body = b'[{"key": "k", "value": 1}]'
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        async with stream:
+            started = trio.current_time()
+            # The body is valid JSON, but shorter than announced.
+            await stream.send_all(
+                b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n%s"
+                % (len(body) + 10, body)
+            )
+            assert await receive_until_eof(stream) == b""
+            assert 0.25 < trio.current_time() - started < 3
+    assert len(store) == 0
+
+
+async def test_a_long_series_is_encoded_whole(nursery: trio.Nursery) -> None:
+    # Long enough to be encoded in a worker thread.
+    store = MetricStore()
+    count = 30_000
+    store.put_columns(["long"] * count, [i / 4 for i in range(count)], range(count))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    answer = await get_json(info.port, "/api/v1/series?key=long&from=1")
+    [series] = answer["series"]
+    assert series["total"] == count - 1
+    assert series["points"] == [[i, i / 4] for i in range(1, count)]

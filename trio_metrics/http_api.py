@@ -1,0 +1,482 @@
+"""The HTTP API and dashboard as a small ASGI application.
+
+:class:`HttpApi` answers a :class:`Request` with a :class:`Response`
+(:meth:`HttpApi.handle`: no sockets, no HTTP parsing); its ``__call__`` is
+the thin ASGI layer that reads the body within its size limit and writes
+the response. :func:`trio_metrics.http_server.serve_http` runs it under trio.
+
+Every error is JSON, ``{"error": "..."}``, with its status code: 400 for a
+bad request, 404 for an unknown path, 405 for a method the path does not
+take, 413 for a body over the limit, 500 when the store fails (logged with
+its traceback; the server goes on).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import functools
+import json
+import logging
+import math
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from importlib import resources
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+import attrs
+import trio
+
+from .openapi import OPENAPI
+from .prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .prometheus import Figure, render_metrics
+from .protocol import MAX_TIMESTAMP, is_valid_key
+from .stats import ServerStats
+from .store import Series, Store
+
+__all__ = [
+    "DEFAULT_MAX_BODY_BYTES",
+    "MAX_SERIES_KEYS",
+    "HttpApi",
+    "HttpStats",
+    "Request",
+    "Response",
+    "reduce_for_chart",
+]
+
+logger = logging.getLogger("trio_metrics.http")
+
+#: The largest request body accepted; a larger one gets 413.
+DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
+#: The most ``key`` parameters one ``/api/v1/series`` request may name.
+MAX_SERIES_KEYS: Final = 100
+
+_JSON: Final = "application/json"
+_STATIC_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+}
+_POINT_FIELDS: Final = frozenset({"key", "value", "timestamp"})
+# A series answer over more points than this is encoded in a worker thread
+# (500,000 points take about a second).
+_POINTS_ENCODED_INLINE: Final = 20_000
+
+# ASGI's messages are plain dicts; these names only make signatures readable.
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+@attrs.frozen
+class Request:
+    """An HTTP request with its whole body."""
+
+    method: str
+    path: str
+    #: Query parameters as :func:`urllib.parse.parse_qs` gives them.
+    query: Mapping[str, Sequence[str]] = attrs.field(factory=dict)
+    body: bytes = b""
+
+
+@attrs.frozen
+class Response:
+    """What :meth:`HttpApi.handle` answers."""
+
+    status: int
+    body: bytes
+    content_type: str = _JSON
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, status: int, document: object) -> Response:
+        """A JSON response of ``document``."""
+        return cls(status, json.dumps(document, separators=(",", ":")).encode())
+
+    @classmethod
+    def error(cls, status: int, message: str, **fields: object) -> Response:
+        """An error response: ``{"error": message, **fields}``."""
+        return cls.json(status, {"error": message, **fields})
+
+
+class _BadRequest(Exception):
+    """Raised by a handler to answer 400 with this message."""
+
+
+class _Disconnected(Exception):
+    """The client went away before its whole request was read."""
+
+
+@attrs.define
+class HttpStats:
+    """The HTTP server's counters: requests by route and status code."""
+
+    #: ``(route, status) -> count``; the route is the path template
+    #: (``/static/{name}``), or ``other`` for an unknown path.
+    requests: dict[tuple[str, int], int] = attrs.field(factory=dict)
+    bodies_too_large: int = 0
+
+    def count(self, route: str, status: int) -> None:
+        """Count one answered request."""
+        self.requests[route, status] = self.requests.get((route, status), 0) + 1
+
+    def figures(self) -> dict[str, Figure]:
+        """The counters as ``/metrics`` figures."""
+        samples = tuple(
+            ((("route", route), ("code", str(status))), float(count))
+            for (route, status), count in sorted(self.requests.items())
+        )
+        return {
+            "http_requests": Figure(
+                "counter", "HTTP requests answered, by route and status code.", samples
+            ),
+            "http_bodies_too_large": Figure.single(
+                "counter", "HTTP requests refused with 413.", self.bodies_too_large
+            ),
+        }
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+class HttpApi:
+    """The ASGI application: JSON API, ``/metrics``, ``/healthz`` and the dashboard.
+
+    ``store`` and ``stats`` are the metrics server's own. ``extra_figures``,
+    if given, is called on each ``/metrics`` request for more figures to
+    show (see :func:`~trio_metrics.prometheus.render_metrics`). ``clock``
+    gives the timestamp of a posted point that has none.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        stats: ServerStats,
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if max_body_bytes < 0:
+            raise ValueError("max_body_bytes must not be negative")
+        self.store = store
+        self.stats = stats
+        self.http_stats = HttpStats()
+        self.max_body_bytes = max_body_bytes
+        self._extra_figures = extra_figures
+        self._clock = clock
+        #: Path template -> method -> handler; ``{name}`` matches one path segment.
+        self.routes: dict[str, dict[str, Handler]] = {
+            "/": {"GET": self._dashboard},
+            "/static/{name}": {"GET": self._static},
+            "/healthz": {"GET": self._healthz},
+            "/metrics": {"GET": self._metrics},
+            "/api/v1/keys": {"GET": self._keys},
+            "/api/v1/series": {"GET": self._series},
+            "/api/v1/points": {"POST": self._points},
+            "/api/v1/openapi.json": {"GET": self._openapi},
+        }
+
+    # --- routing --------------------------------------------------------------
+
+    def route_of(self, path: str) -> str | None:
+        """The route template that serves ``path``, or None."""
+        if path in self.routes:
+            return path
+        head, _, name = path.rpartition("/")
+        template = head + "/{name}"
+        if name and template in self.routes:
+            return template
+        return None
+
+    async def handle(self, request: Request) -> Response:
+        """Answer ``request``; never raises for a bad request, only for a failing store."""
+        route = self.route_of(request.path)
+        if route is None:
+            response = Response.error(404, f"no such path: {request.path}")
+        else:
+            methods = self.routes[route]
+            handler = methods.get(request.method)
+            if handler is None:
+                response = Response.error(
+                    405,
+                    f"{request.method} is not allowed on {route}",
+                    allowed=sorted(methods),
+                )
+                response = attrs.evolve(response, headers=(("allow", ", ".join(methods)),))
+            else:
+                try:
+                    response = await handler(request)
+                except _BadRequest as exc:
+                    response = Response.error(400, str(exc))
+        self.http_stats.count(route or "other", response.status)
+        return response
+
+    # --- ASGI -----------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The ASGI entry point (``http`` and ``lifespan`` scopes)."""
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            raise ValueError(f"unsupported ASGI scope {scope['type']!r}")
+        try:
+            body = await self._read_body(scope, receive)
+        except _Disconnected:
+            return  # nobody to answer, and half a request is not run
+        if body is None:
+            self.http_stats.bodies_too_large += 1
+            route = self.route_of(scope["path"]) or "other"
+            self.http_stats.count(route, 413)
+            response = Response.error(
+                413, f"request body over the limit of {self.max_body_bytes} bytes"
+            )
+            # The rest of the body is not read: the connection cannot be reused.
+            response = attrs.evolve(response, headers=(("connection", "close"),))
+        else:
+            query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            request = Request(scope["method"], scope["path"], query, body)
+            try:
+                response = await self.handle(request)
+            except Exception:
+                # A failing store (or a bug): this request fails, the server goes on.
+                logger.exception("%s %s failed", request.method, request.path)
+                self.http_stats.count(self.route_of(request.path) or "other", 500)
+                response = Response.error(500, "internal error; the server's log has the details")
+        headers = [
+            (b"content-type", response.content_type.encode()),
+            (b"content-length", str(len(response.body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+            *((name.encode(), value.encode()) for name, value in response.headers),
+        ]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The request body, or None once it is known to be over the limit.
+
+        Raises :exc:`_Disconnected` if the client leaves (or is dropped by
+        the read timeout) before the body is complete.
+        """
+        for name, value in scope["headers"]:
+            if name.lower() == b"content-length":
+                try:
+                    if int(value) > self.max_body_bytes:
+                        return None
+                except ValueError:
+                    pass  # h11 refuses such a request before it gets here.
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                raise _Disconnected
+            body += message.get("body", b"")
+            if len(body) > self.max_body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return bytes(body)
+
+    # --- handlers -------------------------------------------------------------
+
+    async def _healthz(self, request: Request) -> Response:
+        return Response.json(200, {"status": "ok"})
+
+    async def _openapi(self, request: Request) -> Response:
+        return Response.json(200, OPENAPI)
+
+    async def _metrics(self, request: Request) -> Response:
+        keys, points = await self.store.counts()
+        extra = self.http_stats.figures()
+        if self._extra_figures is not None:
+            extra.update(self._extra_figures())
+        text = render_metrics(self.stats.as_dict(), keys, points, extra)
+        return Response(200, text.encode(), METRICS_CONTENT_TYPE)
+
+    async def _keys(self, request: Request) -> Response:
+        pattern = _one_param(request, "match", "*")
+        keys = await self.store.list_keys()
+        return Response.json(
+            200, {"keys": sorted(key for key in keys if fnmatch.fnmatchcase(key, pattern))}
+        )
+
+    async def _series(self, request: Request) -> Response:
+        keys = request.query.get("key", [])
+        if not keys:
+            raise _BadRequest("give at least one key parameter")
+        if len(keys) > MAX_SERIES_KEYS:
+            raise _BadRequest(f"at most {MAX_SERIES_KEYS} key parameters")
+        first = _timestamp_param(request, "from", 0)
+        last = _timestamp_param(request, "until", MAX_TIMESTAMP)
+        if first > last:
+            raise _BadRequest(f"from ({first}) is after until ({last})")
+        max_points = _max_points_param(request)
+        for key in keys:
+            if not is_valid_key(key):
+                raise _BadRequest(f"invalid key {key!r}")
+        ranges: list[Series] = []
+        for key in dict.fromkeys(keys):
+            stamps: Sequence[int] = ()
+            values: Sequence[float] = ()
+            for found in await self.store.query(key):
+                start = bisect_left(found.timestamps, first)
+                stop = bisect_right(found.timestamps, last)
+                stamps, values = found.timestamps[start:stop], found.values[start:stop]
+            ranges.append(Series(key, stamps, values))
+        encode = functools.partial(_encode_series, first, last, ranges, max_points)
+        if sum(len(found.timestamps) for found in ranges) <= _POINTS_ENCODED_INLINE:
+            body = encode()
+        else:
+            # The ranges are copies, so a worker thread may encode them while
+            # the event loop goes on serving every other connection.
+            body = await trio.to_thread.run_sync(encode, abandon_on_cancel=True)
+        return Response(200, body)
+
+    async def _points(self, request: Request) -> Response:
+        try:
+            document = json.loads(request.body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError) as exc:
+            raise _BadRequest(f"body is not JSON: {exc}") from None
+        if not isinstance(document, list):
+            raise _BadRequest("body must be a JSON array of points")
+        now = int(self._clock())
+        keys: list[str] = []
+        values: list[float] = []
+        timestamps: list[int] = []
+        for index, item in enumerate(document):
+            try:
+                key, value, timestamp = _point(item, now)
+            except _BadRequest as exc:
+                return Response.error(400, f"item {index}: {exc}", index=index)
+            keys.append(key)
+            values.append(value)
+            timestamps.append(timestamp)
+        if keys:
+            await self.store.put_batch(keys, values, timestamps)
+        return Response.json(200, {"stored": len(keys)})
+
+    async def _dashboard(self, request: Request) -> Response:
+        return _static_file("index.html")
+
+    async def _static(self, request: Request) -> Response:
+        return _static_file(request.path.rpartition("/")[2])
+
+
+def _static_file(name: str) -> Response:
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    content_type = _STATIC_TYPES.get(suffix)
+    if content_type is not None and name.isprintable() and "/" not in name:
+        resource = resources.files(__package__).joinpath("static", name)
+        if resource.is_file():
+            return Response(200, resource.read_bytes(), content_type)
+    return Response.error(404, f"no such file: {name}")
+
+
+def _one_param(request: Request, name: str, default: str) -> str:
+    values = request.query.get(name, [])
+    if len(values) > 1:
+        raise _BadRequest(f"give the {name} parameter at most once")
+    return values[0] if values else default
+
+
+def _encode_series(
+    first: int, last: int, ranges: Sequence[Series], max_points: int | None
+) -> bytes:
+    series = []
+    for key, stamps, values in ranges:
+        indexes: Iterable[int] = range(len(stamps))
+        if max_points is not None and len(stamps) > max_points:
+            indexes = reduce_for_chart(values, max_points)
+        points = [[stamps[i], values[i]] for i in indexes]
+        series.append({"key": key, "total": len(stamps), "points": points})
+    return Response.json(200, {"from": first, "until": last, "series": series}).body
+
+
+def _max_points_param(request: Request) -> int | None:
+    text = _one_param(request, "max_points", "")
+    if not text:
+        return None
+    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 3:
+        raise _BadRequest("max_points must be a whole number of at least 3")
+    return int(text)
+
+
+def reduce_for_chart(values: Sequence[float], max_points: int) -> list[int]:
+    """Indexes of at most ``max_points`` of ``values`` that draw the same chart.
+
+    The points are cut into equal runs, and each run keeps its lowest and
+    highest point, so spikes survive; the last point is always kept.
+    """
+    total = len(values)
+    if total <= max_points:
+        return list(range(total))
+    runs = (max_points - 1) // 2
+    kept: list[int] = []
+    for run in range(runs):
+        low, high = run * total // runs, (run + 1) * total // runs
+        chunk = values[low:high]
+        # list.index on the slice finds the position at C speed.
+        smallest = low + chunk.index(min(chunk))
+        largest = low + chunk.index(max(chunk))
+        kept.extend(sorted({smallest, largest}))
+    if kept[-1] != total - 1:
+        kept.append(total - 1)
+    return kept
+
+
+def _timestamp_param(request: Request, name: str, default: int) -> int:
+    text = _one_param(request, name, "")
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit() and len(text) <= 19) or int(text) > MAX_TIMESTAMP:
+        raise _BadRequest(f"{name} must be whole unix seconds in 0..{MAX_TIMESTAMP}")
+    return int(text)
+
+
+def _point(item: object, now: int) -> tuple[str, float, int]:
+    """Check one posted point against the protocol's rules."""
+    if not isinstance(item, dict):
+        raise _BadRequest("a point must be an object with key, value and optional timestamp")
+    unknown = item.keys() - _POINT_FIELDS
+    if unknown:
+        raise _BadRequest(f"unknown field {sorted(unknown)[0]!r}")
+    if "key" not in item or "value" not in item:
+        raise _BadRequest("a point needs a key and a value")
+    key = item["key"]
+    if not isinstance(key, str) or not is_valid_key(key):
+        raise _BadRequest(f"invalid key {key!r}: one word of printable characters, not '*'")
+    value = item["value"]
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise _BadRequest(f"value {value!r} is not a number")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise _BadRequest(f"value {value!r} is not a finite number")
+    timestamp = item.get("timestamp", now)
+    if (
+        not isinstance(timestamp, int)
+        or isinstance(timestamp, bool)
+        or not 0 <= timestamp <= MAX_TIMESTAMP
+    ):
+        raise _BadRequest(f"timestamp {timestamp!r} must be whole unix seconds in 0..2**63-1")
+    return key, number, timestamp
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a finite number")
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    # Nothing to set up or tear down, but answering keeps the server from
+    # logging that the application does not speak the lifespan protocol.
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,230 @@
+"""The OpenAPI 3 description of the HTTP API, served at ``/api/v1/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+__all__ = ["OPENAPI"]
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json({"$ref": "#/components/schemas/Error"}, description)
+
+
+def _text(media_type: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {media_type: {"schema": {"type": "string"}}}}
+
+
+_TIMESTAMP: Final = {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}
+_BAD: Final = _error("A parameter is missing or malformed.")
+
+#: The OpenAPI document, as a JSON-ready dict.
+OPENAPI: Final[dict[str, Any]] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "trio-metrics HTTP API",
+        "version": "1",
+        "description": "Read and write the points of a trio-metrics server, and watch it."
+        " Errors are JSON objects with an `error` message.",
+    },
+    "paths": {
+        "/": {
+            "get": {
+                "summary": "The dashboard: live charts of chosen keys.",
+                "responses": {"200": _text("text/html", "The dashboard page.")},
+            }
+        },
+        "/static/{name}": {
+            "get": {
+                "summary": "A file of the dashboard (script, style sheet, chart library).",
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {
+                    "200": _text("text/javascript", "The file."),
+                    "404": _error("No such file."),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Whether the server answers.",
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"status": {"type": "string"}}},
+                        'Always `{"status": "ok"}`.',
+                    )
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "The server's counters in Prometheus' text format 0.0.4.",
+                "responses": {"200": _text("text/plain", "Prometheus text exposition.")},
+            }
+        },
+        "/api/v1/keys": {
+            "get": {
+                "summary": "The stored keys, sorted, optionally filtered by a glob.",
+                "parameters": [
+                    {
+                        "name": "match",
+                        "in": "query",
+                        "required": False,
+                        "description": "fnmatch-style pattern (`*`, `?`, `[abc]`),"
+                        " case-sensitive; default `*`.",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"keys": {"type": "array", "items": {"type": "string"}}},
+                        },
+                        "The matching keys.",
+                    ),
+                    "400": _BAD,
+                },
+            }
+        },
+        "/api/v1/series": {
+            "get": {
+                "summary": "The points of one or more keys within a time range.",
+                "parameters": [
+                    {
+                        "name": "key",
+                        "in": "query",
+                        "required": True,
+                        "description": "A key; repeat the parameter for several (at most 100).",
+                        "schema": {"type": "array", "items": {"type": "string"}},
+                        "style": "form",
+                        "explode": True,
+                    },
+                    {
+                        "name": "from",
+                        "in": "query",
+                        "required": False,
+                        "description": "First timestamp included (default 0).",
+                        "schema": _TIMESTAMP,
+                    },
+                    {
+                        "name": "until",
+                        "in": "query",
+                        "required": False,
+                        "description": "Last timestamp included (default 2**63-1).",
+                        "schema": _TIMESTAMP,
+                    },
+                    {
+                        "name": "max_points",
+                        "in": "query",
+                        "required": False,
+                        "description": "Reduce each series to at most this many points for a"
+                        " chart: equal runs keep their lowest and highest point, and the last"
+                        " point is kept. Default: every point.",
+                        "schema": {"type": "integer", "minimum": 3},
+                    },
+                ],
+                "responses": {
+                    "200": _json({"$ref": "#/components/schemas/SeriesAnswer"}, "The points."),
+                    "400": _BAD,
+                },
+            }
+        },
+        "/api/v1/points": {
+            "post": {
+                "summary": "Store a batch of points: all of them, or none if one is invalid.",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "array",
+                                "items": {"$ref": "#/components/schemas/Point"},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "properties": {"stored": {"type": "integer"}}},
+                        "Every point is stored.",
+                    ),
+                    "400": _error("Not JSON, or an invalid point (`index` names it)."),
+                    "413": _error("The body is over the limit (1 MiB by default)."),
+                },
+            }
+        },
+        "/api/v1/openapi.json": {
+            "get": {
+                "summary": "This description.",
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
+            }
+        },
+    },
+    "components": {
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "index": {"type": "integer", "description": "The invalid point."},
+                    "allowed": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+            "Point": {
+                "type": "object",
+                "required": ["key", "value"],
+                "additionalProperties": False,
+                "properties": {
+                    "key": {
+                        "type": "string",
+                        "description": "One word of printable characters, not `*`.",
+                    },
+                    "value": {"type": "number", "description": "A finite number."},
+                    "timestamp": {**_TIMESTAMP, "description": "Unix seconds; default: now."},
+                },
+            },
+            "SeriesAnswer": {
+                "type": "object",
+                "properties": {
+                    "from": _TIMESTAMP,
+                    "until": _TIMESTAMP,
+                    "series": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "key": {"type": "string"},
+                                "total": {
+                                    "type": "integer",
+                                    "description": "Points in the range, before max_points.",
+                                },
+                                "points": {
+                                    "type": "array",
+                                    "description": "`[timestamp, value]` pairs, oldest first.",
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"type": "number"},
+                                        "minItems": 2,
+                                        "maxItems": 2,
+                                    },
+                                },
+                            },
+                        },
+                    },
+                },
+            },
+        }
+    },
+}
+
+# Every route that reads or writes the store fails alike when the store does.
+for _path in ("/metrics", "/api/v1/keys", "/api/v1/series", "/api/v1/points"):
+    for _operation in OPENAPI["paths"][_path].values():
+        _operation["responses"]["500"] = _error("The store failed; the server's log says why.")

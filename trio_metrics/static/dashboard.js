@@ -1,0 +1,302 @@
+// The trio-metrics dashboard: pick keys, pick a time range, watch the charts.
+// Plain script, no build step; talks only to this server's /api/v1.
+"use strict";
+
+(function () {
+  const POLL_MS = 2000;          // charts follow new points this often
+  const KEYS_EVERY = 5;          // ...and the key list every 5th poll
+  const MAX_LISTED = 200;        // more matches than this: refine the search
+  const MAX_CHARTS = 100;        // the API's limit of keys per request
+  const PLOT_HEIGHT = 220;
+  const PALETTE = ["#1f5fbf", "#d1495b", "#2a9d5c", "#8e44ad", "#e07a00", "#00838f",
+                   "#c2185b", "#7a8c00"];
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    match: "*",
+    range: "3600",
+    selected: [],        // keys, in the order they were ticked
+    listed: [],          // keys shown in the list
+    charts: new Map(),   // key -> {panel, plot, last, area}
+    colors: new Map(),   // ticked key -> its colour, kept while it stays ticked
+    ticks: 0,
+    firstLoad: true,
+  };
+
+  function colorOf(key) {
+    if (!state.colors.has(key)) {
+      const used = new Set(state.colors.values());
+      const free = PALETTE.find((color) => !used.has(color));
+      state.colors.set(key, free || PALETTE[state.colors.size % PALETTE.length]);
+    }
+    return state.colors.get(key);
+  }
+
+  function timeText(ts) {
+    // JavaScript dates end in the year 275760; the protocol's timestamps go further.
+    if (ts * 1000 > 8.64e15) return "timestamp " + ts;
+    return new Date(ts * 1000).toLocaleString();
+  }
+
+  function setStatus(text, isError) {
+    const status = $("status");
+    status.textContent = text;
+    status.classList.toggle("error", Boolean(isError));
+  }
+
+  async function fetchJson(url) {
+    const response = await fetch(url, { cache: "no-store" });
+    const body = await response.json();
+    if (!response.ok) throw new Error(body.error || response.statusText);
+    return body;
+  }
+
+  // --- the URL remembers the view, so a reload or a shared link shows the same ---
+
+  function readHash() {
+    const params = new URLSearchParams(location.hash.slice(1));
+    if (params.has("match")) state.match = params.get("match") || "*";
+    if (params.has("range")) state.range = params.get("range");
+    if (params.has("keys")) {
+      state.selected = params.getAll("keys").filter(Boolean).slice(0, MAX_CHARTS);
+      state.firstLoad = false;
+    }
+    $("search").value = state.match;
+    if ([...$("range").options].some((o) => o.value === state.range)) {
+      $("range").value = state.range;
+    } else {
+      state.range = $("range").value;
+    }
+  }
+
+  function writeHash() {
+    const params = new URLSearchParams();
+    params.set("match", state.match);
+    params.set("range", state.range);
+    for (const key of state.selected) params.append("keys", key);
+    history.replaceState(null, "", "#" + params.toString());
+  }
+
+  // --- the key list ---
+
+  async function loadKeys() {
+    const answer = await fetchJson("/api/v1/keys?match=" + encodeURIComponent(state.match));
+    const keys = answer.keys;
+    if (state.firstLoad) {
+      state.firstLoad = false;
+      state.selected = keys.slice(0, 4);
+      syncCharts();
+      writeHash();
+    }
+    const shown = keys.slice(0, MAX_LISTED);
+    // Ticked keys stay listed (and tickable) even when the search hides them.
+    for (const key of state.selected) if (!shown.includes(key)) shown.push(key);
+    $("keys-summary").textContent =
+      keys.length === 0 ? "No key matches " + state.match + "."
+      : keys.length > MAX_LISTED ? `${keys.length} keys match; the first ${MAX_LISTED} are listed.`
+      : `${keys.length} key${keys.length === 1 ? "" : "s"} match.`;
+    if (shown.join("\n") !== state.listed.join("\n")) renderKeyList(shown);
+  }
+
+  function renderKeyList(keys) {
+    const list = $("keys");
+    const focused = document.activeElement && document.activeElement.dataset
+      ? document.activeElement.dataset.key : undefined;
+    list.replaceChildren();
+    for (const key of keys) {
+      const item = document.createElement("li");
+      const label = document.createElement("label");
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.dataset.key = key;
+      box.checked = state.selected.includes(key);
+      box.addEventListener("change", () => { box.checked = toggle(key, box.checked); });
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      if (box.checked) swatch.style.background = colorOf(key);
+      swatch.setAttribute("aria-hidden", "true");
+      label.append(box, swatch, document.createTextNode(key));
+      item.append(label);
+      list.append(item);
+      if (key === focused) box.focus();
+    }
+    state.listed = keys;
+  }
+
+  function toggle(key, on) {
+    state.selected = state.selected.filter((k) => k !== key);
+    if (on) {
+      if (state.selected.length >= MAX_CHARTS) {
+        setStatus(`At most ${MAX_CHARTS} charts at once.`, true);
+        return false;
+      }
+      state.selected.push(key);
+    }
+    syncCharts();
+    paintSwatches();
+    writeHash();
+    refresh().catch((error) => setStatus("Cannot reach the server (" + error.message + ")", true));
+    return on;
+  }
+
+  function paintSwatches() {
+    for (const box of $("keys").querySelectorAll("input[type=checkbox]")) {
+      const swatch = box.nextElementSibling;
+      swatch.style.background = box.checked ? colorOf(box.dataset.key) : "";
+    }
+  }
+
+  // --- the charts ---
+
+  // Charts follow their panel's width (window resizes, charts added or removed).
+  const resizer = new ResizeObserver((entries) => {
+    for (const entry of entries) {
+      const chart = state.charts.get(entry.target.dataset.key);
+      const width = Math.max(Math.floor(entry.contentRect.width), 200);
+      if (chart && chart.plot.width !== width) {
+        chart.plot.setSize({ width, height: PLOT_HEIGHT });
+      }
+    }
+  });
+
+  function xRange(u, min, max) {
+    if (state.range !== "all") {
+      const now = Date.now() / 1000;
+      return [now - Number(state.range), now];
+    }
+    if (min == null || max == null) {
+      const now = Date.now() / 1000;
+      return [now - 3600, now];
+    }
+    return min === max ? [min - 60, max + 60] : [min, max];
+  }
+
+  // One line per tick label, as precise as the visible span needs.
+  function timeTicks(u, splits) {
+    const span = u.scales.x.max - u.scales.x.min;
+    const format =
+      span <= 600 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" }
+      : span <= 36 * 3600 ? { hour: "2-digit", minute: "2-digit" }
+      : span <= 7 * 86400 ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
+      : { year: "numeric", month: "short", day: "numeric" };
+    return splits.map((ts) =>
+      ts * 1000 > 8.64e15 ? String(ts) : new Date(ts * 1000).toLocaleString(undefined, format));
+  }
+
+  function makeChart(key) {
+    const panel = document.createElement("section");
+    panel.className = "chart";
+    panel.setAttribute("aria-label", "Chart of " + key);
+    const title = document.createElement("h2");
+    title.textContent = key;
+    const last = document.createElement("p");
+    last.className = "last";
+    last.textContent = "No points in this range yet.";
+    const area = document.createElement("div");
+    area.className = "plot";
+    area.dataset.key = key;
+    panel.append(title, last, area);
+    $("charts").append(panel);
+    const color = colorOf(key);
+    const axis = { stroke: "#5b6473", grid: { stroke: "#eceff3" }, ticks: { stroke: "#d7dce4" } };
+    const plot = new uPlot({
+      width: Math.max(area.clientWidth, 200),
+      height: PLOT_HEIGHT,
+      scales: { x: { time: true, range: xRange } },
+      series: [
+        {},
+        { label: key, stroke: color, width: 2, fill: color + "1f", points: { size: 5 } },
+      ],
+      axes: [{ ...axis, values: timeTicks, space: 90, size: 40 }, { ...axis, size: 64 }],
+      legend: { live: true },
+      // No drag-to-zoom: the next poll would reset it every 2 seconds.
+      cursor: { drag: { x: false, y: false } },
+    }, [[], []], area);
+    resizer.observe(area);
+    return { panel, plot, last, area };
+  }
+
+  function syncCharts() {
+    for (const [key, chart] of state.charts) {
+      if (!state.selected.includes(key)) {
+        resizer.unobserve(chart.area);
+        state.colors.delete(key);
+        chart.plot.destroy();
+        chart.panel.remove();
+        state.charts.delete(key);
+      }
+    }
+    // Re-append in selection order so the charts keep the order keys were ticked.
+    for (const key of state.selected) {
+      const chart = state.charts.get(key) || makeChart(key);
+      state.charts.set(key, chart);
+      $("charts").append(chart.panel);
+    }
+    $("empty").hidden = state.selected.length > 0;
+  }
+
+  function show(key, points, total) {
+    const chart = state.charts.get(key);
+    if (!chart) return;
+    const xs = points.map((p) => p[0]);
+    const ys = points.map((p) => p[1]);
+    chart.plot.setData([xs, ys]);
+    if (points.length === 0) {
+      chart.last.textContent = "No points in this range yet.";
+      return;
+    }
+    const [ts, value] = points[points.length - 1];
+    const strong = document.createElement("strong");
+    strong.className = "value";
+    strong.textContent = String(value);
+    chart.last.replaceChildren(
+      "last ", strong, ` at ${timeText(ts)} · ${total} point${total === 1 ? "" : "s"}`
+    );
+  }
+
+  async function refresh() {
+    if (state.selected.length === 0) return;
+    const params = new URLSearchParams();
+    for (const key of state.selected) params.append("key", key);
+    // About two points per pixel: the server keeps each run's lowest and highest.
+    const widest = Math.max(200, ...[...state.charts.values()].map((c) => c.plot.width));
+    params.set("max_points", String(2 * widest));
+    if (state.range !== "all") {
+      params.set("from", String(Math.max(0, Math.floor(Date.now() / 1000) - Number(state.range))));
+    }
+    const answer = await fetchJson("/api/v1/series?" + params.toString());
+    for (const series of answer.series) show(series.key, series.points, series.total);
+  }
+
+  async function poll() {
+    try {
+      if (state.ticks % KEYS_EVERY === 0) await loadKeys();
+      await refresh();
+      const charted = state.selected.length;
+      setStatus(`Live · ${charted} chart${charted === 1 ? "" : "s"} · updated ` +
+                new Date().toLocaleTimeString());
+    } catch (error) {
+      setStatus("Cannot reach the server (" + error.message + "); retrying…", true);
+    }
+    state.ticks += 1;
+    setTimeout(poll, POLL_MS);
+  }
+
+  $("search-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    state.match = $("search").value.trim() || "*";
+    writeHash();
+    loadKeys().catch((error) => setStatus("Search failed: " + error.message, true));
+  });
+  $("range").addEventListener("change", () => {
+    state.range = $("range").value;
+    writeHash();
+    refresh().catch((error) => setStatus("Cannot reach the server (" + error.message + ")", true));
+  });
+
+  readHash();
+  syncCharts();
+  // For scripts and tests that look inside the page: key -> uPlot instance.
+  window.dashboard = { plots: () => new Map([...state.charts].map(([k, c]) => [k, c.plot])) };
+  poll();
+})();
