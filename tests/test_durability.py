@@ -406,3 +406,118 @@ async def test_graphite_points_are_logged_and_survive_a_restart(tmp_path: Path) 
                 await trio.sleep(0.01)
         info.shutdown()
     assert contents(tmp_path) == {"web.requests": {1500000000: 12.0, 1500000060: 13.0}}
+
+
+# -- failures inside the writer ------------------------------------------------
+
+
+async def test_a_failed_fsync_at_a_segment_switch_acknowledges_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A real fsync cannot be made to fail here: os.fsync is wrapped to fail
+    # once, for the old segment's file, while the segment is switched.
+    real_fsync = os.fsync
+    failures: list[int] = []
+
+    async with open_durable_store(tmp_path, fsync="never", compact_min_bytes=10**9) as store:
+        await store.put_batch(["before"], [1.0], [1])
+        assert store._file is not None
+        old_fd = store._file.fileno()
+
+        def failing_fsync(fd: int) -> None:
+            if fd == old_fd and not failures:
+                failures.append(fd)
+                raise OSError(5, "Input/output error")
+            real_fsync(fd)
+
+        monkeypatch.setattr("trio_metrics.durable_store.os.fsync", failing_fsync)
+        during_acknowledged = False
+
+        async def compact_and_fail() -> None:
+            with pytest.raises(OSError, match="could not be switched"):
+                await store.compact()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(compact_and_fail)  # asks for the switch
+            try:
+                await store.put_batch(["during"], [2.0], [2])
+                during_acknowledged = True  # written before the switch began
+            except StoreUnavailableError as exc:
+                assert "Input/output error" in str(exc)
+        with pytest.raises(StoreUnavailableError):
+            await store.put_batch(["after"], [3.0], [3])
+        with pytest.raises(OSError, match="the log failed"):
+            await store.compact()
+        expected = {"before": {1: 1.0}}
+        if during_acknowledged:
+            expected["during"] = {2: 2.0}
+        assert model_of_series(store.memory.series("*")) == expected
+    assert failures == [old_fd]
+    assert contents(tmp_path) == expected
+
+
+async def test_batches_the_log_cannot_hold_are_refused_before_anything_is_queued(
+    tmp_path: Path,
+) -> None:
+    async with open_durable_store(tmp_path, fsync="never") as store:
+        with pytest.raises(ValueError, match="newline"):
+            await store.put_batch(["a\nb"], [1.0], [1])
+        with pytest.raises(ValueError, match="one length"):
+            await store.put_batch(["a", "b"], [1.0], [1])
+        await store.put_batch([], [], [])
+        await store.put_batch(["ok"], [1.0], [1])
+        assert store.figures.log_records == 1
+    assert contents(tmp_path) == {"ok": {1: 1.0}}
+
+
+async def test_callers_still_waiting_when_the_store_closes_are_released(tmp_path: Path) -> None:
+    finished = 0
+
+    async def put_forever(store: DurableStore) -> None:
+        nonlocal finished
+        for i in range(10**9):  # pragma: no branch - ends by StoreUnavailableError
+            try:
+                await store.put_batch(["k"], [float(i)], [i])
+            except StoreUnavailableError:
+                finished += 1
+                return
+
+    with trio.fail_after(NETWORK_TIMEOUT):
+        async with trio.open_nursery() as outside:
+            async with open_durable_store(tmp_path, fsync="always") as store:
+                for _ in range(20):
+                    outside.start_soon(put_forever, store)
+                await trio.sleep(0.2)
+    assert finished == 20
+
+
+def test_a_repaired_snapshot_is_complete_and_starts_without_repair(tmp_path: Path) -> None:
+    async def fill() -> None:
+        async with open_durable_store(tmp_path, compact_min_bytes=10**9) as store:
+            for i in range(5):
+                await store.put_batch([f"key{i}"], [float(i)], [i])
+            await store.compact()
+
+    trio.run(fill)
+    [snapshot] = tmp_path.glob("snapshot.*")
+    damaged = bytearray(snapshot.read_bytes())
+    damaged[-30] ^= 0xFF  # inside the trailer's frame
+    snapshot.write_bytes(bytes(damaged))
+    with pytest.raises(DamagedFileError):
+        recover(tmp_path)
+    repaired = recover(tmp_path, repair=True).store
+    assert repaired.keys() == [f"key{i}" for i in range(5)]
+    again = recover(tmp_path).store  # no --repair needed any more
+    assert again.keys() == repaired.keys()
+
+
+def test_a_repaired_segment_header_starts_without_repair(tmp_path: Path) -> None:
+    _write_log(tmp_path, 2)
+    later = log_path(tmp_path, 2)
+    later.write_bytes(LOG_MAGIC + encode_batch(["later"], [1.0], [1]))
+    first = log_path(tmp_path, 1)
+    first.write_bytes(b"XXXXXXXX" + first.read_bytes()[8:])
+    with pytest.raises(DamagedFileError, match="not a trio-metrics log file"):
+        recover(tmp_path)
+    assert recover(tmp_path, repair=True).store.keys() == ["later"]
+    assert recover(tmp_path).store.keys() == ["later"]

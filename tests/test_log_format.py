@@ -135,17 +135,31 @@ def test_a_flipped_byte_before_the_last_record_is_corruption_at_that_record() ->
         assert len(scan.payloads) == 1
 
 
-def test_a_bad_payload_ending_the_file_is_a_torn_tail_but_a_bad_header_is_not() -> None:
-    # A write cut short leaves a payload that fails its checksum; a header
-    # that fails its own checksum says nothing of where the record ends.
+def test_any_bad_byte_in_the_last_record_is_a_torn_tail() -> None:
+    # Nothing readable follows: cutting there loses nothing.
     data, starts = _log(2)
     for position in range(starts[1], len(data)):
         damaged = bytearray(data)
         damaged[position] ^= 0x01
         scan = scan_records(bytes(damaged), 0)
-        in_header = position < starts[1] + FRAME_HEADER_SIZE
-        assert scan.damage is (Damage.CORRUPT if in_header else Damage.TORN_TAIL), position
+        assert scan.damage is Damage.TORN_TAIL, position
         assert scan.good_end == starts[1]
+
+
+def test_a_hole_of_zeros_is_a_torn_tail_only_if_nothing_good_follows() -> None:
+    # Pages of one write reaching the disk out of order leave a hole.
+    data, starts = _log(6)
+    hole = bytearray(data)
+    hole[starts[3] + 5 : starts[5] + 5] = bytes(starts[5] - starts[3])
+    scan = scan_records(bytes(hole), 0)
+    assert scan.damage is Damage.TORN_TAIL
+    assert scan.good_end == starts[3]
+    hole_then_good = (
+        bytes(hole[: starts[5] + 5]) + data[starts[5] + 5 :] + encode_batch(["k"], [1.0], [1])
+    )
+    scan = scan_records(hole_then_good, 0)
+    assert scan.damage is Damage.CORRUPT
+    assert scan.good_end == starts[3]
 
 
 def test_an_absurd_length_with_a_good_header_checksum_is_damage() -> None:

@@ -37,6 +37,8 @@ from .log_format import (
     decode_batch,
     decode_series,
     decode_trailer,
+    encode_series,
+    encode_trailer,
     scan_records,
 )
 from .store import MetricStore
@@ -51,6 +53,7 @@ __all__ = [
     "log_path",
     "recover",
     "snapshot_path",
+    "write_snapshot_file",
 ]
 
 logger = logging.getLogger("trio_metrics.durability")
@@ -117,8 +120,12 @@ class DataDirLock:
                     f"(pid {holder}); stop it or choose another --data-dir"
                 ) from None
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError:
+            os.close(fd)
+            raise
         self._fd: int | None = fd
 
     def release(self) -> None:
@@ -203,7 +210,7 @@ def recover(
                 _cut(path, 0, recovery)
                 data = b""
             else:
-                _damaged(path, 0, "not a trio-metrics log file", repair, recovery)
+                _damaged(path, 0, "not a trio-metrics log file", repair, recovery, _restart_log)
                 data = b""
         scan = scan_records(data, FILE_HEADER_SIZE) if data else None
         records = zip(scan.offsets, scan.payloads, strict=True) if scan else ()
@@ -265,8 +272,13 @@ def _load_snapshot(
     say: Callable[[str], None],
 ) -> int:
     data = path.read_bytes()
+
+    def rewrite(path: Path, offset: int) -> None:
+        # A snapshot must end with its trailer: write what was good anew.
+        write_snapshot_file(path, store)
+
     if data[:FILE_HEADER_SIZE] != SNAPSHOT_MAGIC:
-        _damaged(path, 0, "not a trio-metrics snapshot file", repair, recovery)
+        _damaged(path, 0, "not a trio-metrics snapshot file", repair, recovery, rewrite)
         return 0
     scan = scan_records(data, FILE_HEADER_SIZE)
     trailer = None
@@ -277,20 +289,27 @@ def _load_snapshot(
         try:
             record = decode_series(payload)
         except FormatError as exc:
-            _damaged(path, offset, str(exc), repair, recovery)
+            _damaged(path, offset, str(exc), repair, recovery, rewrite)
             return len(data)
         store.restore_series(record.key, record.timestamps, record.values)
     if scan.damage is not None:
         # A snapshot is renamed into place only when complete: any bad
         # record in it, even at its end, is damage.
-        _damaged(path, scan.good_end, scan.reason, repair, recovery)
+        _damaged(path, scan.good_end, scan.reason, repair, recovery, rewrite)
     elif trailer is None:
-        _damaged(path, len(data), "snapshot ends without its trailer", repair, recovery)
+        _damaged(path, len(data), "snapshot ends without its trailer", repair, recovery, rewrite)
     say(f"recovery: loaded snapshot {path.name}: {len(store.keys())} keys, {len(store)} points")
     return len(data)
 
 
-def _damaged(path: Path, offset: int, reason: str, repair: bool, recovery: Recovery) -> None:
+def _damaged(
+    path: Path,
+    offset: int,
+    reason: str,
+    repair: bool,
+    recovery: Recovery,
+    mend: Callable[[Path, int], None] | None = None,
+) -> None:
     if not repair:
         raise DamagedFileError(path, offset, reason)
     copy = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
@@ -303,11 +322,42 @@ def _damaged(path: Path, offset: int, reason: str, repair: bool, recovery: Recov
         copy.name,
     )
     recovery.repaired.append(f"{path.name} at byte {offset} ({reason}); copy {copy.name}")
-    _cut(path, offset, recovery)
+    (mend or _cut_at)(path, offset)
 
 
 def _cut(path: Path, offset: int, recovery: Recovery) -> None:
+    _cut_at(path, offset)
+
+
+def _cut_at(path: Path, offset: int) -> None:
     with open(path, "r+b") as damaged:
         damaged.truncate(offset)
         damaged.flush()
         os.fsync(damaged.fileno())
+
+
+def _restart_log(path: Path, offset: int) -> None:
+    # A segment without its header would be refused again at the next start.
+    with open(path, "wb") as log:
+        log.write(LOG_MAGIC)
+        log.flush()
+        os.fsync(log.fileno())
+
+
+def write_snapshot_file(path: Path, store: MetricStore) -> int:
+    """Write ``store`` as a complete snapshot at ``path`` (via a fsynced ``.tmp``
+    and a rename); return its size. Blocking; used by ``--repair``."""
+    temporary = path.with_name(path.name + ".tmp")
+    size = 0
+    with open(temporary, "wb") as snapshot:
+        size += snapshot.write(SNAPSHOT_MAGIC)
+        keys = 0
+        for key, stamps, values in store.iter_series("*"):
+            size += snapshot.write(encode_series(key, stamps, values))  # type: ignore[arg-type]
+            keys += 1
+        size += snapshot.write(encode_trailer(keys, len(store)))
+        snapshot.flush()
+        os.fsync(snapshot.fileno())
+    os.replace(temporary, path)
+    fsync_directory(path.parent)
+    return size

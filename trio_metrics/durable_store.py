@@ -138,12 +138,18 @@ class DurableStore:
             recovered_points=len(recovery.store),
         )
         self._segment = recovery.segment
-        self._file: BinaryIO | None = open(log_path(directory, self._segment), "ab")  # noqa: SIM115
+        # Unbuffered: bytes of a failed write must not sit in a buffer that
+        # a later flush or close would still put in the file.
+        self._file: BinaryIO | None = open(  # noqa: SIM115
+            log_path(directory, self._segment), "ab", buffering=0
+        )
         self._pending: list[bytes] = []
         # The same batches as columns, stored in memory once they are written,
         # so that reads show only what the log holds.
         self._pending_columns: list[_Columns] = []
         self._in_flight: bytes | None = None
+        # The commit whose batches are being written; closing finishes it.
+        self._in_flight_commit: _Commit | None = None
         self._commit = _Commit()
         self._wakeup = trio.Event()
         self._dirty = False
@@ -153,7 +159,6 @@ class DurableStore:
         self._closed = False
         self._rotation_wanted: trio.Event | None = None
         self._rotated: tuple[int, list[str]] | None = None
-        self._rotation_done = trio.Event()
         self._compaction_wanted = trio.Event()
         self._compacting = False
         self._compaction_lock = trio.Lock()
@@ -176,6 +181,10 @@ class DurableStore:
         """
         if self._error is not None or self._closed:
             raise self._unavailable()
+        if not keys and not values and not timestamps:
+            return
+        # Raises ValueError for columns the log could not hold (before
+        # anything is queued): unequal lengths, a key with a newline.
         self._pending.append(encode_batch(keys, values, timestamps))
         self._pending_columns.append((keys, values, timestamps))
         self.figures.log_records += 1
@@ -241,12 +250,13 @@ class DurableStore:
             commit, self._commit = self._commit, _Commit()
             # Until _write clears it, closing writes it (to_thread ignores
             # cancellation once the thread runs, but not before).
-            self._in_flight = data
+            self._in_flight, self._in_flight_commit = data, commit
             try:
                 await trio.to_thread.run_sync(self._write, data, self.policy is FsyncPolicy.ALWAYS)
             except OSError as exc:
                 self._fail(exc, commit)
                 return
+            self._in_flight_commit = None
             self._store_in_memory(columns)
             commit.done.set()
 
@@ -258,8 +268,11 @@ class DurableStore:
     def _write(self, data: bytes, sync: bool) -> None:
         file = self._file
         assert file is not None
-        file.write(data)
-        file.flush()
+        view = memoryview(data)
+        while view:
+            # An unbuffered write may take only part of the data.
+            written = file.write(view)
+            view = view[written or 0 :]
         self._in_flight = None
         self.figures.log_writes += 1
         self.figures.log_bytes_written += len(data)
@@ -292,9 +305,12 @@ class DurableStore:
             exc,
         )
         self._error = exc
+        self._in_flight_commit = None
         for each in (commit, self._commit):
             each.error = exc
             each.done.set()
+        if self._rotation_wanted is not None:
+            self._rotation_wanted.set()  # a compaction waiting for it gives up
 
     # -- compaction ----------------------------------------------------------
 
@@ -315,19 +331,22 @@ class DurableStore:
         self._pending, self._pending_columns = [], []
         commit, self._commit = self._commit, _Commit()
         number = self._segment + 1
-        self._in_flight = data
+        self._in_flight, self._in_flight_commit = data, commit
         try:
             await trio.to_thread.run_sync(self._switch_segment, data, number)
-        except OSError as exc:
-            if self._in_flight is not None:
-                self._fail(exc, commit)
-                wanted.set()
-                return
-            # The batches are safe in the old segment; only the new segment
-            # could not be made: appending goes on there, compaction waits.
-            logger.error("cannot start log segment %d: %s", number, exc)
+        except _NewSegmentError as exc:
+            # The batches are written and fsynced in the old segment; only
+            # the new one could not be made: appending goes on in the old
+            # one, and the compaction gives up.
+            logger.error("cannot start log segment %d: %s", number, exc.__cause__)
+            self._in_flight_commit = None
             self._store_in_memory(columns)
+        except OSError as exc:
+            self._fail(exc, commit)
+            wanted.set()
+            return
         else:
+            self._in_flight_commit = None
             self._store_in_memory(columns)
             # Taken in the same step: every key in memory now has all its
             # points up to here in this segment or before it.
@@ -336,20 +355,23 @@ class DurableStore:
         wanted.set()
 
     def _switch_segment(self, data: bytes, number: int) -> None:
+        # An OSError from here on means the batches are not safe.
         self._write(data, sync=True)
         old = self._file
         assert old is not None
         path = log_path(self.directory, number)
-        new = open(path, "xb")  # noqa: SIM115
         try:
-            new.write(LOG_MAGIC)
-            new.flush()
-            os.fsync(new.fileno())
-            fsync_directory(self.directory)
-        except BaseException:
-            new.close()
-            path.unlink()
-            raise
+            new = open(path, "xb", buffering=0)  # noqa: SIM115
+            try:
+                new.write(LOG_MAGIC)
+                os.fsync(new.fileno())
+                fsync_directory(self.directory)
+            except BaseException:
+                new.close()
+                path.unlink()
+                raise
+        except OSError as exc:
+            raise _NewSegmentError from exc
         old.close()
         self._file = new
         self._segment = number
@@ -365,6 +387,10 @@ class DurableStore:
                 await self.compact()
             except OSError as exc:
                 self.figures.compaction_failures += 1
+                # The segments the failed attempt left all count until the next one.
+                self.figures.log_bytes = await trio.to_thread.run_sync(
+                    _log_bytes_on_disk, self.directory
+                )
                 logger.error(
                     "compaction of %s failed: %s; the log goes on growing, retrying in %gs",
                     self.directory,
@@ -386,6 +412,8 @@ class DurableStore:
 
     async def _compact(self) -> None:
         started = time.monotonic()
+        if self._error is not None:
+            raise OSError(f"the log failed: {self._error}")
         wanted = self._rotation_wanted = trio.Event()
         self._wakeup.set()
         await wanted.wait()
@@ -464,18 +492,35 @@ class DurableStore:
 
     async def _close(self) -> None:
         self._closed = True
+        # Batches still waiting (a caller outside the server may be) end
+        # with the outcome of the closing write.
+        waiting = [c for c in (self._in_flight_commit, self._commit) if c is not None]
         try:
             await trio.to_thread.run_sync(self._close_files)
         except OSError as exc:
             logger.error("closing the log in %s failed: %s", self.directory, exc)
+            for commit in waiting:
+                commit.error = exc
             raise
         finally:
-            self._commit.done.set()
+            if self._error is not None:
+                for commit in waiting:
+                    commit.error = commit.error or self._error
+            for commit in waiting:
+                commit.done.set()
         logger.info(
             "log closed and fsynced: %d records, %d bytes written in this run",
             self.figures.log_records,
             self.figures.log_bytes_written,
         )
+
+
+class _NewSegmentError(OSError):
+    """The next log segment could not be made (the old one is safe)."""
+
+
+def _log_bytes_on_disk(directory: Path) -> int:
+    return sum(path.stat().st_size for path in directory.glob("log.[0-9]*[0-9]"))
 
 
 def _make_and_lock(path: Path) -> DataDirLock:

@@ -89,10 +89,10 @@ def frame(payload: bytes) -> bytes:
 class Damage(enum.Enum):
     """How a scan's first bad byte range looks."""
 
-    #: The file ends inside a record (or with zeros a crashed append left):
-    #: the crash-in-the-middle-of-a-write case.
+    #: Nothing readable follows the bad record: what a crash in the middle
+    #: of a write leaves.
     TORN_TAIL = "torn tail"
-    #: A bad record with readable bytes after it: real damage.
+    #: A good record follows the bad one: real damage.
     CORRUPT = "corrupt record"
 
 
@@ -115,9 +115,12 @@ class Scan:
 def scan_records(data: bytes | memoryview, start: int) -> Scan:
     """Read the frames of ``data`` from offset ``start`` until the end or the first bad one.
 
-    A bad frame at the end of the data (its header or payload cut off, or
-    followed only by zero bytes) is a :attr:`Damage.TORN_TAIL`; one with
-    other bytes after it is :attr:`Damage.CORRUPT`.
+    A bad frame is a :attr:`Damage.TORN_TAIL` when no good frame follows it
+    (within :data:`RESYNC_WINDOW` bytes; zero bytes alone never count):
+    cutting it loses nothing that could still be read, which is what a
+    crash in the middle of a write, or pages of the last write reaching
+    the disk out of order, leaves. With a good frame after it, it is
+    :attr:`Damage.CORRUPT`.
     """
     view = memoryview(data)
     size = len(view)
@@ -125,10 +128,9 @@ def scan_records(data: bytes | memoryview, start: int) -> Scan:
     offsets: list[int] = []
     offset = start
     while offset < size:
-        problem = _frame_problem(view, offset, size)
-        if problem is not None:
-            reason, end = problem
-            torn = end >= size or not any(view[offset:])
+        reason = _frame_problem(view, offset, size)
+        if reason is not None:
+            torn = not any(view[offset:]) or not _good_frame_after(view, offset + 1, size)
             damage = Damage.TORN_TAIL if torn else Damage.CORRUPT
             return Scan(payloads, offsets, offset, damage, reason)
         length = _HEAD.unpack_from(view, offset)[0]
@@ -138,21 +140,41 @@ def scan_records(data: bytes | memoryview, start: int) -> Scan:
     return Scan(payloads, offsets, offset)
 
 
-def _frame_problem(view: memoryview, offset: int, size: int) -> tuple[str, int] | None:
-    """Why the frame at ``offset`` is bad and where it would end, or None if good."""
+#: How far past a bad frame :func:`scan_records` looks for a good one. Past
+#: it, a bad stretch that is not all zeros counts as damage (the safe side).
+RESYNC_WINDOW = 1 << 20
+
+
+def _good_frame_after(view: memoryview, first: int, size: int) -> bool:
+    """Whether a good frame starts anywhere in ``first`` .. ``first + RESYNC_WINDOW``."""
+    last = min(size - FRAME_HEADER_SIZE, first + RESYNC_WINDOW)
+    if size - first > RESYNC_WINDOW + FRAME_HEADER_SIZE and any(view[last:]):
+        return True  # too far to search: assume readable data follows
+    crc32 = zlib.crc32
+    for candidate in range(first, last + 1):
+        head = view[candidate : candidate + 8]
+        if crc32(head) != _HEAD_CRC.unpack_from(view, candidate + 8)[0]:
+            continue
+        if _frame_problem(view, candidate, size) is None:
+            return True
+    return False
+
+
+def _frame_problem(view: memoryview, offset: int, size: int) -> str | None:
+    """Why the frame at ``offset`` is bad, or None if it is good."""
     if size - offset < FRAME_HEADER_SIZE:
-        return "frame header cut off", size
+        return "frame header cut off"
     length, crc = _HEAD.unpack_from(view, offset)
     (head_crc,) = _HEAD_CRC.unpack_from(view, offset + 8)
     if zlib.crc32(view[offset : offset + 8]) != head_crc:
-        return "frame header checksum mismatch", offset + FRAME_HEADER_SIZE
+        return "frame header checksum mismatch"
     if length > MAX_RECORD_SIZE:
-        return f"record length {length} over the maximum", offset + FRAME_HEADER_SIZE
+        return f"record length {length} over the maximum"
     end = offset + FRAME_HEADER_SIZE + length
     if end > size:
-        return f"record of {length} bytes cut off at {size - offset - FRAME_HEADER_SIZE}", end
+        return f"record of {length} bytes cut off at {size - offset - FRAME_HEADER_SIZE}"
     if zlib.crc32(view[offset + FRAME_HEADER_SIZE : end]) != crc:
-        return "record checksum mismatch", end
+        return "record checksum mismatch"
     return None
 
 
@@ -160,16 +182,16 @@ def encode_batch(keys: Sequence[str], values: Sequence[float], timestamps: Seque
     """A framed log record of one batch of points (parallel columns)."""
     stamps = array("q", timestamps)
     numbers = array("d", values)
+    joined = "\n".join(keys)
+    if not len(keys) == len(stamps) == len(numbers):
+        raise ValueError("the columns of a batch must be of one length")
+    if not keys or joined.count("\n") != len(keys) - 1:
+        raise ValueError("a batch needs at least one point, and no key may hold a newline")
     if _SWAP:  # pragma: no cover - little-endian machines only in CI
         stamps.byteswap()
         numbers.byteswap()
     payload = b"".join(
-        (
-            _COUNT.pack(len(stamps)),
-            stamps.tobytes(),
-            numbers.tobytes(),
-            "\n".join(keys).encode(),
-        )
+        (_COUNT.pack(len(stamps)), stamps.tobytes(), numbers.tobytes(), joined.encode())
     )
     return frame(payload)
 
