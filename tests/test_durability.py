@@ -471,24 +471,38 @@ async def test_batches_the_log_cannot_hold_are_refused_before_anything_is_queued
 
 
 async def test_callers_still_waiting_when_the_store_closes_are_released(tmp_path: Path) -> None:
-    finished = 0
+    """Puts from tasks outside the store's block, started right up to its end.
 
-    async def put_forever(store: DurableStore) -> None:
-        nonlocal finished
-        for i in range(10**9):  # pragma: no branch - ends by StoreUnavailableError
+    Some of them wait on the batch the writer was cancelled on before its
+    thread started; closing writes that batch and must release them.
+    """
+    outcomes = {"stored": 0, "refused": 0, "hung": 0}
+
+    async def put_one(store: DurableStore, i: int) -> None:
+        with trio.move_on_after(3) as waiting:
             try:
-                await store.put_batch(["k"], [float(i)], [i])
+                await store.put_batch([f"k{i}"], [1.0], [i])
             except StoreUnavailableError:
-                finished += 1
+                outcomes["refused"] += 1
                 return
+        outcomes["hung" if waiting.cancelled_caught else "stored"] += 1
 
-    with trio.fail_after(NETWORK_TIMEOUT):
+    async def feed(store: DurableStore, nursery: trio.Nursery, stopped: trio.Event) -> None:
+        i = 0
+        while not stopped.is_set():
+            i += 1
+            nursery.start_soon(put_one, store, i)
+            await trio.lowlevel.checkpoint()
+
+    for round_number in range(5):
+        stopped = trio.Event()
         async with trio.open_nursery() as outside:
-            async with open_durable_store(tmp_path, fsync="always") as store:
-                for _ in range(20):
-                    outside.start_soon(put_forever, store)
-                await trio.sleep(0.2)
-    assert finished == 20
+            async with open_durable_store(tmp_path / str(round_number), fsync="always") as store:
+                outside.start_soon(feed, store, outside, stopped)
+                await trio.sleep(0.1)
+            stopped.set()
+    assert outcomes["hung"] == 0, outcomes
+    assert outcomes["stored"] > 0
 
 
 def test_a_repaired_snapshot_is_complete_and_starts_without_repair(tmp_path: Path) -> None:
