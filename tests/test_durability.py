@@ -535,3 +535,37 @@ def test_a_repaired_segment_header_starts_without_repair(tmp_path: Path) -> None
         recover(tmp_path)
     assert recover(tmp_path, repair=True).store.keys() == ["later"]
     assert recover(tmp_path).store.keys() == ["later"]
+
+
+async def test_metrics_and_posted_points_with_a_data_dir(tmp_path: Path) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+    from test_http import post_points, request
+
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve(
+                "127.0.0.1",
+                0,
+                data_dir=tmp_path,
+                fsync="always",
+                http_port=0,
+                task_status=task_status,
+            )
+        )
+        assert info.http_port is not None
+        await post_points(info.http_port, [{"key": "posted", "value": 2.5, "timestamp": 7}])
+        async with open_client("127.0.0.1", info.port) as client:
+            await client.put("k", 1, 1)
+        _, _, body = await request(info.http_port, "GET", "/metrics")
+        info.shutdown()
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+    assert samples["trio_metrics_log_records_total"] == 2
+    assert samples["trio_metrics_log_fsyncs_total"] >= 2
+    assert samples["trio_metrics_log_fsync_seconds_total"] >= 0
+    assert samples["trio_metrics_log_bytes"] > 8
+    # The posted point went through the log like a protocol put.
+    assert contents(tmp_path) == {"posted": {7: 2.5}, "k": {1: 1.0}}
