@@ -569,3 +569,18 @@ async def test_metrics_and_posted_points_with_a_data_dir(tmp_path: Path) -> None
     assert samples["trio_metrics_log_bytes"] > 8
     # The posted point went through the log like a protocol put.
     assert contents(tmp_path) == {"posted": {7: 2.5}, "k": {1: 1.0}}
+
+
+def test_repair_sets_a_damaged_snapshot_aside_when_older_files_hold_the_data(
+    tmp_path: Path,
+) -> None:
+    _write_log(tmp_path, 3)
+    stray = tmp_path / "snapshot.00000009"
+    stray.write_bytes(b"hi\n")
+    with pytest.raises(DamagedFileError, match=r"snapshot\.00000009 is damaged at byte 0"):
+        recover(tmp_path)
+    recovery = recover(tmp_path, repair=True)
+    assert recovery.store.keys() == ["key0", "key1", "key2"]
+    assert not stray.exists()
+    assert [p.read_bytes() for p in tmp_path.glob("snapshot.00000009.damaged-*")] == [b"hi\n"]
+    assert recover(tmp_path).store.keys() == ["key0", "key1", "key2"]

@@ -330,3 +330,12 @@ async def test_fifty_clients_putting_at_once_lose_nothing(server: ServerInfo) ->
             (ts, client_id + ts / 1000) for ts in range(per_client)
         ]
         assert everything[f"client.{client_id}"] == expected
+
+
+def test_run_server_raises_a_bad_option_bare() -> None:
+    from trio_metrics import run_server
+
+    with pytest.raises(ValueError, match="max_connections"):
+        run_server("127.0.0.1", 0, max_connections=0)
+    with pytest.raises(TypeError, match="bogus"):
+        run_server("127.0.0.1", 0, bogus=1)

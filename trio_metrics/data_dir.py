@@ -186,10 +186,36 @@ def recover(
     snapshots = _numbered(directory, "snapshot")
     newest = snapshots[-1] if snapshots else None
     recovery = Recovery(store=store, segment=1 if newest is None else newest, snapshot=newest)
-    if newest is not None:
-        recovery.snapshot_bytes = _load_snapshot(
-            snapshot_path(directory, newest), store, repair, recovery, say
-        )
+    while newest is not None:
+        path = snapshot_path(directory, newest)
+        try:
+            recovery.snapshot_bytes = _load_snapshot(path, store, False, recovery, say)
+            break
+        except DamagedFileError as damage:
+            older_files = snapshots[:-1] or any(n < newest for n in _numbered(directory, "log"))
+            if not repair or not older_files:
+                if not repair:
+                    raise
+                # Nothing older holds these points: keep what is readable.
+                store.clear()
+                recovery.snapshot_bytes = _load_snapshot(path, store, True, recovery, say)
+                break
+            # Older files may hold what the damaged snapshot should have:
+            # set it aside and recover from them instead, losing nothing.
+            copy = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(path, copy)
+            fsync_directory(directory)
+            logger.warning(
+                "--repair: %s; set it aside as %s and recovered from the older files",
+                damage,
+                copy.name,
+            )
+            recovery.repaired.append(f"{path.name} set aside as {copy.name} ({damage.reason})")
+            store.clear()
+            snapshots = snapshots[:-1]
+            newest = snapshots[-1] if snapshots else None
+            recovery.snapshot = newest
+            recovery.segment = 1 if newest is None else newest
     segments = [n for n in _numbered(directory, "log") if newest is None or n >= newest]
     # Files an interrupted compaction left behind: the newest snapshot holds them.
     for older in snapshots[:-1]:
@@ -207,6 +233,8 @@ def recover(
         if data[:FILE_HEADER_SIZE] != LOG_MAGIC:
             if is_last and len(data) < FILE_HEADER_SIZE and LOG_MAGIC.startswith(data):
                 # Created, and the crash came before its header was written.
+                logger.warning("%s: cut a torn header of %d bytes", path, len(data))
+                recovery.torn_bytes_dropped += len(data)
                 _cut(path, 0, recovery)
                 data = b""
             else:

@@ -25,7 +25,6 @@ import trio
 from .accept import accept_forever, take_listening_sockets
 from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
 from .connection import ConnectionHandler
-from .data_dir import DataDirError
 from .durable_store import DEFAULT_COMPACT_MIN_BYTES, DurableStore, FsyncPolicy, open_durable_store
 from .graphite import serve_graphite
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
@@ -332,8 +331,9 @@ async def serve_until_signal(
 
     The first signal stops the server gracefully (:meth:`ServerInfo.shutdown`);
     a second one, or one before the server listens, stops it at once.
-    Raises the bare :exc:`OSError` or :exc:`DataDirError` when the server
-    cannot start.
+    Raises the bare error when the server cannot start: :exc:`OSError`,
+    :exc:`DataDirError`, :exc:`ValueError` for a bad option, :exc:`TypeError`
+    for an unknown one.
     """
     try:
         async with trio.open_nursery() as nursery:
@@ -353,7 +353,7 @@ async def serve_until_signal(
         error: BaseException = group
         while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
             error = error.exceptions[0]
-        if isinstance(error, OSError | DataDirError):
+        if isinstance(error, Exception):
             raise error from None
         raise
 

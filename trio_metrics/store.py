@@ -149,6 +149,11 @@ class MetricStore:
                     self._changed(key, index)
         self._points += added
 
+    def clear(self) -> None:
+        """Forget every point (recovery starting over); listeners are not called."""
+        self._series.clear()
+        self._points = 0
+
     def restore_series(self, key: str, timestamps: array[int], values: array[float]) -> None:
         """Install ``key``'s whole series, as recovery reads it from a snapshot.
 
