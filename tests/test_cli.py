@@ -222,3 +222,44 @@ def test_console_script_is_installed() -> None:
     )
     assert done.returncode == 0
     assert "serve" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--fsync", "always"], ["--repair"], ["--compact-min-bytes", "10"]],
+)
+def test_storage_options_without_a_data_dir_are_refused(options: list[str]) -> None:
+    done = run_cli("serve", "--port", "0", *options)
+    assert done.returncode == 2
+    assert f"{options[0]} needs --data-dir DIR" in done.stderr
+
+
+def test_an_empty_data_dir_is_refused() -> None:
+    done = run_cli("serve", "--port", "0", "--data-dir", "")
+    assert done.returncode == 2
+    assert "must not be empty" in done.stderr
+
+
+def test_a_failing_output_is_one_line_and_status_1(threaded_server: ServerInfo) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [*COMMAND, "stats", "--port", str(threaded_server.port)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=NETWORK_TIMEOUT * 3,
+            check=False,
+        )
+    assert done.returncode == 1
+    assert done.stderr == "trio-metrics: error: cannot write the output: No space left on device\n"
+
+
+def test_a_taken_http_port_is_named_as_such() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli("serve", "--port", "0", "--http-port", str(port))
+    assert done.returncode == 1
+    assert f"cannot listen for HTTP on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -23,6 +23,7 @@ from .client import Client, ClientError, Metrics
 from .data_dir import DataDirError
 from .durable_store import DEFAULT_COMPACT_MIN_BYTES, FsyncPolicy
 from .graphite import GraphiteListenError
+from .http_server import HttpListenError
 from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_LENGTH
 from .protocol import (
     MAX_TIMESTAMP,
@@ -48,6 +49,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     parser = _build_parser()
     args = parser.parse_args(argv)
+    if args.run is _serve and args.data_dir is None:
+        # Storage options without a data directory would be ignored, and an
+        # operator would believe the points are kept.
+        given = [
+            flag
+            for flag, value in (
+                ("--fsync", args.fsync),
+                ("--repair", args.repair or None),
+                ("--compact-min-bytes", args.compact_min_bytes),
+            )
+            if value is not None
+        ]
+        if given:
+            args.serve_parser.error(f"{', '.join(given)} needs --data-dir DIR")
     try:
         status: int = args.run(args)
     except ClientError as exc:
@@ -60,6 +75,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # worth a traceback. Point stdout at nothing so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as exc:
+        if args.run is _serve:
+            raise
+        # Writing the output failed (a full disk, a closed terminal).
+        _fail(f"cannot write the output: {exc.strerror or exc}")
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return status
 
 
@@ -139,6 +161,7 @@ def _build_parser() -> argparse.ArgumentParser:
     storage.add_argument(
         "--data-dir",
         metavar="DIR",
+        type=_data_dir,
         default=None,
         help="keep points in DIR (created if missing): a write-ahead log and snapshots,"
         " recovered at start-up",
@@ -146,9 +169,9 @@ def _build_parser() -> argparse.ArgumentParser:
     storage.add_argument(
         "--fsync",
         choices=[policy.value for policy in FsyncPolicy],
-        default=FsyncPolicy.EVERYSEC.value,
+        default=None,
         help="when the log is fsynced: before each ok (always), once a second (everysec),"
-        " or when the system likes (never); with --data-dir (default: %(default)s)",
+        f" or when the system likes (never) (default: {FsyncPolicy.EVERYSEC.value})",
     )
     storage.add_argument(
         "--repair",
@@ -159,10 +182,10 @@ def _build_parser() -> argparse.ArgumentParser:
     storage.add_argument(
         "--compact-min-bytes",
         type=_non_negative_int,
-        default=DEFAULT_COMPACT_MIN_BYTES,
+        default=None,
         metavar="BYTES",
         help="compact the log into a snapshot once it is larger than this and than twice"
-        " the snapshot (default: %(default)s)",
+        f" the snapshot (default: {DEFAULT_COMPACT_MIN_BYTES})",
     )
     serve.add_argument(
         "--shutdown-grace",
@@ -194,7 +217,7 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=["debug", "info", "warning", "error"],
         help="how much the server logs to stderr (default: %(default)s)",
     )
-    serve.set_defaults(run=_serve)
+    serve.set_defaults(run=_serve, serve_parser=serve)
 
     connection = _Parser(add_help=False)
     connection.add_argument(
@@ -291,14 +314,21 @@ def _serve(args: argparse.Namespace) -> int:
     if args.data_dir is not None:
         options.update(
             data_dir=args.data_dir,
-            fsync=args.fsync,
+            fsync=args.fsync or FsyncPolicy.EVERYSEC.value,
             repair=args.repair,
-            compact_min_bytes=args.compact_min_bytes,
+            compact_min_bytes=(
+                DEFAULT_COMPACT_MIN_BYTES
+                if args.compact_min_bytes is None
+                else args.compact_min_bytes
+            ),
         )
     try:
         trio.run(serve_until_signal, args.host, args.port, ready, options)
     except DataDirError as exc:
         _fail(str(exc))
+        return 1
+    except HttpListenError as exc:
+        _fail(f"cannot listen for HTTP on {args.host}:{args.http_port}: {exc.strerror}")
         return 1
     except GraphiteListenError as exc:
         _fail(f"cannot listen for Graphite on {args.host}:{args.graphite_port}: {exc.strerror}")
@@ -443,3 +473,9 @@ def _non_negative_seconds(text: str) -> float:
     if not 0 <= seconds < float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be zero or a positive number of seconds")
     return seconds
+
+
+def _data_dir(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the data directory must not be empty")
+    return text

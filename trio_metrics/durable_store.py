@@ -24,6 +24,7 @@ value), so the snapshot plus segment N always give the live data.
 from __future__ import annotations
 
 import enum
+import errno
 import logging
 import os
 import time
@@ -524,6 +525,8 @@ def _log_bytes_on_disk(directory: Path) -> int:
 
 
 def _make_and_lock(path: Path) -> DataDirLock:
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "it exists and is not a directory")
     path.mkdir(parents=True, exist_ok=True)
     return DataDirLock(path)
 
@@ -585,12 +588,15 @@ async def open_durable_store(
     try:
         lock = await trio.to_thread.run_sync(_make_and_lock, path)
     except OSError as exc:
-        raise DataDirError(f"cannot use data directory {path}: {exc}") from exc
+        raise DataDirError(f"cannot use data directory {path}: {exc.strerror or exc}") from exc
     try:
         try:
             recovery = await trio.to_thread.run_sync(lambda: recover(path, repair=repair))
         except OSError as exc:
-            raise DataDirError(f"cannot recover data directory {path}: {exc}") from exc
+            raise DataDirError(
+                f"cannot recover data directory {path}: {exc.strerror or exc}"
+                + (f" ({exc.filename})" if exc.filename else "")
+            ) from exc
         logger.info(
             "recovered %s in %.2fs: %d keys, %d points (snapshot %s, %d log records, "
             "%d torn bytes dropped); fsync %s",

@@ -40,6 +40,10 @@ class HttpInfo:
     api: HttpApi = attrs.field(repr=False)
 
 
+class HttpListenError(OSError):
+    """The HTTP server's address could not be bound (``errno`` as the cause's)."""
+
+
 async def serve_http(
     host: str,
     port: int,

@@ -291,7 +291,7 @@ async def _start_http(
     nursery: trio.Nursery, info: ServerInfo, port: int, durable: DurableStore | None
 ) -> ServerInfo:
     # Imported here: programs that only use the clients need not load an HTTP stack.
-    from .http_server import serve_http
+    from .http_server import HttpListenError, serve_http
     from .prometheus import durability_figures
 
     extra = None if durable is None else lambda: durability_figures(durable.figures_as_dict())
@@ -301,8 +301,11 @@ async def _start_http(
                 serve_http, info.host, port, store=info.store, stats=info.stats, extra_figures=extra
             )
         )
+    except HttpListenError:
+        raise
     except OSError as exc:
-        raise OSError(exc.errno, f"HTTP port {port}: {exc.strerror or exc}") from exc
+        # Its own type, so that callers can tell which port failed.
+        raise HttpListenError(exc.errno, exc.strerror or str(exc)) from exc
     return attrs.evolve(info, http_port=http.port)
 
 
