@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import http.client
 import json
 import re
@@ -17,8 +18,8 @@ from net import NETWORK_TIMEOUT, receive_until_eof
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_metrics import ServerInfo, open_client, serve
-from trio_metrics.http_api import reduce_for_chart
-from trio_metrics.http_server import serve_http
+from trio_metrics.http_api import MAX_KEY_BYTES, reduce_for_chart
+from trio_metrics.http_server import HttpListenError, serve_http
 from trio_metrics.openapi import OPENAPI
 from trio_metrics.protocol import MAX_TIMESTAMP
 from trio_metrics.stats import ServerStats
@@ -551,13 +552,14 @@ async def test_cancelling_the_server_closes_http_connections_promptly() -> None:
         await trio.open_tcp_stream("127.0.0.1", port)
 
 
-async def test_a_busy_http_port_is_an_oserror_naming_it(nursery: trio.Nursery) -> None:
+async def test_a_busy_http_port_is_an_http_listen_error(nursery: trio.Nursery) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        with pytest.raises(OSError, match=f"HTTP port {port}"):
+        with pytest.raises(HttpListenError) as caught:
             await serve("127.0.0.1", 0, http_port=port)
+    assert caught.value.errno == errno.EADDRINUSE
 
 
 async def test_http_is_off_unless_asked_for(server: ServerInfo) -> None:
@@ -646,3 +648,30 @@ async def test_a_long_series_is_encoded_whole(nursery: trio.Nursery) -> None:
     [series] = answer["series"]
     assert series["total"] == count - 1
     assert series["points"] == [[i, i / 4] for i in range(1, count)]
+
+
+async def test_posted_keys_longer_than_a_put_line_can_carry_are_refused(web: ServerInfo) -> None:
+    port = http_port(web)
+    longest = "k" * MAX_KEY_BYTES
+    assert await post_points(port, [{"key": longest, "value": 1, "timestamp": 1}]) == {"stored": 1}
+    answer = await post_points(port, [{"key": longest + "k", "value": 1}], status=400)
+    assert "at most" in answer["error"]
+    async with open_client("127.0.0.1", web.port) as client:
+        # The longest accepted key still fits in a put line, with room to spare.
+        await client.put(longest, 1.5e300, MAX_TIMESTAMP)
+
+
+async def test_a_field_given_twice_is_refused(web: ServerInfo) -> None:
+    code, _, body = await request(
+        http_port(web), "POST", "/api/v1/points", b'[{"key": "a", "value": 1, "key": "b"}]'
+    )
+    assert code == 400
+    assert "given twice" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("query", ["key=%FF", "key=x&from=", "key=x&until=", "key=x&max_points="])
+async def test_a_query_not_utf8_or_with_an_empty_parameter_is_refused(
+    web: ServerInfo, query: str
+) -> None:
+    answer = await get_json(http_port(web), f"/api/v1/series?{query}", status=400)
+    assert answer["error"]

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs
 import attrs
 import trio
 
+from .lines import DEFAULT_MAX_LINE_LENGTH
 from .openapi import OPENAPI
 from .prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .prometheus import Figure, render_metrics
@@ -98,6 +99,11 @@ class Response:
     def error(cls, status: int, message: str, **fields: object) -> Response:
         """An error response: ``{"error": message, **fields}``."""
         return cls.json(status, {"error": message, **fields})
+
+
+#: The longest key accepted: a ``put`` line of the default maximum length
+#: (64 KiB) must still have room for it, a value and a timestamp.
+MAX_KEY_BYTES: Final = DEFAULT_MAX_LINE_LENGTH - 64
 
 
 class _BadRequest(Exception):
@@ -236,10 +242,20 @@ class HttpApi:
             # The rest of the body is not read: the connection cannot be reused.
             response = attrs.evolve(response, headers=(("connection", "close"),))
         else:
-            query = parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True)
-            request = Request(scope["method"], scope["path"], query, body)
             try:
-                response = await self.handle(request)
+                # Strict: a key that is not UTF-8 is refused, not turned into U+FFFD.
+                query = parse_qs(
+                    scope["query_string"].decode("latin-1"), keep_blank_values=True, errors="strict"
+                )
+            except UnicodeDecodeError:
+                query = None
+            request = Request(scope["method"], scope["path"], query or {}, body)
+            try:
+                if query is None:
+                    self.http_stats.count(self.route_of(request.path) or "other", 400)
+                    response = Response.error(400, "the query string is not UTF-8")
+                else:
+                    response = await self.handle(request)
             except Exception:
                 # A failing store (or a bug): this request fails, the server goes on.
                 logger.exception("%s %s failed", request.method, request.path)
@@ -336,7 +352,9 @@ class HttpApi:
 
     async def _points(self, request: Request) -> Response:
         try:
-            document = json.loads(request.body, parse_constant=_refuse_constant)
+            document = json.loads(
+                request.body, parse_constant=_refuse_constant, object_pairs_hook=_unique_fields
+            )
         except (ValueError, RecursionError) as exc:
             raise _BadRequest(f"body is not JSON: {exc}") from None
         if not isinstance(document, list):
@@ -378,6 +396,8 @@ def _one_param(request: Request, name: str, default: str) -> str:
     values = request.query.get(name, [])
     if len(values) > 1:
         raise _BadRequest(f"give the {name} parameter at most once")
+    if values and not values[0]:
+        raise _BadRequest(f"the {name} parameter is empty")
     return values[0] if values else default
 
 
@@ -447,6 +467,11 @@ def _point(item: object, now: int) -> tuple[str, float, int]:
     key = item["key"]
     if not isinstance(key, str) or not is_valid_key(key):
         raise _BadRequest(f"invalid key {key!r}: one word of printable characters, not '*'")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise _BadRequest(
+            f"key of {len(key.encode())} bytes: at most {MAX_KEY_BYTES}, so that a put or get"
+            " line can carry it"
+        )
     value = item["value"]
     if not isinstance(value, int | float) or isinstance(value, bool):
         raise _BadRequest(f"value {value!r} is not a number")
@@ -464,6 +489,16 @@ def _point(item: object, now: int) -> tuple[str, float, int]:
     ):
         raise _BadRequest(f"timestamp {timestamp!r} must be whole unix seconds in 0..2**63-1")
     return key, number, timestamp
+
+
+def _unique_fields(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # A field given twice would otherwise be taken silently from its last copy.
+    fields: dict[str, object] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise ValueError(f"field {name!r} given twice")
+        fields[name] = value
+    return fields
 
 
 def _refuse_constant(name: str) -> object:
