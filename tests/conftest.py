@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import functools
+import os
 import queue
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import trio
+from browser import chromium, missing_chromium
+from collectd_daemon import COLLECTD_MISSING, find_collectd
 from net import NETWORK_TIMEOUT
+from playwright.sync_api import ConsoleMessage, Error, Page
 
 from trio_metrics import ServerInfo, serve
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Stop a test that lacks a system program: fail in CI, which installs them all, else skip.
+
+    A test that needs collectd or Chromium must not turn green in CI by
+    skipping: there a missing program is a broken setup.
+    """
+    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
+        pytest.fail(reason)
+    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -58,3 +73,37 @@ def threaded_server() -> Iterator[ServerInfo]:
     """A server in a background thread, for tests that use blocking sockets."""
     with server_in_thread() as info:
         yield info
+
+
+@pytest.fixture
+def page() -> Iterator[tuple[Page, list[str]]]:
+    """A headless Chromium page and the console errors and warnings it logs."""
+    reason = missing_chromium()
+    if reason is not None:
+        skip_or_fail(reason)
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(NETWORK_TIMEOUT * 1000)
+        errors: list[str] = []
+
+        def console(message: ConsoleMessage) -> None:
+            if message.type in {"error", "warning"}:
+                errors.append(f"console {message.type}: {message.text}")
+
+        def page_error(error: Error) -> None:
+            errors.append(f"page error: {error}")
+
+        page.on("console", console)
+        page.on("pageerror", page_error)
+        yield page, errors
+        context.close()
+
+
+@pytest.fixture
+def collectd_program() -> str:
+    """The path of the collectd program, for tests that run it as a Graphite sender."""
+    program = find_collectd()
+    if program is None:
+        skip_or_fail(COLLECTD_MISSING)
+    return program

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import pytest
-from browser import chromium, missing_chromium
+from browser import series_pixels
 from conftest import server_in_thread
 from net import NETWORK_TIMEOUT
-from playwright.sync_api import ConsoleMessage, Error, Page
+from playwright.sync_api import Page
 
 from trio_metrics import Client, ServerInfo
 
@@ -19,59 +18,9 @@ LIVE_WITHIN_MS = 6000
 
 
 @pytest.fixture
-def page() -> Iterator[tuple[Page, list[str]]]:
-    """A browser page and the console errors it logs."""
-    reason = missing_chromium()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    with chromium() as browser:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        page = context.new_page()
-        page.set_default_timeout(NETWORK_TIMEOUT * 1000)
-        errors: list[str] = []
-
-        def console(message: ConsoleMessage) -> None:
-            if message.type in {"error", "warning"}:
-                errors.append(f"console {message.type}: {message.text}")
-
-        def page_error(error: Error) -> None:
-            errors.append(f"page error: {error}")
-
-        page.on("console", console)
-        page.on("pageerror", page_error)
-        yield page, errors
-        context.close()
-
-
-@pytest.fixture
 def web() -> Iterator[ServerInfo]:
     with server_in_thread(http_port=0) as info:
         yield info
-
-
-def series_pixels(page: Page, key: str) -> int:
-    """Pixels of the key's chart canvas in the key's colour (its swatch's): the line."""
-    count: int = page.evaluate(
-        """(key) => {
-            const swatch = document.querySelector(`#keys input[data-key="${key}"] + .swatch`);
-            const [r0, g0, b0] = getComputedStyle(swatch).backgroundColor
-                .match(/\\d+/g).map(Number);
-            const canvas = window.dashboard.plots().get(key).root.querySelector("canvas");
-            const data = canvas.getContext("2d").getImageData(
-                0, 0, canvas.width, canvas.height).data;
-            let count = 0;
-            for (let i = 0; i < data.length; i += 4) {
-                const near = Math.abs(data[i] - r0) + Math.abs(data[i + 1] - g0)
-                    + Math.abs(data[i + 2] - b0);
-                if (data[i + 3] > 200 && near < 30) count += 1;
-            }
-            return count;
-        }""",
-        key,
-    )
-    return count
 
 
 def test_dashboard_lists_keys_draws_charts_and_follows_new_points(

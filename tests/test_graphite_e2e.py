@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -14,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from collectd_daemon import HOST, running_collectd
 from conftest import server_in_thread
 from net import NETWORK_TIMEOUT
 
@@ -22,7 +22,6 @@ from trio_metrics import Client
 COMMAND = [sys.executable, "-m", "trio_metrics"]
 #: How long collectd gets to deliver its first readings (it sends every second).
 COLLECTD_WAIT = 15.0
-COLLECTD_HOST = "trio-e2e"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -91,78 +90,16 @@ def test_graphite_port_is_checked_like_a_port() -> None:
 # --- collectd ----------------------------------------------------------------------
 
 
-def find_collectd() -> str:
-    """The collectd program; fails in CI (which installs it), else skips."""
-    path = shutil.which("collectd", path=os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin"]))
-    if path is not None:
-        return path
-    message = (
-        "collectd is not installed; this test runs it as a real Graphite sender"
-        " (Debian: apt-get install --no-install-recommends collectd-core)"
-    )
-    if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def collectd_conf(directory: Path, graphite_port: int) -> str:
-    return f"""\
-Hostname "{COLLECTD_HOST}"
-FQDNLookup false
-BaseDir "{directory}"
-PIDFile "{directory}/collectd.pid"
-Interval 1
-
-LoadPlugin logfile
-<Plugin logfile>
-  LogLevel info
-  File STDOUT
-</Plugin>
-
-LoadPlugin cpu
-LoadPlugin load
-LoadPlugin memory
-LoadPlugin write_graphite
-<Plugin write_graphite>
-  <Node "trio-metrics">
-    Host "127.0.0.1"
-    Port "{graphite_port}"
-    Protocol "tcp"
-    LogSendErrors true
-  </Node>
-</Plugin>
-"""
-
-
 @pytest.mark.e2e
-def test_collectd_write_graphite_lands_in_the_store(tmp_path: Path) -> None:
-    collectd = find_collectd()
-    shortterm = f"{COLLECTD_HOST}.load.load.shortterm"
-    memory_used = f"{COLLECTD_HOST}.memory.memory-used"
+def test_collectd_write_graphite_lands_in_the_store(collectd_program: str, tmp_path: Path) -> None:
+    shortterm = f"{HOST}.load.load.shortterm"
+    memory_used = f"{HOST}.memory.memory-used"
     with server_in_thread(graphite_port=0) as info:
         assert info.graphite_port is not None
-        conf = tmp_path / "collectd.conf"
-        conf.write_text(collectd_conf(tmp_path, info.graphite_port))
-        log_path = tmp_path / "collectd.log"
         started = int(time.time())
-        with log_path.open("w") as log:
-            process = subprocess.Popen(
-                [collectd, "-f", "-C", str(conf)], stdout=log, stderr=subprocess.STDOUT
-            )
-        try:
+        with running_collectd(collectd_program, tmp_path, info.graphite_port) as sender:
             with Client("127.0.0.1", info.port, timeout=NETWORK_TIMEOUT) as client:
-                deadline = time.monotonic() + COLLECTD_WAIT
-                while True:
-                    metrics = client.get("*")
-                    if shortterm in metrics and memory_used in metrics:
-                        break
-                    if process.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(
-                            f"no collectd readings after {COLLECTD_WAIT}s (collectd exit"
-                            f" status {process.poll()}); keys: {sorted(metrics)[:10]};"
-                            f" collectd log:\n{log_path.read_text()}"
-                        )
-                    time.sleep(0.2)
+                sender.wait_for_points(client, [shortterm, memory_used], timeout=COLLECTD_WAIT)
                 load = client.get(shortterm)[shortterm]
                 used = client.get(memory_used)[memory_used]
                 counters = client.stats()
@@ -182,10 +119,3 @@ def test_collectd_write_graphite_lands_in_the_store(tmp_path: Path) -> None:
             from_cli = json.loads(done.stdout)[shortterm]
             # collectd keeps sending: the CLI sees at least what the client saw.
             assert [tuple(point) for point in from_cli[: len(load)]] == load
-        finally:
-            process.terminate()
-            try:
-                process.wait(NETWORK_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(NETWORK_TIMEOUT)
