@@ -84,3 +84,29 @@ def test_dashboard_lists_keys_draws_charts_and_follows_new_points(
     assert "keys=db.latency" in browser_page.url
 
     assert errors == []
+
+
+def test_values_read_well_and_big_ones_get_a_wide_enough_axis(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time())
+    with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        for offset in range(5, 0, -1):
+            client.put("mem.used", 12_345_678 * offset, now - offset)
+            client.put("cpu.user", 32.3076923076923, now - offset)
+            client.put("tiny", 0.00001234, now - offset)
+    keys = "keys=mem.used&keys=cpu.user&keys=tiny"
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#{keys}&range=300")
+    browser_page.wait_for_function("document.querySelectorAll('.chart .last strong').length === 3")
+    captions = {
+        key: browser_page.locator(".chart", has_text=key).locator(".last strong").inner_text()
+        for key in ("mem.used", "cpu.user", "tiny")
+    }
+    assert captions == {"mem.used": "12345678", "cpu.user": "32.3077", "tiny": "0.00001234"}
+    # The y axis grows with its labels (it was a fixed 64 px, which cut
+    # "60,000,000" off); a small-valued chart keeps a narrow one.
+    wide = browser_page.evaluate("window.dashboard.plots().get('mem.used').axes[1]._size")
+    narrow = browser_page.evaluate("window.dashboard.plots().get('cpu.user').axes[1]._size")
+    assert wide > 64 > narrow
+    assert errors == []

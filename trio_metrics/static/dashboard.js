@@ -98,6 +98,38 @@
     if (shown.join("\n") !== state.listed.join("\n")) renderKeyList(shown);
   }
 
+  // At most 4 decimals (collectd sends 32.3076923076923), no grouping (a
+  // value reads as it was sent), and tiny values in significant digits.
+  function valueText(value) {
+    if (value !== 0 && Math.abs(value) < 1e-3) return String(Number(value.toPrecision(4)));
+    return value.toLocaleString("en-US", { maximumFractionDigits: 4, useGrouping: false });
+  }
+
+  // Long dotted keys (collectd's) wrap after a dot, not in the middle of a word.
+  function keyLabel(key) {
+    const parts = key.split(".");
+    const nodes = [];
+    parts.forEach((part, i) => {
+      nodes.push(document.createTextNode(i < parts.length - 1 ? part + "." : part));
+      if (i < parts.length - 1) nodes.push(document.createElement("wbr"));
+    });
+    return nodes;
+  }
+
+  // The y axis as wide as its longest label (uPlot's auto-size recipe):
+  // a fixed width cut off values in the millions.
+  function axisSize(u, values, axisIdx, cycleNum) {
+    const axis = u.axes[axisIdx];
+    if (cycleNum > 1) return axis._size;
+    let size = axis.ticks.size + axis.gap;
+    const longest = (values || []).reduce((a, v) => (v.length > a.length ? v : a), "");
+    if (longest !== "") {
+      u.ctx.font = axis.font[0];
+      size += u.ctx.measureText(longest).width / devicePixelRatio;
+    }
+    return Math.ceil(size);
+  }
+
   function renderKeyList(keys) {
     const list = $("keys");
     const focused = document.activeElement && document.activeElement.dataset
@@ -115,7 +147,10 @@
       swatch.className = "swatch";
       if (box.checked) swatch.style.background = colorOf(key);
       swatch.setAttribute("aria-hidden", "true");
-      label.append(box, swatch, document.createTextNode(key));
+      const name = document.createElement("span");
+      name.className = "key-name";
+      name.append(...keyLabel(key));
+      label.append(box, swatch, name);
       item.append(label);
       list.append(item);
       if (key === focused) box.focus();
@@ -207,7 +242,7 @@
         {},
         { label: key, stroke: color, width: 2, fill: color + "1f", points: { size: 5 } },
       ],
-      axes: [{ ...axis, values: timeTicks, space: 90, size: 40 }, { ...axis, size: 64 }],
+      axes: [{ ...axis, values: timeTicks, space: 90, size: 40 }, { ...axis, size: axisSize }],
       legend: { live: true },
       // No drag-to-zoom: the next poll would reset it every 2 seconds.
       cursor: { drag: { x: false, y: false } },
@@ -248,7 +283,7 @@
     const [ts, value] = points[points.length - 1];
     const strong = document.createElement("strong");
     strong.className = "value";
-    strong.textContent = String(value);
+    strong.textContent = valueText(value);
     chart.last.replaceChildren(
       "last ", strong, ` at ${timeText(ts)} · ${total} point${total === 1 ? "" : "s"}`
     );
