@@ -13,6 +13,17 @@ from net import NETWORK_TIMEOUT
 COMMAND = [sys.executable, "-m", "trio_metrics"]
 
 
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``trio-metrics ARGS`` to the end (bounded) and capture its output."""
+    return subprocess.run(
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 3,
+        check=False,
+    )
+
+
 class ServeProcess:
     """``trio-metrics serve --port 0`` in a subprocess; knows its port.
 

@@ -13,19 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 from net import NETWORK_TIMEOUT, recv_until
-from processes import COMMAND, ServeProcess
+from processes import COMMAND, ServeProcess, run_cli
 
 from trio_metrics import Client, ServerInfo
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*COMMAND, *args],
-        capture_output=True,
-        text=True,
-        timeout=NETWORK_TIMEOUT * 3,
-        check=False,
-    )
 
 
 @pytest.fixture

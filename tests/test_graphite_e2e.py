@@ -8,7 +8,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,22 +15,12 @@ import pytest
 from collectd_daemon import HOST, running_collectd
 from conftest import server_in_thread
 from net import NETWORK_TIMEOUT
+from processes import COMMAND, run_cli
 
 from trio_metrics import Client
 
-COMMAND = [sys.executable, "-m", "trio_metrics"]
 #: How long collectd gets to deliver its first readings (it sends every second).
 COLLECTD_WAIT = 15.0
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*COMMAND, *args],
-        capture_output=True,
-        text=True,
-        timeout=NETWORK_TIMEOUT * 3,
-        check=False,
-    )
 
 
 # --- trio-metrics serve --graphite-port ----------------------------------------
