@@ -584,3 +584,41 @@ def test_repair_sets_a_damaged_snapshot_aside_when_older_files_hold_the_data(
     assert not stray.exists()
     assert [p.read_bytes() for p in tmp_path.glob("snapshot.00000009.damaged-*")] == [b"hi\n"]
     assert recover(tmp_path).store.keys() == ["key0", "key1", "key2"]
+
+
+async def test_a_failed_log_closes_graphite_senders_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class FullDisk:
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def fileno(self) -> int:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve(
+                "127.0.0.1", 0, data_dir=tmp_path, graphite_port=0, task_status=task_status
+            )
+        )
+        assert isinstance(info.store, DurableStore) and info.graphite_port is not None
+        # As in the put test above: a full disk is stood in for by the file object.
+        real = info.store._file
+        info.store._file = FullDisk()  # type: ignore[assignment]
+        for _ in range(3):
+            sender = await trio.open_tcp_stream("127.0.0.1", info.graphite_port)
+            async with sender:
+                await sender.send_all(b"web.requests 12 1500000000\n")
+                with trio.fail_after(NETWORK_TIMEOUT):
+                    assert await sender.receive_some() == b""  # closed by the server
+        assert info.stats.graphite_connection_failures == 3
+        assert info.stats.graphite_points == 0
+        assert "Traceback" not in caplog.text
+        assert caplog.text.count("closed a Graphite connection") == 1  # throttled
+        assert real is not None
+        real.close()
+        nursery.cancel_scope.cancel()

@@ -27,7 +27,7 @@ from .limits import Limits
 from .lines import LINE_TOO_LONG, Line, LineReader
 from .protocol import MAX_TIMESTAMP, ProtocolError, is_valid_key, parse_value
 from .stats import ServerStats
-from .store import Store
+from .store import Store, StoreUnavailableError
 from .throttled_log import ThrottledLogger
 
 __all__ = [
@@ -265,6 +265,10 @@ class GraphiteHandler:
         stats.graphite_connections_total += 1
         try:
             await self._read_points(stream)
+        except StoreUnavailableError as exc:
+            # A failed disk: every sender would log the same traceback.
+            stats.graphite_connection_failures += 1
+            self.warnings.warning("store", "closed a Graphite connection: %s", exc)
         except Exception:
             # One broken connection must not end the listener's nursery.
             stats.graphite_connection_failures += 1
