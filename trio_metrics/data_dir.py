@@ -235,7 +235,7 @@ def recover(
                 # Created, and the crash came before its header was written.
                 logger.warning("%s: cut a torn header of %d bytes", path, len(data))
                 recovery.torn_bytes_dropped += len(data)
-                _cut(path, 0, recovery)
+                _cut_at(path, 0)
                 data = b""
             else:
                 _damaged(path, 0, "not a trio-metrics log file", repair, recovery, _restart_log)
@@ -270,7 +270,7 @@ def recover(
                     scan.reason,
                 )
                 recovery.torn_bytes_dropped += dropped
-                _cut(path, scan.good_end, recovery)
+                _cut_at(path, scan.good_end)
             else:
                 _damaged(path, scan.good_end, scan.reason, repair, recovery)
         recovery.log_bytes += path.stat().st_size if path.exists() else 0
@@ -351,10 +351,6 @@ def _damaged(
     )
     recovery.repaired.append(f"{path.name} at byte {offset} ({reason}); copy {copy.name}")
     (mend or _cut_at)(path, offset)
-
-
-def _cut(path: Path, offset: int, recovery: Recovery) -> None:
-    _cut_at(path, offset)
 
 
 def _cut_at(path: Path, offset: int) -> None:
