@@ -34,8 +34,8 @@ import loadgen
 import trio
 from loadgen import ConnectionPlan, Deadline
 
-from trio_metrics.data_dir import recover
-from trio_metrics.durable_store import open_durable_store
+from trio_metrics.storage._data_dir import recover
+from trio_metrics.storage._durable import open_durable_store
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"

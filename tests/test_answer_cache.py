@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from trio_metrics import MetricStore, ServerInfo, open_client, serve
-from trio_metrics.answer_cache import AnswerCache
-from trio_metrics.protocol import (
+from trio_metrics.server._answer_cache import AnswerCache
+from trio_metrics.wire._protocol import (
     PIECE_BYTES,
     encode_point_lines,
     iter_point_lines,

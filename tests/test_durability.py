@@ -12,17 +12,17 @@ import trio
 from net import NETWORK_TIMEOUT
 
 from trio_metrics import ServerInfo, serve
-from trio_metrics.async_client import open_client
-from trio_metrics.data_dir import (
+from trio_metrics.client._async import open_client
+from trio_metrics.storage._data_dir import (
     DamagedFileError,
     DataDirError,
     DataDirLockedError,
     log_path,
     recover,
 )
-from trio_metrics.durable_store import DurableStore, FsyncPolicy, open_durable_store
-from trio_metrics.log_format import FILE_HEADER_SIZE, LOG_MAGIC, encode_batch
-from trio_metrics.store import StoreUnavailableError
+from trio_metrics.storage._durable import DurableStore, FsyncPolicy, open_durable_store
+from trio_metrics.storage._log_format import FILE_HEADER_SIZE, LOG_MAGIC, encode_batch
+from trio_metrics.storage._store import StoreUnavailableError
 
 Model = dict[str, dict[int, float]]
 
@@ -430,7 +430,7 @@ async def test_a_failed_fsync_at_a_segment_switch_acknowledges_nothing(
                 raise OSError(5, "Input/output error")
             real_fsync(fd)
 
-        monkeypatch.setattr("trio_metrics.durable_store.os.fsync", failing_fsync)
+        monkeypatch.setattr("trio_metrics.storage._durable.os.fsync", failing_fsync)
         during_acknowledged = False
 
         async def compact_and_fail() -> None:

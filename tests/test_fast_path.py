@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_metrics.protocol import ProtocolError, Put, parse_command, parse_put_block
+from trio_metrics.wire._protocol import ProtocolError, Put, parse_command, parse_put_block
 
 
 def line_by_line(lines: list[bytes]) -> tuple[list[str], list[float], list[int]] | None:

@@ -16,9 +16,9 @@ import trio.testing
 from net import NETWORK_TIMEOUT, receive_until_eof
 
 from trio_metrics import MetricStore, ServerInfo, ServerStats, open_client, serve
-from trio_metrics.graphite import GraphiteHandler, GraphiteListenError, serve_graphite
-from trio_metrics.limits import Limits
-from trio_metrics.server import serve_until_signal
+from trio_metrics.ingest._graphite import GraphiteHandler, GraphiteListenError, serve_graphite
+from trio_metrics.server._serve import serve_until_signal
+from trio_metrics.transport._limits import Limits
 
 Start = Callable[..., Awaitable[ServerInfo]]
 

@@ -1,4 +1,4 @@
-"""The Graphite plaintext rules of trio_metrics.graphite, without any I/O.
+"""The Graphite plaintext rules of trio_metrics.ingest._graphite, without any I/O.
 
 Expected values are written out literally or built by an independent model
 (carbon's own rule: ``metric, value, ts = line.strip().split()`` and
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_metrics.graphite import (
+from trio_metrics.ingest._graphite import (
     GraphiteBatch,
     GraphiteLineError,
     GraphitePoint,
@@ -22,7 +22,7 @@ from trio_metrics.graphite import (
     parse_graphite_lines,
     parse_graphite_timestamp,
 )
-from trio_metrics.lines import LINE_TOO_LONG, Line
+from trio_metrics.transport._lines import LINE_TOO_LONG, Line
 
 NOW = 1_700_000_000
 MAX = 2**63 - 1

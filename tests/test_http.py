@@ -18,12 +18,12 @@ from net import NETWORK_TIMEOUT, receive_until_eof
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_metrics import ServerInfo, open_client, serve
-from trio_metrics.http_api import MAX_KEY_BYTES, reduce_for_chart
-from trio_metrics.http_server import HttpListenError, serve_http
-from trio_metrics.openapi import OPENAPI
-from trio_metrics.protocol import MAX_TIMESTAMP
-from trio_metrics.stats import ServerStats
-from trio_metrics.store import MetricStore
+from trio_metrics.http._api import MAX_KEY_BYTES, reduce_for_chart
+from trio_metrics.http._openapi import OPENAPI
+from trio_metrics.http._server import HttpListenError, serve_http
+from trio_metrics.storage._store import MetricStore
+from trio_metrics.transport._stats import ServerStats
+from trio_metrics.wire._protocol import MAX_TIMESTAMP
 
 Reply = tuple[int, dict[str, str], bytes]
 
@@ -492,7 +492,7 @@ async def test_openapi_describes_exactly_the_served_routes(web: ServerInfo) -> N
 
 def _api_of(info: ServerInfo) -> Any:
     # The route table of a fresh app is the one every server has.
-    from trio_metrics.http_api import HttpApi
+    from trio_metrics.http._api import HttpApi
 
     return HttpApi(info.store, info.stats)
 
@@ -610,7 +610,7 @@ async def test_a_failing_store_is_a_500_and_the_server_goes_on(
 async def test_a_client_silent_mid_request_is_dropped_and_its_request_not_run(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from trio_metrics import http_server
+    from trio_metrics.http import _server as http_server
 
     monkeypatch.setattr(http_server, "HTTP_READ_TIMEOUT", 0.3)
     store = MetricStore()

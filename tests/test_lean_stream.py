@@ -8,7 +8,7 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from trio_metrics.lean_stream import LeanSocketStream
+from trio_metrics.transport._lean_stream import LeanSocketStream
 
 
 class CheckpointingLeanStream(LeanSocketStream):

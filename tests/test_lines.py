@@ -1,4 +1,4 @@
-"""Tests for trio_metrics.lines: the sans-IO LineBuffer and the trio LineReader.
+"""Tests for trio_metrics.transport._lines: the sans-IO LineBuffer and the trio LineReader.
 
 Expected lines are written out literally or computed by a small reference
 splitter (``model_lines``), never taken from the code under test.
@@ -14,7 +14,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_metrics.lines import (
+from trio_metrics.transport._lines import (
     DEFAULT_MAX_LINE_LENGTH,
     LINE_TOO_LONG,
     LineBuffer,

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from trio_metrics.log_format import (
+from trio_metrics.storage._log_format import (
     FRAME_HEADER_SIZE,
     MAX_RECORD_SIZE,
     Damage,
@@ -24,7 +24,7 @@ from trio_metrics.log_format import (
     frame,
     scan_records,
 )
-from trio_metrics.protocol import MAX_TIMESTAMP, is_valid_key
+from trio_metrics.wire._protocol import MAX_TIMESTAMP, is_valid_key
 
 keys = st.text(min_size=1, max_size=20).filter(is_valid_key)
 values = st.floats(allow_nan=False, allow_infinity=False)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from trio_metrics.prometheus import Figure, render, render_metrics
-from trio_metrics.stats import ServerStats
+from trio_metrics.http._prometheus import Figure, render, render_metrics
+from trio_metrics.transport._stats import ServerStats
 
 
 def families(text: str) -> dict[str, tuple[str, str, list[tuple[dict[str, str], float]]]]:

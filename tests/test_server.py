@@ -13,7 +13,7 @@ import trio.testing
 from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof
 
 from trio_metrics import Limits, MetricStore, Series, ServerInfo, ServerStats, open_client, serve
-from trio_metrics.connection import ConnectionHandler
+from trio_metrics.server._connection import ConnectionHandler
 
 OK = b"ok\n\n"
 ERROR = b"error\nwrong command\n\n"

@@ -1,4 +1,4 @@
-"""Tests for trio_metrics.store.MetricStore: last write wins, ordering, snapshots.
+"""Tests for trio_metrics.storage._store.MetricStore: last write wins, ordering, snapshots.
 
 Expected series are written out literally or come from a reference model
 (``dict[str, dict[int, float]]`` plus the list of first-seen keys).
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from trio_metrics.store import MetricStore, Series
+from trio_metrics.storage._store import MetricStore, Series
 
 Plain = tuple[str, list[int], list[float]]
 

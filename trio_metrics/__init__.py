@@ -3,14 +3,29 @@
 ``from trio_metrics import Client, ClientError, run_server`` gives the names
 that existing users of the protocol import; trio programs use
 :func:`open_client` / :class:`AsyncClient` and :func:`serve`.
+
+The subpackages show the architecture (docs/architecture.md): ``wire`` (the
+protocol, sans-IO), ``transport`` (trio TCP plumbing), ``server``, ``ingest``
+(Graphite), ``storage``, ``http``, ``client`` and ``cli``. Everything a user
+needs, every public exception included, is importable from here.
 """
 
-from .async_client import AsyncClient, ThreadClient, open_client
-from .client import Client, ClientError
-from .limits import Limits
+from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
+from .http import HttpListenError
+from .ingest import GraphiteListenError
 from .server import ServerInfo, run_server, serve
-from .stats import ServerStats
-from .store import MetricStore, Series, Store
+from .storage import (
+    DamagedFileError,
+    DataDirError,
+    DataDirLockedError,
+    FsyncPolicy,
+    MetricStore,
+    Series,
+    Store,
+    StoreUnavailableError,
+)
+from .transport import Limits, ServerStats
+from .wire import ProtocolError
 
 __version__ = "0.1.0"
 
@@ -18,12 +33,20 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientError",
+    "DamagedFileError",
+    "DataDirError",
+    "DataDirLockedError",
+    "FsyncPolicy",
+    "GraphiteListenError",
+    "HttpListenError",
     "Limits",
     "MetricStore",
+    "ProtocolError",
     "Series",
     "ServerInfo",
     "ServerStats",
     "Store",
+    "StoreUnavailableError",
     "ThreadClient",
     "__version__",
     "open_client",

@@ -36,7 +36,7 @@ from typing import BinaryIO
 import attrs
 import trio
 
-from .data_dir import (
+from ._data_dir import (
     DataDirError,
     DataDirLock,
     Recovery,
@@ -45,8 +45,8 @@ from .data_dir import (
     recover,
     snapshot_path,
 )
-from .log_format import LOG_MAGIC, SNAPSHOT_MAGIC, encode_batch, encode_series, encode_trailer
-from .store import MetricStore, Series, StoreUnavailableError
+from ._log_format import LOG_MAGIC, SNAPSHOT_MAGIC, encode_batch, encode_series, encode_trailer
+from ._store import MetricStore, Series, StoreUnavailableError
 
 __all__ = [
     "DEFAULT_COMPACT_MIN_BYTES",

@@ -17,27 +17,31 @@ from typing import Any, NoReturn
 
 import trio
 
-from . import __version__
-from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES
-from .client import Client, ClientError, Metrics
-from .data_dir import DataDirError
-from .durable_store import DEFAULT_COMPACT_MIN_BYTES, FsyncPolicy
-from .graphite import GraphiteListenError
-from .http_server import HttpListenError
-from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_LINE_LENGTH
-from .protocol import (
-    MAX_TIMESTAMP,
-    ProtocolError,
-    is_valid_key,
-    parse_timestamp,
-    parse_value,
-)
-from .server import (
+from .. import __version__
+from ..client._sync import Client, ClientError, Metrics
+from ..http._server import HttpListenError
+from ..ingest._graphite import GraphiteListenError
+from ..server._answer_cache import DEFAULT_ANSWER_CACHE_BYTES
+from ..server._serve import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_GRACE,
     ServerInfo,
     serve_until_signal,
+)
+from ..storage._data_dir import DataDirError
+from ..storage._durable import DEFAULT_COMPACT_MIN_BYTES, FsyncPolicy
+from ..transport._limits import (
+    DEFAULT_MAX_BUFFERED_ANSWER,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_LINE_LENGTH,
+)
+from ..wire._protocol import (
+    MAX_TIMESTAMP,
+    ProtocolError,
+    is_valid_key,
+    parse_timestamp,
+    parse_value,
 )
 
 __all__ = ["main"]

@@ -12,10 +12,12 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from .answer_cache import AnswerCache
-from .limits import Limits
-from .lines import LINE_TOO_LONG, Line, LineReader
-from .protocol import (
+from ..storage._store import Store, StoreUnavailableError
+from ..transport._limits import Limits
+from ..transport._lines import LINE_TOO_LONG, Line, LineReader
+from ..transport._stats import ServerStats
+from ..transport._throttled_log import ThrottledLogger
+from ..wire._protocol import (
     ERROR_ANSWER,
     OK_ANSWER,
     Get,
@@ -28,9 +30,7 @@ from .protocol import (
     parse_command,
     parse_put_block,
 )
-from .stats import ServerStats
-from .store import Store, StoreUnavailableError
-from .throttled_log import ThrottledLogger
+from ._answer_cache import AnswerCache
 
 __all__ = ["ConnectionHandler"]
 

@@ -16,7 +16,16 @@ from typing import SupportsInt
 
 import trio
 
-from .client import (
+from ..wire._protocol import (
+    STATS_REQUEST,
+    Answer,
+    ProtocolError,
+    ResponseParser,
+    encode_get_request,
+    encode_put_request,
+    stats_from_answer,
+)
+from ._sync import (
     RECEIVE_SIZE,
     ClientError,
     Metrics,
@@ -25,15 +34,6 @@ from .client import (
     check_put_answer,
     check_timeout,
     default_timestamp,
-)
-from .protocol import (
-    STATS_REQUEST,
-    Answer,
-    ProtocolError,
-    ResponseParser,
-    encode_get_request,
-    encode_put_request,
-    stats_from_answer,
 )
 
 __all__ = ["AsyncClient", "ThreadClient", "open_client"]

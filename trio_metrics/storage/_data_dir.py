@@ -28,7 +28,7 @@ from pathlib import Path
 
 import attrs
 
-from .log_format import (
+from ._log_format import (
     FILE_HEADER_SIZE,
     LOG_MAGIC,
     SNAPSHOT_MAGIC,
@@ -41,7 +41,7 @@ from .log_format import (
     encode_trailer,
     scan_records,
 )
-from .store import MetricStore
+from ._store import MetricStore
 
 __all__ = [
     "DamagedFileError",

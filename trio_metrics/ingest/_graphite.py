@@ -21,14 +21,14 @@ from typing import Final, NoReturn
 import attrs
 import trio
 
-from .accept import accept_forever, take_listening_sockets
-from .lean_stream import LeanSocketStream
-from .limits import Limits
-from .lines import LINE_TOO_LONG, Line, LineReader
-from .protocol import MAX_TIMESTAMP, ProtocolError, is_valid_key, parse_value
-from .stats import ServerStats
-from .store import Store, StoreUnavailableError
-from .throttled_log import ThrottledLogger
+from ..storage._store import Store, StoreUnavailableError
+from ..transport._accept import accept_forever, take_listening_sockets
+from ..transport._lean_stream import LeanSocketStream
+from ..transport._limits import Limits
+from ..transport._lines import LINE_TOO_LONG, Line, LineReader
+from ..transport._stats import ServerStats
+from ..transport._throttled_log import ThrottledLogger
+from ..wire._protocol import MAX_TIMESTAMP, ProtocolError, is_valid_key, parse_value
 
 __all__ = [
     "NOW",

@@ -19,8 +19,8 @@ from typing import Final, NoReturn
 
 import trio
 
-from .lean_stream import LeanSocketStream
-from .throttled_log import ThrottledLogger
+from ._lean_stream import LeanSocketStream
+from ._throttled_log import ThrottledLogger
 
 __all__ = ["accept_forever", "take_listening_sockets"]
 

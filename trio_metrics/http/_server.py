@@ -18,12 +18,12 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import Framework
 
-from .http_api import DEFAULT_MAX_BODY_BYTES, HttpApi
-from .prometheus import Figure
-from .stats import ServerStats
-from .store import Store
+from ..storage._store import Store
+from ..transport._stats import ServerStats
+from ._api import DEFAULT_MAX_BODY_BYTES, HttpApi
+from ._prometheus import Figure
 
-__all__ = ["HTTP_READ_TIMEOUT", "HttpInfo", "serve_http"]
+__all__ = ["HTTP_READ_TIMEOUT", "HttpInfo", "HttpListenError", "serve_http"]
 
 logger = logging.getLogger("trio_metrics.http")
 

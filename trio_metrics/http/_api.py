@@ -28,13 +28,13 @@ from urllib.parse import parse_qs
 import attrs
 import trio
 
-from .lines import DEFAULT_MAX_LINE_LENGTH
-from .openapi import OPENAPI
-from .prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .prometheus import Figure, render_metrics
-from .protocol import MAX_TIMESTAMP, is_valid_key
-from .stats import ServerStats
-from .store import Series, Store
+from ..storage._store import Series, Store
+from ..transport._lines import DEFAULT_MAX_LINE_LENGTH
+from ..transport._stats import ServerStats
+from ..wire._protocol import MAX_TIMESTAMP, is_valid_key
+from ._openapi import OPENAPI
+from ._prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ._prometheus import Figure, render_metrics
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",

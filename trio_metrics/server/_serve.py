@@ -22,15 +22,20 @@ from typing import Any
 import attrs
 import trio
 
-from .accept import accept_forever, take_listening_sockets
-from .answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
-from .connection import ConnectionHandler
-from .durable_store import DEFAULT_COMPACT_MIN_BYTES, DurableStore, FsyncPolicy, open_durable_store
-from .graphite import serve_graphite
-from .limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
-from .lines import DEFAULT_MAX_LINE_LENGTH
-from .stats import ServerStats
-from .store import MetricStore, Store
+from ..ingest._graphite import serve_graphite
+from ..storage._durable import (
+    DEFAULT_COMPACT_MIN_BYTES,
+    DurableStore,
+    FsyncPolicy,
+    open_durable_store,
+)
+from ..storage._store import MetricStore, Store
+from ..transport._accept import accept_forever, take_listening_sockets
+from ..transport._limits import DEFAULT_MAX_BUFFERED_ANSWER, DEFAULT_MAX_CONNECTIONS, Limits
+from ..transport._lines import DEFAULT_MAX_LINE_LENGTH
+from ..transport._stats import ServerStats
+from ._answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
+from ._connection import ConnectionHandler
 
 __all__ = [
     "DEFAULT_HOST",
@@ -291,8 +296,8 @@ async def _start_http(
     nursery: trio.Nursery, info: ServerInfo, port: int, durable: DurableStore | None
 ) -> ServerInfo:
     # Imported here: programs that only use the clients need not load an HTTP stack.
-    from .http_server import HttpListenError, serve_http
-    from .prometheus import durability_figures
+    from ..http._prometheus import durability_figures
+    from ..http._server import HttpListenError, serve_http
 
     extra = None if durable is None else lambda: durability_figures(durable.figures_as_dict())
     try:

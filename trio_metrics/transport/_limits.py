@@ -7,7 +7,7 @@ from typing import Final
 
 import attrs
 
-from .lines import DEFAULT_MAX_LINE_LENGTH
+from ._lines import DEFAULT_MAX_LINE_LENGTH
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_ANSWER",

@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import Final, SupportsInt
 
-from .protocol import (
+from ..wire._protocol import (
     STATS_REQUEST,
     Answer,
     ErrorAnswer,

@@ -1,0 +1,88 @@
+"""Where points live: the :class:`Store` protocol, the in-memory
+:class:`MetricStore`, and the durable store (write-ahead log, snapshots, data
+directory).
+
+It knows nothing of sockets or the wire format.
+"""
+
+from __future__ import annotations
+
+from ._data_dir import (
+    DamagedFileError,
+    DataDirError,
+    DataDirLock,
+    DataDirLockedError,
+    Recovery,
+    fsync_directory,
+    log_path,
+    recover,
+    snapshot_path,
+    write_snapshot_file,
+)
+from ._durable import (
+    DEFAULT_COMPACT_MIN_BYTES,
+    DurableStore,
+    FsyncPolicy,
+    open_durable_store,
+)
+from ._log_format import (
+    FRAME_HEADER_SIZE,
+    LOG_MAGIC,
+    MAX_RECORD_SIZE,
+    SNAPSHOT_MAGIC,
+    Damage,
+    FormatError,
+    Scan,
+    SeriesRecord,
+    decode_batch,
+    decode_series,
+    decode_trailer,
+    encode_batch,
+    encode_series,
+    encode_trailer,
+    frame,
+    scan_records,
+)
+from ._store import (
+    MetricStore,
+    Series,
+    Store,
+    StoreUnavailableError,
+)
+
+__all__ = [
+    "DEFAULT_COMPACT_MIN_BYTES",
+    "FRAME_HEADER_SIZE",
+    "LOG_MAGIC",
+    "MAX_RECORD_SIZE",
+    "SNAPSHOT_MAGIC",
+    "Damage",
+    "DamagedFileError",
+    "DataDirError",
+    "DataDirLock",
+    "DataDirLockedError",
+    "DurableStore",
+    "FormatError",
+    "FsyncPolicy",
+    "MetricStore",
+    "Recovery",
+    "Scan",
+    "Series",
+    "SeriesRecord",
+    "Store",
+    "StoreUnavailableError",
+    "decode_batch",
+    "decode_series",
+    "decode_trailer",
+    "encode_batch",
+    "encode_series",
+    "encode_trailer",
+    "frame",
+    "fsync_directory",
+    "log_path",
+    "open_durable_store",
+    "recover",
+    "scan_records",
+    "snapshot_path",
+    "write_snapshot_file",
+]

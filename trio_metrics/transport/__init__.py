@@ -1,0 +1,51 @@
+"""The trio TCP plumbing every listener shares: accepting, the lean socket
+stream, the line reader, limits, counters and throttled logging.
+
+It knows nothing of the protocol's text or of storage.
+"""
+
+from __future__ import annotations
+
+from ._accept import (
+    accept_forever,
+    take_listening_sockets,
+)
+from ._lean_stream import (
+    LeanSocketStream,
+)
+from ._limits import (
+    DEFAULT_MAX_BUFFERED_ANSWER,
+    DEFAULT_MAX_CONNECTIONS,
+    Limits,
+)
+from ._lines import (
+    DEFAULT_MAX_LINE_LENGTH,
+    LINE_TOO_LONG,
+    Line,
+    LineBuffer,
+    LineReader,
+    LineTooLong,
+)
+from ._stats import (
+    ServerStats,
+)
+from ._throttled_log import (
+    ThrottledLogger,
+)
+
+__all__ = [
+    "DEFAULT_MAX_BUFFERED_ANSWER",
+    "DEFAULT_MAX_CONNECTIONS",
+    "DEFAULT_MAX_LINE_LENGTH",
+    "LINE_TOO_LONG",
+    "LeanSocketStream",
+    "Limits",
+    "Line",
+    "LineBuffer",
+    "LineReader",
+    "LineTooLong",
+    "ServerStats",
+    "ThrottledLogger",
+    "accept_forever",
+    "take_listening_sockets",
+]
