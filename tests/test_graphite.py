@@ -17,7 +17,7 @@ from net import NETWORK_TIMEOUT, receive_until_eof
 
 from trio_metrics import MetricStore, ServerInfo, ServerStats, open_client, serve
 from trio_metrics.ingest._graphite import GraphiteHandler, GraphiteListenError, serve_graphite
-from trio_metrics.server._serve import serve_until_signal
+from trio_metrics.server import ServerConfig, serve_until_signal
 from trio_metrics.transport._limits import Limits
 
 Start = Callable[..., Awaitable[ServerInfo]]
@@ -294,7 +294,7 @@ async def test_a_busy_graphite_port_is_a_graphite_listen_error() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(GraphiteListenError) as caught:
-            await serve_until_signal("127.0.0.1", 0, None, {"graphite_port": port})
+            await serve_until_signal(ServerConfig(host="127.0.0.1", port=0, graphite_port=port))
     assert caught.value.strerror == "Address already in use"
 
 

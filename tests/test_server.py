@@ -338,4 +338,4 @@ def test_run_server_raises_a_bad_option_bare() -> None:
     with pytest.raises(ValueError, match="max_connections"):
         run_server("127.0.0.1", 0, max_connections=0)
     with pytest.raises(TypeError, match="bogus"):
-        run_server("127.0.0.1", 0, bogus=1)
+        run_server("127.0.0.1", 0, bogus=1)  # type: ignore[call-overload]

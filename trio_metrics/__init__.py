@@ -13,12 +13,15 @@ needs, every public exception included, is importable from here.
 from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
 from .http import HttpListenError
 from .ingest import GraphiteListenError
-from .server import ServerInfo, run_server, serve
+from .server import ServerConfig, ServerInfo, run_server, serve
 from .storage import (
     DamagedFileError,
     DataDirError,
     DataDirLockedError,
+    DataDirStorage,
+    ExistingStore,
     FsyncPolicy,
+    MemoryStorage,
     MetricStore,
     Series,
     Store,
@@ -36,13 +39,17 @@ __all__ = [
     "DamagedFileError",
     "DataDirError",
     "DataDirLockedError",
+    "DataDirStorage",
+    "ExistingStore",
     "FsyncPolicy",
     "GraphiteListenError",
     "HttpListenError",
     "Limits",
+    "MemoryStorage",
     "MetricStore",
     "ProtocolError",
     "Series",
+    "ServerConfig",
     "ServerInfo",
     "ServerStats",
     "Store",

@@ -1,11 +1,7 @@
-"""The ``trio-metrics`` command."""
+"""The ``trio-metrics`` command: ``serve``, ``put``, ``get`` and ``stats``."""
 
 from __future__ import annotations
 
-from ._main import (
-    main,
-)
+from ._main import main
 
-__all__ = [
-    "main",
-]
+__all__ = ["main"]

@@ -20,6 +20,7 @@ __all__ = [
     "CONTENT_TYPE",
     "PREFIX",
     "Figure",
+    "durability_figures",
     "render",
     "render_metrics",
     "server_figures",

@@ -1,32 +1,35 @@
 """The metrics server: one trio task per connection, :func:`serve` and
-:func:`run_server`, the answer cache and the graceful stop.
+:func:`run_server`, its settings (:class:`ServerConfig`), the answer cache
+and the graceful stop.
 """
 
 from __future__ import annotations
 
-from ._answer_cache import (
-    DEFAULT_ANSWER_CACHE_BYTES,
-    AnswerCache,
-)
-from ._connection import (
-    ConnectionHandler,
-)
-from ._serve import (
+from ._answer_cache import DEFAULT_ANSWER_CACHE_BYTES, AnswerCache
+from ._config import (
     DEFAULT_HOST,
     DEFAULT_PORT,
-    ServerInfo,
-    run_server,
-    serve,
-    serve_until_signal,
+    DEFAULT_SHUTDOWN_GRACE,
+    LogLevel,
+    ServeOptions,
+    ServerConfig,
 )
+from ._connection import ConnectionHandler
+from ._run import configure_logging, run_server, serve_until_signal
+from ._serve import ServerInfo, serve
 
 __all__ = [
     "DEFAULT_ANSWER_CACHE_BYTES",
     "DEFAULT_HOST",
     "DEFAULT_PORT",
+    "DEFAULT_SHUTDOWN_GRACE",
     "AnswerCache",
     "ConnectionHandler",
+    "LogLevel",
+    "ServeOptions",
+    "ServerConfig",
     "ServerInfo",
+    "configure_logging",
     "run_server",
     "serve",
     "serve_until_signal",

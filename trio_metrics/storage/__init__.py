@@ -7,6 +7,14 @@ It knows nothing of sockets or the wire format.
 
 from __future__ import annotations
 
+from ._choice import (
+    DataDirStorage,
+    ExistingStore,
+    MemoryStorage,
+    OpenedStorage,
+    Storage,
+    open_storage,
+)
 from ._data_dir import (
     DamagedFileError,
     DataDirError,
@@ -61,14 +69,19 @@ __all__ = [
     "DataDirError",
     "DataDirLock",
     "DataDirLockedError",
+    "DataDirStorage",
     "DurableStore",
+    "ExistingStore",
     "FormatError",
     "FsyncPolicy",
+    "MemoryStorage",
     "MetricStore",
+    "OpenedStorage",
     "Recovery",
     "Scan",
     "Series",
     "SeriesRecord",
+    "Storage",
     "Store",
     "StoreUnavailableError",
     "decode_batch",
@@ -81,6 +94,7 @@ __all__ = [
     "fsync_directory",
     "log_path",
     "open_durable_store",
+    "open_storage",
     "recover",
     "scan_records",
     "snapshot_path",

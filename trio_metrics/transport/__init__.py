@@ -10,6 +10,9 @@ from ._accept import (
     accept_forever,
     take_listening_sockets,
 )
+from ._groups import (
+    sole_exception,
+)
 from ._lean_stream import (
     LeanSocketStream,
 )
@@ -47,5 +50,6 @@ __all__ = [
     "ServerStats",
     "ThrottledLogger",
     "accept_forever",
+    "sole_exception",
     "take_listening_sockets",
 ]

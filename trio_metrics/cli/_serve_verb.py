@@ -1,0 +1,302 @@
+"""``trio-metrics serve``: its flags, as a table, and the :class:`ServerConfig` they make.
+
+A new server setting is one row in :data:`SERVE_FLAGS` and one line in
+:func:`config_from_args`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import attrs
+import trio
+
+from .. import __version__
+from ..http import HttpListenError
+from ..ingest import GraphiteListenError
+from ..server import (
+    DEFAULT_ANSWER_CACHE_BYTES,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_SHUTDOWN_GRACE,
+    ServerConfig,
+    ServerInfo,
+    configure_logging,
+    serve_until_signal,
+)
+from ..storage import DataDirError, DataDirStorage, FsyncPolicy, MemoryStorage, Storage
+from ..storage._durable import DEFAULT_COMPACT_MIN_BYTES
+from ..transport import (
+    DEFAULT_MAX_BUFFERED_ANSWER,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_LINE_LENGTH,
+    Limits,
+)
+from . import _argument_types as types
+from ._output import PROG, fail
+
+__all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
+
+_STORAGE_GROUP = "storage (default: memory only)"
+
+
+@attrs.frozen
+class Flag:
+    """One flag of ``serve``: its names, ``add_argument``'s keywords, and its group."""
+
+    names: tuple[str, ...]
+    options: dict[str, Any]
+    group: str | None = None
+    #: Only meaningful with ``--data-dir``: refused without it.
+    needs_data_dir: bool = False
+
+
+#: Every flag of ``trio-metrics serve``, in ``--help`` order.
+SERVE_FLAGS: tuple[Flag, ...] = (
+    Flag(
+        ("--host",),
+        {"default": DEFAULT_HOST, "help": "address to listen on (default: %(default)s)"},
+    ),
+    Flag(
+        ("--port",),
+        {
+            "type": types.port,
+            "default": DEFAULT_PORT,
+            "help": "TCP port; 0 picks a free one (default: %(default)s)",
+        },
+    ),
+    Flag(
+        ("--max-line-length",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_MAX_LINE_LENGTH,
+            "metavar": "BYTES",
+            "help": "longest command line accepted; a longer one gets the error answer"
+            " (default: %(default)s)",
+        },
+    ),
+    Flag(
+        ("--max-connections",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_MAX_CONNECTIONS,
+            "metavar": "N",
+            "help": "connections served at once; more are closed at once (default: %(default)s)",
+        },
+    ),
+    Flag(
+        ("--idle-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": None,
+            "metavar": "SECONDS",
+            "help": "close a connection that sends no command, or takes no answer, for this long"
+            " (default: never)",
+        },
+    ),
+    Flag(
+        ("--max-buffered-answer",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_MAX_BUFFERED_ANSWER,
+            "metavar": "BYTES",
+            "help": "answer bytes held per connection before the server waits for the client"
+            " to read them (default: %(default)s)",
+        },
+    ),
+    Flag(
+        ("--answer-cache-bytes",),
+        {
+            "type": types.non_negative_int,
+            "default": DEFAULT_ANSWER_CACHE_BYTES,
+            "metavar": "BYTES",
+            "help": "memory for encoded get answers, reused while points are unchanged; 0 turns"
+            " it off (default: %(default)s)",
+        },
+    ),
+    Flag(
+        ("--data-dir",),
+        {
+            "metavar": "DIR",
+            "type": types.data_dir,
+            "default": None,
+            "help": "keep points in DIR (created if missing): a write-ahead log and snapshots,"
+            " recovered at start-up",
+        },
+        group=_STORAGE_GROUP,
+    ),
+    Flag(
+        ("--fsync",),
+        {
+            "choices": [policy.value for policy in FsyncPolicy],
+            "default": None,
+            "help": "when the log is fsynced: before each ok (always), once a second (everysec),"
+            f" or when the system likes (never) (default: {FsyncPolicy.EVERYSEC.value})",
+        },
+        group=_STORAGE_GROUP,
+        needs_data_dir=True,
+    ),
+    Flag(
+        ("--repair",),
+        {
+            "action": "store_true",
+            "default": None,
+            "help": "if a log or snapshot file is damaged, keep a copy of it and cut it at the"
+            " first bad record instead of refusing to start",
+        },
+        group=_STORAGE_GROUP,
+        needs_data_dir=True,
+    ),
+    Flag(
+        ("--compact-min-bytes",),
+        {
+            "type": types.non_negative_int,
+            "default": None,
+            "metavar": "BYTES",
+            "help": "compact the log into a snapshot once it is larger than this and than twice"
+            f" the snapshot (default: {DEFAULT_COMPACT_MIN_BYTES})",
+        },
+        group=_STORAGE_GROUP,
+        needs_data_dir=True,
+    ),
+    Flag(
+        ("--shutdown-grace",),
+        {
+            "type": types.non_negative_seconds,
+            "default": DEFAULT_SHUTDOWN_GRACE,
+            "metavar": "SECONDS",
+            "help": "on Ctrl-C or SIGTERM, time given to connections to finish the commands they"
+            " sent (default: %(default)s)",
+        },
+    ),
+    Flag(
+        ("--graphite-port",),
+        {
+            "type": types.port,
+            "default": None,
+            "metavar": "PORT",
+            "help": "also take Graphite plaintext lines ('path value timestamp') on this TCP port"
+            " of the same host, into the same store; 2003 is the usual one (default: off)",
+        },
+    ),
+    Flag(
+        ("--http-port",),
+        {
+            "type": types.port,
+            "default": None,
+            "metavar": "PORT",
+            "help": "also serve the HTTP API, /metrics and the dashboard on this port of the same"
+            " host; 0 picks a free one (default: off)",
+        },
+    ),
+    Flag(
+        ("--log-level",),
+        {
+            "default": "info",
+            "choices": ["debug", "info", "warning", "error"],
+            "help": "how much the server logs to stderr (default: %(default)s)",
+        },
+    ),
+)
+
+
+def add_serve_verb(verbs: argparse._SubParsersAction[Any]) -> None:
+    """Add ``serve`` and its flags to the command's verbs."""
+    parser = verbs.add_parser(
+        "serve",
+        help="run the server until Ctrl-C or SIGTERM",
+        description="Run the metrics server until Ctrl-C or SIGTERM (then exit 0).",
+    )
+    groups: dict[str | None, Any] = {None: parser}
+    for flag in SERVE_FLAGS:
+        if flag.group not in groups:
+            groups[flag.group] = parser.add_argument_group(flag.group)
+        groups[flag.group].add_argument(*flag.names, **flag.options)
+    parser.set_defaults(run=_serve, check=_check_storage_flags, serve_parser=parser)
+
+
+def _check_storage_flags(args: argparse.Namespace) -> None:
+    # Storage options without a data directory would be ignored, and an
+    # operator would believe the points are kept.
+    if args.data_dir is not None:
+        return
+    given = [
+        flag.names[0]
+        for flag in SERVE_FLAGS
+        if flag.needs_data_dir and getattr(args, _dest(flag)) is not None
+    ]
+    if given:
+        args.serve_parser.error(f"{', '.join(given)} needs --data-dir DIR")
+
+
+def _dest(flag: Flag) -> str:
+    return flag.names[0].lstrip("-").replace("-", "_")
+
+
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
+    """The :class:`ServerConfig` that ``serve``'s parsed flags describe."""
+    storage: Storage = MemoryStorage()
+    if args.data_dir is not None:
+        storage = DataDirStorage(
+            args.data_dir,
+            fsync=args.fsync or FsyncPolicy.EVERYSEC,
+            repair=bool(args.repair),
+            compact_min_bytes=(
+                DEFAULT_COMPACT_MIN_BYTES
+                if args.compact_min_bytes is None
+                else args.compact_min_bytes
+            ),
+        )
+    return ServerConfig(
+        host=args.host,
+        port=args.port,
+        graphite_port=args.graphite_port,
+        http_port=args.http_port,
+        limits=Limits(
+            max_line_length=args.max_line_length,
+            max_connections=args.max_connections,
+            idle_timeout=args.idle_timeout,
+            max_buffered_answer=args.max_buffered_answer,
+        ),
+        storage=storage,
+        answer_cache_bytes=args.answer_cache_bytes,
+        shutdown_grace=args.shutdown_grace,
+        log_level=args.log_level,
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    assert config.log_level is not None  # the flag has a default
+    configure_logging(config.log_level)
+    try:
+        trio.run(serve_until_signal, config, _print_banner)
+    except DataDirError as exc:
+        fail(str(exc))
+    except HttpListenError as exc:
+        fail(f"cannot listen for HTTP on {config.host}:{config.http_port}: {exc.strerror}")
+    except GraphiteListenError as exc:
+        fail(f"cannot listen for Graphite on {config.host}:{config.graphite_port}: {exc.strerror}")
+    except OSError as exc:
+        fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+    else:
+        return 0
+    return 1
+
+
+def _print_banner(info: ServerInfo) -> None:
+    storage = info.config.storage
+    where = f"data in {storage.directory}" if isinstance(storage, DataDirStorage) else "memory only"
+    graphite = "" if info.graphite_port is None else f", Graphite on port {info.graphite_port}"
+    print(
+        f"{PROG} {__version__} listening on {info.host}:{info.port}{graphite}"
+        f" ({where}; Ctrl-C stops)",
+        flush=True,
+    )
+    if info.http_port is not None:
+        print(f"dashboard on http://{_url_host(info.host)}:{info.http_port}/", flush=True)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,128 @@
+"""Which store a server runs on, as settings, and opening it.
+
+A server's storage is one of :class:`MemoryStorage`, :class:`DataDirStorage`
+or :class:`ExistingStore`. Each is a frozen, validated value; :func:`open_storage`
+turns it into a running store for the length of an ``async with`` block. A
+new kind of storage is one more class here and one more branch in
+:func:`open_storage`; the server only sees the :class:`OpenedStorage` it yields.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TypeAlias
+
+import attrs
+
+from ._durable import DEFAULT_COMPACT_MIN_BYTES, FsyncPolicy, open_durable_store
+from ._store import MetricStore, Store
+
+__all__ = [
+    "DataDirStorage",
+    "ExistingStore",
+    "MemoryStorage",
+    "OpenedStorage",
+    "Storage",
+    "open_storage",
+]
+
+logger = logging.getLogger("trio_metrics.server")
+
+
+@attrs.frozen
+class MemoryStorage:
+    """Points in a new in-memory :class:`MetricStore`, lost when the server stops."""
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{attribute.name} must not be negative, not {value!r}")
+
+
+def _to_path(value: str | os.PathLike[str]) -> Path:
+    # Checked before the conversion: Path("") is ".", the current directory.
+    if not os.fspath(value).strip():
+        raise ValueError("the data directory must not be empty")
+    return Path(value)
+
+
+@attrs.frozen
+class DataDirStorage:
+    """Points kept in a data directory: a write-ahead log and snapshots.
+
+    ``fsync`` is ``always``, ``everysec`` or ``never`` (a
+    :class:`FsyncPolicy` or its value); ``repair`` lets recovery cut a
+    damaged file; the log is compacted into a snapshot once it is larger
+    than ``compact_min_bytes`` and twice the snapshot (docs/durability.md).
+    Raises :exc:`ValueError` for a bad value.
+    """
+
+    directory: Path = attrs.field(converter=_to_path)
+    fsync: FsyncPolicy = attrs.field(default=FsyncPolicy.EVERYSEC, converter=FsyncPolicy)
+    repair: bool = False
+    compact_min_bytes: int = attrs.field(default=DEFAULT_COMPACT_MIN_BYTES, validator=_non_negative)
+
+
+@attrs.frozen
+class ExistingStore:
+    """A store the caller made (any :class:`Store`); the server neither opens nor closes it."""
+
+    store: Store
+
+
+#: The storage a server can run on.
+Storage: TypeAlias = MemoryStorage | DataDirStorage | ExistingStore
+
+
+@attrs.frozen
+class OpenedStorage:
+    """A running store, and what the server needs to know of it."""
+
+    store: Store
+    #: The in-memory store whose changes invalidate cached answers; ``None``
+    #: when the store does not report its changes.
+    watched: MetricStore | None
+    #: More counters for ``stats`` and ``/metrics`` (a data directory's log
+    #: figures), or ``None``.
+    figures: Callable[[], dict[str, int]] | None
+    #: A few words for the start-up log.
+    description: str
+
+
+@asynccontextmanager
+async def open_storage(storage: Storage) -> AsyncIterator[OpenedStorage]:
+    """Open ``storage`` for the length of the block.
+
+    A data directory is locked and recovered first, and at the end of the
+    block (cancellation included) its log is written, fsynced and unlocked:
+    see :func:`open_durable_store`, whose errors
+    (:exc:`~trio_metrics.DataDirError`, :exc:`OSError`) this raises.
+    """
+    if isinstance(storage, DataDirStorage):
+        async with open_durable_store(
+            storage.directory,
+            fsync=storage.fsync,
+            repair=storage.repair,
+            compact_min_bytes=storage.compact_min_bytes,
+        ) as durable:
+            yield OpenedStorage(
+                durable,
+                durable.memory,
+                durable.figures_as_dict,
+                f"{storage.directory}, fsync {storage.fsync.value}",
+            )
+    elif isinstance(storage, ExistingStore):
+        store = storage.store
+        watched = store if isinstance(store, MetricStore) else None
+        yield OpenedStorage(store, watched, None, type(store).__name__)
+    else:
+        logger.warning(
+            "no data directory: points are kept in memory only and lost when the "
+            "server stops (--data-dir DIR keeps them)"
+        )
+        memory = MetricStore()
+        yield OpenedStorage(memory, memory, None, "MetricStore")
