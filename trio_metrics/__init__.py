@@ -12,7 +12,7 @@ needs, every public exception included, is importable from here.
 
 from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
 from .http import HttpListenError
-from .ingest import GraphiteListenError
+from .ingest import GraphiteLineError, GraphiteListenError, NotANumber
 from .server import ServerConfig, ServerInfo, run_server, serve
 from .storage import (
     DamagedFileError,
@@ -20,6 +20,7 @@ from .storage import (
     DataDirLockedError,
     DataDirStorage,
     ExistingStore,
+    FormatError,
     FsyncPolicy,
     MemoryStorage,
     MetricStore,
@@ -41,12 +42,15 @@ __all__ = [
     "DataDirLockedError",
     "DataDirStorage",
     "ExistingStore",
+    "FormatError",
     "FsyncPolicy",
+    "GraphiteLineError",
     "GraphiteListenError",
     "HttpListenError",
     "Limits",
     "MemoryStorage",
     "MetricStore",
+    "NotANumber",
     "ProtocolError",
     "Series",
     "ServerConfig",

@@ -25,8 +25,14 @@ from ..server import (
     configure_logging,
     serve_until_signal,
 )
-from ..storage import DataDirError, DataDirStorage, FsyncPolicy, MemoryStorage, Storage
-from ..storage._durable import DEFAULT_COMPACT_MIN_BYTES
+from ..storage import (
+    DEFAULT_COMPACT_MIN_BYTES,
+    DataDirError,
+    DataDirStorage,
+    FsyncPolicy,
+    MemoryStorage,
+    Storage,
+)
 from ..transport import (
     DEFAULT_MAX_BUFFERED_ANSWER,
     DEFAULT_MAX_CONNECTIONS,

@@ -28,10 +28,9 @@ from urllib.parse import parse_qs
 import attrs
 import trio
 
-from ..storage._store import Series, Store
-from ..transport._lines import DEFAULT_MAX_LINE_LENGTH
-from ..transport._stats import ServerStats
-from ..wire._protocol import MAX_TIMESTAMP, is_valid_key
+from ..storage import Series, Store
+from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats
+from ..wire import MAX_TIMESTAMP, is_valid_key
 from ._openapi import OPENAPI
 from ._prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._prometheus import Figure, render_metrics

@@ -18,8 +18,8 @@ from hypercorn.config import Config
 from hypercorn.trio import serve as hypercorn_serve
 from hypercorn.typing import Framework
 
-from ..storage._store import Store
-from ..transport._stats import ServerStats
+from ..storage import Store
+from ..transport import ServerStats
 from ._api import DEFAULT_MAX_BODY_BYTES, HttpApi
 from ._prometheus import Figure
 

@@ -21,14 +21,29 @@ from typing import Final, NoReturn
 import attrs
 import trio
 
-from ..storage._store import Store, StoreUnavailableError
-from ..transport._accept import accept_forever, take_listening_sockets
-from ..transport._lean_stream import LeanSocketStream
-from ..transport._limits import Limits
-from ..transport._lines import LINE_TOO_LONG, Line, LineReader
-from ..transport._stats import ServerStats
-from ..transport._throttled_log import ThrottledLogger
-from ..wire._protocol import MAX_TIMESTAMP, ProtocolError, is_valid_key, parse_value
+from ..storage import Store, StoreUnavailableError
+from ..transport import (
+    LINE_TOO_LONG,
+    PEER_GONE_ERRORS,
+    LeanSocketStream,
+    Limits,
+    Line,
+    LineReader,
+    ListenerCounters,
+    ServerStats,
+    ThrottledLogger,
+    accept_forever,
+    guarded_connection,
+    take_listening_sockets,
+)
+from ..wire import (
+    MAX_TIMESTAMP,
+    MAX_TIMESTAMP_DIGITS,
+    SPACES_OR_TABS,
+    ProtocolError,
+    is_valid_key,
+    parse_value,
+)
 
 __all__ = [
     "NOW",
@@ -51,16 +66,12 @@ NOW: Final = -1
 #: How much of a bad line goes into the log.
 LOGGED_LINE_BYTES: Final = 100
 
-_SPACES_OR_TABS: Final = re.compile(rb"[ \t]+")
 # A decimal number: what senders write for a timestamp. Carbon takes
 # anything Python's float() takes; this is that minus "nan", "inf",
 # underscores, non-ASCII digits and surrounding whitespace.
 _TIMESTAMP: Final = re.compile(
     rb"(?P<sign>[+-]?)(?:(?P<whole>[0-9]+)(?:\.[0-9]*)?|\.[0-9]+)(?P<exponent>[eE][+-]?[0-9]+)?"
 )
-_MAX_TIMESTAMP_DIGITS: Final = len(str(MAX_TIMESTAMP))
-# The errors a connection ends with when its peer resets or vanishes.
-_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
 
 
 class GraphiteListenError(OSError):
@@ -108,7 +119,7 @@ def _split_fields(line: bytes) -> list[bytes]:
     # strict way.
     fields = line.split()
     if len(fields) > 1 and (b"\r" in line or b"\x0b" in line or b"\x0c" in line):
-        fields = _SPACES_OR_TABS.split(line.strip())
+        fields = SPACES_OR_TABS.split(line.strip())
     return fields
 
 
@@ -120,7 +131,7 @@ def parse_graphite_timestamp(token: bytes, now: int) -> int:
     ``1501864247``, ``-1.5`` is ``-1``). The result must be ``-1`` or lie in
     ``0..2**63-1``. Raises :class:`GraphiteLineError` otherwise.
     """
-    if token.isdigit() and len(token) < _MAX_TIMESTAMP_DIGITS:
+    if token.isdigit() and len(token) < MAX_TIMESTAMP_DIGITS:
         return int(token)  # what senders write, always in range: no pattern needed
     match = _TIMESTAMP.fullmatch(token)
     if match is None:
@@ -128,7 +139,7 @@ def parse_graphite_timestamp(token: bytes, now: int) -> int:
     if match["exponent"] is None:
         # Exact, unlike carbon's float(), which rounds a long fraction up.
         whole = (match["whole"] or b"0").lstrip(b"0")
-        if len(whole) > _MAX_TIMESTAMP_DIGITS:
+        if len(whole) > MAX_TIMESTAMP_DIGITS:
             raise GraphiteLineError(f"timestamp {token[:40]!r} is out of range")
         timestamp = int(whole or b"0")
         if match["sign"] == b"-":
@@ -225,7 +236,7 @@ async def _receive(reader: LineReader) -> list[Line]:
     # the store is a failure, never mistaken for a closed connection.
     try:
         return await reader.receive_lines()
-    except _PEER_GONE as exc:
+    except PEER_GONE_ERRORS as exc:
         logger.debug("Graphite connection lost: %r", exc)
         return []
 
@@ -251,31 +262,17 @@ class GraphiteHandler:
         a lost peer, the idle timeout, or a failing store ends this
         connection only, and is logged.
         """
-        stats = self.stats
-        if stats.graphite_connections_open >= self.limits.max_connections:
-            stats.graphite_connections_refused += 1
-            self.warnings.warning(
-                "max-connections",
-                "%d Graphite connections are open (the limit): closed a new one",
-                stats.graphite_connections_open,
-            )
-            await trio.aclose_forcefully(stream)
-            return
-        stats.graphite_connections_open += 1
-        stats.graphite_connections_total += 1
-        try:
-            await self._read_points(stream)
-        except StoreUnavailableError as exc:
-            # A failed disk: every sender would log the same traceback.
-            stats.graphite_connection_failures += 1
-            self.warnings.warning("store", "closed a Graphite connection: %s", exc)
-        except Exception:
-            # One broken connection must not end the listener's nursery.
-            stats.graphite_connection_failures += 1
-            logger.exception("Graphite connection closed after an unexpected error")
-        finally:
-            stats.graphite_connections_open -= 1
-            await trio.aclose_forcefully(stream)
+        async with guarded_connection(
+            stream,
+            ListenerCounters(self.stats, "graphite_"),
+            max_connections=self.limits.max_connections,
+            warnings=self.warnings,
+            logger=logger,
+            what="Graphite connection",
+            quiet_failures=(StoreUnavailableError,),
+        ) as admitted:
+            if admitted:
+                await self._read_points(stream)
 
     async def _read_points(self, stream: trio.abc.Stream) -> None:
         reader = LineReader(stream, self.limits.max_line_length)

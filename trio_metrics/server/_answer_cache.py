@@ -28,7 +28,7 @@ from typing import Final
 
 import attrs
 
-from ..wire._protocol import encode_point_lines, points_per_piece
+from ..wire import encode_point_lines, points_per_piece
 
 __all__ = ["DEFAULT_ANSWER_CACHE_BYTES", "AnswerCache"]
 

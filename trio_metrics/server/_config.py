@@ -14,6 +14,7 @@ from typing import Any, Final, Literal, TypedDict, get_args
 import attrs
 
 from ..storage import (
+    DEFAULT_COMPACT_MIN_BYTES,
     DataDirStorage,
     ExistingStore,
     FsyncPolicy,
@@ -21,7 +22,6 @@ from ..storage import (
     Storage,
     Store,
 )
-from ..storage._durable import DEFAULT_COMPACT_MIN_BYTES
 from ..transport import Limits
 from ._answer_cache import DEFAULT_ANSWER_CACHE_BYTES
 

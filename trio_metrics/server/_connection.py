@@ -12,12 +12,19 @@ from collections.abc import Callable
 import attrs
 import trio
 
-from ..storage._store import Store, StoreUnavailableError
-from ..transport._limits import Limits
-from ..transport._lines import LINE_TOO_LONG, Line, LineReader
-from ..transport._stats import ServerStats
-from ..transport._throttled_log import ThrottledLogger
-from ..wire._protocol import (
+from ..storage import Store, StoreUnavailableError
+from ..transport import (
+    LINE_TOO_LONG,
+    PEER_GONE_ERRORS,
+    Limits,
+    Line,
+    LineReader,
+    ListenerCounters,
+    ServerStats,
+    ThrottledLogger,
+    guarded_connection,
+)
+from ..wire import (
     ERROR_ANSWER,
     OK_ANSWER,
     Get,
@@ -35,11 +42,6 @@ from ._answer_cache import AnswerCache
 __all__ = ["ConnectionHandler"]
 
 logger = logging.getLogger("trio_metrics.server")
-
-# The errors a connection ends with when its peer resets, vanishes or closes
-# while we write: they end that connection only.
-_PEER_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError)
-
 
 # With an idle timeout, answers are written in pieces of this size, each of
 # which the client must take within the timeout.
@@ -102,21 +104,23 @@ class ConnectionHandler:
         Never raises except for cancellation: a lost peer, a limit or an
         unexpected error ends this connection only, and is logged.
         """
-        stats = self.stats
         if self._draining:
             await trio.aclose_forcefully(stream)
             return
-        if stats.connections_open >= self.limits.max_connections:
-            stats.connections_refused += 1
-            self.warnings.warning(
-                "max-connections",
-                "%d connections are open (the limit): closed a new one",
-                stats.connections_open,
-            )
-            await trio.aclose_forcefully(stream)
-            return
-        stats.connections_open += 1
-        stats.connections_total += 1
+        async with guarded_connection(
+            stream,
+            ListenerCounters(self.stats, ""),
+            max_connections=self.limits.max_connections,
+            warnings=self.warnings,
+            logger=logger,
+            what="connection",
+            quiet_failures=(StoreUnavailableError,),
+        ) as admitted:
+            if admitted:
+                await self._converse_tracked(stream)
+
+    async def _converse_tracked(self, stream: trio.abc.Stream) -> None:
+        # Known to drain() while open; the endings that are no failure end here.
         self._streams.add(stream)
         try:
             await self._converse(stream)
@@ -124,26 +128,15 @@ class ConnectionHandler:
             logger.debug("connection lost: %r", exc.__cause__)
         except trio.Cancelled:
             # The server is stopping: this connection is closed with it.
-            stats.connections_closed_at_stop += 1
+            self.stats.connections_closed_at_stop += 1
             raise
         except _PeerStalled:
-            stats.connections_idle_closed += 1
+            self.stats.connections_idle_closed += 1
             logger.debug("closed a connection that took no answer bytes for the idle timeout")
-        except StoreUnavailableError as exc:
-            # No ok for points that could not be kept: closing tells the client.
-            stats.connection_failures += 1
-            self.warnings.warning("store", "closed a connection: %s", exc)
-        except Exception:
-            # A handler that raised would end the server's nursery, and so
-            # the server; one broken conversation must not take the others down.
-            stats.connection_failures += 1
-            logger.exception("connection closed after an unexpected error")
         finally:
-            stats.connections_open -= 1
             self._streams.discard(stream)
             if self._draining and not self._streams:
                 self._all_closed.set()
-            await trio.aclose_forcefully(stream)
 
     async def _converse(self, stream: trio.abc.Stream) -> None:
         limits = self.limits
@@ -172,7 +165,7 @@ class ConnectionHandler:
     async def _receive(reader: LineReader) -> list[Line]:
         try:
             return await reader.receive_lines()
-        except _PEER_GONE as exc:
+        except PEER_GONE_ERRORS as exc:
             raise _PeerGone from exc
 
     async def _run_batch(self, lines: list[Line], writer: _AnswerWriter) -> None:
@@ -305,7 +298,7 @@ class _AnswerWriter:
                 await self._stream.send_all(data)
             else:
                 await self._send_in_time(data)
-        except _PEER_GONE as exc:
+        except PEER_GONE_ERRORS as exc:
             raise _PeerGone from exc
         if more_to_come:
             await trio.lowlevel.checkpoint()

@@ -13,6 +13,11 @@ from ._accept import (
 from ._groups import (
     sole_exception,
 )
+from ._guard import (
+    PEER_GONE_ERRORS,
+    ListenerCounters,
+    guarded_connection,
+)
 from ._lean_stream import (
     LeanSocketStream,
 )
@@ -41,15 +46,18 @@ __all__ = [
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_LINE_LENGTH",
     "LINE_TOO_LONG",
+    "PEER_GONE_ERRORS",
     "LeanSocketStream",
     "Limits",
     "Line",
     "LineBuffer",
     "LineReader",
     "LineTooLong",
+    "ListenerCounters",
     "ServerStats",
     "ThrottledLogger",
     "accept_forever",
+    "guarded_connection",
     "sole_exception",
     "take_listening_sockets",
 ]

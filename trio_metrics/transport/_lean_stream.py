@@ -26,9 +26,57 @@ import socket
 
 import trio
 
+from ._lines import RECEIVE_SIZE
+
 __all__ = ["LeanSocketStream"]
 
-_DEFAULT_RECEIVE_SIZE = 64 * 1024
+
+class _ConflictDetector:
+    """Raises :exc:`trio.BusyResourceError` when two tasks use one side of a stream at once.
+
+    trio's streams use the same idea; a plain class, not a generator-based
+    context manager, because it is entered on every receive and send.
+    """
+
+    __slots__ = ("_held", "_message")
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._held = False
+
+    def __enter__(self) -> None:
+        if self._held:
+            raise trio.BusyResourceError(self._message)
+        self._held = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held = False
+
+
+class _SocketErrors:
+    """Turns a socket's :exc:`OSError` into the stream errors trio's callers expect.
+
+    :exc:`trio.BrokenResourceError` for a failing socket, and
+    :exc:`trio.ClosedResourceError` when the stream was closed under a
+    waiting task (the socket then reports EBADF). Like trio's
+    ``_translate_socket_errors_to_stream_errors``, in one place.
+    """
+
+    __slots__ = ("_stream",)
+
+    def __init__(self, stream: LeanSocketStream) -> None:
+        self._stream = stream
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
+    ) -> None:
+        if isinstance(exc, OSError):
+            if self._stream._closed:
+                raise trio.ClosedResourceError("the stream is closed") from exc
+            raise trio.BrokenResourceError(f"socket error: {exc}") from exc
 
 
 class LeanSocketStream(trio.abc.HalfCloseableStream):
@@ -36,16 +84,18 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
 
     Takes ownership of ``sock`` (a stdlib socket, made non-blocking here).
     Socket errors become :exc:`trio.BrokenResourceError`; use after
-    :meth:`aclose` raises :exc:`trio.ClosedResourceError`.
+    :meth:`aclose` raises :exc:`trio.ClosedResourceError`; two tasks
+    receiving (or sending) at once get :exc:`trio.BusyResourceError`.
     """
 
     def __init__(self, sock: socket.socket) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._closed = False
-        self._receiving = False
-        self._sending = False
         self._eof_sent = False
+        self._receive_conflict = _ConflictDetector("another task is receiving on this stream")
+        self._send_conflict = _ConflictDetector("another task is sending on this stream")
+        self._socket_errors = _SocketErrors(self)
 
     @classmethod
     def from_socket_stream(cls, stream: trio.SocketStream) -> LeanSocketStream:
@@ -64,16 +114,11 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         """Receive up to ``max_bytes`` (default 64 KiB); ``b""`` at end of stream."""
         self._check_open()
         if max_bytes is None:
-            max_bytes = _DEFAULT_RECEIVE_SIZE
+            max_bytes = RECEIVE_SIZE
         elif max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
-        if self._receiving:
-            raise trio.BusyResourceError("another task is receiving on this stream")
-        self._receiving = True
-        try:
+        with self._receive_conflict, self._socket_errors:
             return await self._receive(max_bytes)
-        finally:
-            self._receiving = False
 
     async def _receive(self, max_bytes: int) -> bytes:
         # Cancellation is checked before bytes leave the socket, and the
@@ -83,8 +128,6 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             data = self._sock.recv(max_bytes)
         except BlockingIOError:
             pass
-        except OSError as exc:
-            raise self._broken(exc) from exc
         else:
             await trio.lowlevel.cancel_shielded_checkpoint()
             return data
@@ -94,8 +137,6 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
                 return self._sock.recv(max_bytes)
             except BlockingIOError:
                 continue
-            except OSError as exc:
-                raise self._broken(exc) from exc
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``, waiting only while the socket buffer is full."""
@@ -103,50 +144,35 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         if self._eof_sent:
             raise trio.ClosedResourceError("send_eof was called on this stream")
         await trio.lowlevel.checkpoint_if_cancelled()
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
-            with memoryview(data) as view:
-                sent = 0
-                total = len(view)
-                while sent < total:
-                    try:
-                        sent += self._sock.send(view[sent:])
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_writable(self._sock)
-                    except OSError as exc:
-                        raise self._broken(exc) from exc
-        finally:
-            self._sending = False
+        with self._send_conflict, self._socket_errors, memoryview(data) as view:
+            sent = 0
+            total = len(view)
+            while sent < total:
+                try:
+                    sent += self._sock.send(view[sent:])
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(self._sock)
 
     async def wait_send_all_might_not_block(self) -> None:
         """Wait until the socket can take more data."""
         self._check_open()
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        self._sending = True
-        try:
+        with self._send_conflict, self._socket_errors:  # closed while waiting
             await trio.lowlevel.wait_writable(self._sock)
-        except OSError as exc:  # closed while waiting
-            raise self._broken(exc) from exc
-        finally:
-            self._sending = False
 
     async def send_eof(self) -> None:
         """Close the sending side (TCP FIN); receiving goes on."""
         self._check_open()
-        if self._sending:
-            raise trio.BusyResourceError("another task is sending on this stream")
-        await trio.lowlevel.checkpoint()
-        if self._eof_sent:
-            return
-        self._eof_sent = True
-        try:
-            self._sock.shutdown(socket.SHUT_WR)
-        except OSError as exc:
-            if exc.errno != errno.ENOTCONN:
-                raise self._broken(exc) from exc
+        with self._send_conflict:
+            await trio.lowlevel.checkpoint()
+            if self._eof_sent:
+                return
+            self._eof_sent = True
+            with self._socket_errors:
+                try:
+                    self._sock.shutdown(socket.SHUT_WR)
+                except OSError as exc:
+                    if exc.errno != errno.ENOTCONN:
+                        raise
 
     async def aclose(self) -> None:
         """Close the socket; tasks waiting on it get :exc:`trio.ClosedResourceError`."""
@@ -159,9 +185,3 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
     def _check_open(self) -> None:
         if self._closed:
             raise trio.ClosedResourceError("the stream is closed")
-
-    def _broken(self, exc: OSError) -> Exception:
-        # A socket closed under a waiting task (by aclose) reports EBADF.
-        if self._closed:
-            return trio.ClosedResourceError("the stream is closed")
-        return trio.BrokenResourceError(f"socket error: {exc}")

@@ -20,8 +20,10 @@ __all__ = [
     "ALL_KEYS",
     "ERROR_ANSWER",
     "MAX_TIMESTAMP",
+    "MAX_TIMESTAMP_DIGITS",
     "OK_ANSWER",
     "PIECE_BYTES",
+    "SPACES_OR_TABS",
     "STATS_PREFIX",
     "STATS_REQUEST",
     "Command",
@@ -61,10 +63,11 @@ OK_ANSWER: Final = b"ok\n\n"
 ERROR_ANSWER: Final = b"error\nwrong command\n\n"
 
 _ANSWER_END: Final = b"\n\n"
-_SPACES_OR_TABS: Final = re.compile(rb"[ \t]+")
-# Python's int() refuses strings over 4300 digits with a ValueError, but a
-# timestamp can never need more than 19, so longer tokens are rejected early.
-_MAX_TIMESTAMP_DIGITS: Final = len(str(MAX_TIMESTAMP))
+#: What separates the tokens of a line, in commands and in Graphite lines alike.
+SPACES_OR_TABS: Final = re.compile(rb"[ \t]+")
+#: The most digits a timestamp can need (19). Python's int() refuses strings
+#: over 4300 digits with a ValueError, so longer tokens are rejected early.
+MAX_TIMESTAMP_DIGITS: Final = len(str(MAX_TIMESTAMP))
 
 #: A stored point as the protocol shows it: ``(key, value, timestamp)``.
 Point: TypeAlias = tuple[str, float, int]
@@ -172,7 +175,7 @@ def parse_timestamp(token: bytes) -> int:
         raise ProtocolError(f"timestamp {token[:40]!r} is not a non-negative integer")
     # Leading zeros are digits too, but int() refuses over 4300 of them.
     significant = token.lstrip(b"0")
-    if len(significant) > _MAX_TIMESTAMP_DIGITS:
+    if len(significant) > MAX_TIMESTAMP_DIGITS:
         raise ProtocolError(f"timestamp {token[:40]!r}... is larger than 2**63-1")
     timestamp = int(significant) if significant else 0
     if timestamp > MAX_TIMESTAMP:
@@ -205,7 +208,7 @@ def parse_command(line: bytes) -> Command | None:
     # whitespace of any kind is ignored). A line with one of those inside
     # is rare, so only then is it split the strict way.
     if len(tokens) > 1 and (b"\r" in line or b"\x0b" in line or b"\x0c" in line):
-        tokens = _SPACES_OR_TABS.split(line.strip())
+        tokens = SPACES_OR_TABS.split(line.strip())
     word = tokens[0]
     if word == b"put":
         if len(tokens) != 4:
