@@ -3,7 +3,7 @@
 :class:`HttpApi` answers a :class:`Request` with a :class:`Response`
 (:meth:`HttpApi.handle`: no sockets, no HTTP parsing); its ``__call__`` is
 the thin ASGI layer that reads the body within its size limit and writes
-the response. :func:`trio_metrics.http_server.serve_http` runs it under trio.
+the response. :func:`trio_metrics.http.serve_http` runs it under trio.
 
 Every error is JSON, ``{"error": "..."}``, with its status code: 400 for a
 bad request, 404 for an unknown path, 405 for a method the path does not
@@ -150,7 +150,7 @@ class HttpApi:
 
     ``store`` and ``stats`` are the metrics server's own. ``extra_figures``,
     if given, is called on each ``/metrics`` request for more figures to
-    show (see :func:`~trio_metrics.prometheus.render_metrics`). ``clock``
+    show (see :func:`~trio_metrics.http.render_metrics`). ``clock``
     gives the timestamp of a posted point that has none.
     """
 

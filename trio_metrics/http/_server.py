@@ -1,4 +1,4 @@
-"""Run :class:`~trio_metrics.http_api.HttpApi` under trio with hypercorn.
+"""Run :class:`~trio_metrics.http.HttpApi` under trio with hypercorn.
 
 Hypercorn's trio worker parses HTTP/1.1 with h11 (and HTTP/2 with h2), and
 keeps every connection in trio's structured concurrency, so cancelling
@@ -58,7 +58,7 @@ async def serve_http(
 
     ``port=0`` picks a free port: ``info = await nursery.start(serve_http,
     ...)`` tells it (``info.port``). ``store`` and ``stats`` are the metrics
-    server's; the other options are :class:`~trio_metrics.http_api.HttpApi`'s.
+    server's; the other options are :class:`~trio_metrics.http.HttpApi`'s.
     Cancelling the surrounding scope closes the listener and every open
     HTTP connection at once (requests in flight are not finished). Raises
     :exc:`OSError` if the address cannot be bound.

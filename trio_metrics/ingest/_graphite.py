@@ -160,9 +160,9 @@ def parse_graphite_line(line: bytes, now: int) -> GraphitePoint | None:
     """Parse one line (without its ``\\n``; a trailing ``\\r`` is ignored).
 
     ``path value timestamp`` or ``path value``: the path must be a valid key
-    (:func:`~trio_metrics.protocol.is_valid_key`, UTF-8), the value a finite
+    (:func:`~trio_metrics.wire.is_valid_key`, UTF-8), the value a finite
     number by the main protocol's rules
-    (:func:`~trio_metrics.protocol.parse_value`), and the timestamp what
+    (:func:`~trio_metrics.wire.parse_value`), and the timestamp what
     :func:`parse_graphite_timestamp` takes; a missing one means ``now``.
     Returns ``None`` for a blank line. Raises :class:`NotANumber` for a
     ``nan`` value and :class:`GraphiteLineError` for anything else wrong.

@@ -3,7 +3,7 @@
 ``repr(float)`` costs about half a microsecond per point, so answering
 ``get *`` over a million points by formatting them again on every read is
 slow. :class:`AnswerCache` keeps the encoded data lines of each key in
-chunks of up to :data:`~trio_metrics.protocol.PIECE_BYTES` bytes and
+chunks of up to :data:`~trio_metrics.wire.PIECE_BYTES` bytes and
 reuses them while the points they show are unchanged.
 
 Who owns what:

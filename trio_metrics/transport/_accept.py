@@ -6,7 +6,7 @@ wait in the kernel's backlog for seconds (or are dropped when it fills).
 :func:`accept_forever` takes every connection already waiting (up to a
 bound, to stay fair to the busy ones) whenever a listening socket becomes
 readable, and hands each to its own task in the server's nursery as a
-:class:`~trio_metrics.lean_stream.LeanSocketStream`.
+:class:`~trio_metrics.transport.LeanSocketStream`.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class ServerStats:
     #: Wrong commands, over-long lines included.
     errors: int = 0
     lines_too_long: int = 0
-    # Graphite plaintext listener (trio_metrics.graphite); zero when it is off.
+    # Graphite plaintext listener (trio_metrics.ingest); zero when it is off.
     graphite_connections_open: int = 0
     graphite_connections_total: int = 0
     graphite_connections_refused: int = 0
