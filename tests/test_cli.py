@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -253,3 +254,48 @@ def test_a_taken_http_port_is_named_as_such() -> None:
     assert done.returncode == 1
     assert f"cannot listen for HTTP on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_serve_with_nobody_reading_stdout_keeps_serving() -> None:
+    """`trio-metrics serve | true`: the banner cannot be printed; that is no listen error."""
+    port = _free_port()
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will ever read the banner
+    process = subprocess.Popen(
+        [*COMMAND, "serve", "--port", str(port)],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    try:
+        deadline = NETWORK_TIMEOUT
+        client = None
+        for _ in range(int(deadline * 20)):
+            try:
+                client = Client("127.0.0.1", port, timeout=NETWORK_TIMEOUT)
+                break
+            except Exception:
+                assert process.poll() is None, process.communicate(timeout=NETWORK_TIMEOUT)
+                time.sleep(0.05)
+        assert client is not None, "the server never listened"
+        with client:
+            client.put("still.serving", 1.0, 1)
+            assert client.get("still.serving") == {"still.serving": [(1, 1.0)]}
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=NETWORK_TIMEOUT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=NETWORK_TIMEOUT)
+    assert process.returncode == 0, err
+    assert "cannot print the start-up banner" in err
+    assert "cannot listen" not in err
+    assert "Traceback" not in err

@@ -13,7 +13,7 @@ needs, every public exception included, is importable from here.
 from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
 from .http import HttpListenError
 from .ingest import GraphiteLineError, GraphiteListenError, NotANumber
-from .server import ServerConfig, ServerInfo, run_server, serve
+from .server import ListenError, ServerConfig, ServerInfo, run_server, serve
 from .storage import (
     DamagedFileError,
     DataDirError,
@@ -48,6 +48,7 @@ __all__ = [
     "GraphiteListenError",
     "HttpListenError",
     "Limits",
+    "ListenError",
     "MemoryStorage",
     "MetricStore",
     "NotANumber",

@@ -7,15 +7,13 @@ request or server start, 2 for bad arguments.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
 from .. import __version__
 from ..client import ClientError
 from ._client_verbs import add_client_verbs
-from ._output import PROG, fail
+from ._output import PROG, fail, silence_stdout
 from ._serve_verb import add_serve_verb
 
 __all__ = ["main"]
@@ -36,13 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of our output (head, less) stopped early: not an error
         # worth a traceback. Point stdout at nothing so the exit flush is quiet.
-        _silence_stdout()
+        silence_stdout()
         return 141
     except OSError as exc:
         # Writing the output failed (a full disk, a closed terminal); the
         # server's own OSErrors are handled by the serve verb.
         fail(f"cannot write the output: {exc.strerror or exc}")
-        _silence_stdout()
+        silence_stdout()
         return 1
     return status
 
@@ -67,7 +65,3 @@ def _build_parser() -> argparse.ArgumentParser:
     add_serve_verb(verbs)
     add_client_verbs(verbs, _Parser)
     return parser
-
-
-def _silence_stdout() -> None:
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

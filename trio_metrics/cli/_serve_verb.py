@@ -7,6 +7,7 @@ A new server setting is one row in :data:`SERVE_FLAGS` and one line in
 from __future__ import annotations
 
 import argparse
+import logging
 from typing import Any
 
 import attrs
@@ -20,6 +21,7 @@ from ..server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_GRACE,
+    ListenError,
     ServerConfig,
     ServerInfo,
     configure_logging,
@@ -40,11 +42,13 @@ from ..transport import (
     Limits,
 )
 from . import _argument_types as types
-from ._output import PROG, fail
+from ._output import PROG, fail, silence_stdout
 
 __all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
 
 _STORAGE_GROUP = "storage (default: memory only)"
+
+logger = logging.getLogger("trio_metrics.server")
 
 
 @attrs.frozen
@@ -284,14 +288,28 @@ def _serve(args: argparse.Namespace) -> int:
         fail(f"cannot listen for HTTP on {config.host}:{config.http_port}: {exc.strerror}")
     except GraphiteListenError as exc:
         fail(f"cannot listen for Graphite on {config.host}:{config.graphite_port}: {exc.strerror}")
-    except OSError as exc:
+    except ListenError as exc:
         fail(f"cannot listen on {config.host}:{config.port}: {exc.strerror or exc}")
+    except OSError as exc:
+        # Not the port: a file, a directory, the terminal. Named as it is.
+        where = f" ({exc.filename})" if exc.filename else ""
+        fail(f"cannot start the server: {exc.strerror or exc}{where}")
     else:
         return 0
     return 1
 
 
 def _print_banner(info: ServerInfo) -> None:
+    try:
+        _write_banner(info)
+    except OSError as exc:
+        # Nobody reads stdout (`serve | true`, a closed terminal): the
+        # server is listening all the same, and must go on serving.
+        logger.warning("cannot print the start-up banner: %s; serving on", exc.strerror or exc)
+        silence_stdout()
+
+
+def _write_banner(info: ServerInfo) -> None:
     storage = info.config.storage
     where = f"data in {storage.directory}" if isinstance(storage, DataDirStorage) else "memory only"
     graphite = "" if info.graphite_port is None else f", Graphite on port {info.graphite_port}"

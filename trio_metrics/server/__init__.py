@@ -16,7 +16,7 @@ from ._config import (
 )
 from ._connection import ConnectionHandler
 from ._run import configure_logging, run_server, serve_until_signal
-from ._serve import ServerInfo, serve
+from ._serve import ListenError, ServerInfo, serve
 
 __all__ = [
     "DEFAULT_ANSWER_CACHE_BYTES",
@@ -25,6 +25,7 @@ __all__ = [
     "DEFAULT_SHUTDOWN_GRACE",
     "AnswerCache",
     "ConnectionHandler",
+    "ListenError",
     "LogLevel",
     "ServeOptions",
     "ServerConfig",

@@ -32,9 +32,13 @@ from ._answer_cache import AnswerCache
 from ._config import DEFAULT_HOST, DEFAULT_PORT, ServeOptions, ServerConfig
 from ._connection import ConnectionHandler
 
-__all__ = ["ServerInfo", "serve"]
+__all__ = ["ListenError", "ServerInfo", "serve"]
 
 logger = logging.getLogger("trio_metrics.server")
+
+
+class ListenError(OSError):
+    """The main protocol's address could not be bound (``errno`` as the cause's)."""
 
 
 @attrs.frozen
@@ -116,8 +120,8 @@ async def serve(
     function return. Cancelling it instead closes the listeners and every
     connection at once; a data directory's log is still written and
     fsynced on the way out. Raises :exc:`ValueError` for a bad option,
-    :exc:`OSError` if the main address cannot be bound
-    (:exc:`~trio_metrics.GraphiteListenError` or
+    :exc:`~trio_metrics.ListenError` (an :exc:`OSError`) if the main address
+    cannot be bound (:exc:`~trio_metrics.GraphiteListenError` or
     :exc:`~trio_metrics.HttpListenError` for the other ports), and
     :exc:`~trio_metrics.DataDirError` if the data directory is locked by
     another server or damaged.
@@ -146,7 +150,12 @@ async def _serve_storage(
     storage: OpenedStorage,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
-    sockets = take_listening_sockets(await trio.open_tcp_listeners(config.port, host=config.host))
+    try:
+        listeners = await trio.open_tcp_listeners(config.port, host=config.host)
+    except OSError as exc:
+        # Its own type: any other OSError at start-up is not about the port.
+        raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
+    sockets = take_listening_sockets(listeners)
     addresses = [sock.getsockname()[:2] for sock in sockets]
     info = ServerInfo(
         host=addresses[0][0],
