@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,62 @@ async def test_everysec_fsyncs_about_a_second_after_a_write(tmp_path: Path) -> N
         with trio.fail_after(3):
             while store.figures.fsyncs == 0:  # noqa: ASYNC110 - a counter, not an event
                 await trio.sleep(0.05)
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the scheduler steps of every task but one."""
+
+    def __init__(self, ignored: trio.lowlevel.Task) -> None:
+        self.ignored = ignored
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is not self.ignored:
+            self.steps += 1
+
+
+async def test_everysec_waits_on_trios_clock_for_one_fsync_a_second_later(
+    tmp_path: Path, mock_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync deadline is on trio's clock, which is not time.monotonic().
+
+    Here trio's clock is a million seconds ahead of it, and moves only when
+    the test moves it: a deadline taken from time.monotonic() is then always
+    past, and the writer loops without waiting until a real second has gone
+    by, then fsyncs at once in trio's time.
+    """
+    mock_clock.jump(time.monotonic() + 1e6)
+    async with open_durable_store(tmp_path, fsync="everysec") as store:
+        fsyncs_at: list[float] = []
+        fsynced = threading.Event()
+        real_fsync = os.fsync
+
+        def timed_fsync(fd: int) -> None:
+            fsyncs_at.append(mock_clock.current_time())
+            real_fsync(fd)
+            fsynced.set()
+
+        monkeypatch.setattr(os, "fsync", timed_fsync)
+        steps = _TaskSteps(trio.lowlevel.current_task())
+        trio.lowlevel.add_instrument(steps)
+        put_at = trio.current_time()
+        await store.put_batch(["k"], [1.0], [1])
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(0.99)
+        await trio.testing.wait_all_tasks_blocked()
+        assert fsyncs_at == []
+        mock_clock.jump(0.02)
+        # Waited for in a thread: a real bound, whatever trio's clock does.
+        assert await trio.to_thread.run_sync(fsynced.wait, 10)
+        mock_clock.jump(10)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.remove_instrument(steps)
+        monkeypatch.undo()
+        assert len(fsyncs_at) == 1
+        assert 1.0 <= fsyncs_at[0] - put_at <= 1.02
+        # Writing, waking at the deadline and fsyncing take a few steps;
+        # a writer that loops takes thousands.
+        assert steps.steps < 50, steps.steps
 
 
 async def test_closing_fsyncs_under_never(tmp_path: Path) -> None:

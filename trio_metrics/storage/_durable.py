@@ -154,7 +154,9 @@ class DurableStore:
         self._commit = _Commit()
         self._wakeup = trio.Event()
         self._dirty = False
-        self._last_sync = time.monotonic()
+        # On trio's clock, which the fsync deadline is on: it is not
+        # time.monotonic() (trio offsets its clock on purpose).
+        self._last_sync = trio.current_time()
         self._fsync_seconds = 0.0
         self._error: BaseException | None = None
         self._closed = False
@@ -238,9 +240,10 @@ class DurableStore:
                 await self._rotate()
             else:
                 await self._write_pending()
-            overdue = self._dirty and time.monotonic() - self._last_sync >= _EVERYSEC
+            overdue = self._dirty and trio.current_time() - self._last_sync >= _EVERYSEC
             if overdue and self.policy is FsyncPolicy.EVERYSEC:
                 await self._run_file_work(self._fsync)
+                self._last_sync = trio.current_time()
             self._maybe_want_compaction()
 
     async def _write_pending(self) -> None:
@@ -252,11 +255,14 @@ class DurableStore:
             # Until _write clears it, closing writes it (to_thread ignores
             # cancellation once the thread runs, but not before).
             self._in_flight, self._in_flight_commit = data, commit
+            sync = self.policy is FsyncPolicy.ALWAYS
             try:
-                await trio.to_thread.run_sync(self._write, data, self.policy is FsyncPolicy.ALWAYS)
+                await trio.to_thread.run_sync(self._write, data, sync)
             except OSError as exc:
                 self._fail(exc, commit)
                 return
+            if sync:
+                self._last_sync = trio.current_time()
             self._in_flight_commit = None
             self._store_in_memory(columns)
             commit.done.set()
@@ -285,11 +291,12 @@ class DurableStore:
     def _fsync(self) -> None:
         file = self._file
         assert file is not None
+        # Runs in a worker thread, where trio's clock cannot be read: the
+        # callers note the time of the fsync for the deadline.
         started = time.monotonic()
         os.fsync(file.fileno())
-        self._last_sync = time.monotonic()
         self.figures.fsyncs += 1
-        self._fsync_seconds += self._last_sync - started
+        self._fsync_seconds += time.monotonic() - started
         self.figures.fsync_ms = round(self._fsync_seconds * 1000)
         self._dirty = False
 
@@ -340,6 +347,7 @@ class DurableStore:
             # the new one could not be made: appending goes on in the old
             # one, and the compaction gives up.
             logger.error("cannot start log segment %d: %s", number, exc.__cause__)
+            self._last_sync = trio.current_time()
             self._in_flight_commit = None
             self._store_in_memory(columns)
         except OSError as exc:
@@ -347,6 +355,7 @@ class DurableStore:
             wanted.set()
             return
         else:
+            self._last_sync = trio.current_time()
             self._in_flight_commit = None
             self._store_in_memory(columns)
             # Taken in the same step: every key in memory now has all its
