@@ -117,3 +117,26 @@ def test_baseline_answers_the_spec_session_byte_for_byte() -> None:
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_trickle_reports_every_mode_and_no_server_busy_between_puts() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "trickle.py"), "--seconds", "1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    rows = re.findall(
+        r"^(\w+)\s+(\d+)\s+[\d.]+\s+[\d.]+\s+([\d.]+)$", completed.stdout, re.MULTILINE
+    )
+    assert [mode for mode, _, _ in rows] == ["memory", "never", "everysec", "always"], output
+    for mode, puts, cpu_per_second in rows:
+        assert int(puts) == 4, output
+        # A server that loops instead of waiting between puts uses most of a
+        # core; one that waits, next to nothing. The bound is loose because
+        # a one-second run on a busy machine is noisy.
+        assert float(cpu_per_second) < 0.25, (mode, output)

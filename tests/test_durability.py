@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -13,6 +19,7 @@ from net import NETWORK_TIMEOUT
 
 from trio_metrics import ServerInfo, serve
 from trio_metrics.client._async import open_client
+from trio_metrics.storage import LogFile
 from trio_metrics.storage._data_dir import (
     DamagedFileError,
     DataDirError,
@@ -47,6 +54,56 @@ def model_of_series(series: object) -> Model:
 def apply(model: Model, keys: list[str], values: list[float], stamps: list[int]) -> None:
     for key, value, stamp in zip(keys, values, stamps, strict=True):
         model.setdefault(key, {})[stamp] = value
+
+
+class BrokenDiskLog(LogFile):
+    """The real log file, whose writes and fsyncs fail as a broken disk's do once told to.
+
+    A full disk or an I/O error cannot be made here for real; the store is
+    given this log file instead of a :class:`LogFile`.
+    """
+
+    def __init__(self, directory: Path, segment: int) -> None:
+        super().__init__(directory, segment)
+        #: Raised by every write and fsync from now on.
+        self.failing: OSError | None = None
+        #: Raised by the next fsync only.
+        self.next_fsync_fails: OSError | None = None
+        #: The segment each failed call was made on.
+        self.failed_on: list[int] = []
+
+    def write(self, data: bytes) -> None:
+        self._fail(self.failing)
+        super().write(data)
+
+    def fsync(self) -> None:
+        once, self.next_fsync_fails = self.next_fsync_fails, None
+        self._fail(self.failing or once)
+        super().fsync()
+
+    def _fail(self, error: OSError | None) -> None:
+        if error is not None:
+            self.failed_on.append(self.segment)
+            raise error
+
+
+DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
+
+
+@asynccontextmanager
+async def open_store_on_broken_disk(
+    directory: Path, **options: Any
+) -> AsyncIterator[tuple[DurableStore, BrokenDiskLog]]:
+    """A durable store whose log file is a :class:`BrokenDiskLog`, and that log file."""
+    opened: list[BrokenDiskLog] = []
+
+    def open_log(directory: Path, segment: int) -> LogFile:
+        opened.append(BrokenDiskLog(directory, segment))
+        return opened[-1]
+
+    async with open_durable_store(directory, log_file_factory=open_log, **options) as store:
+        [log] = opened
+        yield store, log
 
 
 async def test_points_survive_closing_and_reopening_in_key_order(tmp_path: Path) -> None:
@@ -96,6 +153,62 @@ async def test_everysec_fsyncs_about_a_second_after_a_write(tmp_path: Path) -> N
         with trio.fail_after(3):
             while store.figures.fsyncs == 0:  # noqa: ASYNC110 - a counter, not an event
                 await trio.sleep(0.05)
+
+
+class _TaskSteps(trio.abc.Instrument):
+    """Counts the scheduler steps of every task but one."""
+
+    def __init__(self, ignored: trio.lowlevel.Task) -> None:
+        self.ignored = ignored
+        self.steps = 0
+
+    def before_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task is not self.ignored:
+            self.steps += 1
+
+
+async def test_everysec_waits_on_trios_clock_for_one_fsync_a_second_later(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """The fsync deadline is on trio's clock, which is not time.monotonic().
+
+    Here trio's clock is a million seconds ahead of it, and moves only when
+    the test moves it: a deadline taken from time.monotonic() is then always
+    past, and the writer loops without waiting until a real second has gone
+    by, then fsyncs at once in trio's time.
+    """
+    fsyncs_at: list[float] = []
+    fsynced = threading.Event()
+
+    class TimedFsyncLog(LogFile):
+        def fsync(self) -> None:
+            fsyncs_at.append(mock_clock.current_time())
+            super().fsync()
+            fsynced.set()
+
+    mock_clock.jump(time.monotonic() + 1e6)
+    async with open_durable_store(
+        tmp_path, fsync="everysec", log_file_factory=TimedFsyncLog
+    ) as store:
+        steps = _TaskSteps(trio.lowlevel.current_task())
+        trio.lowlevel.add_instrument(steps)
+        put_at = trio.current_time()
+        await store.put_batch(["k"], [1.0], [1])
+        await trio.testing.wait_all_tasks_blocked()
+        mock_clock.jump(0.99)
+        await trio.testing.wait_all_tasks_blocked()
+        assert fsyncs_at == []
+        mock_clock.jump(0.02)
+        # Waited for in a thread: a real bound, whatever trio's clock does.
+        assert await trio.to_thread.run_sync(fsynced.wait, 10)
+        mock_clock.jump(10)
+        await trio.testing.wait_all_tasks_blocked()
+        trio.lowlevel.remove_instrument(steps)
+        assert len(fsyncs_at) == 1
+        assert 1.0 <= fsyncs_at[0] - put_at <= 1.02
+        # Writing, waking at the deadline and fsyncing take a few steps;
+        # a writer that loops takes thousands.
+        assert steps.steps < 50, steps.steps
 
 
 async def test_closing_fsyncs_under_never(tmp_path: Path) -> None:
@@ -289,32 +402,14 @@ async def test_a_crash_after_any_compaction_step_recovers_the_same_data(tmp_path
 
 
 async def test_a_failing_disk_refuses_puts_and_keeps_serving_reads(tmp_path: Path) -> None:
-    # A real full disk cannot be made here: the log's file object is
-    # swapped for one whose writes fail the way a full disk's do.
-    class FullDisk:
-        def write(self, data: bytes) -> int:
-            raise OSError(28, "No space left on device")
-
-        def flush(self) -> None:
-            pass
-
-        def fileno(self) -> int:
-            raise OSError(28, "No space left on device")
-
-        def close(self) -> None:
-            pass
-
-    async with open_durable_store(tmp_path, fsync="never") as store:
+    async with open_store_on_broken_disk(tmp_path, fsync="never") as (store, log):
         await store.put_batch(["kept"], [1.0], [1])
-        real = store._file
-        store._file = FullDisk()  # type: ignore[assignment]
+        log.failing = DISK_FULL
         with pytest.raises(StoreUnavailableError, match="No space left"):
             await store.put_batch(["lost"], [2.0], [2])
         with pytest.raises(StoreUnavailableError):
             await store.put_batch(["later"], [3.0], [3])
         assert [s.key for s in await store.query("*")] == ["kept"]
-        assert real is not None
-        real.close()
     assert contents(tmp_path) == {"kept": {1: 1.0}}
 
 
@@ -411,26 +506,15 @@ async def test_graphite_points_are_logged_and_survive_a_restart(tmp_path: Path) 
 # -- failures inside the writer ------------------------------------------------
 
 
-async def test_a_failed_fsync_at_a_segment_switch_acknowledges_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # A real fsync cannot be made to fail here: os.fsync is wrapped to fail
-    # once, for the old segment's file, while the segment is switched.
-    real_fsync = os.fsync
-    failures: list[int] = []
-
-    async with open_durable_store(tmp_path, fsync="never", compact_min_bytes=10**9) as store:
+async def test_a_failed_fsync_at_a_segment_switch_acknowledges_nothing(tmp_path: Path) -> None:
+    # The log file fails the next fsync: under never, the first one is the
+    # old segment's while the segment is switched.
+    async with open_store_on_broken_disk(tmp_path, fsync="never", compact_min_bytes=10**9) as (
+        store,
+        log,
+    ):
         await store.put_batch(["before"], [1.0], [1])
-        assert store._file is not None
-        old_fd = store._file.fileno()
-
-        def failing_fsync(fd: int) -> None:
-            if fd == old_fd and not failures:
-                failures.append(fd)
-                raise OSError(5, "Input/output error")
-            real_fsync(fd)
-
-        monkeypatch.setattr("trio_metrics.storage._durable.os.fsync", failing_fsync)
+        log.next_fsync_fails = OSError(errno.EIO, "Input/output error")
         during_acknowledged = False
 
         async def compact_and_fail() -> None:
@@ -452,7 +536,7 @@ async def test_a_failed_fsync_at_a_segment_switch_acknowledges_nothing(
         if during_acknowledged:
             expected["during"] = {2: 2.0}
         assert model_of_series(store.memory.series("*")) == expected
-    assert failures == [old_fd]
+    assert log.failed_on == [1]
     assert contents(tmp_path) == expected
 
 
@@ -589,26 +673,17 @@ def test_repair_sets_a_damaged_snapshot_aside_when_older_files_hold_the_data(
 async def test_a_failed_log_closes_graphite_senders_with_one_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    class FullDisk:
-        def write(self, data: bytes) -> int:
-            raise OSError(28, "No space left on device")
-
-        def fileno(self) -> int:
-            raise OSError(28, "No space left on device")
-
-        def close(self) -> None:
-            pass
-
-    async with trio.open_nursery() as nursery:
+    async with (
+        open_store_on_broken_disk(tmp_path) as (store, log),
+        trio.open_nursery() as nursery,
+    ):
         info: ServerInfo = await nursery.start(
             lambda task_status: serve(
-                "127.0.0.1", 0, data_dir=tmp_path, graphite_port=0, task_status=task_status
+                "127.0.0.1", 0, store=store, graphite_port=0, task_status=task_status
             )
         )
-        assert isinstance(info.store, DurableStore) and info.graphite_port is not None
-        # As in the put test above: a full disk is stood in for by the file object.
-        real = info.store._file
-        info.store._file = FullDisk()  # type: ignore[assignment]
+        assert info.graphite_port is not None
+        log.failing = DISK_FULL
         for _ in range(3):
             sender = await trio.open_tcp_stream("127.0.0.1", info.graphite_port)
             async with sender:
@@ -619,6 +694,4 @@ async def test_a_failed_log_closes_graphite_senders_with_one_warning(
         assert info.stats.graphite_points == 0
         assert "Traceback" not in caplog.text
         assert caplog.text.count("closed a Graphite connection") == 1  # throttled
-        assert real is not None
-        real.close()
         nursery.cancel_scope.cancel()

@@ -1,6 +1,7 @@
 """Where points live: the :class:`Store` protocol, the in-memory
 :class:`MetricStore`, and the durable store (write-ahead log, snapshots, data
-directory).
+directory): :class:`DurableStore` decides what is written and acknowledged
+when, and its :class:`LogFile` does the blocking file work.
 
 It knows nothing of sockets or the wire format.
 """
@@ -33,6 +34,7 @@ from ._durable import (
     FsyncPolicy,
     open_durable_store,
 )
+from ._log_file import LogFile
 from ._log_format import (
     FRAME_HEADER_SIZE,
     LOG_MAGIC,
@@ -74,6 +76,7 @@ __all__ = [
     "ExistingStore",
     "FormatError",
     "FsyncPolicy",
+    "LogFile",
     "MemoryStorage",
     "MetricStore",
     "OpenedStorage",

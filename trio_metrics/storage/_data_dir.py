@@ -34,6 +34,7 @@ from ._log_format import (
     SNAPSHOT_MAGIC,
     Damage,
     FormatError,
+    Scan,
     decode_batch,
     decode_series,
     decode_trailer,
@@ -181,115 +182,195 @@ def recover(
     started = time.monotonic()
     say = progress or logger.info
     store = MetricStore() if store is None else store
-    for leftover in directory.glob("*.tmp"):
-        leftover.unlink()
-    snapshots = _numbered(directory, "snapshot")
-    newest = snapshots[-1] if snapshots else None
-    recovery = Recovery(store=store, segment=1 if newest is None else newest, snapshot=newest)
-    while newest is not None:
-        path = snapshot_path(directory, newest)
-        try:
-            recovery.snapshot_bytes = _load_snapshot(path, store, False, recovery, say)
-            break
-        except DamagedFileError as damage:
-            older_files = snapshots[:-1] or any(n < newest for n in _numbered(directory, "log"))
-            if not repair or not older_files:
-                if not repair:
-                    raise
-                # Nothing older holds these points: keep what is readable.
-                store.clear()
-                recovery.snapshot_bytes = _load_snapshot(path, store, True, recovery, say)
-                break
-            # Older files may hold what the damaged snapshot should have:
-            # set it aside and recover from them instead, losing nothing.
-            copy = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
-            os.replace(path, copy)
-            fsync_directory(directory)
-            logger.warning(
-                "--repair: %s; set it aside as %s and recovered from the older files",
-                damage,
-                copy.name,
-            )
-            recovery.repaired.append(f"{path.name} set aside as {copy.name} ({damage.reason})")
-            store.clear()
-            snapshots = snapshots[:-1]
-            newest = snapshots[-1] if snapshots else None
-            recovery.snapshot = newest
-            recovery.segment = 1 if newest is None else newest
-    segments = [n for n in _numbered(directory, "log") if newest is None or n >= newest]
-    # Files an interrupted compaction left behind: the newest snapshot holds them.
-    for older in snapshots[:-1]:
-        snapshot_path(directory, older).unlink()
-    for number in _numbered(directory, "log"):
-        if newest is not None and number < newest:
-            log_path(directory, number).unlink()
-    total = sum(log_path(directory, n).stat().st_size for n in segments)
-    done_before = 0
-    last_said = time.monotonic()
-    for position, number in enumerate(segments):
-        path = log_path(directory, number)
-        is_last = position == len(segments) - 1
-        data = path.read_bytes()
-        if data[:FILE_HEADER_SIZE] != LOG_MAGIC:
-            if is_last and len(data) < FILE_HEADER_SIZE and LOG_MAGIC.startswith(data):
-                # Created, and the crash came before its header was written.
-                logger.warning("%s: cut a torn header of %d bytes", path, len(data))
-                recovery.torn_bytes_dropped += len(data)
-                _cut_at(path, 0)
-                data = b""
-            else:
-                _damaged(path, 0, "not a trio-metrics log file", repair, recovery, _restart_log)
-                data = b""
-        scan = scan_records(data, FILE_HEADER_SIZE) if data else None
-        records = zip(scan.offsets, scan.payloads, strict=True) if scan else ()
-        for offset, payload in records:
-            try:
-                keys, values, stamps = decode_batch(payload)
-            except FormatError as exc:
-                # A good checksum over a bad record: written wrong, not torn.
-                _damaged(path, offset, str(exc), repair, recovery)
-                scan = None
-                break
-            store.put_columns(keys, values, stamps)
-            recovery.records += 1
-            recovery.points_replayed += len(keys)
-            now = time.monotonic()
-            if now - last_said >= _PROGRESS_EVERY:
-                last_said = now
-                at = done_before + offset
-                say(f"recovery: replayed {at} of {total} log bytes ({100 * at // max(total, 1)}%)")
-        if scan is not None and scan.damage is not None:
-            if scan.damage is Damage.TORN_TAIL and is_last:
-                dropped = len(data) - scan.good_end
-                logger.warning(
-                    "%s: cut a torn tail of %d bytes at byte %d (%s): a write the crash "
-                    "interrupted, never acknowledged under --fsync always",
-                    path,
-                    dropped,
-                    scan.good_end,
-                    scan.reason,
-                )
-                recovery.torn_bytes_dropped += dropped
-                _cut_at(path, scan.good_end)
-            else:
-                _damaged(path, scan.good_end, scan.reason, repair, recovery)
-        recovery.log_bytes += path.stat().st_size if path.exists() else 0
-        done_before += len(data)
-        recovery.segment = number
-    if not segments:
-        path = log_path(directory, recovery.segment)
-        with open(path, "wb") as fresh:
-            fresh.write(LOG_MAGIC)
-            fresh.flush()
-            os.fsync(fresh.fileno())
-    elif log_path(directory, recovery.segment).stat().st_size < FILE_HEADER_SIZE:
-        with open(log_path(directory, recovery.segment), "wb") as fresh:
-            fresh.write(LOG_MAGIC)
-            fresh.flush()
-            os.fsync(fresh.fileno())
+    recovery = Recovery(store=store, segment=1, snapshot=None)
+    _drop_temporary_files(directory)
+    _load_newest_snapshot(directory, recovery, repair, say)
+    _drop_files_before(directory, recovery.snapshot)
+    segments = _numbered(directory, "log")
+    _replay_segments(directory, segments, recovery, repair, say)
+    appending_to = log_path(directory, recovery.segment)
+    if not segments or appending_to.stat().st_size < FILE_HEADER_SIZE:
+        _write_empty_segment(appending_to)
     fsync_directory(directory)
     recovery.seconds = time.monotonic() - started
     return recovery
+
+
+def _drop_temporary_files(directory: Path) -> None:
+    # Files an interrupted compaction or repair was still writing.
+    for leftover in directory.glob("*.tmp"):
+        leftover.unlink()
+
+
+def _load_newest_snapshot(
+    directory: Path, recovery: Recovery, repair: bool, say: Callable[[str], None]
+) -> None:
+    """Load the newest usable snapshot; note its number as the first segment to replay.
+
+    With ``repair``, a damaged snapshot is set aside when older files may
+    hold its points, and the next older one is tried; when nothing older
+    exists, what is readable in it is kept.
+    """
+    store = recovery.store
+    snapshots = _numbered(directory, "snapshot")
+    while snapshots:
+        newest = snapshots[-1]
+        recovery.snapshot = recovery.segment = newest
+        path = snapshot_path(directory, newest)
+        try:
+            recovery.snapshot_bytes = _load_snapshot(path, store, False, recovery, say)
+            return
+        except DamagedFileError as damage:
+            if not repair:
+                raise
+            older_files = snapshots[:-1] or any(n < newest for n in _numbered(directory, "log"))
+            if not older_files:
+                # Nothing older holds these points: keep what is readable.
+                store.clear()
+                recovery.snapshot_bytes = _load_snapshot(path, store, True, recovery, say)
+                return
+            # Older files may hold what the damaged snapshot should have:
+            # set it aside and recover from them instead, losing nothing.
+            _set_aside(path, damage, recovery)
+            store.clear()
+            snapshots.pop()
+    recovery.snapshot, recovery.segment = None, 1
+
+
+def _set_aside(path: Path, damage: DamagedFileError, recovery: Recovery) -> None:
+    copy = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+    os.replace(path, copy)
+    fsync_directory(path.parent)
+    logger.warning(
+        "--repair: %s; set it aside as %s and recovered from the older files",
+        damage,
+        copy.name,
+    )
+    recovery.repaired.append(f"{path.name} set aside as {copy.name} ({damage.reason})")
+
+
+def _drop_files_before(directory: Path, snapshot: int | None) -> None:
+    # Files an interrupted compaction left behind: the snapshot holds them.
+    if snapshot is None:
+        return
+    for kind, path_of in (("snapshot", snapshot_path), ("log", log_path)):
+        for number in _numbered(directory, kind):
+            if number < snapshot:
+                path_of(directory, number).unlink()
+
+
+@attrs.define
+class _ReplayProgress:
+    """Says how far the replay of the log has come, about once a second."""
+
+    say: Callable[[str], None]
+    total: int
+    #: Bytes of the segments replayed before the current one.
+    done_before: int = 0
+    last_said: float = attrs.field(factory=time.monotonic)
+
+    def reached(self, offset: int) -> None:
+        now = time.monotonic()
+        if now - self.last_said >= _PROGRESS_EVERY:
+            self.last_said = now
+            at = self.done_before + offset
+            total = self.total
+            self.say(f"recovery: replayed {at} of {total} log bytes ({100 * at // max(total, 1)}%)")
+
+
+def _replay_segments(
+    directory: Path,
+    segments: list[int],
+    recovery: Recovery,
+    repair: bool,
+    say: Callable[[str], None],
+) -> None:
+    progress = _ReplayProgress(say, sum(log_path(directory, n).stat().st_size for n in segments))
+    for position, number in enumerate(segments):
+        is_last = position == len(segments) - 1
+        path = log_path(directory, number)
+        progress.done_before += _replay_segment(path, is_last, recovery, repair, progress)
+        recovery.segment = number
+
+
+def _replay_segment(
+    path: Path, is_last: bool, recovery: Recovery, repair: bool, progress: _ReplayProgress
+) -> int:
+    """Replay one segment into the store; return how many of its bytes were read.
+
+    A bad record with nothing readable after it in the last segment is a
+    torn tail and is cut off; any other is damage (:func:`_damaged`).
+    """
+    data = _read_segment(path, is_last, recovery, repair)
+    if data:
+        scan = scan_records(data, FILE_HEADER_SIZE)
+        if _replay_records(path, scan, recovery, repair, progress) and scan.damage is not None:
+            if scan.damage is Damage.TORN_TAIL and is_last:
+                _cut_torn_tail(path, len(data), scan.good_end, scan.reason, recovery)
+            else:
+                _damaged(path, scan.good_end, scan.reason, repair, recovery)
+    recovery.log_bytes += path.stat().st_size if path.exists() else 0
+    return len(data)
+
+
+def _read_segment(path: Path, is_last: bool, recovery: Recovery, repair: bool) -> bytes:
+    """The segment's bytes, or none if its header is torn or wrong (then mended or refused)."""
+    data = path.read_bytes()
+    if data[:FILE_HEADER_SIZE] == LOG_MAGIC:
+        return data
+    if is_last and len(data) < FILE_HEADER_SIZE and LOG_MAGIC.startswith(data):
+        # Created, and the crash came before its header was written.
+        logger.warning("%s: cut a torn header of %d bytes", path, len(data))
+        recovery.torn_bytes_dropped += len(data)
+        _cut_at(path, 0)
+    else:
+        # A segment without its header would be refused again at the next start.
+        def mend(path: Path, offset: int) -> None:
+            _write_empty_segment(path)
+
+        _damaged(path, 0, "not a trio-metrics log file", repair, recovery, mend)
+    return b""
+
+
+def _replay_records(
+    path: Path, scan: Scan, recovery: Recovery, repair: bool, progress: _ReplayProgress
+) -> bool:
+    """Put the scanned records into the store; False if one could not be decoded."""
+    put_columns = recovery.store.put_columns
+    for offset, payload in zip(scan.offsets, scan.payloads, strict=True):
+        try:
+            keys, values, stamps = decode_batch(payload)
+        except FormatError as exc:
+            # A good checksum over a bad record: written wrong, not torn.
+            _damaged(path, offset, str(exc), repair, recovery)
+            return False
+        put_columns(keys, values, stamps)
+        recovery.records += 1
+        recovery.points_replayed += len(keys)
+        progress.reached(offset)
+    return True
+
+
+def _cut_torn_tail(path: Path, size: int, good_end: int, reason: str, recovery: Recovery) -> None:
+    dropped = size - good_end
+    logger.warning(
+        "%s: cut a torn tail of %d bytes at byte %d (%s): a write the crash "
+        "interrupted, never acknowledged under --fsync always",
+        path,
+        dropped,
+        good_end,
+        reason,
+    )
+    recovery.torn_bytes_dropped += dropped
+    _cut_at(path, good_end)
+
+
+def _write_empty_segment(path: Path) -> None:
+    """Make ``path`` a segment holding only its header, fsynced."""
+    with open(path, "wb") as segment:
+        segment.write(LOG_MAGIC)
+        segment.flush()
+        os.fsync(segment.fileno())
 
 
 def _load_snapshot(
@@ -358,14 +439,6 @@ def _cut_at(path: Path, offset: int) -> None:
         damaged.truncate(offset)
         damaged.flush()
         os.fsync(damaged.fileno())
-
-
-def _restart_log(path: Path, offset: int) -> None:
-    # A segment without its header would be refused again at the next start.
-    with open(path, "wb") as log:
-        log.write(LOG_MAGIC)
-        log.flush()
-        os.fsync(log.fileno())
 
 
 def write_snapshot_file(path: Path, store: MetricStore) -> int:

@@ -1,15 +1,19 @@
 """A store that keeps its points on disk: a write-ahead log, snapshots, compaction.
 
 :func:`open_durable_store` recovers a data directory (see
-:mod:`trio_metrics.data_dir`) into memory and yields a :class:`DurableStore`.
-Every batch of puts is queued for the log; once it is written to the log
-file (``never``, ``everysec``) or written and fsynced (``always``) it is
-stored in memory, where reads see it, and ``put_batch`` returns, so the
-server sends the ``ok`` answers. One writer task does all log I/O in a
-worker thread, so the event loop never waits on the disk, and it writes
+:mod:`trio_metrics.storage._data_dir`) into memory and yields a
+:class:`DurableStore`. Every batch of puts is queued for the log; once it is
+written to the log file (``never``, ``everysec``) or written and fsynced
+(``always``) it is stored in memory, where reads see it, and ``put_batch``
+returns, so the server sends the ``ok`` answers. One writer task writes
 everything queued since its last write at once: a single write, and under
 ``always`` a single fsync, covers the batches of every connection that came
 in meanwhile (group commit).
+
+The store holds these rules and the trio tasks and does no file work on the
+event loop. The log's file is a :class:`~trio_metrics.storage.LogFile`,
+whose blocking methods the writer calls in a worker thread, one call per
+step; a test can hand the store one that fails.
 
 Compaction runs beside it when the log outgrows the live data: the writer
 closes the current segment at a point between two batches and starts the
@@ -26,12 +30,13 @@ from __future__ import annotations
 import enum
 import errno
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVarTuple
 
 import attrs
 import trio
@@ -41,10 +46,10 @@ from ._data_dir import (
     DataDirLock,
     Recovery,
     fsync_directory,
-    log_path,
     recover,
     snapshot_path,
 )
+from ._log_file import LogFile, NewSegmentError
 from ._log_format import LOG_MAGIC, SNAPSHOT_MAGIC, encode_batch, encode_series, encode_trailer
 from ._store import MetricStore, Series, StoreUnavailableError
 
@@ -65,6 +70,8 @@ _SNAPSHOT_PIECE_POINTS = 1 << 16
 _COMPACTION_RETRY = 60.0
 # How long closing may take to write and fsync what is queued.
 _CLOSE_TIMEOUT = 30.0
+
+_Ts = TypeVarTuple("_Ts")
 
 
 class FsyncPolicy(enum.Enum):
@@ -87,10 +94,33 @@ _Columns = tuple[Sequence[str], Sequence[float], Sequence[int]]
 
 @attrs.define
 class _Commit:
-    """The batches queued between two writes, and how their write went."""
+    """Batches that go to the log in one write, and how that write went."""
 
+    records: list[bytes] = attrs.field(factory=list)
+    #: The same batches as columns, stored in memory once the log holds
+    #: them, so that reads show only what the log holds.
+    batches: list[_Columns] = attrs.field(factory=list)
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
+
+    def add(self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]) -> None:
+        # Raises ValueError for columns the log could not hold (before
+        # anything is queued): unequal lengths, a key with a newline.
+        self.records.append(encode_batch(keys, values, timestamps))
+        self.batches.append((keys, values, timestamps))
+
+    def data(self) -> bytes:
+        return b"".join(self.records)
+
+
+@attrs.define
+class _Rotation:
+    """A compaction's request that the writer start the next segment, and the outcome."""
+
+    done: trio.Event = attrs.field(factory=trio.Event)
+    #: The new segment's number and the keys in memory as it started; None
+    #: if it could not be started.
+    started: tuple[int, list[str]] | None = None
 
 
 @attrs.define
@@ -114,10 +144,12 @@ class DurabilityFigures:
 
 
 class DurableStore:
-    """A :class:`~trio_metrics.store.Store` backed by a data directory.
+    """A :class:`~trio_metrics.storage.Store` backed by a data directory.
 
     Made by :func:`open_durable_store`, which runs its writer and compaction
-    tasks. Reads are served from memory (:attr:`memory`).
+    tasks. Reads are served from memory (:attr:`memory`). The store decides
+    what is written when and what is acknowledged; ``log_file`` does the
+    file work, each call in a worker thread.
     """
 
     def __init__(
@@ -126,6 +158,7 @@ class DurableStore:
         recovery: Recovery,
         policy: FsyncPolicy,
         compact_min_bytes: int,
+        log_file: LogFile,
     ) -> None:
         self.directory = directory
         self.memory: MetricStore = recovery.store
@@ -138,34 +171,25 @@ class DurableStore:
             recovery_ms=round(recovery.seconds * 1000),
             recovered_points=len(recovery.store),
         )
-        self._segment = recovery.segment
-        # Unbuffered: bytes of a failed write must not sit in a buffer that
-        # a later flush or close would still put in the file.
-        self._file: BinaryIO | None = open(  # noqa: SIM115
-            log_path(directory, self._segment), "ab", buffering=0
-        )
-        self._pending: list[bytes] = []
-        # The same batches as columns, stored in memory once they are written,
-        # so that reads show only what the log holds.
-        self._pending_columns: list[_Columns] = []
-        self._in_flight: bytes | None = None
-        # The commit whose batches are being written; closing finishes it.
-        self._in_flight_commit: _Commit | None = None
-        self._commit = _Commit()
-        self._wakeup = trio.Event()
-        self._dirty = False
-        self._last_sync = time.monotonic()
-        self._fsync_seconds = 0.0
-        self._error: BaseException | None = None
-        self._closed = False
-        self._rotation_wanted: trio.Event | None = None
-        self._rotated: tuple[int, list[str]] | None = None
-        self._compaction_wanted = trio.Event()
-        self._compacting = False
-        self._compaction_lock = trio.Lock()
         #: Called with each compaction step's name once it is done (tests
         #: copy the directory there to check that a crash at that step recovers).
         self.compaction_step_hook: Callable[[str], None] | None = None
+        self._log = log_file
+        # Batches waiting for the writer, and the ones it took but has not
+        # yet written: closing writes those.
+        self._queued = _Commit()
+        self._writing: _Commit | None = None
+        self._wakeup = trio.Event()
+        # Written since the last fsync, and when that was, on trio's clock
+        # (which the fsync deadline is on; it is not time.monotonic()).
+        self._unsynced = False
+        self._last_sync = trio.current_time()
+        self._error: BaseException | None = None
+        self._closed = False
+        self._rotation: _Rotation | None = None
+        self._compaction_wanted = trio.Event()
+        self._compacting = False
+        self._compaction_lock = trio.Lock()
 
     # -- the Store interface -------------------------------------------------
 
@@ -176,20 +200,18 @@ class DurableStore:
 
         Raises :exc:`StoreUnavailableError` if the log cannot be written
         (the error is kept: every later put fails the same way, and the
-        batch is not stored) or the store is closed. Cancelled while
-        waiting, the batch is still logged and stored; only the caller
-        stops waiting.
+        batch is not stored) or the store is closed, and :exc:`ValueError`
+        for columns the log cannot hold (nothing is queued then). Cancelled
+        while waiting, the batch is still logged and stored; only the
+        caller stops waiting.
         """
         if self._error is not None or self._closed:
             raise self._unavailable()
         if not keys and not values and not timestamps:
             return
-        # Raises ValueError for columns the log could not hold (before
-        # anything is queued): unequal lengths, a key with a newline.
-        self._pending.append(encode_batch(keys, values, timestamps))
-        self._pending_columns.append((keys, values, timestamps))
+        commit = self._queued
+        commit.add(keys, values, timestamps)
         self.figures.log_records += 1
-        commit = self._commit
         self._wakeup.set()
         await commit.done.wait()
         if commit.error is not None:
@@ -224,80 +246,81 @@ class DurableStore:
 
     async def _write_forever(self) -> None:
         while True:
-            deadline = (
-                self._last_sync + _EVERYSEC
-                if self._dirty and self.policy is FsyncPolicy.EVERYSEC
-                else float("inf")
-            )
-            with trio.move_on_at(deadline):
+            with trio.move_on_at(self._fsync_deadline()):
                 await self._wakeup.wait()
             self._wakeup = trio.Event()
             if self._error is not None:
                 return
-            if self._rotation_wanted is not None:
-                await self._rotate()
+            if self._rotation is not None:
+                rotation, self._rotation = self._rotation, None
+                await self._rotate(rotation)
             else:
-                await self._write_pending()
-            overdue = self._dirty and time.monotonic() - self._last_sync >= _EVERYSEC
-            if overdue and self.policy is FsyncPolicy.EVERYSEC:
-                await self._run_file_work(self._fsync)
+                await self._write_queued()
+            if self._fsync_deadline() <= trio.current_time():
+                await self._fsync()
             self._maybe_want_compaction()
 
-    async def _write_pending(self) -> None:
-        while self._pending and self._error is None:
-            data = b"".join(self._pending)
-            columns = self._pending_columns
-            self._pending, self._pending_columns = [], []
-            commit, self._commit = self._commit, _Commit()
-            # Until _write clears it, closing writes it (to_thread ignores
-            # cancellation once the thread runs, but not before).
-            self._in_flight, self._in_flight_commit = data, commit
+    def _fsync_deadline(self) -> float:
+        if self._unsynced and self.policy is FsyncPolicy.EVERYSEC:
+            return self._last_sync + _EVERYSEC
+        return math.inf
+
+    async def _write_queued(self) -> None:
+        sync = self.policy is FsyncPolicy.ALWAYS
+        while self._queued.records and self._error is None:
+            commit = self._take_queued()
             try:
-                await trio.to_thread.run_sync(self._write, data, self.policy is FsyncPolicy.ALWAYS)
+                await self._in_thread(_append, self._log, commit.data(), sync)
             except OSError as exc:
                 self._fail(exc, commit)
                 return
-            self._in_flight_commit = None
-            self._store_in_memory(columns)
-            commit.done.set()
+            self._written(commit, synced=sync)
 
-    def _store_in_memory(self, batches: list[_Columns]) -> None:
+    def _take_queued(self) -> _Commit:
+        # Until _written clears it, closing writes it (to_thread ignores
+        # cancellation once the thread runs, but not before).
+        commit, self._queued = self._queued, _Commit()
+        self._writing = commit
+        return commit
+
+    def _written(self, commit: _Commit, *, synced: bool) -> None:
+        self._writing = None
+        if synced:
+            self._synced()
+        else:
+            self._unsynced = True
         put_columns = self.memory.put_columns
-        for keys, values, timestamps in batches:
+        for keys, values, timestamps in commit.batches:
             put_columns(keys, values, timestamps)
+        commit.done.set()
 
-    def _write(self, data: bytes, sync: bool) -> None:
-        file = self._file
-        assert file is not None
-        view = memoryview(data)
-        while view:
-            # An unbuffered write may take only part of the data.
-            written = file.write(view)
-            view = view[written or 0 :]
-        self._in_flight = None
-        self.figures.log_writes += 1
-        self.figures.log_bytes_written += len(data)
-        self.figures.log_bytes += len(data)
-        self._dirty = True
-        if sync:
-            self._fsync()
-
-    def _fsync(self) -> None:
-        file = self._file
-        assert file is not None
-        started = time.monotonic()
-        os.fsync(file.fileno())
-        self._last_sync = time.monotonic()
-        self.figures.fsyncs += 1
-        self._fsync_seconds += self._last_sync - started
-        self.figures.fsync_ms = round(self._fsync_seconds * 1000)
-        self._dirty = False
-
-    async def _run_file_work(self, work: Callable[[], None]) -> None:
+    async def _fsync(self) -> None:
         try:
-            await trio.to_thread.run_sync(work)
+            await self._in_thread(self._log.fsync)
         except OSError as exc:
-            self._fail(exc, self._commit)
+            self._fail(exc, self._queued)
+            return
+        self._synced()
+
+    def _synced(self) -> None:
+        self._unsynced = False
+        self._last_sync = trio.current_time()
+
+    async def _in_thread(self, work: Callable[[*_Ts], None], *args: *_Ts) -> None:
+        try:
+            await trio.to_thread.run_sync(work, *args)
+        finally:
+            # Also after a failure: a write may have succeeded before an
+            # fsync failed, and the figures show it.
+            self._count_file_work()
+
+    def _count_file_work(self) -> None:
+        log, figures = self._log, self.figures
+        figures.log_bytes += log.bytes_written - figures.log_bytes_written
+        figures.log_bytes_written = log.bytes_written
+        figures.log_writes = log.writes
+        figures.fsyncs = log.fsyncs
+        figures.fsync_ms = round(log.fsync_seconds * 1000)
 
     def _fail(self, exc: OSError, commit: _Commit) -> None:
         logger.error(
@@ -306,12 +329,12 @@ class DurableStore:
             exc,
         )
         self._error = exc
-        self._in_flight_commit = None
-        for each in (commit, self._commit):
+        self._writing = None
+        for each in (commit, self._queued):
             each.error = exc
             each.done.set()
-        if self._rotation_wanted is not None:
-            self._rotation_wanted.set()  # a compaction waiting for it gives up
+        if self._rotation is not None:
+            self._rotation.done.set()  # a compaction waiting for it gives up
 
     # -- compaction ----------------------------------------------------------
 
@@ -322,62 +345,30 @@ class DurableStore:
         if figures.log_bytes > max(self.compact_min_bytes, 2 * figures.snapshot_bytes):
             self._compaction_wanted.set()
 
-    async def _rotate(self) -> None:
+    async def _rotate(self, rotation: _Rotation) -> None:
         """Close the segment between two batches and start the next one."""
-        wanted = self._rotation_wanted
-        assert wanted is not None
-        self._rotation_wanted = None
-        data = b"".join(self._pending)
-        columns = self._pending_columns
-        self._pending, self._pending_columns = [], []
-        commit, self._commit = self._commit, _Commit()
-        number = self._segment + 1
-        self._in_flight, self._in_flight_commit = data, commit
+        commit = self._take_queued()
+        number = self._log.segment + 1
         try:
-            await trio.to_thread.run_sync(self._switch_segment, data, number)
-        except _NewSegmentError as exc:
+            await self._in_thread(_append_and_switch, self._log, commit.data(), number)
+        except NewSegmentError as exc:
             # The batches are written and fsynced in the old segment; only
             # the new one could not be made: appending goes on in the old
             # one, and the compaction gives up.
             logger.error("cannot start log segment %d: %s", number, exc.__cause__)
-            self._in_flight_commit = None
-            self._store_in_memory(columns)
+            self._written(commit, synced=True)
         except OSError as exc:
             self._fail(exc, commit)
-            wanted.set()
+            rotation.done.set()
             return
         else:
-            self._in_flight_commit = None
-            self._store_in_memory(columns)
+            self.figures.log_bytes = len(LOG_MAGIC)
+            self._step("rotated")
+            self._written(commit, synced=True)
             # Taken in the same step: every key in memory now has all its
             # points up to here in this segment or before it.
-            self._rotated = (number, self.memory.keys())
-        commit.done.set()
-        wanted.set()
-
-    def _switch_segment(self, data: bytes, number: int) -> None:
-        # An OSError from here on means the batches are not safe.
-        self._write(data, sync=True)
-        old = self._file
-        assert old is not None
-        path = log_path(self.directory, number)
-        try:
-            new = open(path, "xb", buffering=0)  # noqa: SIM115
-            try:
-                new.write(LOG_MAGIC)
-                os.fsync(new.fileno())
-                fsync_directory(self.directory)
-            except BaseException:
-                new.close()
-                path.unlink()
-                raise
-        except OSError as exc:
-            raise _NewSegmentError from exc
-        old.close()
-        self._file = new
-        self._segment = number
-        self.figures.log_bytes = len(LOG_MAGIC)
-        self._step("rotated")
+            rotation.started = (number, self.memory.keys())
+        rotation.done.set()
 
     async def _compact_forever(self) -> None:
         while True:
@@ -406,7 +397,10 @@ class DurableStore:
         """Write a snapshot of the store and drop the log before it.
 
         Puts and gets are served throughout. Raises :exc:`OSError` if the
-        snapshot cannot be written (the log and the old snapshot stay).
+        log has failed or the snapshot cannot be written (the log and the
+        old snapshot stay). Cancelled, it stops where it is; the data is the
+        same whatever step it reached, and a ``.tmp`` file it leaves is
+        deleted at the next start.
         """
         async with self._compaction_lock:
             await self._compact()
@@ -415,13 +409,7 @@ class DurableStore:
         started = time.monotonic()
         if self._error is not None:
             raise OSError(f"the log failed: {self._error}")
-        wanted = self._rotation_wanted = trio.Event()
-        self._wakeup.set()
-        await wanted.wait()
-        if self._rotated is None:
-            raise OSError("the log could not be switched to a new segment")
-        number, keys = self._rotated
-        self._rotated = None
+        number, keys = await self._start_next_segment()
         final = snapshot_path(self.directory, number)
         temporary = final.with_name(final.name + ".tmp")
         snapshot = await trio.to_thread.run_sync(_create, temporary)
@@ -447,6 +435,14 @@ class DurableStore:
             size,
             seconds,
         )
+
+    async def _start_next_segment(self) -> tuple[int, list[str]]:
+        rotation = self._rotation = _Rotation()
+        self._wakeup.set()
+        await rotation.done.wait()
+        if rotation.started is None:
+            raise OSError("the log could not be switched to a new segment")
+        return rotation.started
 
     async def _write_snapshot(self, snapshot: BinaryIO, keys: list[str]) -> int:
         pieces: list[bytes] = [SNAPSHOT_MAGIC]
@@ -476,28 +472,14 @@ class DurableStore:
 
     # -- closing -------------------------------------------------------------
 
-    def _close_files(self) -> None:
-        file = self._file
-        if file is None:
-            return
-        try:
-            leftover = (self._in_flight or b"") + b"".join(self._pending)
-            self._pending = []
-            if self._error is None:
-                if leftover:
-                    self._write(leftover, sync=False)
-                self._fsync()
-        finally:
-            self._file = None
-            file.close()
-
     async def _close(self) -> None:
         self._closed = True
         # Batches still waiting (a caller outside the server may be) end
         # with the outcome of the closing write.
-        waiting = [c for c in (self._in_flight_commit, self._commit) if c is not None]
+        waiting = [c for c in (self._writing, self._queued) if c is not None]
+        leftover = None if self._error is not None else b"".join(c.data() for c in waiting)
         try:
-            await trio.to_thread.run_sync(self._close_files)
+            await self._in_thread(_write_and_close, self._log, leftover)
         except OSError as exc:
             logger.error("closing the log in %s failed: %s", self.directory, exc)
             for commit in waiting:
@@ -516,8 +498,30 @@ class DurableStore:
         )
 
 
-class _NewSegmentError(OSError):
-    """The next log segment could not be made (the old one is safe)."""
+# -- blocking work, each function one call in a worker thread -----------------
+
+
+def _append(log: LogFile, data: bytes, sync: bool) -> None:
+    log.write(data)
+    if sync:
+        log.fsync()
+
+
+def _append_and_switch(log: LogFile, data: bytes, number: int) -> None:
+    # An OSError other than NewSegmentError means the batches are not safe.
+    log.write(data)
+    log.switch_segment(number)
+
+
+def _write_and_close(log: LogFile, leftover: bytes | None) -> None:
+    """Write and fsync ``leftover`` (None: the log failed, write nothing), then close."""
+    try:
+        if leftover is not None:
+            if leftover:
+                log.write(leftover)
+            log.fsync()
+    finally:
+        log.close()
 
 
 def _log_bytes_on_disk(directory: Path) -> int:
@@ -571,45 +575,31 @@ async def open_durable_store(
     fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
     repair: bool = False,
     compact_min_bytes: int = DEFAULT_COMPACT_MIN_BYTES,
+    log_file_factory: Callable[[Path, int], LogFile] = LogFile,
 ) -> AsyncIterator[DurableStore]:
     """Lock and recover ``directory`` (created if missing); yield its store.
 
     The writer and compaction tasks run until the block ends; then
     everything queued is written and fsynced, even if the block is left by
     cancellation, and the lock is released. Raises
-    :exc:`~trio_metrics.data_dir.DataDirLockedError` when another server
-    holds the directory, :exc:`~trio_metrics.data_dir.DamagedFileError`
-    for damage recovery may not repair by itself, and :exc:`OSError`.
+    :exc:`~trio_metrics.storage.DataDirLockedError` when another server
+    holds the directory, :exc:`~trio_metrics.storage.DamagedFileError`
+    for damage recovery may not repair by itself, :exc:`DataDirError` when
+    the directory cannot be used or read, and :exc:`OSError`.
+
+    ``log_file_factory(directory, segment)`` opens the log's file, in a
+    worker thread, once recovery is done; tests give a
+    :class:`~trio_metrics.storage.LogFile` subclass whose methods fail.
     """
     policy = FsyncPolicy(fsync)
     if compact_min_bytes < 0:
         raise ValueError("compact_min_bytes must not be negative")
     path = Path(directory)
+    lock = await _lock(path)
     try:
-        lock = await trio.to_thread.run_sync(_make_and_lock, path)
-    except OSError as exc:
-        raise DataDirError(f"cannot use data directory {path}: {exc.strerror or exc}") from exc
-    try:
-        try:
-            recovery = await trio.to_thread.run_sync(lambda: recover(path, repair=repair))
-        except OSError as exc:
-            raise DataDirError(
-                f"cannot recover data directory {path}: {exc.strerror or exc}"
-                + (f" ({exc.filename})" if exc.filename else "")
-            ) from exc
-        logger.info(
-            "recovered %s in %.2fs: %d keys, %d points (snapshot %s, %d log records, "
-            "%d torn bytes dropped); fsync %s",
-            path,
-            recovery.seconds,
-            len(recovery.store.keys()),
-            len(recovery.store),
-            "none" if recovery.snapshot is None else f"{recovery.snapshot:08d}",
-            recovery.records,
-            recovery.torn_bytes_dropped,
-            policy.value,
-        )
-        store = DurableStore(path, recovery, policy, compact_min_bytes)
+        recovery = await _recover(path, repair, policy)
+        log_file = await trio.to_thread.run_sync(log_file_factory, path, recovery.segment)
+        store = DurableStore(path, recovery, policy, compact_min_bytes, log_file)
         try:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(store._write_forever)
@@ -623,3 +613,33 @@ async def open_durable_store(
                 await store._close()
     finally:
         lock.release()
+
+
+async def _lock(path: Path) -> DataDirLock:
+    try:
+        return await trio.to_thread.run_sync(_make_and_lock, path)
+    except OSError as exc:
+        raise DataDirError(f"cannot use data directory {path}: {exc.strerror or exc}") from exc
+
+
+async def _recover(path: Path, repair: bool, policy: FsyncPolicy) -> Recovery:
+    try:
+        recovery = await trio.to_thread.run_sync(lambda: recover(path, repair=repair))
+    except OSError as exc:
+        raise DataDirError(
+            f"cannot recover data directory {path}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename else "")
+        ) from exc
+    logger.info(
+        "recovered %s in %.2fs: %d keys, %d points (snapshot %s, %d log records, "
+        "%d torn bytes dropped); fsync %s",
+        path,
+        recovery.seconds,
+        len(recovery.store.keys()),
+        len(recovery.store),
+        "none" if recovery.snapshot is None else f"{recovery.snapshot:08d}",
+        recovery.records,
+        recovery.torn_bytes_dropped,
+        policy.value,
+    )
+    return recovery
