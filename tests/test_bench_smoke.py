@@ -140,3 +140,31 @@ def test_trickle_reports_every_mode_and_no_server_busy_between_puts() -> None:
         # core; one that waits, next to nothing. The bound is loose because
         # a one-second run on a busy machine is noisy.
         assert float(cpu_per_second) < 0.25, (mode, output)
+
+
+def test_copy_budget_bench_reports_both_servers() -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "copy_budget.py"),
+            "--points",
+            "100000",
+            "--clients",
+            "3",
+            "--settle",
+            "1",
+            "--budget",
+            "2000000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 12,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    rows = [line for line in completed.stdout.splitlines() if line.startswith("| 2000000")]
+    off = [line for line in completed.stdout.splitlines() if line.startswith("| off")]
+    assert len(rows) == 1 and len(off) == 1, completed.stdout
+    # With room for one copy of the key, the other two clients wait.
+    assert rows[0].split("|")[5].strip() == "2", rows[0]
+    assert off[0].split("|")[5].strip() == "0", off[0]

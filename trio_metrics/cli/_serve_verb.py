@@ -29,6 +29,7 @@ from ..server import (
 )
 from ..storage import (
     DEFAULT_COMPACT_MIN_BYTES,
+    DEFAULT_COPY_BUDGET_BYTES,
     DataDirError,
     DataDirStorage,
     FsyncPolicy,
@@ -123,6 +124,17 @@ SERVE_FLAGS: tuple[Flag, ...] = (
             "metavar": "BYTES",
             "help": "memory for encoded get answers, reused while points are unchanged; 0 turns"
             " it off (default: %(default)s)",
+        },
+    ),
+    Flag(
+        ("--answer-copy-budget-bytes",),
+        {
+            "type": types.non_negative_int,
+            "default": DEFAULT_COPY_BUDGET_BYTES,
+            "metavar": "BYTES",
+            "help": "memory for the copies of points that all connections' gets hold at once"
+            " (16 bytes a point); past it a get waits for another; 0: no bound"
+            " (default: %(default)s)",
         },
     ),
     Flag(
@@ -271,6 +283,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         ),
         storage=storage,
         answer_cache_bytes=args.answer_cache_bytes,
+        answer_copy_budget_bytes=args.answer_copy_budget_bytes,
         shutdown_grace=args.shutdown_grace,
         log_level=args.log_level,
     )

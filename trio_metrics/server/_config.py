@@ -15,6 +15,7 @@ import attrs
 
 from ..storage import (
     DEFAULT_COMPACT_MIN_BYTES,
+    DEFAULT_COPY_BUDGET_BYTES,
     DataDirStorage,
     ExistingStore,
     FsyncPolicy,
@@ -80,6 +81,9 @@ class ServerConfig:
       :class:`~trio_metrics.DataDirStorage` or
       :class:`~trio_metrics.ExistingStore`.
     - ``answer_cache_bytes``: memory for encoded ``get`` answers (0: off).
+    - ``answer_copy_budget_bytes``: memory for the copies of points that
+      every connection's ``get`` holds at once (16 bytes a point); past it a
+      ``get`` waits for another to finish (0: no bound).
     - ``shutdown_grace``: seconds a stopping server gives its connections.
     - ``log_level``: applied by :func:`~trio_metrics.run_server` and the CLI
       when set; :func:`~trio_metrics.serve` leaves logging to its caller.
@@ -97,6 +101,9 @@ class ServerConfig:
     storage: Storage = attrs.field(factory=MemoryStorage)
     answer_cache_bytes: int = attrs.field(
         default=DEFAULT_ANSWER_CACHE_BYTES, validator=_non_negative_int
+    )
+    answer_copy_budget_bytes: int = attrs.field(
+        default=DEFAULT_COPY_BUDGET_BYTES, validator=_non_negative_int
     )
     shutdown_grace: float = attrs.field(
         default=DEFAULT_SHUTDOWN_GRACE, validator=_non_negative_seconds

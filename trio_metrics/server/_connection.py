@@ -7,12 +7,12 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable
 
 import attrs
 import trio
 
-from ..storage import Store, StoreUnavailableError
+from ..storage import CopyBudget, MetricStore, NeedRoom, Series, Store, StoreUnavailableError
 from ..transport import (
     LINE_TOO_LONG,
     PEER_GONE_ERRORS,
@@ -26,13 +26,14 @@ from ..transport import (
 )
 from ..wire import (
     ERROR_ANSWER,
+    GET_ANSWER_END,
+    GET_ANSWER_START,
     OK_ANSWER,
     Get,
     LineEncoder,
     ProtocolError,
     Put,
     encode_stats_answer,
-    iter_get_answer,
     iter_point_lines,
     parse_command,
     parse_put_block,
@@ -72,6 +73,10 @@ class ConnectionHandler:
     warnings: ThrottledLogger = attrs.field(factory=lambda: ThrottledLogger(logger))
     #: More counters for the ``stats`` answer (a durable store's log figures).
     extra_counters: Callable[[], dict[str, int]] | None = None
+    #: Bounds the copies of points held by all connections' reads at once;
+    #: reads then come from ``reads``, the in-memory store behind ``store``.
+    copy_budget: CopyBudget | None = None
+    reads: MetricStore | None = None
     _streams: set[trio.abc.Stream] = attrs.field(factory=set, init=False)
     _draining: bool = attrs.field(default=False, init=False)
     _all_closed: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -215,12 +220,7 @@ class ConnectionHandler:
                 await puts.store()
                 if isinstance(command, Get):
                     stats.gets += 1
-                    lines_of = self._lines_of
-                    series = await self.store.query(command.key)
-                    for piece in iter_get_answer(series, lines_of):
-                        writer.add(piece)
-                        if writer.size >= limit:
-                            await writer.flush(more_to_come=True)
+                    await self._answer_get(command.key, writer)
                 else:
                     stats.stats_requests += 1
                     writer.add(await self._stats_answer())
@@ -229,6 +229,44 @@ class ConnectionHandler:
                 await writer.flush(more_to_come=True)
         await puts.store()
         await writer.flush()
+
+    async def _answer_get(self, key: str, writer: _AnswerWriter) -> None:
+        """Encode and write the answer to ``get key``, one key's copy at a time.
+
+        With a copy budget, the copies come from the in-memory store within
+        it: when the budget is spent, this waits (holding no copy) until
+        another connection hands one back.
+        """
+        limit = self.limits.max_buffered_answer
+        lines_of = self._lines_of
+        budget = self.copy_budget
+        found: Iterable[Series | NeedRoom]
+        if budget is not None and self.reads is not None:
+            found = self.reads.iter_series_within(key, budget)
+        else:
+            found = await self.store.query(key)
+        started = False
+        items = iter(found)
+        try:
+            for item in items:
+                if isinstance(item, NeedRoom):
+                    self.stats.answer_copy_waits += 1
+                    await item.budget.wait_for_room(item.nbytes)
+                    continue
+                if not len(item.timestamps):
+                    continue
+                if not started:
+                    started = True
+                    writer.add(GET_ANSWER_START)
+                for piece in lines_of(item.key, item.timestamps, item.values):
+                    writer.add(piece)
+                    if writer.size >= limit:
+                        await writer.flush(more_to_come=True)
+                del item  # done with this copy before the next one is taken
+        finally:
+            if isinstance(items, Generator):
+                items.close()  # hands back a copy still held (a cancelled write)
+        writer.add(GET_ANSWER_END if started else OK_ANSWER)
 
     @property
     def _lines_of(self) -> LineEncoder:

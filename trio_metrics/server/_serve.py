@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from ..ingest import serve_graphite
-from ..storage import OpenedStorage, Store, open_storage
+from ..storage import CopyBudget, OpenedStorage, Store, open_storage
 from ..transport import (
     Limits,
     ServerStats,
@@ -170,7 +170,13 @@ async def _serve_storage(
     try:
         with _answer_cache(config, storage) as cache:
             handler = ConnectionHandler(
-                storage.store, info.stats, config.limits, cache, extra_counters=storage.figures
+                storage.store,
+                info.stats,
+                config.limits,
+                cache,
+                extra_counters=storage.figures,
+                copy_budget=_copy_budget(config, storage),
+                reads=storage.reads,
             )
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
@@ -205,6 +211,14 @@ def _answer_cache(config: ServerConfig, storage: OpenedStorage) -> Iterator[Answ
         yield cache
     finally:
         watched.remove_change_listener(cache.invalidate)
+
+
+def _copy_budget(config: ServerConfig, storage: OpenedStorage) -> CopyBudget | None:
+    # Only reads of our own in-memory store are counted: a store of the
+    # caller's own copies (or streams) as it likes.
+    if storage.reads is None or not config.answer_copy_budget_bytes:
+        return None
+    return CopyBudget(config.answer_copy_budget_bytes)
 
 
 async def _start_side_listeners(

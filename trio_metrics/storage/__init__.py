@@ -16,6 +16,12 @@ from ._choice import (
     Storage,
     open_storage,
 )
+from ._copy_budget import (
+    BYTES_PER_POINT,
+    DEFAULT_COPY_BUDGET_BYTES,
+    CopyBudget,
+    NeedRoom,
+)
 from ._data_dir import (
     DamagedFileError,
     DataDirError,
@@ -61,11 +67,14 @@ from ._store import (
 )
 
 __all__ = [
+    "BYTES_PER_POINT",
     "DEFAULT_COMPACT_MIN_BYTES",
+    "DEFAULT_COPY_BUDGET_BYTES",
     "FRAME_HEADER_SIZE",
     "LOG_MAGIC",
     "MAX_RECORD_SIZE",
     "SNAPSHOT_MAGIC",
+    "CopyBudget",
     "Damage",
     "DamagedFileError",
     "DataDirError",
@@ -79,6 +88,7 @@ __all__ = [
     "LogFile",
     "MemoryStorage",
     "MetricStore",
+    "NeedRoom",
     "OpenedStorage",
     "Recovery",
     "Scan",

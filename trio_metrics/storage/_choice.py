@@ -91,6 +91,10 @@ class OpenedStorage:
     figures: Callable[[], dict[str, int]] | None
     #: A few words for the start-up log.
     description: str
+    #: The in-memory store that reads may copy from directly, within a copy
+    #: budget: set for the stores opened here, never for a caller's own
+    #: store (whose ``query`` may do more than copy).
+    reads: MetricStore | None = None
 
 
 @asynccontextmanager
@@ -114,6 +118,7 @@ async def open_storage(storage: Storage) -> AsyncIterator[OpenedStorage]:
                 durable.memory,
                 durable.figures_as_dict,
                 f"{storage.directory}, fsync {storage.fsync.value}",
+                reads=durable.memory,
             )
     elif isinstance(storage, ExistingStore):
         store = storage.store
@@ -125,4 +130,4 @@ async def open_storage(storage: Storage) -> AsyncIterator[OpenedStorage]:
             "server stops (--data-dir DIR keeps them)"
         )
         memory = MetricStore()
-        yield OpenedStorage(memory, memory, None, "MetricStore")
+        yield OpenedStorage(memory, memory, None, "MetricStore", reads=memory)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import NamedTuple, Protocol
+
+from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom
 
 __all__ = ["MetricStore", "Series", "Store", "StoreUnavailableError"]
 
@@ -205,3 +207,32 @@ class MetricStore:
     async def list_keys(self) -> list[str]:
         """:class:`Store` interface: :meth:`keys` (never suspends)."""
         return self.keys()
+
+    def iter_series_within(
+        self, key: str, budget: CopyBudget
+    ) -> Generator[Series | NeedRoom, None, None]:
+        """Like :meth:`iter_series`, holding at most one key's copy, counted in ``budget``.
+
+        Before copying a key it takes the copy's bytes from ``budget``; when
+        they do not fit it yields :class:`NeedRoom` instead, and tries again
+        when asked for the next item (the caller waits for room first). A
+        key's bytes are handed back when the next item is asked for, or when
+        the iterator is closed: the caller must be done with a series by then.
+        """
+        keys = list(self._series) if key == "*" else [key]
+        held = 0
+        try:
+            for each in keys:
+                if held:
+                    budget.give_back(held)
+                    held = 0
+                while (columns := self._series.get(each)) is not None:
+                    need = len(columns[0]) * BYTES_PER_POINT
+                    if budget.try_take(need):
+                        held = need
+                        yield Series(each, columns[0][:], columns[1][:])
+                        break
+                    yield NeedRoom(budget, need)
+        finally:
+            if held:
+                budget.give_back(held)

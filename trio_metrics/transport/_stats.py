@@ -28,6 +28,8 @@ class ServerStats:
     #: Wrong commands, over-long lines included.
     errors: int = 0
     lines_too_long: int = 0
+    #: ``get`` answers that waited for room in the copy budget.
+    answer_copy_waits: int = 0
     # Graphite plaintext listener (trio_metrics.ingest); zero when it is off.
     graphite_connections_open: int = 0
     graphite_connections_total: int = 0

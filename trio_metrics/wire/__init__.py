@@ -9,6 +9,8 @@ from __future__ import annotations
 from ._protocol import (
     ALL_KEYS,
     ERROR_ANSWER,
+    GET_ANSWER_END,
+    GET_ANSWER_START,
     MAX_TIMESTAMP,
     MAX_TIMESTAMP_DIGITS,
     OK_ANSWER,
@@ -45,6 +47,8 @@ from ._protocol import (
 __all__ = [
     "ALL_KEYS",
     "ERROR_ANSWER",
+    "GET_ANSWER_END",
+    "GET_ANSWER_START",
     "MAX_TIMESTAMP",
     "MAX_TIMESTAMP_DIGITS",
     "OK_ANSWER",

@@ -19,6 +19,8 @@ import attrs
 __all__ = [
     "ALL_KEYS",
     "ERROR_ANSWER",
+    "GET_ANSWER_END",
+    "GET_ANSWER_START",
     "MAX_TIMESTAMP",
     "MAX_TIMESTAMP_DIGITS",
     "OK_ANSWER",
@@ -59,6 +61,10 @@ MAX_TIMESTAMP: Final = 2**63 - 1
 
 #: The answer to a successful ``put``, and to a ``get`` that matches nothing.
 OK_ANSWER: Final = b"ok\n\n"
+#: The first line of a ``get`` answer that has data lines.
+GET_ANSWER_START: Final = b"ok\n"
+#: The blank line that ends a ``get`` answer after its data lines.
+GET_ANSWER_END: Final = b"\n"
 #: The one answer to every wrong command.
 ERROR_ANSWER: Final = b"error\nwrong command\n\n"
 
@@ -339,9 +345,9 @@ def iter_get_answer(
         pieces = lines_of(key, timestamps, values)
         if not started:
             started = True
-            yield b"ok\n"
+            yield GET_ANSWER_START
         yield from pieces
-    yield b"\n" if started else OK_ANSWER
+    yield GET_ANSWER_END if started else OK_ANSWER
 
 
 def encode_get_answer(series: Iterable[tuple[str, Sequence[int], Sequence[float]]]) -> bytes:
