@@ -102,6 +102,10 @@ _COUNTERS: Final = {
     ),
     "errors": ("errors", "Wrong commands, over-long lines included."),
     "lines_too_long": ("lines_too_long", "Command lines longer than max_line_length."),
+    "answer_copy_waits": (
+        "answer_copy_waits",
+        "Gets that waited for room in the answer copy budget.",
+    ),
     "graphite_connections_total": (
         "graphite_connections",
         "Graphite plaintext connections accepted since start.",
