@@ -296,3 +296,79 @@ def test_every_line_is_accounted_for(raw: list[bytes]) -> None:
         assert key and key != "*" and " " not in key
         assert math.isfinite(value)
         assert 0 <= timestamp <= MAX
+
+
+# --- the block fast path ------------------------------------------------------
+
+_TOKENS = st.sampled_from(
+    [b"a.b", b"web-1.cpu", b"*", b"\xc3\xa9t\xc3\xa9", b"1", b"-2.5", b"1e3", b"1_0", b"nan",
+     b"inf", b"-1", b"0", b"1501864247", b"9223372036854775807", b"9223372036854775808",
+     b"99999999999999999999", b"1501864247.5", b"0x10", b"", b"x"]
+)  # fmt: skip
+
+
+# Each field drawn from its own kind, so that near-plain lines are common.
+_KEYS = st.sampled_from([b"a.b", b"web-1.cpu", b"*", b"\xc3\xa9t\xc3\xa9", b"x"])
+_VALUES = st.sampled_from([b"1", b"-2.5", b"1e3", b"1_0", b"nan", b"inf", b"1e999", b"0x10"])
+_STAMPS = st.sampled_from(
+    [b"0", b"1501864247", b"9223372036854775807", b"9223372036854775808", b"-1", b"1.5"]
+)
+
+
+def _line_by_line(lines: list[bytes], now: int) -> tuple[list[str], list[float], list[int]]:
+    """The reference: parse_graphite_line on each line, nan and bad lines dropped."""
+    keys: list[str] = []
+    values: list[float] = []
+    stamps: list[int] = []
+    for line in lines:
+        try:
+            point = parse_graphite_line(line, now)
+        except GraphiteLineError:
+            continue
+        if point is not None:
+            keys.append(point.key)
+            values.append(point.value)
+            stamps.append(point.timestamp)
+    return keys, values, stamps
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.lists(_TOKENS, min_size=0, max_size=4).map(b" ".join)
+        | st.tuples(_KEYS, _VALUES, _STAMPS).map(b" ".join),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_the_block_path_takes_exactly_what_the_line_path_takes(lines: list[bytes]) -> None:
+    now = 1700000000
+    batch = parse_graphite_lines(lines, now)
+    expected = _line_by_line(lines, now)
+    assert (batch.keys, batch.values, batch.timestamps) == expected
+    bad = sum(1 for line in lines if _is_bad(line, now))
+    assert len(batch.bad) == bad
+
+
+def _is_bad(line: bytes, now: int) -> bool:
+    try:
+        parse_graphite_line(line, now)
+    except NotANumber:
+        return False
+    except GraphiteLineError:
+        return True
+    return False
+
+
+def test_a_read_of_plain_lines_takes_the_block_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trio_metrics.ingest._graphite as graphite
+
+    def no_line_by_line(line: bytes, now: int) -> None:
+        raise AssertionError("the line-by-line path was taken")
+
+    monkeypatch.setattr(graphite, "parse_graphite_line", no_line_by_line)
+    lines = [b"host.cpu %d.25 %d" % (i, 1501864247 + i) for i in range(1000)]
+    batch = parse_graphite_lines(lines, 0)
+    assert batch.keys == ["host.cpu"] * 1000
+    assert batch.values[:2] == [0.25, 1.25]
+    assert batch.timestamps[-1] == 1501864247 + 999

@@ -40,6 +40,7 @@ from ._protocol import (
     parse_put_block,
     parse_timestamp,
     parse_value,
+    plain_point_columns,
     points_per_piece,
     stats_from_answer,
 )
@@ -78,6 +79,7 @@ __all__ = [
     "parse_put_block",
     "parse_timestamp",
     "parse_value",
+    "plain_point_columns",
     "points_per_piece",
     "stats_from_answer",
 ]
