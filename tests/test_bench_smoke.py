@@ -168,3 +168,23 @@ def test_copy_budget_bench_reports_both_servers() -> None:
     # With room for one copy of the key, the other two clients wait.
     assert rows[0].split("|")[5].strip() == "2", rows[0]
     assert off[0].split("|")[5].strip() == "0", off[0]
+
+
+def test_graphite_ingest_bench_counts_every_point_on_both_servers() -> None:
+    import shutil
+
+    from conftest import skip_or_fail
+
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "graphite_ingest.py"), "--lines", "20000", "--repeat", "1"],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 12,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert re.search(r"^\| trio-metrics \| [\d,]+ \|", completed.stdout, re.MULTILINE)
+    if shutil.which("victoria-metrics") is None:
+        skip_or_fail("victoria-metrics is not installed (apt-get install victoria-metrics)")
+    assert re.search(r"^\| VictoriaMetrics \| [\d,]+ \|", completed.stdout, re.MULTILINE)
+    assert "trio-metrics / VictoriaMetrics:" in completed.stdout
