@@ -6,11 +6,16 @@ its connection task two or three passes through trio's run loop, which is
 most of the server's CPU per small request. :class:`LeanSocketStream`
 waits only when the socket is not ready:
 
-- ``receive_some`` tries the socket first; if nothing has arrived it waits
-  for readability (a checkpoint). If data was already there, it still
-  yields once, so a client that floods the server cannot keep its task
-  from letting others run. Cancellation is checked before any byte is
-  taken from the socket, so a cancelled receive loses nothing.
+- ``receive_some`` tries the socket first when the last receive filled its
+  buffer (more is likely waiting: a pipelining client); if nothing has
+  arrived, or the last receive emptied the socket (a request-response
+  client, whose next request comes after our answer), it waits for
+  readability first (a checkpoint) and then takes what came, so a
+  request costs one ``recv`` call, not a failed one and a good one. If
+  data was already there, it still yields once, so a client that floods
+  the server cannot keep its task from letting others run. Cancellation
+  is checked before any byte is taken from the socket, so a cancelled
+  receive loses nothing.
 - ``send_all`` raises at once in a cancelled scope, then sends and waits
   only while the socket buffer is full. A send that completes immediately
   does *not* yield to other tasks: the server's connection loop always
@@ -93,6 +98,9 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         self._sock = sock
         self._closed = False
         self._eof_sent = False
+        #: Whether the last receive took less than it asked for (the socket
+        #: was emptied); the next one then waits before it tries.
+        self._drained = False
         self._receive_conflict = _ConflictDetector("another task is receiving on this stream")
         self._send_conflict = _ConflictDetector("another task is sending on this stream")
         self._socket_errors = _SocketErrors(self)
@@ -124,19 +132,29 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         # Cancellation is checked before bytes leave the socket, and the
         # yield after is shielded, so a cancelled receive never loses data.
         await trio.lowlevel.checkpoint_if_cancelled()
+        if self._drained:
+            # The last receive emptied the socket: in a request-response
+            # exchange nothing has come since, and trying first would cost a
+            # failed recv call per request. Wait, then take what came.
+            return await self._wait_and_receive(max_bytes)
         try:
             data = self._sock.recv(max_bytes)
         except BlockingIOError:
-            pass
-        else:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            return data
+            return await self._wait_and_receive(max_bytes)
+        # A full read suggests more is waiting (a pipelining client).
+        self._drained = len(data) < max_bytes
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        return data
+
+    async def _wait_and_receive(self, max_bytes: int) -> bytes:
         while True:
             await trio.lowlevel.wait_readable(self._sock)
             try:
-                return self._sock.recv(max_bytes)
+                data = self._sock.recv(max_bytes)
             except BlockingIOError:
                 continue
+            self._drained = len(data) < max_bytes
+            return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         """Send all of ``data``, waiting only while the socket buffer is full."""
@@ -144,8 +162,17 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         if self._eof_sent:
             raise trio.ClosedResourceError("send_eof was called on this stream")
         await trio.lowlevel.checkpoint_if_cancelled()
-        with self._send_conflict, self._socket_errors, memoryview(data) as view:
-            sent = 0
+        with self._send_conflict, self._socket_errors:
+            try:
+                sent = self._sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                # The socket buffer is full: the rest waits for room.
+                await self._send_rest(data, sent)
+
+    async def _send_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
+        with memoryview(data) as view:
             total = len(view)
             while sent < total:
                 try:

@@ -70,6 +70,15 @@ class LineBuffer:
 
     def feed(self, data: bytes) -> list[Line]:
         """Add received bytes; return every line they complete, in order."""
+        if (
+            not self._partial
+            and not self._discarding
+            and data.endswith(b"\n")
+            and len(data) <= self.max_line_length
+            and b"\r" not in data
+        ):
+            # The usual read: whole short lines, nothing left over.
+            return cast(list[Line], data[:-1].split(b"\n"))
         if self._discarding:
             newline = data.find(b"\n")
             if newline < 0:
