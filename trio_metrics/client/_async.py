@@ -16,7 +16,7 @@ from typing import SupportsInt
 
 import trio
 
-from ..wire._protocol import (
+from ..wire import (
     STATS_REQUEST,
     Answer,
     ProtocolError,

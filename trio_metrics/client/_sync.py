@@ -15,7 +15,7 @@ import time
 from types import TracebackType
 from typing import Final, SupportsInt
 
-from ..wire._protocol import (
+from ..wire import (
     STATS_REQUEST,
     Answer,
     ErrorAnswer,

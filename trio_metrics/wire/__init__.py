@@ -6,6 +6,16 @@ CLI and the HTTP API all use these rules.
 
 from __future__ import annotations
 
+from ._client_connection import (
+    STATS_REQUEST,
+    Answer,
+    ErrorAnswer,
+    OkAnswer,
+    ResponseParser,
+    encode_get_request,
+    encode_put_request,
+    stats_from_answer,
+)
 from ._protocol import (
     ALL_KEYS,
     ERROR_ANSWER,
@@ -13,21 +23,15 @@ from ._protocol import (
     OK_ANSWER,
     PIECE_BYTES,
     STATS_PREFIX,
-    STATS_REQUEST,
     Command,
-    ErrorAnswer,
     Get,
     LineEncoder,
-    OkAnswer,
     Point,
     ProtocolError,
     Put,
-    ResponseParser,
     Stats,
     encode_get_answer,
-    encode_get_request,
     encode_point_lines,
-    encode_put_request,
     encode_stats_answer,
     is_valid_key,
     iter_get_answer,
@@ -37,7 +41,6 @@ from ._protocol import (
     parse_timestamp,
     parse_value,
     points_per_piece,
-    stats_from_answer,
 )
 
 __all__ = [
@@ -48,6 +51,7 @@ __all__ = [
     "PIECE_BYTES",
     "STATS_PREFIX",
     "STATS_REQUEST",
+    "Answer",
     "Command",
     "ErrorAnswer",
     "Get",
