@@ -1,19 +1,35 @@
 """The protocol's wire format, sans-IO: bytes in, commands out; answers in, bytes out.
 
 Nothing here touches sockets, trio or storage; the server, the clients, the
-CLI and the HTTP API all use these rules.
+CLI and the HTTP API all use these rules. The clients drive a
+:class:`ClientConnection`, which holds the client's side of the protocol.
 """
 
 from __future__ import annotations
 
 from ._client_connection import (
+    NEED_DATA,
     STATS_REQUEST,
     Answer,
+    ClientConnection,
+    ClientState,
+    ConnectionStateError,
     ErrorAnswer,
+    GetRequest,
+    MalformedAnswerError,
+    Metrics,
+    NeedData,
     OkAnswer,
+    OutOfStepError,
+    PutRequest,
+    Request,
     ResponseParser,
+    ServerClosedError,
+    ServerRefusedError,
+    StatsRequest,
     encode_get_request,
     encode_put_request,
+    metrics_from_answer,
     stats_from_answer,
 )
 from ._protocol import (
@@ -47,21 +63,35 @@ __all__ = [
     "ALL_KEYS",
     "ERROR_ANSWER",
     "MAX_TIMESTAMP",
+    "NEED_DATA",
     "OK_ANSWER",
     "PIECE_BYTES",
     "STATS_PREFIX",
     "STATS_REQUEST",
     "Answer",
+    "ClientConnection",
+    "ClientState",
     "Command",
+    "ConnectionStateError",
     "ErrorAnswer",
     "Get",
+    "GetRequest",
     "LineEncoder",
+    "MalformedAnswerError",
+    "Metrics",
+    "NeedData",
     "OkAnswer",
+    "OutOfStepError",
     "Point",
     "ProtocolError",
     "Put",
+    "PutRequest",
+    "Request",
     "ResponseParser",
+    "ServerClosedError",
+    "ServerRefusedError",
     "Stats",
+    "StatsRequest",
     "encode_get_answer",
     "encode_get_request",
     "encode_point_lines",
@@ -70,6 +100,7 @@ __all__ = [
     "is_valid_key",
     "iter_get_answer",
     "iter_point_lines",
+    "metrics_from_answer",
     "parse_command",
     "parse_put_block",
     "parse_timestamp",
