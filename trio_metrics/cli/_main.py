@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import trio
 
 from .. import __version__
-from ..client._sync import Client, ClientError, Metrics
+from ..client import Client, ClientError, Metrics
 from ..http._server import HttpListenError
 from ..ingest._graphite import GraphiteListenError
 from ..server._answer_cache import DEFAULT_ANSWER_CACHE_BYTES

@@ -401,7 +401,7 @@ class ClientConnection:
         self._in_flight = request
         return data
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Take bytes received from the server; ``b""`` means it closed its end.
 
         Bytes while no request awaits its answer put the connection out of
