@@ -364,7 +364,7 @@ def test_thread_client_has_the_client_signatures() -> None:
         signature = inspect.signature(method)
         return [(p.name, p.default) for p in signature.parameters.values()]
 
-    for name in ("put", "get"):
+    for name in ("put", "get", "stats"):
         assert params(getattr(ThreadClient, name)) == params(getattr(Client, name))
         assert params(getattr(AsyncClient, name)) == params(getattr(Client, name))
 
@@ -442,6 +442,22 @@ async def test_thread_client_from_a_thread_trio_did_not_start(async_client: Asyn
         await done.wait()
     thread.join(NETWORK_TIMEOUT)
     assert outcome == [{"plain.thread": [(7, 2.5)]}]
+
+
+async def test_thread_client_stats(async_client: AsyncClient) -> None:
+    view = async_client.for_thread()
+
+    def put_then_stats() -> dict[str, int]:
+        view.put("a", 1, 1)
+        view.put("b", 2, 2)
+        return view.stats()
+
+    counters = await trio.to_thread.run_sync(put_then_stats)
+    assert counters["puts"] == 2
+    assert counters["keys"] == 2
+    assert counters["points"] == 2
+    assert counters["stats_requests"] == 1
+    assert counters["connections_open"] == 1
 
 
 def test_client_frees_its_socket_when_a_request_times_out() -> None:
@@ -564,9 +580,9 @@ PUT_K: Call = ("put", ("k", 1, 1))
 
 SCENARIOS = [
     pytest.param(
-        [Reply(b"ok\nk 2.0 2\nk 1.0 1\n\n"), OK],
-        [GET_K, PUT_K],
-        [{"k": [(1, 1.0), (2, 2.0)]}, None],
+        [Reply(b"ok\nk 2.0 2\nk 1.0 1\n\n"), OK, Reply(b"ok\ntrio_metrics.keys 1.0 5\n\n")],
+        [GET_K, PUT_K, ("stats", ())],
+        [{"k": [(1, 1.0), (2, 2.0)]}, None, {"keys": 1}],
         id="answers",
     ),
     pytest.param(

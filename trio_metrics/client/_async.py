@@ -151,12 +151,12 @@ class AsyncClient:
 class ThreadClient:
     """A blocking view of an :class:`AsyncClient` for sync code in worker threads.
 
-    ``put`` and ``get`` take the arguments of ``Client.put`` and
-    ``Client.get`` and run the async client's call in its trio run with
-    :func:`trio.from_thread.run`, so many threads can share one connection.
-    Call them from a thread other than the trio run's own (for example one
-    started with :func:`trio.to_thread.run_sync`; on the trio thread itself
-    they raise :exc:`RuntimeError`, as
+    ``put``, ``get`` and ``stats`` take the arguments of ``Client.put``,
+    ``Client.get`` and ``Client.stats`` and run the async client's call in
+    its trio run with :func:`trio.from_thread.run`, so many threads can
+    share one connection. Call them from a thread other than the trio run's
+    own (for example one started with :func:`trio.to_thread.run_sync`; on
+    the trio thread itself they raise :exc:`RuntimeError`, as
     :func:`trio.from_thread.run` does); if that run has ended, they raise
     :class:`ClientError`. Each call runs as a system task of the trio run,
     so cancelling the :func:`trio.to_thread.run_sync` that started the
@@ -178,6 +178,10 @@ class ThreadClient:
     def get(self, key: str) -> Metrics:
         """Blocking :meth:`AsyncClient.get`."""
         return self._run(self._client.get, key)
+
+    def stats(self) -> dict[str, int]:
+        """Blocking :meth:`AsyncClient.stats`."""
+        return self._run(self._client.stats)
 
     def close(self) -> None:
         """Stop using this view; the shared :class:`AsyncClient` stays open.
