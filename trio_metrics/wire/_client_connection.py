@@ -405,7 +405,7 @@ class ClientConnection:
         """Take bytes received from the server; ``b""`` means it closed its end.
 
         Bytes while no request awaits its answer put the connection out of
-        step (BROKEN). Ignored once BROKEN or CLOSED.
+        step (BROKEN). Ignored once BROKEN or CLOSED, and after ``b""``.
         """
         if self._state in (ClientState.BROKEN, ClientState.CLOSED) or self._server_closed:
             return
@@ -469,6 +469,8 @@ class ClientConnection:
 
     def _end_answer(self, cause: Exception | None = None) -> None:
         self._in_flight = None
+        # One answer per request: whatever else came answers nothing we
+        # asked, and would be taken for the next request's answer.
         if self._parser.buffered:
             self._break(_OUT_OF_STEP)
             raise OutOfStepError("server sent more than one answer to a request") from cause
