@@ -44,16 +44,23 @@ def free_port() -> int:
     return port
 
 
-@contextmanager
-def scripted_peer(answer: bytes | None) -> Iterator[int]:
-    """A real TCP peer that answers every request line with ``answer``.
+@dataclass(frozen=True)
+class Reply:
+    """What a scripted peer does for one request line."""
 
-    ``None`` means it accepts the connection and never answers. It stands in
-    for a misbehaving server, which our own server cannot be made to be.
+    data: bytes = b""
+    then: str = "stay"  # or "close" (a FIN), or "reset" (an RST)
+
+
+@contextmanager
+def script_peer(replies: list[Reply]) -> Iterator[int]:
+    """A real TCP peer that answers the n-th request line with ``replies[n]``.
+
+    After the last reply it reads until the client goes. It stands in for
+    the servers ours cannot be made to be: wrong, late or vanishing.
     """
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(NETWORK_TIMEOUT)
-    stop = threading.Event()
 
     def run() -> None:
         try:
@@ -61,27 +68,31 @@ def scripted_peer(answer: bytes | None) -> Iterator[int]:
         except OSError:
             return
         with conn:
-            conn.settimeout(0.05)
-            while not stop.is_set():
-                try:
-                    data = conn.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                if answer is not None:
-                    conn.sendall(answer * data.count(b"\n"))
+            conn.settimeout(NETWORK_TIMEOUT)
+            with contextlib.suppress(OSError):
+                follow_script(conn, list(replies))
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield listener.getsockname()[1]
     finally:
-        stop.set()
         listener.close()
         thread.join(NETWORK_TIMEOUT)
+
+
+def follow_script(conn: socket.socket, replies: list[Reply]) -> None:
+    received = b""
+    while data := conn.recv(65536):
+        received += data
+        while replies and b"\n" in received:
+            _, received = received.split(b"\n", 1)
+            reply = replies.pop(0)
+            conn.sendall(reply.data)
+            if reply.then == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if reply.then != "stay":
+                return
 
 
 # --- blocking Client ------------------------------------------------------
@@ -172,7 +183,7 @@ def test_client_against_a_stopped_server_raises_client_error() -> None:
 
 
 def test_client_timeout_raises_client_error_and_breaks_connection() -> None:
-    with scripted_peer(None) as port:
+    with script_peer([Reply()]) as port:
         client = Client("127.0.0.1", port, timeout=0.2)
         started = time.monotonic()
         with pytest.raises(ClientError, match="timed out"):
@@ -194,19 +205,22 @@ def test_client_timeout_raises_client_error_and_breaks_connection() -> None:
     ],
 )
 def test_client_malformed_answer_raises_client_error(answer: bytes) -> None:
-    with scripted_peer(answer) as port, Client("127.0.0.1", port, timeout=NETWORK_TIMEOUT) as c:
+    with (
+        script_peer([Reply(answer)]) as port,
+        Client("127.0.0.1", port, timeout=NETWORK_TIMEOUT) as c,
+    ):
         with pytest.raises(ClientError, match="malformed"):
             c.get("key")
 
 
 def test_client_put_answered_with_data_raises() -> None:
-    with scripted_peer(b"ok\nk 1.0 1\n\n") as port, Client("127.0.0.1", port) as client:
+    with script_peer([Reply(b"ok\nk 1.0 1\n\n")]) as port, Client("127.0.0.1", port) as client:
         with pytest.raises(ClientError, match="data lines"):
             client.put("k", 1, 1)
 
 
 def test_client_extra_answer_means_out_of_step() -> None:
-    with scripted_peer(b"ok\n\nok\n\n") as port, Client("127.0.0.1", port) as client:
+    with script_peer([Reply(b"ok\n\nok\n\n")]) as port, Client("127.0.0.1", port) as client:
         with pytest.raises(ClientError, match="more than one answer"):
             client.put("k", 1, 1)
         with pytest.raises(ClientError, match="out of step"):
@@ -269,7 +283,7 @@ async def test_open_client_cannot_connect_raises_client_error() -> None:
 
 
 async def test_async_client_timeout_breaks_the_connection() -> None:
-    with scripted_peer(None) as port:
+    with script_peer([Reply()]) as port:
         async with open_client("127.0.0.1", port, timeout=0.2) as client:
             with pytest.raises(ClientError, match="timed out"):
                 await client.get("k")
@@ -278,7 +292,7 @@ async def test_async_client_timeout_breaks_the_connection() -> None:
 
 
 async def test_async_client_cancelled_mid_request_is_marked_broken() -> None:
-    with scripted_peer(None) as port:
+    with script_peer([Reply()]) as port:
         async with open_client("127.0.0.1", port) as client:
             with trio.move_on_after(0.1) as scope:
                 await client.get("k")
@@ -288,7 +302,7 @@ async def test_async_client_cancelled_mid_request_is_marked_broken() -> None:
 
 
 async def test_async_client_malformed_answer_keeps_connection_in_step() -> None:
-    with scripted_peer(b"ok\nkey x 1\n\n") as port:
+    with script_peer([Reply(b"ok\nkey x 1\n\n")] * 2) as port:
         async with open_client("127.0.0.1", port) as client:
             for _ in range(2):
                 with pytest.raises(ClientError, match="malformed"):
@@ -415,7 +429,7 @@ async def test_thread_client_close_ends_the_view_only(async_client: AsyncClient)
     [b"ok\nk nan 1\n\n", b"ok\nk inf 1\n\n", b"ok\nk 1.0 9223372036854775808\n\n"],
 )
 def test_client_refuses_answers_the_server_could_never_send(answer: bytes) -> None:
-    with scripted_peer(answer) as port, Client("127.0.0.1", port) as client:
+    with script_peer([Reply(answer)]) as port, Client("127.0.0.1", port) as client:
         with pytest.raises(ClientError, match="malformed"):
             client.get("k")
 
@@ -476,57 +490,6 @@ def test_client_frees_its_socket_when_a_request_times_out() -> None:
 
 
 # --- one error translation: every client, the same messages -------------------------
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What a scripted peer does for one request line."""
-
-    data: bytes = b""
-    then: str = "stay"  # or "close" (a FIN), or "reset" (an RST)
-
-
-@contextmanager
-def script_peer(replies: list[Reply]) -> Iterator[int]:
-    """A real TCP peer that answers the n-th request line with ``replies[n]``.
-
-    After the last reply it reads until the client goes. It stands in for
-    the servers ours cannot be made to be: wrong, late or vanishing.
-    """
-    listener = socket.create_server(("127.0.0.1", 0))
-    listener.settimeout(NETWORK_TIMEOUT)
-
-    def run() -> None:
-        try:
-            conn, _ = listener.accept()
-        except OSError:
-            return
-        with conn:
-            conn.settimeout(NETWORK_TIMEOUT)
-            with contextlib.suppress(OSError):
-                follow_script(conn, list(replies))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1]
-    finally:
-        listener.close()
-        thread.join(NETWORK_TIMEOUT)
-
-
-def follow_script(conn: socket.socket, replies: list[Reply]) -> None:
-    received = b""
-    while data := conn.recv(65536):
-        received += data
-        while replies and b"\n" in received:
-            _, received = received.split(b"\n", 1)
-            reply = replies.pop(0)
-            conn.sendall(reply.data)
-            if reply.then == "reset":
-                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            if reply.then != "stay":
-                return
 
 
 Call = tuple[str, tuple[object, ...]]
