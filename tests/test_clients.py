@@ -34,6 +34,15 @@ from trio_metrics import (
     open_client,
     serve,
 )
+from trio_metrics.client import map_exceptions
+from trio_metrics.wire import (
+    ConnectionStateError,
+    MalformedAnswerError,
+    OutOfStepError,
+    ProtocolError,
+    ServerClosedError,
+    ServerRefusedError,
+)
 
 
 def free_port() -> int:
@@ -643,6 +652,63 @@ def test_every_client_says_cannot_connect_the_same_way(driver: str) -> None:
     cause = caught.value.__cause__
     assert isinstance(cause, OSError)
     assert str(caught.value) == f"cannot connect to 127.0.0.1:{port}: {cause}"
+
+
+@pytest.mark.parametrize(
+    ("error", "connecting", "message"),
+    [
+        (TimeoutError("timed out"), False, "request to h:1 timed out"),
+        (trio.TooSlowError(), False, "request to h:1 timed out"),
+        (TimeoutError("timed out"), True, "cannot connect to h:1: timed out"),
+        (trio.TooSlowError(), True, "cannot connect to h:1: timed out"),
+        (
+            ConnectionRefusedError(111, "refused"),
+            True,
+            "cannot connect to h:1: [Errno 111] refused",
+        ),
+        (
+            ConnectionResetError(104, "reset"),
+            False,
+            "connection to h:1 failed: ConnectionResetError(104, 'reset')",
+        ),
+        (
+            trio.BrokenResourceError("gone"),
+            False,
+            "connection to h:1 failed: BrokenResourceError('gone')",
+        ),
+        (
+            trio.ClosedResourceError("shut"),
+            False,
+            "connection to h:1 failed: ClosedResourceError('shut')",
+        ),
+        (trio.RunFinishedError(), False, "the trio run that owns the client has ended"),
+        (ProtocolError("key 'a b' must be one token"), False, "key 'a b' must be one token"),
+        (ServerRefusedError("wrong command"), False, "server answered error: wrong command"),
+        (MalformedAnswerError("bad"), False, "malformed answer from h:1: bad"),
+        (OutOfStepError("two"), False, "h:1 sent more than one answer to a request"),
+        (ServerClosedError("closed"), False, "connection to h:1 failed: closed"),
+        (ConnectionStateError("closed"), False, "connection to h:1 is closed"),
+    ],
+)
+def test_map_exceptions(error: Exception, connecting: bool, message: str) -> None:
+    with pytest.raises(ClientError) as caught, map_exceptions("h:1", connecting=connecting):
+        raise error
+    assert str(caught.value) == message
+    assert caught.value.__cause__ is error
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), ValueError("x"), RuntimeError("y")])
+def test_map_exceptions_lets_other_exceptions_through(error: BaseException) -> None:
+    with pytest.raises(type(error)), map_exceptions("h:1"):
+        raise error
+
+
+async def test_map_exceptions_lets_cancellation_through() -> None:
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with map_exceptions("h:1"):
+            await trio.sleep(NETWORK_TIMEOUT)
+    assert scope.cancelled_caught
 
 
 # --- AsyncClient over trio's in-memory streams ------------------------------------
