@@ -1,20 +1,29 @@
 # mypy: disable-error-code="func-returns-value"
 # (the tests check that put() returns None, as the client contract says)
-"""The blocking Client and the trio AsyncClient against real servers on 127.0.0.1."""
+"""The three clients (Client, AsyncClient, ThreadClient) against real peers on 127.0.0.1.
+
+Each is a thin driver of the sans-IO ClientConnection (tests/test_client_connection.py);
+here they meet real sockets, and trio's in-memory streams where those let a
+test say exactly when bytes move.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import socket
+import struct
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 import trio
+import trio.testing
 from conftest import server_in_thread
-from net import NETWORK_TIMEOUT
+from net import NETWORK_TIMEOUT, recv_until
 
 from trio_metrics import (
     AsyncClient,
@@ -24,6 +33,15 @@ from trio_metrics import (
     ThreadClient,
     open_client,
     serve,
+)
+from trio_metrics.client import map_exceptions
+from trio_metrics.wire import (
+    ConnectionStateError,
+    MalformedAnswerError,
+    OutOfStepError,
+    ProtocolError,
+    ServerClosedError,
+    ServerRefusedError,
 )
 
 
@@ -35,16 +53,23 @@ def free_port() -> int:
     return port
 
 
-@contextmanager
-def scripted_peer(answer: bytes | None) -> Iterator[int]:
-    """A real TCP peer that answers every request line with ``answer``.
+@dataclass(frozen=True)
+class Reply:
+    """What a scripted peer does for one request line."""
 
-    ``None`` means it accepts the connection and never answers. It stands in
-    for a misbehaving server, which our own server cannot be made to be.
+    data: bytes = b""
+    then: str = "stay"  # or "close" (a FIN), or "reset" (an RST)
+
+
+@contextmanager
+def script_peer(replies: list[Reply]) -> Iterator[int]:
+    """A real TCP peer that answers the n-th request line with ``replies[n]``.
+
+    After the last reply it reads until the client goes. It stands in for
+    the servers ours cannot be made to be: wrong, late or vanishing.
     """
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(NETWORK_TIMEOUT)
-    stop = threading.Event()
 
     def run() -> None:
         try:
@@ -52,27 +77,31 @@ def scripted_peer(answer: bytes | None) -> Iterator[int]:
         except OSError:
             return
         with conn:
-            conn.settimeout(0.05)
-            while not stop.is_set():
-                try:
-                    data = conn.recv(65536)
-                except TimeoutError:
-                    continue
-                except OSError:
-                    return
-                if not data:
-                    return
-                if answer is not None:
-                    conn.sendall(answer * data.count(b"\n"))
+            conn.settimeout(NETWORK_TIMEOUT)
+            with contextlib.suppress(OSError):
+                follow_script(conn, list(replies))
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
         yield listener.getsockname()[1]
     finally:
-        stop.set()
         listener.close()
         thread.join(NETWORK_TIMEOUT)
+
+
+def follow_script(conn: socket.socket, replies: list[Reply]) -> None:
+    received = b""
+    while data := conn.recv(65536):
+        received += data
+        while replies and b"\n" in received:
+            _, received = received.split(b"\n", 1)
+            reply = replies.pop(0)
+            conn.sendall(reply.data)
+            if reply.then == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            if reply.then != "stay":
+                return
 
 
 # --- blocking Client ------------------------------------------------------
@@ -163,7 +192,7 @@ def test_client_against_a_stopped_server_raises_client_error() -> None:
 
 
 def test_client_timeout_raises_client_error_and_breaks_connection() -> None:
-    with scripted_peer(None) as port:
+    with script_peer([Reply()]) as port:
         client = Client("127.0.0.1", port, timeout=0.2)
         started = time.monotonic()
         with pytest.raises(ClientError, match="timed out"):
@@ -185,19 +214,22 @@ def test_client_timeout_raises_client_error_and_breaks_connection() -> None:
     ],
 )
 def test_client_malformed_answer_raises_client_error(answer: bytes) -> None:
-    with scripted_peer(answer) as port, Client("127.0.0.1", port, timeout=NETWORK_TIMEOUT) as c:
+    with (
+        script_peer([Reply(answer)]) as port,
+        Client("127.0.0.1", port, timeout=NETWORK_TIMEOUT) as c,
+    ):
         with pytest.raises(ClientError, match="malformed"):
             c.get("key")
 
 
 def test_client_put_answered_with_data_raises() -> None:
-    with scripted_peer(b"ok\nk 1.0 1\n\n") as port, Client("127.0.0.1", port) as client:
+    with script_peer([Reply(b"ok\nk 1.0 1\n\n")]) as port, Client("127.0.0.1", port) as client:
         with pytest.raises(ClientError, match="data lines"):
             client.put("k", 1, 1)
 
 
 def test_client_extra_answer_means_out_of_step() -> None:
-    with scripted_peer(b"ok\n\nok\n\n") as port, Client("127.0.0.1", port) as client:
+    with script_peer([Reply(b"ok\n\nok\n\n")]) as port, Client("127.0.0.1", port) as client:
         with pytest.raises(ClientError, match="more than one answer"):
             client.put("k", 1, 1)
         with pytest.raises(ClientError, match="out of step"):
@@ -260,7 +292,7 @@ async def test_open_client_cannot_connect_raises_client_error() -> None:
 
 
 async def test_async_client_timeout_breaks_the_connection() -> None:
-    with scripted_peer(None) as port:
+    with script_peer([Reply()]) as port:
         async with open_client("127.0.0.1", port, timeout=0.2) as client:
             with pytest.raises(ClientError, match="timed out"):
                 await client.get("k")
@@ -269,7 +301,7 @@ async def test_async_client_timeout_breaks_the_connection() -> None:
 
 
 async def test_async_client_cancelled_mid_request_is_marked_broken() -> None:
-    with scripted_peer(None) as port:
+    with script_peer([Reply()]) as port:
         async with open_client("127.0.0.1", port) as client:
             with trio.move_on_after(0.1) as scope:
                 await client.get("k")
@@ -279,7 +311,7 @@ async def test_async_client_cancelled_mid_request_is_marked_broken() -> None:
 
 
 async def test_async_client_malformed_answer_keeps_connection_in_step() -> None:
-    with scripted_peer(b"ok\nkey x 1\n\n") as port:
+    with script_peer([Reply(b"ok\nkey x 1\n\n")] * 2) as port:
         async with open_client("127.0.0.1", port) as client:
             for _ in range(2):
                 with pytest.raises(ClientError, match="malformed"):
@@ -355,7 +387,7 @@ def test_thread_client_has_the_client_signatures() -> None:
         signature = inspect.signature(method)
         return [(p.name, p.default) for p in signature.parameters.values()]
 
-    for name in ("put", "get"):
+    for name in ("put", "get", "stats"):
         assert params(getattr(ThreadClient, name)) == params(getattr(Client, name))
         assert params(getattr(AsyncClient, name)) == params(getattr(Client, name))
 
@@ -406,7 +438,7 @@ async def test_thread_client_close_ends_the_view_only(async_client: AsyncClient)
     [b"ok\nk nan 1\n\n", b"ok\nk inf 1\n\n", b"ok\nk 1.0 9223372036854775808\n\n"],
 )
 def test_client_refuses_answers_the_server_could_never_send(answer: bytes) -> None:
-    with scripted_peer(answer) as port, Client("127.0.0.1", port) as client:
+    with script_peer([Reply(answer)]) as port, Client("127.0.0.1", port) as client:
         with pytest.raises(ClientError, match="malformed"):
             client.get("k")
 
@@ -433,3 +465,389 @@ async def test_thread_client_from_a_thread_trio_did_not_start(async_client: Asyn
         await done.wait()
     thread.join(NETWORK_TIMEOUT)
     assert outcome == [{"plain.thread": [(7, 2.5)]}]
+
+
+async def test_thread_client_stats(async_client: AsyncClient) -> None:
+    view = async_client.for_thread()
+
+    def put_then_stats() -> dict[str, int]:
+        view.put("a", 1, 1)
+        view.put("b", 2, 2)
+        return view.stats()
+
+    counters = await trio.to_thread.run_sync(put_then_stats)
+    assert counters["puts"] == 2
+    assert counters["keys"] == 2
+    assert counters["points"] == 2
+    assert counters["stats_requests"] == 1
+    assert counters["connections_open"] == 1
+
+
+def test_client_frees_its_socket_when_a_request_times_out() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(NETWORK_TIMEOUT)
+        client = Client("127.0.0.1", listener.getsockname()[1], timeout=0.2)
+        peer, _ = listener.accept()
+        with peer:
+            peer.settimeout(NETWORK_TIMEOUT)
+            with pytest.raises(ClientError, match="timed out"):
+                client.get("k")
+            # The client closed its end at once, not at close().
+            assert recv_until(peer, b"\n") == b"get k\n"
+            assert peer.recv(100) == b""
+        client.close()
+
+
+# --- one error translation: every client, the same messages -------------------------
+
+
+Call = tuple[str, tuple[object, ...]]
+OK = Reply(b"ok\n\n")
+
+
+def outcomes_of(client: Client | ThreadClient, calls: list[Call]) -> list[object]:
+    outcomes: list[object] = []
+    for name, args in calls:
+        try:
+            outcomes.append(getattr(client, name)(*args))
+        except ClientError as exc:
+            outcomes.append(f"ClientError: {exc}")
+    return outcomes
+
+
+def with_client(port: int, calls: list[Call], timeout: float) -> list[object]:
+    with Client("127.0.0.1", port, timeout=timeout) as client:
+        return outcomes_of(client, calls)
+
+
+def with_async_client(port: int, calls: list[Call], timeout: float) -> list[object]:
+    async def main() -> list[object]:
+        outcomes: list[object] = []
+        async with open_client("127.0.0.1", port, timeout=timeout) as client:
+            for name, args in calls:
+                try:
+                    outcomes.append(await getattr(client, name)(*args))
+                except ClientError as exc:
+                    outcomes.append(f"ClientError: {exc}")
+        return outcomes
+
+    return trio.run(main)
+
+
+def with_thread_client(port: int, calls: list[Call], timeout: float) -> list[object]:
+    async def main() -> list[object]:
+        async with open_client("127.0.0.1", port, timeout=timeout) as client:
+            return await trio.to_thread.run_sync(outcomes_of, client.for_thread(), calls)
+
+    return trio.run(main)
+
+
+DRIVERS = {
+    "Client": with_client,
+    "AsyncClient": with_async_client,
+    "ThreadClient": with_thread_client,
+}
+GET_K: Call = ("get", ("k",))
+PUT_K: Call = ("put", ("k", 1, 1))
+
+SCENARIOS = [
+    pytest.param(
+        [Reply(b"ok\nk 2.0 2\nk 1.0 1\n\n"), OK, Reply(b"ok\ntrio_metrics.keys 1.0 5\n\n")],
+        [GET_K, PUT_K, ("stats", ())],
+        [{"k": [(1, 1.0), (2, 2.0)]}, None, {"keys": 1}],
+        id="answers",
+    ),
+    pytest.param(
+        [Reply(b"error\nwrong command\n\n"), OK],
+        [GET_K, PUT_K],
+        ["ClientError: server answered error: wrong command", None],
+        id="error-answer",
+    ),
+    pytest.param(
+        [Reply(b"ok\nk x 1\n\n"), Reply(b"ok\nk 1.0 1\n\n"), OK],
+        [GET_K, PUT_K, PUT_K],
+        [
+            "ClientError: malformed answer from ADDR: value 'x' is not a number",
+            "ClientError: malformed answer from ADDR: server answered a put with data lines",
+            None,
+        ],
+        id="malformed-answers",
+    ),
+    pytest.param(
+        [OK],
+        [("put", ("two words", 1, 1)), ("get", ("a\nb",)), GET_K],
+        [
+            "ClientError: key 'two words' must be one token without whitespace",
+            "ClientError: key 'a\\nb' must be one token without whitespace",
+            {},
+        ],
+        id="request-that-cannot-be-sent",
+    ),
+    pytest.param(
+        [Reply(b"ok\n\nok\n\n")],
+        [PUT_K, PUT_K],
+        [
+            "ClientError: ADDR sent more than one answer to a request",
+            "ClientError: connection to ADDR is out of step with its answers",
+        ],
+        id="extra-answer",
+    ),
+    pytest.param(
+        [Reply(b"ok\nk 1.0", then="close")],
+        [GET_K, GET_K],
+        [
+            "ClientError: connection to ADDR failed: server closed the connection",
+            "ClientError: connection to ADDR is broken: the server closed it",
+        ],
+        id="closed-mid-answer",
+    ),
+    pytest.param(
+        [Reply(then="reset")],
+        [GET_K, GET_K],
+        [
+            "ClientError: connection to ADDR failed: ...",
+            "ClientError: connection to ADDR is broken by an interrupted request",
+        ],
+        id="reset",
+    ),
+    pytest.param(
+        [Reply()],
+        [GET_K, GET_K],
+        [
+            "ClientError: request to ADDR timed out",
+            "ClientError: connection to ADDR is broken by an interrupted request",
+        ],
+        id="timeout",
+    ),
+]
+
+
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize(("replies", "calls", "expected"), SCENARIOS)
+def test_every_client_maps_a_peer_the_same_way(
+    driver: str, replies: list[Reply], calls: list[Call], expected: list[object]
+) -> None:
+    timeout = 0.3 if replies == [Reply()] else NETWORK_TIMEOUT
+    with script_peer(replies) as port:
+        outcomes = DRIVERS[driver](port, calls, timeout)
+    assert [shown(o, e, port) for o, e in zip(outcomes, expected, strict=True)] == expected
+
+
+def shown(outcome: object, expected: object, port: int) -> object:
+    """``outcome`` with its address as ADDR; cut like ``expected`` if that ends in "..."."""
+    if not isinstance(outcome, str):
+        return outcome
+    outcome = outcome.replace(f"127.0.0.1:{port}", "ADDR")
+    # "..." ends a message whose details name the operating system's error.
+    if isinstance(expected, str) and expected.endswith("...") and len(outcome) > len(expected):
+        return outcome[: len(expected) - 3] + "..."
+    return outcome
+
+
+@pytest.mark.parametrize("driver", ["Client", "AsyncClient"])
+def test_every_client_says_cannot_connect_the_same_way(driver: str) -> None:
+    port = free_port()
+    with pytest.raises(ClientError) as caught:
+        DRIVERS[driver](port, [], NETWORK_TIMEOUT)
+    cause = caught.value.__cause__
+    assert isinstance(cause, OSError)
+    assert str(caught.value) == f"cannot connect to 127.0.0.1:{port}: {cause}"
+
+
+@pytest.mark.parametrize(
+    ("error", "connecting", "message"),
+    [
+        (TimeoutError("timed out"), False, "request to h:1 timed out"),
+        (trio.TooSlowError(), False, "request to h:1 timed out"),
+        (TimeoutError("timed out"), True, "cannot connect to h:1: timed out"),
+        (trio.TooSlowError(), True, "cannot connect to h:1: timed out"),
+        (
+            ConnectionRefusedError(111, "refused"),
+            True,
+            "cannot connect to h:1: [Errno 111] refused",
+        ),
+        (
+            ConnectionResetError(104, "reset"),
+            False,
+            "connection to h:1 failed: ConnectionResetError(104, 'reset')",
+        ),
+        (
+            trio.BrokenResourceError("gone"),
+            False,
+            "connection to h:1 failed: BrokenResourceError('gone')",
+        ),
+        (
+            trio.ClosedResourceError("shut"),
+            False,
+            "connection to h:1 failed: ClosedResourceError('shut')",
+        ),
+        (trio.RunFinishedError(), False, "the trio run that owns the client has ended"),
+        (ProtocolError("key 'a b' must be one token"), False, "key 'a b' must be one token"),
+        (ServerRefusedError("wrong command"), False, "server answered error: wrong command"),
+        (MalformedAnswerError("bad"), False, "malformed answer from h:1: bad"),
+        (OutOfStepError("two"), False, "h:1 sent more than one answer to a request"),
+        (ServerClosedError("closed"), False, "connection to h:1 failed: closed"),
+        (ConnectionStateError("closed"), False, "connection to h:1 is closed"),
+    ],
+)
+def test_map_exceptions(error: Exception, connecting: bool, message: str) -> None:
+    with pytest.raises(ClientError) as caught, map_exceptions("h:1", connecting=connecting):
+        raise error
+    assert str(caught.value) == message
+    assert caught.value.__cause__ is error
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), ValueError("x"), RuntimeError("y")])
+def test_map_exceptions_lets_other_exceptions_through(error: BaseException) -> None:
+    with pytest.raises(type(error)), map_exceptions("h:1"):
+        raise error
+
+
+async def test_map_exceptions_lets_cancellation_through() -> None:
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        with map_exceptions("h:1"):
+            await trio.sleep(NETWORK_TIMEOUT)
+    assert scope.cancelled_caught
+
+
+# --- AsyncClient over trio's in-memory streams ------------------------------------
+
+
+async def heard(theirs: trio.abc.ReceiveStream) -> bytes:
+    """The next bytes the client sent (``b""`` once it closed), within the bound."""
+    with trio.fail_after(NETWORK_TIMEOUT):
+        return bytes(await theirs.receive_some())
+
+
+async def test_async_client_over_a_memory_stream() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    async with AsyncClient(ours) as client:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.put, "k", 301, 7)
+            assert await heard(theirs) == b"put k 301 7\n"
+            # The answer in pieces, with the client waiting between them.
+            await theirs.send_all(b"o")
+            await trio.testing.wait_all_tasks_blocked()
+            await theirs.send_all(b"k\n\n")
+        got = await client_reply(client, theirs, b"get k\n", b"ok\nk 301.0 7\n\n")
+    assert got == {"k": [(7, 301.0)]}
+
+
+async def client_reply(
+    client: AsyncClient, theirs: trio.abc.Stream, asked: bytes, answer: bytes
+) -> object:
+    async with trio.open_nursery() as nursery:
+        result: list[object] = []
+
+        async def get() -> None:
+            result.append(await client.get("k"))
+
+        nursery.start_soon(get)
+        assert await heard(theirs) == asked
+        await theirs.send_all(answer)
+    return result[0]
+
+
+async def test_async_client_cancelled_after_sending_is_broken_and_closed() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    client = AsyncClient(ours)
+    with trio.move_on_after(NETWORK_TIMEOUT) as scope:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client.get, "k")
+            assert await heard(theirs) == b"get k\n"
+            nursery.cancel_scope.cancel()
+    assert not scope.cancelled_caught
+    with pytest.raises(ClientError, match=r"^connection to server is broken by an interrupted"):
+        await client.get("k")
+    # Closed at once: the late answer could never be taken for the next request's.
+    assert await heard(theirs) == b""
+
+
+async def test_async_client_cancelled_in_the_middle_of_sending_is_broken(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    ours, theirs = trio.testing.lockstep_stream_pair()
+    client = AsyncClient(ours)
+    with trio.move_on_after(1) as scope:
+        # Nobody reads the other end, so the request never gets out whole.
+        await client.put("k", 1, 1)
+    assert scope.cancelled_caught
+    with pytest.raises(ClientError, match="broken by an interrupted request"):
+        await client.put("k", 1, 1)
+    await theirs.aclose()
+
+
+async def test_async_client_cancelled_waiting_for_its_turn_leaves_the_connection() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    client = AsyncClient(ours)
+    results: list[object] = []
+
+    async def first() -> None:
+        results.append(await client.get("k"))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first)
+        assert await heard(theirs) == b"get k\n"
+        with trio.CancelScope() as waiting:
+            waiting.cancel()
+            await client.get("other")  # waits for the lock, then is cancelled
+        await theirs.send_all(b"ok\nk 1.0 1\n\n")
+    assert results == [{"k": [(1, 1.0)]}]
+    assert await client_reply(client, theirs, b"get k\n", b"ok\n\n") == {}
+
+
+async def test_async_client_timeout(autojump_clock: trio.testing.MockClock) -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    client = AsyncClient(ours, timeout=5)
+    started = trio.current_time()
+    with pytest.raises(ClientError, match=r"^request to server timed out$"):
+        await client.stats()
+    assert trio.current_time() - started == pytest.approx(5)
+    assert await heard(theirs) == b"stats\n"
+    assert await heard(theirs) == b""
+    with pytest.raises(ClientError, match=r"^connection to server is broken by an interrupted"):
+        await client.stats()
+
+
+async def test_async_client_peer_closing_mid_answer() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    client = AsyncClient(ours, address="peer")
+
+    async def get_fails() -> None:
+        with pytest.raises(ClientError, match=r"^connection to peer failed: server closed the"):
+            await client.get("k")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(get_fails)
+        assert await heard(theirs) == b"get k\n"
+        await theirs.send_all(b"ok\nk 1.0")
+        await theirs.send_eof()
+    with pytest.raises(ClientError, match=r"^connection to peer is broken: the server closed it$"):
+        await client.get("k")
+
+
+async def test_async_client_stream_failing_on_send() -> None:
+    ours, theirs = trio.testing.memory_stream_pair()
+    await theirs.aclose()
+    client = AsyncClient(ours)
+    with pytest.raises(ClientError, match=r"^connection to server failed: BrokenResourceError"):
+        await client.put("k", 1, 1)
+    with pytest.raises(ClientError, match="broken by an interrupted request"):
+        await client.put("k", 1, 1)
+
+
+async def test_async_client_closed_while_a_request_waits() -> None:
+    ours, _theirs = trio.testing.memory_stream_pair()
+    client = AsyncClient(ours)
+    async with trio.open_nursery() as nursery:
+
+        async def waiting_get() -> None:
+            with pytest.raises(ClientError, match=r"^connection to server failed: Closed"):
+                await client.get("k")
+
+        nursery.start_soon(waiting_get)
+        await trio.testing.wait_all_tasks_blocked()
+        await client.aclose()
+    with pytest.raises(ClientError, match=r"^connection to server is closed$"):
+        await client.get("k")

@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from net import NETWORK_TIMEOUT, recv_until
 
 from trio_metrics import ServerInfo
-from trio_metrics.wire._protocol import ErrorAnswer, OkAnswer, ProtocolError, ResponseParser
+from trio_metrics.wire import ErrorAnswer, OkAnswer, ProtocolError, ResponseParser
 
 OK = b"ok\n\n"
 ERROR = b"error\nwrong command\n\n"

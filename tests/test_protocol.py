@@ -1,4 +1,4 @@
-"""Tests for trio_metrics.wire._protocol: the sans-IO wire format of PROTOCOL.md.
+"""Tests for trio_metrics.wire: the sans-IO wire format of PROTOCOL.md.
 
 Every expected value is written out literally or built by an independent model
 (f-strings over ``repr(float)``), never taken from the code under test.
@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trio_metrics.wire._protocol import (
+from trio_metrics.wire import (
     ALL_KEYS,
     ERROR_ANSWER,
     MAX_TIMESTAMP,

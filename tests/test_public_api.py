@@ -53,7 +53,7 @@ PACKAGE_IMPORTS = {
     "wire": set(),
     "transport": set(),
     "storage": set(),
-    "client": {"wire"},
+    "client": {"wire", "transport"},
     "ingest": {"storage", "transport", "wire"},
     "http": {"storage", "transport", "wire"},
     "server": {"storage", "transport", "wire", "ingest", "http"},

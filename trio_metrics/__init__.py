@@ -29,7 +29,14 @@ from .storage import (
     StoreUnavailableError,
 )
 from .transport import Limits, ServerStats
-from .wire import ProtocolError
+from .wire import (
+    ConnectionStateError,
+    MalformedAnswerError,
+    OutOfStepError,
+    ProtocolError,
+    ServerClosedError,
+    ServerRefusedError,
+)
 
 __version__ = "0.1.0"
 
@@ -37,6 +44,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientError",
+    "ConnectionStateError",
     "DamagedFileError",
     "DataDirError",
     "DataDirLockedError",
@@ -49,13 +57,17 @@ __all__ = [
     "HttpListenError",
     "Limits",
     "ListenError",
+    "MalformedAnswerError",
     "MemoryStorage",
     "MetricStore",
     "NotANumber",
+    "OutOfStepError",
     "ProtocolError",
     "Series",
+    "ServerClosedError",
     "ServerConfig",
     "ServerInfo",
+    "ServerRefusedError",
     "ServerStats",
     "Store",
     "StoreUnavailableError",

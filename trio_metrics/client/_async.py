@@ -1,42 +1,41 @@
 """The trio client: :class:`AsyncClient`, :func:`open_client` and :class:`ThreadClient`.
 
-:class:`AsyncClient` has the methods of the blocking :class:`~trio_metrics.Client`,
-awaitable, with the same arguments, results and :class:`~trio_metrics.ClientError`.
-:class:`ThreadClient` lets sync code in a worker thread use a trio program's
-:class:`AsyncClient` through :mod:`trio.from_thread`.
+:class:`AsyncClient` drives a :class:`~trio_metrics.wire.ClientConnection`
+over a trio stream; it has the methods of the blocking
+:class:`~trio_metrics.Client`, awaitable, with the same arguments, results and
+:class:`~trio_metrics.ClientError`\\ s. :class:`ThreadClient` lets sync code in
+a worker thread use a trio program's :class:`AsyncClient` through
+:mod:`trio.from_thread`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import SupportsInt
+from typing import SupportsInt, TypeVar, TypeVarTuple
 
 import trio
 
-from ..wire._protocol import (
-    STATS_REQUEST,
-    Answer,
-    ProtocolError,
-    ResponseParser,
-    encode_get_request,
-    encode_put_request,
-    stats_from_answer,
-)
-from ._sync import (
-    RECEIVE_SIZE,
-    ClientError,
+from ..transport import RECEIVE_SIZE
+from ..wire import (
+    NEED_DATA,
+    ClientConnection,
+    ClientState,
+    GetRequest,
     Metrics,
-    answer_to_metrics,
-    check_ok,
-    check_put_answer,
-    check_timeout,
-    default_timestamp,
+    PutRequest,
+    Request,
+    StatsRequest,
 )
+from ._errors import ClientError, map_exceptions
+from ._sync import check_timeout, default_timestamp
 
 __all__ = ["AsyncClient", "ThreadClient", "open_client"]
+
+ResultT = TypeVar("ResultT")
+ArgsT = TypeVarTuple("ArgsT")
 
 
 @asynccontextmanager
@@ -53,13 +52,14 @@ async def open_client(
     """
     check_timeout(timeout)
     address = f"{host}:{port}"
-    try:
-        with trio.fail_after(math.inf if timeout is None else timeout):
-            stream = await trio.open_tcp_stream(host, port)
-    except (OSError, trio.TooSlowError) as exc:
-        raise ClientError(f"cannot connect to {address}: {exc!r}") from exc
+    with map_exceptions(address, connecting=True), trio.fail_after(_seconds(timeout)):
+        stream = await trio.open_tcp_stream(host, port)
     async with AsyncClient(stream, timeout=timeout, address=address) as client:
         yield client
+
+
+def _seconds(timeout: float | None) -> float:
+    return math.inf if timeout is None else timeout
 
 
 class AsyncClient:
@@ -67,10 +67,12 @@ class AsyncClient:
 
     Requests from several tasks take turns on the one connection (a
     :class:`trio.Lock`), so each gets its own answer. ``timeout`` bounds
-    each request's send and receive, not the wait for its turn. If a request
-    fails, times out or is cancelled after it was sent, the connection can no
-    longer match answers to requests: it is marked broken and every later
-    call raises :class:`ClientError`.
+    each request's send and receive, not the wait for its turn. Every
+    failure raises :class:`ClientError`. If a request fails, times out or is
+    cancelled after it was sent, the connection can no longer match answers
+    to requests: it is closed at once, and every later call raises
+    :class:`ClientError`. A request cancelled while it waits for its turn
+    leaves the connection as it was.
     """
 
     def __init__(
@@ -82,31 +84,22 @@ class AsyncClient:
     ) -> None:
         check_timeout(timeout)
         self._stream = stream
-        self._timeout = math.inf if timeout is None else timeout
+        self._timeout = _seconds(timeout)
         self._address = address
-        self._parser = ResponseParser()
+        self._conn = ClientConnection()
         self._lock = trio.Lock()
-        self._broken: str | None = None
 
     async def put(self, key: str, value: object, timestamp: SupportsInt | None = None) -> None:
         """Store ``value`` for ``key`` at ``timestamp`` (default: now); see ``Client.put``."""
-        try:
-            request = encode_put_request(key, value, default_timestamp(timestamp))
-        except ProtocolError as exc:
-            raise ClientError(str(exc)) from None
-        check_put_answer(await self._request(request))
+        await self._round_trip(PutRequest(key, value, default_timestamp(timestamp)))
 
     async def get(self, key: str) -> Metrics:
         """Return ``{key: [(timestamp, value), ...]}``; see ``Client.get``."""
-        try:
-            request = encode_get_request(key)
-        except ProtocolError as exc:
-            raise ClientError(str(exc)) from None
-        return answer_to_metrics(await self._request(request))
+        return await self._round_trip(GetRequest(key))
 
     async def stats(self) -> dict[str, int]:
         """The server's counters; see ``Client.stats``."""
-        return stats_from_answer(check_ok(await self._request(STATS_REQUEST)))
+        return await self._round_trip(StatsRequest())
 
     def for_thread(self) -> ThreadClient:
         """A blocking, :class:`~trio_metrics.Client`-shaped view for worker threads.
@@ -116,8 +109,11 @@ class AsyncClient:
         return ThreadClient(self, trio.lowlevel.current_trio_token())
 
     async def aclose(self) -> None:
-        """Close the connection. Calling it again does nothing."""
-        self._broken = "closed"
+        """Close the connection. Calling it again does nothing.
+
+        A request in flight in another task fails with :class:`ClientError`.
+        """
+        self._conn.close()
         await self._stream.aclose()
 
     async def __aenter__(self) -> AsyncClient:
@@ -131,79 +127,62 @@ class AsyncClient:
     ) -> None:
         await self.aclose()
 
-    async def _request(self, request: bytes) -> Answer:
-        async with self._lock:
-            if self._broken is not None:
-                raise ClientError(f"connection to {self._address} is {self._broken}")
-            # Until the answer is in, an interruption (error, timeout,
-            # cancellation) leaves an answer in flight that the next request
-            # would take for its own.
-            self._broken = "broken by an interrupted request"
-            try:
-                with trio.move_on_after(self._timeout):
-                    await self._stream.send_all(request)
-                    answer = await self._receive_answer()
-                    if self._parser.buffered:
-                        raise ClientError(f"{self._address} sent more than one answer")
-                    self._broken = None
-                    return answer
-                raise ClientError(f"request to {self._address} timed out")
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise ClientError(f"connection to {self._address} failed: {exc!r}") from exc
-            except ProtocolError as exc:
-                # Consumed up to its closing blank line: still in step.
-                self._broken = None
-                raise ClientError(f"malformed answer from {self._address}: {exc}") from exc
-            finally:
-                if self._broken is not None:
-                    # Out of step for good: free the socket now, not at aclose.
-                    await trio.aclose_forcefully(self._stream)
+    async def _round_trip(self, request: Request[ResultT]) -> ResultT:
+        with map_exceptions(self._address):
+            async with self._lock:
+                data = self._conn.send(request)
+                try:
+                    with trio.fail_after(self._timeout):
+                        await self._stream.send_all(data)
+                        return await self._receive_result(request)
+                except BaseException:
+                    self._conn.request_failed()
+                    raise
+                finally:
+                    if self._conn.state is ClientState.BROKEN:
+                        # Out of step for good: free the socket now, not at aclose.
+                        await trio.aclose_forcefully(self._stream)
 
-    async def _receive_answer(self) -> Answer:
-        parser = self._parser
-        while True:
-            answer = parser.next_answer()
-            if answer is not None:
-                return answer
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-            if not data:
-                raise trio.BrokenResourceError("server closed the connection")
-            parser.feed(data)
+    async def _receive_result(self, request: Request[ResultT]) -> ResultT:
+        while (result := self._conn.next_result(request)) is NEED_DATA:
+            self._conn.receive_data(await self._stream.receive_some(RECEIVE_SIZE))
+        return result
 
 
 class ThreadClient:
     """A blocking view of an :class:`AsyncClient` for sync code in worker threads.
 
-    ``put`` and ``get`` take the arguments of ``Client.put`` and
-    ``Client.get`` and run the async client's call in its trio run with
-    :func:`trio.from_thread.run`, so many threads can share one connection.
-    Call them from a thread other than the trio run's own (for example one
-    started with :func:`trio.to_thread.run_sync`; on the trio thread itself
-    they raise :exc:`RuntimeError`, as :func:`trio.from_thread.run` does);
-    if that run has ended, they raise :class:`ClientError`. ``close()`` and
-    ``with`` end this view only, not the shared connection.
+    ``put``, ``get`` and ``stats`` take the arguments of ``Client.put``,
+    ``Client.get`` and ``Client.stats`` and run the async client's call in
+    its trio run with :func:`trio.from_thread.run`, so many threads can
+    share one connection. Call them from a thread other than the trio run's
+    own (for example one started with :func:`trio.to_thread.run_sync`; on
+    the trio thread itself they raise :exc:`RuntimeError`, as
+    :func:`trio.from_thread.run` does); if that run has ended, they raise
+    :class:`ClientError`. Each call runs as a system task of the trio run,
+    so cancelling the :func:`trio.to_thread.run_sync` that started the
+    thread does not reach it; if the run ends while a call is in flight,
+    the call raises :exc:`trio.Cancelled`. ``close()`` and ``with`` end
+    this view only, not the shared connection.
     """
 
     def __init__(self, client: AsyncClient, trio_token: trio.lowlevel.TrioToken) -> None:
         self._client = client
+        self._address = client._address
         self._token = trio_token
         self._closed = False
 
     def put(self, key: str, value: object, timestamp: SupportsInt | None = None) -> None:
         """Blocking :meth:`AsyncClient.put`."""
-        self._check_open()
-        try:
-            trio.from_thread.run(self._client.put, key, value, timestamp, trio_token=self._token)
-        except trio.RunFinishedError:
-            raise ClientError("the trio run that owns the client has ended") from None
+        self._run(self._client.put, key, value, timestamp)
 
     def get(self, key: str) -> Metrics:
         """Blocking :meth:`AsyncClient.get`."""
-        self._check_open()
-        try:
-            return trio.from_thread.run(self._client.get, key, trio_token=self._token)
-        except trio.RunFinishedError:
-            raise ClientError("the trio run that owns the client has ended") from None
+        return self._run(self._client.get, key)
+
+    def stats(self) -> dict[str, int]:
+        """Blocking :meth:`AsyncClient.stats`."""
+        return self._run(self._client.stats)
 
     def close(self) -> None:
         """Stop using this view; the shared :class:`AsyncClient` stays open.
@@ -224,6 +203,12 @@ class ThreadClient:
     ) -> None:
         self.close()
 
-    def _check_open(self) -> None:
+    def _run(
+        self,
+        method: Callable[[*ArgsT], Awaitable[ResultT]],
+        *args: *ArgsT,
+    ) -> ResultT:
         if self._closed:
             raise ClientError("this ThreadClient was closed")
+        with map_exceptions(self._address):
+            return trio.from_thread.run(method, *args, trio_token=self._token)

@@ -29,6 +29,7 @@ from ._limits import (
 from ._lines import (
     DEFAULT_MAX_LINE_LENGTH,
     LINE_TOO_LONG,
+    RECEIVE_SIZE,
     Line,
     LineBuffer,
     LineReader,
@@ -47,6 +48,7 @@ __all__ = [
     "DEFAULT_MAX_LINE_LENGTH",
     "LINE_TOO_LONG",
     "PEER_GONE_ERRORS",
+    "RECEIVE_SIZE",
     "LeanSocketStream",
     "Limits",
     "Line",

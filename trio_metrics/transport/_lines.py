@@ -15,6 +15,7 @@ import trio
 __all__ = [
     "DEFAULT_MAX_LINE_LENGTH",
     "LINE_TOO_LONG",
+    "RECEIVE_SIZE",
     "Line",
     "LineBuffer",
     "LineReader",

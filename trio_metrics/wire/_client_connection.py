@@ -1,0 +1,490 @@
+"""The client's side of the protocol, sans-IO: :class:`ClientConnection`.
+
+A :class:`ClientConnection` turns requests into bytes, takes the bytes the
+server sends back, pairs each answer with its request and turns it into that
+request's result, and knows when the connection can no longer be trusted.
+It never touches a socket, a clock or trio: the blocking ``Client``, the
+trio ``AsyncClient`` and any other driver move the bytes and call it, so the
+rules live here once and are tested without I/O.
+
+The pieces it is built from are public too: the request encoders
+(:func:`encode_put_request`, :func:`encode_get_request`,
+:data:`STATS_REQUEST`), :class:`ResponseParser` and the parsed answers.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Final, Protocol, SupportsInt, TypeAlias, TypeVar
+
+import attrs
+
+from ._protocol import MAX_TIMESTAMP, STATS_PREFIX, Point, ProtocolError
+
+__all__ = [
+    "NEED_DATA",
+    "STATS_REQUEST",
+    "Answer",
+    "ClientConnection",
+    "ClientState",
+    "ConnectionStateError",
+    "ErrorAnswer",
+    "GetRequest",
+    "MalformedAnswerError",
+    "Metrics",
+    "NeedData",
+    "OkAnswer",
+    "OutOfStepError",
+    "PutRequest",
+    "Request",
+    "ResponseParser",
+    "ServerClosedError",
+    "ServerRefusedError",
+    "StatsRequest",
+    "encode_get_request",
+    "encode_put_request",
+    "metrics_from_answer",
+    "stats_from_answer",
+]
+
+_ANSWER_END: Final = b"\n\n"
+
+ResultT = TypeVar("ResultT")
+ResultT_co = TypeVar("ResultT_co", covariant=True)
+
+
+# --- what can go wrong ----------------------------------------------------------
+
+
+class MalformedAnswerError(ProtocolError):
+    """An answer that does not follow the protocol.
+
+    It was read up to its closing blank line, so the next answer still
+    belongs to the next request: the connection stays usable.
+    """
+
+
+class ServerRefusedError(ProtocolError):
+    """The server answered ``error``: it took the request for a wrong command.
+
+    The message is the answer's second line. The connection stays usable.
+    """
+
+
+class OutOfStepError(ProtocolError):
+    """The server sent bytes beyond the one answer to a request.
+
+    Which answer belongs to which request can no longer be told, so the
+    connection is broken.
+    """
+
+
+class ServerClosedError(ProtocolError):
+    """The server closed the connection before the answer was complete.
+
+    The connection is broken.
+    """
+
+
+class ConnectionStateError(ProtocolError):
+    """A call the connection's state does not allow.
+
+    A request while another awaits its answer, or once the connection is
+    broken or closed. The message says what the connection is:
+    ``"closed"``, ``"out of step with its answers"``, ...
+    """
+
+
+# --- requests and answers on the wire -----------------------------------------
+
+
+def _request_token(text: str, what: str) -> str:
+    # A token with whitespace in it would change the command, and one with a
+    # newline would smuggle in a second command and put the connection out
+    # of step with its answers, so it is refused before anything is sent.
+    if not text or len(text.split()) != 1 or text.strip() != text:
+        raise ProtocolError(f"{what} {text!r} must be one token without whitespace")
+    return text
+
+
+def encode_put_request(key: str, value: object, timestamp: SupportsInt) -> bytes:
+    """Encode ``put <key> <str(value)> <int(timestamp)>\\n``.
+
+    The value is sent as the caller wrote it (``str(301)`` is ``301``), as
+    the client contract requires. Raises :class:`ProtocolError` for a key or
+    value that is not a single whitespace-free token.
+    """
+    _request_token(key, "key")
+    value_text = _request_token(str(value), "value")
+    try:
+        timestamp_text = str(int(timestamp))
+    except (TypeError, ValueError, OverflowError):
+        raise ProtocolError(f"timestamp {timestamp!r} is not an integer") from None
+    return f"put {key} {value_text} {timestamp_text}\n".encode()
+
+
+STATS_REQUEST: Final = b"stats\n"
+
+
+def encode_get_request(key: str) -> bytes:
+    """Encode ``get <key>\\n``. Raises :class:`ProtocolError` for a bad key."""
+    return f"get {_request_token(key, 'key')}\n".encode()
+
+
+@attrs.frozen
+class OkAnswer:
+    """An ``ok`` answer with the points it carried (none for a ``put``)."""
+
+    points: tuple[Point, ...] = ()
+
+
+@attrs.frozen
+class ErrorAnswer:
+    """An ``error`` answer; ``message`` is its second line (``wrong command``)."""
+
+    message: str
+
+
+#: A parsed answer.
+Answer: TypeAlias = OkAnswer | ErrorAnswer
+
+
+class ResponseParser:
+    """Incremental parser for the server's answers; :class:`ClientConnection` uses one.
+
+    Feed it byte chunks as they arrive with :meth:`feed`, then call
+    :meth:`next_answer` until it returns ``None`` (more bytes needed). A
+    malformed answer is consumed whole and reported by
+    :exc:`MalformedAnswerError`, so parsing can go on with the next one.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        # Where to resume the search for "\n\n", so that an answer arriving
+        # in many small chunks is not rescanned from the start each time.
+        self._scanned = 0
+
+    def feed(self, data: bytes | bytearray) -> None:
+        """Append bytes received from the server."""
+        self._buffer += data
+
+    @property
+    def buffered(self) -> int:
+        """How many received bytes are not yet part of a returned answer."""
+        return len(self._buffer)
+
+    def next_answer(self) -> Answer | None:
+        """Return the next complete answer, or ``None`` if it has not all arrived.
+
+        Raises :exc:`MalformedAnswerError` for a complete answer that breaks
+        the protocol (no ``ok``/``error``, a bad data line).
+        """
+        # The answer ends at the first "\n\n"; an answer whose first line is
+        # empty is malformed, and is found the same way.
+        end = self._buffer.find(_ANSWER_END, max(self._scanned - 1, 0))
+        if end < 0:
+            self._scanned = len(self._buffer)
+            return None
+        block = bytes(self._buffer[:end])
+        del self._buffer[: end + 2]
+        self._scanned = 0
+        return _parse_answer(block)
+
+
+def _parse_answer(block: bytes) -> Answer:
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedAnswerError("answer is not UTF-8") from None
+    status, _, rest = text.partition("\n")
+    if status == "ok":
+        if not rest:
+            return OkAnswer()
+        return OkAnswer(tuple(_parse_point_line(line) for line in rest.split("\n")))
+    if status == "error":
+        return ErrorAnswer(rest)
+    raise MalformedAnswerError(f"answer starts with {status[:40]!r}, not 'ok' or 'error'")
+
+
+def _parse_point_line(line: str) -> Point:
+    tokens = line.split()
+    if len(tokens) != 3:
+        raise MalformedAnswerError(f"data line {line[:80]!r} does not have 3 fields")
+    key, value_text, ts_text = tokens
+    try:
+        value = float(value_text)
+    except ValueError:
+        raise MalformedAnswerError(f"value {value_text[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise MalformedAnswerError(f"value {value_text[:40]!r} is not a finite number")
+    try:
+        # int() accepts signs, "_" and spaces; the protocol sends digits only.
+        if not ts_text.isascii() or not ts_text.isdigit():
+            raise ValueError
+        timestamp = int(ts_text)
+    except ValueError:  # also int()'s limit of 4300 digits
+        raise MalformedAnswerError(f"timestamp {ts_text[:40]!r} is not an integer") from None
+    if timestamp > MAX_TIMESTAMP:
+        raise MalformedAnswerError(f"timestamp {ts_text[:40]!r} is larger than 2**63-1")
+    return key, value, timestamp
+
+
+# --- results -----------------------------------------------------------------------
+
+#: What a ``get`` gives: ``{key: [(timestamp, value), ...]}``.
+Metrics: TypeAlias = dict[str, list[tuple[int, float]]]
+
+
+def metrics_from_answer(answer: OkAnswer) -> Metrics:
+    """Turn a ``get`` answer into ``{key: [(timestamp, value), ...]}``.
+
+    Keys keep the server's order; each list is sorted by timestamp.
+    """
+    metrics: Metrics = {}
+    for key, value, timestamp in answer.points:
+        metrics.setdefault(key, []).append((timestamp, value))
+    for points in metrics.values():
+        points.sort(key=_timestamp_of)
+    return metrics
+
+
+def _timestamp_of(point: tuple[int, float]) -> int:
+    return point[0]
+
+
+def stats_from_answer(answer: OkAnswer) -> dict[str, int]:
+    """The counters of a ``stats`` answer, by name (without the prefix)."""
+    return {
+        key.removeprefix(STATS_PREFIX): int(value)
+        for key, value, _timestamp in answer.points
+        if key.startswith(STATS_PREFIX)
+    }
+
+
+# --- requests ----------------------------------------------------------------------
+
+
+class Request(Protocol[ResultT_co]):
+    """A request: the bytes that ask it, and what its ``ok`` answer means."""
+
+    def encode(self) -> bytes:
+        """The request's line. Raises :exc:`ProtocolError` if it cannot be sent."""
+        ...
+
+    def result(self, answer: OkAnswer) -> ResultT_co:
+        """The caller's result. Raises :exc:`MalformedAnswerError` for a wrong answer."""
+        ...
+
+
+@attrs.frozen
+class PutRequest:
+    """``put``: store ``value`` for ``key`` at ``timestamp``; the result is ``None``."""
+
+    key: str
+    value: object
+    timestamp: SupportsInt
+
+    def encode(self) -> bytes:
+        """See :func:`encode_put_request`."""
+        return encode_put_request(self.key, self.value, self.timestamp)
+
+    def result(self, answer: OkAnswer) -> None:
+        """``None``; a put answered with data lines is a malformed answer."""
+        if answer.points:
+            raise MalformedAnswerError("server answered a put with data lines")
+
+
+@attrs.frozen
+class GetRequest:
+    """``get``: the points of ``key`` (or of every key for ``"*"``), as :data:`Metrics`."""
+
+    key: str
+
+    def encode(self) -> bytes:
+        """See :func:`encode_get_request`."""
+        return encode_get_request(self.key)
+
+    def result(self, answer: OkAnswer) -> Metrics:
+        """See :func:`metrics_from_answer`."""
+        return metrics_from_answer(answer)
+
+
+@attrs.frozen
+class StatsRequest:
+    """``stats``: the server's counters, by name."""
+
+    def encode(self) -> bytes:
+        """:data:`STATS_REQUEST`."""
+        return STATS_REQUEST
+
+    def result(self, answer: OkAnswer) -> dict[str, int]:
+        """See :func:`stats_from_answer`."""
+        return stats_from_answer(answer)
+
+
+# --- the connection ------------------------------------------------------------------
+
+
+class ClientState(enum.Enum):
+    """Where a :class:`ClientConnection` is."""
+
+    #: Ready for a request.
+    IDLE = "idle"
+    #: A request was sent; its answer has not all arrived.
+    AWAITING_ANSWER = "awaiting an answer"
+    #: Out of step with its answers for good (see ``broken_reason``).
+    BROKEN = "broken"
+    #: Closed by this side.
+    CLOSED = "closed"
+
+
+class NeedData(enum.Enum):
+    """The type of :data:`NEED_DATA`."""
+
+    NEED_DATA = "need data"
+
+
+#: What :meth:`ClientConnection.next_result` returns until the answer is complete.
+NEED_DATA: Final = NeedData.NEED_DATA
+
+# Why a connection broke; ConnectionStateError says "connection ... is <reason>".
+_INTERRUPTED: Final = "broken by an interrupted request"
+_SERVER_CLOSED: Final = "broken: the server closed it"
+_OUT_OF_STEP: Final = "out of step with its answers"
+
+
+class ClientConnection:
+    """The client side of one connection: one request at a time, in step.
+
+    ``data = conn.send(request)``, write ``data``; then call
+    ``conn.next_result(request)`` until it returns something other than
+    :data:`NEED_DATA`, giving it each received chunk with
+    :meth:`receive_data` in between. The protocol allows pipelining, but
+    one request at a time is what lets every answer be checked against the
+    request it answers.
+
+    The state (:attr:`state`) moves IDLE -> AWAITING_ANSWER -> IDLE per
+    request. An error answer or a malformed one leaves it IDLE. Bytes beyond
+    the answer, the server closing early, or :meth:`request_failed` make it
+    BROKEN for good; :meth:`close` makes it CLOSED.
+    """
+
+    def __init__(self) -> None:
+        self._parser = ResponseParser()
+        self._state = ClientState.IDLE
+        self._broken_reason: str | None = None
+        self._in_flight: Request[object] | None = None
+        self._server_closed = False
+
+    @property
+    def state(self) -> ClientState:
+        """Where the connection is now."""
+        return self._state
+
+    @property
+    def broken_reason(self) -> str | None:
+        """Why the connection is BROKEN (``"out of step with its answers"``, ...), else ``None``."""
+        return self._broken_reason if self._state is ClientState.BROKEN else None
+
+    def send(self, request: Request[object]) -> bytes:
+        """Start ``request``; return the bytes to send for it.
+
+        Raises :exc:`ConnectionStateError` unless the connection is IDLE, and
+        :exc:`ProtocolError` for a request that cannot be sent (a key or
+        value with whitespace in it); in both cases nothing changes.
+        """
+        if self._state is not ClientState.IDLE:
+            raise self._state_error()
+        data = request.encode()
+        self._state = ClientState.AWAITING_ANSWER
+        self._in_flight = request
+        return data
+
+    def receive_data(self, data: bytes | bytearray) -> None:
+        """Take bytes received from the server; ``b""`` means it closed its end.
+
+        Bytes while no request awaits its answer put the connection out of
+        step (BROKEN). Ignored once BROKEN or CLOSED, and after ``b""``.
+        """
+        if self._state in (ClientState.BROKEN, ClientState.CLOSED) or self._server_closed:
+            return
+        if not data:
+            self._server_closed = True
+            if self._state is ClientState.IDLE:
+                self._break(_SERVER_CLOSED)
+            return
+        self._parser.feed(data)
+        if self._state is ClientState.IDLE:
+            self._break(_OUT_OF_STEP)
+
+    def next_result(self, request: Request[ResultT]) -> ResultT | NeedData:
+        """The result of ``request``, the one in flight, or :data:`NEED_DATA`.
+
+        Once the answer is complete the connection is IDLE again, and this
+        returns the request's result or raises :exc:`ServerRefusedError`
+        (an ``error`` answer) or :exc:`MalformedAnswerError`. It raises
+        :exc:`OutOfStepError` for bytes beyond the answer and
+        :exc:`ServerClosedError` if the server closed before the answer was
+        complete; both leave the connection BROKEN. Raises
+        :exc:`ConnectionStateError` if ``request`` is not in flight.
+        """
+        if self._in_flight is not request:
+            raise self._state_error()
+        answer = self._next_answer()
+        if answer is NEED_DATA:
+            return NEED_DATA
+        if isinstance(answer, ErrorAnswer):
+            raise ServerRefusedError(answer.message)
+        return request.result(answer)
+
+    def request_failed(self) -> None:
+        """Give up on the request in flight: the connection becomes BROKEN.
+
+        For a driver whose send or receive failed, timed out or was
+        cancelled: the answer may still come, and would be taken for the
+        next request's. Does nothing unless a request awaits its answer.
+        """
+        if self._state is ClientState.AWAITING_ANSWER:
+            self._break(_INTERRUPTED)
+
+    def close(self) -> None:
+        """Mark the connection CLOSED; later requests are refused. Idempotent."""
+        self._state = ClientState.CLOSED
+        self._in_flight = None
+
+    def _next_answer(self) -> Answer | NeedData:
+        try:
+            answer = self._parser.next_answer()
+        except MalformedAnswerError as exc:
+            self._end_answer(cause=exc)
+            raise
+        if answer is not None:
+            self._end_answer()
+            return answer
+        if self._server_closed:
+            self._break(_SERVER_CLOSED)
+            raise ServerClosedError("server closed the connection")
+        return NEED_DATA
+
+    def _end_answer(self, cause: Exception | None = None) -> None:
+        self._in_flight = None
+        # One answer per request: whatever else came answers nothing we
+        # asked, and would be taken for the next request's answer.
+        if self._parser.buffered:
+            self._break(_OUT_OF_STEP)
+            raise OutOfStepError("server sent more than one answer to a request") from cause
+        if self._server_closed:
+            self._break(_SERVER_CLOSED)
+        else:
+            self._state = ClientState.IDLE
+
+    def _break(self, reason: str) -> None:
+        self._state = ClientState.BROKEN
+        self._broken_reason = reason
+        self._in_flight = None
+
+    def _state_error(self) -> ConnectionStateError:
+        if self._state is ClientState.AWAITING_ANSWER:
+            return ConnectionStateError("awaiting the answer to another request")
+        return ConnectionStateError(self.broken_reason or self._state.value)
