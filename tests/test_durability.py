@@ -695,3 +695,29 @@ async def test_a_failed_log_closes_graphite_senders_with_one_warning(
         assert "Traceback" not in caplog.text
         assert caplog.text.count("closed a Graphite connection") == 1  # throttled
         nursery.cancel_scope.cancel()
+
+
+#: The CRC32 of 8 zero bytes: a timestamp column holding 0 and then this
+#: holds a frame header of an empty record with a good checksum.
+CRC_OF_8_ZEROS = 1696784233
+
+
+async def test_a_torn_record_holding_a_frame_pattern_is_cut_as_a_torn_tail(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model: Model = {}
+    async with open_durable_store(tmp_path, fsync="always") as store:
+        for i in range(3):
+            batch = ([f"k{i}"] * 6, [float(i)] * 6, [0, CRC_OF_8_ZEROS] * 3)
+            await store.put_batch(*batch)
+            apply(model, *batch)
+        await store.put_batch(["late"] * 6, [9.0] * 6, [0, CRC_OF_8_ZEROS] * 3)
+    path = log_path(tmp_path, 1)
+    size = path.stat().st_size
+    os.truncate(path, size - 4)  # a full disk or a power cut tears the last record
+    with caplog.at_level(logging.WARNING):
+        recovery = recover(tmp_path)
+    assert model_of_series(recovery.store.series("*")) == model
+    torn = size - 4 - len(LOG_MAGIC) - 3 * len(encode_batch(["k0"] * 6, [0.0] * 6, [0] * 6))
+    assert recovery.torn_bytes_dropped == torn
+    assert f"torn tail of {torn} bytes" in caplog.text

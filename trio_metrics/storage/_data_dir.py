@@ -40,6 +40,8 @@ from ._log_format import (
     decode_trailer,
     encode_series,
     encode_trailer,
+    is_batch_record,
+    is_snapshot_record,
     scan_records,
 )
 from ._store import MetricStore
@@ -303,7 +305,7 @@ def _replay_segment(
     """
     data = _read_segment(path, is_last, recovery, repair)
     if data:
-        scan = scan_records(data, FILE_HEADER_SIZE)
+        scan = scan_records(data, FILE_HEADER_SIZE, is_batch_record)
         if _replay_records(path, scan, recovery, repair, progress) and scan.damage is not None:
             if scan.damage is Damage.TORN_TAIL and is_last:
                 _cut_torn_tail(path, len(data), scan.good_end, scan.reason, recovery)
@@ -389,7 +391,7 @@ def _load_snapshot(
     if data[:FILE_HEADER_SIZE] != SNAPSHOT_MAGIC:
         _damaged(path, 0, "not a trio-metrics snapshot file", repair, recovery, rewrite)
         return 0
-    scan = scan_records(data, FILE_HEADER_SIZE)
+    scan = scan_records(data, FILE_HEADER_SIZE, is_snapshot_record)
     trailer = None
     for offset, payload in zip(scan.offsets, scan.payloads, strict=True):
         trailer = decode_trailer(payload)

@@ -11,7 +11,9 @@ records. A frame is a 12-byte header and a payload::
 The header's own checksum tells a damaged length apart from a torn write:
 without it, a flipped bit in a length in the middle of a file would look
 like a record running past the end, and everything after it would be
-dropped as a "torn tail".
+dropped as a "torn tail". Once a header is known good, its length also
+says where the next frame starts when the payload is bad or cut off, so
+nothing inside a torn record is ever taken for a frame.
 
 A log record holds one batch of points as columns::
 
@@ -34,7 +36,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 
@@ -54,6 +56,8 @@ __all__ = [
     "encode_series",
     "encode_trailer",
     "frame",
+    "is_batch_record",
+    "is_snapshot_record",
     "scan_records",
 ]
 
@@ -112,15 +116,21 @@ class Scan:
     reason: str = ""
 
 
-def scan_records(data: bytes | memoryview, start: int) -> Scan:
+def scan_records(
+    data: bytes | memoryview,
+    start: int,
+    is_record: Callable[[memoryview], bool] | None = None,
+) -> Scan:
     """Read the frames of ``data`` from offset ``start`` until the end or the first bad one.
 
-    A bad frame is a :attr:`Damage.TORN_TAIL` when no good frame follows it
-    (within :data:`RESYNC_WINDOW` bytes; zero bytes alone never count):
-    cutting it loses nothing that could still be read, which is what a
-    crash in the middle of a write, or pages of the last write reaching
-    the disk out of order, leaves. With a good frame after it, it is
-    :attr:`Damage.CORRUPT`.
+    A bad frame is a :attr:`Damage.TORN_TAIL` when nothing readable
+    follows it: cutting it loses nothing that could still be read, which
+    is what a crash in the middle of a write, or pages of the last write
+    reaching the disk out of order, leaves. With a good frame after it, it
+    is :attr:`Damage.CORRUPT`. How "after" is judged is :func:`_judge`'s;
+    ``is_record`` says whether a payload found by searching byte by byte
+    holds a record (by default: a log or snapshot record of any kind).
+    Never raises for bad bytes.
     """
     view = memoryview(data)
     size = len(view)
@@ -130,8 +140,7 @@ def scan_records(data: bytes | memoryview, start: int) -> Scan:
     while offset < size:
         reason = _frame_problem(view, offset, size)
         if reason is not None:
-            torn = not any(view[offset:]) or not _good_frame_after(view, offset + 1, size)
-            damage = Damage.TORN_TAIL if torn else Damage.CORRUPT
+            damage = _judge(view, offset, is_record or _holds_any_record)
             return Scan(payloads, offsets, offset, damage, reason)
         length = _HEAD.unpack_from(view, offset)[0]
         payloads.append(view[offset + FRAME_HEADER_SIZE : offset + FRAME_HEADER_SIZE + length])
@@ -145,8 +154,54 @@ def scan_records(data: bytes | memoryview, start: int) -> Scan:
 RESYNC_WINDOW = 1 << 20
 
 
-def _good_frame_after(view: memoryview, first: int, size: int) -> bool:
-    """Whether a good frame starts anywhere in ``first`` .. ``first + RESYNC_WINDOW``."""
+def _judge(view: memoryview, offset: int, is_record: Callable[[memoryview], bool]) -> Damage:
+    """Whether anything readable follows the bad frame at ``offset``.
+
+    A frame whose header checksum is good occupies its declared length, so
+    the next frame starts right after it and nowhere inside it: bytes a
+    torn record holds (points anyone can put) are never read as frames.
+    Only past a header that is itself bad, whose length is unknown, is a
+    good frame searched for byte by byte, and there it must hold a record.
+    """
+    size = len(view)
+    if not any(view[offset:]):
+        return Damage.TORN_TAIL
+    position = offset
+    while (end := _trusted_end(view, position)) is not None:
+        if end >= size:
+            return Damage.TORN_TAIL  # the bad frame reaches the end of the file
+        if _frame_problem(view, end, size) is None:
+            return Damage.CORRUPT
+        position = end
+    if _good_frame_after(view, position + 1, is_record):
+        return Damage.CORRUPT
+    return Damage.TORN_TAIL
+
+
+def _trusted_end(view: memoryview, offset: int) -> int | None:
+    """Where the frame at ``offset`` ends if its header can be believed, else None.
+
+    It can when its checksum is good and the length is one a writer makes.
+    """
+    if len(view) - offset < FRAME_HEADER_SIZE:
+        return None
+    length: int = _HEAD.unpack_from(view, offset)[0]
+    (head_crc,) = _HEAD_CRC.unpack_from(view, offset + 8)
+    if zlib.crc32(view[offset : offset + 8]) != head_crc or length > MAX_RECORD_SIZE:
+        return None
+    return offset + FRAME_HEADER_SIZE + length
+
+
+def _good_frame_after(
+    view: memoryview, first: int, is_record: Callable[[memoryview], bool]
+) -> bool:
+    """Whether a good frame holding a record starts in ``first`` .. ``first + RESYNC_WINDOW``.
+
+    An empty "frame" is 8 zero bytes and their CRC32, which a column of
+    points can hold by chance; no record is empty, and requiring a record
+    rules such chance patterns out.
+    """
+    size = len(view)
     last = min(size - FRAME_HEADER_SIZE, first + RESYNC_WINDOW)
     if size - first > RESYNC_WINDOW + FRAME_HEADER_SIZE and any(view[last:]):
         return True  # too far to search: assume readable data follows
@@ -156,7 +211,10 @@ def _good_frame_after(view: memoryview, first: int, size: int) -> bool:
         if crc32(head) != _HEAD_CRC.unpack_from(view, candidate + 8)[0]:
             continue
         if _frame_problem(view, candidate, size) is None:
-            return True
+            length = _HEAD.unpack_from(view, candidate)[0]
+            payload_start = candidate + FRAME_HEADER_SIZE
+            if is_record(view[payload_start : payload_start + length]):
+                return True
     return False
 
 
@@ -291,3 +349,27 @@ def decode_trailer(payload: bytes | memoryview) -> tuple[int, int] | None:
         return None
     mark, keys, points = _TRAILER.unpack_from(payload, 0)
     return (keys, points) if mark == _TRAILER_MARK else None
+
+
+def is_batch_record(payload: bytes | memoryview) -> bool:
+    """Whether ``payload`` decodes as a log record (never raises)."""
+    try:
+        decode_batch(payload)
+    except FormatError:
+        return False
+    return True
+
+
+def is_snapshot_record(payload: bytes | memoryview) -> bool:
+    """Whether ``payload`` decodes as a snapshot's series or trailer record (never raises)."""
+    if decode_trailer(payload) is not None:
+        return True
+    try:
+        decode_series(payload)
+    except FormatError:
+        return False
+    return True
+
+
+def _holds_any_record(payload: memoryview) -> bool:
+    return is_batch_record(payload) or is_snapshot_record(payload)
