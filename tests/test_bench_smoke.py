@@ -140,3 +140,18 @@ def test_trickle_reports_every_mode_and_no_server_busy_between_puts() -> None:
         # core; one that waits, next to nothing. The bound is loose because
         # a one-second run on a busy machine is noisy.
         assert float(cpu_per_second) < 0.25, (mode, output)
+
+
+def test_compaction_memory_reports_rss_before_and_the_peak() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "compaction_memory.py"), "--keys", "20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert re.search(r"^RSS before compaction: [\d.]+ MiB$", completed.stdout, re.MULTILINE)
+    assert re.search(r"^peak during compaction: [\d.]+ MiB", completed.stdout, re.MULTILINE)
