@@ -8,6 +8,7 @@ import os
 import shutil
 import threading
 import time
+from array import array
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,17 +20,25 @@ from net import NETWORK_TIMEOUT
 
 from trio_metrics import ServerInfo, serve
 from trio_metrics.client._async import open_client
-from trio_metrics.storage import LogFile
+from trio_metrics.storage import LogFile, _data_dir, _durable
 from trio_metrics.storage._data_dir import (
     DamagedFileError,
     DataDirError,
     DataDirLockedError,
     log_path,
     recover,
+    snapshot_path,
+    write_snapshot_file,
 )
 from trio_metrics.storage._durable import DurableStore, FsyncPolicy, open_durable_store
-from trio_metrics.storage._log_format import FILE_HEADER_SIZE, LOG_MAGIC, encode_batch
-from trio_metrics.storage._store import StoreUnavailableError
+from trio_metrics.storage._log_format import (
+    FILE_HEADER_SIZE,
+    LOG_MAGIC,
+    SNAPSHOT_PIECE_BYTES,
+    encode_batch,
+    encode_series,
+)
+from trio_metrics.storage._store import MetricStore, StoreUnavailableError
 
 Model = dict[str, dict[int, float]]
 
@@ -724,3 +733,82 @@ async def test_a_torn_record_holding_a_frame_pattern_is_cut_as_a_torn_tail(
     torn = size - 4 - len(LOG_MAGIC) - 3 * len(encode_batch(["k0"] * 6, [0.0] * 6, [0] * 6))
     assert recovery.torn_bytes_dropped == torn
     assert f"torn tail of {torn} bytes" in caplog.text
+
+
+class RecordingWriter:
+    """A file opened for writing that notes the size of every write."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self.sizes: list[int] = []
+
+    def write(self, data: bytes) -> int:
+        self.sizes.append(len(data))
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> RecordingWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _long_key(number: int) -> str:
+    return f"{number:05d}" + "x" * (60_000 - 5)
+
+
+LONG_KEY_RECORD = len(encode_series(_long_key(0), array("q", [1, 2, 3]), array("d", [0.0] * 3)))
+
+
+async def test_compaction_writes_the_snapshot_in_pieces_of_bytes_not_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writers: list[RecordingWriter] = []
+
+    def create(path: Path) -> RecordingWriter:
+        writers.append(RecordingWriter(path))
+        return writers[-1]
+
+    monkeypatch.setattr(_durable, "_create", create)
+    model: Model = {}
+    async with open_durable_store(tmp_path, fsync="never", compact_min_bytes=10**12) as store:
+        for i in range(200):
+            batch = ([_long_key(i)] * 3, [float(i)] * 3, [1, 2, 3])
+            await store.put_batch(*batch)
+            apply(model, *batch)
+        await store.compact()
+    [writer] = writers
+    assert sum(writer.sizes) > 10 * SNAPSHOT_PIECE_BYTES
+    assert max(writer.sizes) < SNAPSHOT_PIECE_BYTES + LONG_KEY_RECORD
+    assert contents(tmp_path) == model
+
+
+def test_a_snapshot_written_for_repair_is_written_in_pieces_of_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = MetricStore()
+    for i in range(200):
+        store.put_columns([_long_key(i)] * 3, [float(i)] * 3, [1, 2, 3])
+    writers: list[RecordingWriter] = []
+
+    def recording_open(path: Path, mode: str) -> RecordingWriter:
+        assert mode == "wb"
+        writers.append(RecordingWriter(path))
+        return writers[-1]
+
+    monkeypatch.setattr(_data_dir, "open", recording_open, raising=False)
+    write_snapshot_file(snapshot_path(tmp_path, 1), store)
+    monkeypatch.undo()
+    [writer] = writers
+    assert max(writer.sizes) < SNAPSHOT_PIECE_BYTES + LONG_KEY_RECORD
+    assert len(writer.sizes) < 20  # pieces, not a write per record
+    assert contents(tmp_path) == model_of_series(store.series("*"))

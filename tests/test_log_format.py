@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from trio_metrics.storage._log_format import (
     FRAME_HEADER_SIZE,
     MAX_RECORD_SIZE,
+    SNAPSHOT_MAGIC,
     Damage,
     FormatError,
     decode_batch,
@@ -24,6 +26,7 @@ from trio_metrics.storage._log_format import (
     frame,
     is_batch_record,
     scan_records,
+    snapshot_pieces,
 )
 from trio_metrics.wire._protocol import MAX_TIMESTAMP, is_valid_key
 
@@ -298,3 +301,43 @@ def test_any_cut_of_any_log_keeps_exactly_the_whole_records_before_it(
         assert scan.damage is None
     else:
         assert scan.damage is Damage.TORN_TAIL
+
+
+LONG_KEY_BYTES = 60_000
+
+
+def _long_key_series(count: int) -> list[tuple[str, array[int], array[float]]]:
+    """``count`` keys of 60 KB, 3 points each."""
+    return [
+        (f"{i:05d}" + "x" * (LONG_KEY_BYTES - 5), array("q", [1, 2, 3]), array("d", [i, i, i]))
+        for i in range(count)
+    ]
+
+
+def test_snapshot_pieces_are_sized_in_bytes_not_points() -> None:
+    series = _long_key_series(200)
+    budget = 1 << 20
+    pieces = [b"".join(piece) for piece in snapshot_pieces(series, budget)]
+    record = len(encode_series(*series[0]))
+    assert len(pieces) > 10
+    # Each piece is under the budget plus one record.
+    assert max(map(len, pieces)) < budget + record
+    data = b"".join(pieces)
+    assert data.startswith(SNAPSHOT_MAGIC)
+    scan = scan_records(data, len(SNAPSHOT_MAGIC))
+    assert scan.damage is None
+    assert decode_trailer(scan.payloads[-1]) == (200, 600)
+    assert [decode_series(p).key for p in scan.payloads[:-1]] == [key for key, _, _ in series]
+
+
+def test_snapshot_pieces_read_the_series_only_as_far_as_they_need() -> None:
+    taken = []
+
+    def each_series() -> Iterator[tuple[str, array[int], array[float]]]:
+        for one in _long_key_series(100):
+            taken.append(one[0])
+            yield one
+
+    pieces = snapshot_pieces(each_series(), 3 * LONG_KEY_BYTES)
+    next(pieces)
+    assert len(taken) == 3

@@ -38,11 +38,10 @@ from ._log_format import (
     decode_batch,
     decode_series,
     decode_trailer,
-    encode_series,
-    encode_trailer,
     is_batch_record,
     is_snapshot_record,
     scan_records,
+    snapshot_pieces,
 )
 from ._store import MetricStore
 
@@ -445,16 +444,16 @@ def _cut_at(path: Path, offset: int) -> None:
 
 def write_snapshot_file(path: Path, store: MetricStore) -> int:
     """Write ``store`` as a complete snapshot at ``path`` (via a fsynced ``.tmp``
-    and a rename); return its size. Blocking; used by ``--repair``."""
+    and a rename); return its size. Blocking; used by ``--repair``.
+
+    Written in pieces of about a MiB, as a compaction writes it. Raises
+    :exc:`OSError` (the ``.tmp`` file may be left; the next start deletes it).
+    """
     temporary = path.with_name(path.name + ".tmp")
     size = 0
     with open(temporary, "wb") as snapshot:
-        size += snapshot.write(SNAPSHOT_MAGIC)
-        keys = 0
-        for key, stamps, values in store.iter_series("*"):
-            size += snapshot.write(encode_series(key, stamps, values))  # type: ignore[arg-type]
-            keys += 1
-        size += snapshot.write(encode_trailer(keys, len(store)))
+        for piece in snapshot_pieces(store.iter_series("*")):
+            size += snapshot.write(b"".join(piece))
         snapshot.flush()
         os.fsync(snapshot.fileno())
     os.replace(temporary, path)

@@ -36,7 +36,8 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -45,6 +46,7 @@ __all__ = [
     "LOG_MAGIC",
     "MAX_RECORD_SIZE",
     "SNAPSHOT_MAGIC",
+    "SNAPSHOT_PIECE_BYTES",
     "Damage",
     "FormatError",
     "Scan",
@@ -59,6 +61,7 @@ __all__ = [
     "is_batch_record",
     "is_snapshot_record",
     "scan_records",
+    "snapshot_pieces",
 ]
 
 LOG_MAGIC = b"TMLOG01\n"
@@ -336,6 +339,44 @@ def decode_series(payload: bytes | memoryview) -> SeriesRecord:
         stamps.byteswap()
         numbers.byteswap()
     return SeriesRecord(key, stamps, numbers)
+
+
+#: A snapshot is written in pieces of about this many bytes (records are
+#: the key, 16 bytes per point and 20 bytes of headers), so that writing one
+#: holds at most a piece and one record in memory, however long the keys.
+SNAPSHOT_PIECE_BYTES = 1 << 20
+
+
+def snapshot_pieces(
+    series: Iterable[tuple[str, Sequence[int], Sequence[float]]],
+    piece_bytes: int = SNAPSHOT_PIECE_BYTES,
+) -> Iterator[list[bytes]]:
+    """A whole snapshot file of ``series`` (in order), as pieces to write one after another.
+
+    Each piece is a list of encoded parts: the first starts with the file
+    header, the last ends with the trailer. A piece is under
+    ``piece_bytes`` plus its last record. ``series`` is read lazily, one
+    key per step, so the caller decides when each key is copied.
+    """
+    piece: list[bytes] = [SNAPSHOT_MAGIC]
+    size = len(SNAPSHOT_MAGIC)
+    keys = points = 0
+    for key, timestamps, values in series:
+        keys += 1
+        points += len(timestamps)
+        record = encode_series(key, _column("q", timestamps), _column("d", values))
+        piece.append(record)
+        size += len(record)
+        if size >= piece_bytes:
+            yield piece
+            piece, size = [], 0
+    piece.append(encode_trailer(keys, points))
+    yield piece
+
+
+def _column(typecode: str, column: Sequence[Any]) -> array[Any]:
+    # The store hands out arrays, written as they are; other sequences are copied.
+    return column if isinstance(column, array) else array(typecode, column)
 
 
 def encode_trailer(keys: int, points: int) -> bytes:
