@@ -20,7 +20,7 @@ from net import NETWORK_TIMEOUT
 
 from trio_metrics import ServerInfo, serve
 from trio_metrics.client._async import open_client
-from trio_metrics.storage import LogFile, _data_dir, _durable
+from trio_metrics.storage import LogFile, _data_dir, _durable, _log_format
 from trio_metrics.storage._data_dir import (
     DamagedFileError,
     DataDirError,
@@ -812,3 +812,40 @@ def test_a_snapshot_written_for_repair_is_written_in_pieces_of_bytes(
     assert max(writer.sizes) < SNAPSHOT_PIECE_BYTES + LONG_KEY_RECORD
     assert len(writer.sizes) < 20  # pieces, not a write per record
     assert contents(tmp_path) == model_of_series(store.series("*"))
+
+
+async def test_a_series_over_the_largest_record_is_split_and_joined_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The largest record is 1 GiB (about 67M points); a smaller one here.
+    monkeypatch.setattr(_log_format, "MAX_RECORD_SIZE", 4096)
+    model: Model = {}
+    async with open_durable_store(tmp_path, compact_min_bytes=10**12) as store:
+        await store.put_batch(["before"], [1.0], [1])
+        for start in range(0, 1000, 100):
+            stamps = list(range(start, start + 100))
+            batch = (["long"] * 100, [float(t) for t in stamps], stamps)
+            await store.put_batch(*batch)
+            apply(model, *batch)
+        await store.put_batch(["after"], [2.0], [2])
+        apply(model, ["before", "after"], [1.0, 2.0], [1, 2])
+        await store.compact()
+    assert contents(tmp_path) == model
+    # --repair writes snapshots too.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_snapshot_file(snapshot_path(elsewhere, 1), recover(tmp_path).store)
+    recovered = recover(elsewhere).store
+    assert model_of_series(recovered.series("*")) == model
+    assert len(recovered) == 1002
+
+
+async def test_a_batch_over_the_largest_record_is_refused_before_it_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_log_format, "MAX_RECORD_SIZE", 4096)
+    async with open_durable_store(tmp_path, fsync="never") as store:
+        with pytest.raises(ValueError, match="maximum"):
+            await store.put_batch(["k"] * 300, [1.0] * 300, list(range(300)))
+        await store.put_batch(["ok"], [1.0], [1])
+    assert contents(tmp_path) == {"ok": {1: 1.0}}

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_metrics.storage import _log_format
 from trio_metrics.storage._log_format import (
     FRAME_HEADER_SIZE,
     MAX_RECORD_SIZE,
@@ -341,3 +342,28 @@ def test_snapshot_pieces_read_the_series_only_as_far_as_they_need() -> None:
     pieces = snapshot_pieces(each_series(), 3 * LONG_KEY_BYTES)
     next(pieces)
     assert len(taken) == 3
+
+
+def test_a_series_over_the_largest_record_is_split_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_log_format, "MAX_RECORD_SIZE", 1000)
+    stamps = array("q", range(200))
+    numbers = array("d", (float(t) for t in range(200)))
+    data = b"".join(b"".join(piece) for piece in snapshot_pieces([("key", stamps, numbers)]))
+    scan = scan_records(data, len(SNAPSHOT_MAGIC))
+    assert scan.damage is None
+    records = [decode_series(payload) for payload in scan.payloads[:-1]]
+    assert len(records) == 4
+    assert all(len(payload) <= 1000 for payload in scan.payloads)
+    assert {record.key for record in records} == {"key"}
+    assert array("q", b"".join(r.timestamps.tobytes() for r in records)) == stamps
+    assert array("d", b"".join(r.values.tobytes() for r in records)) == numbers
+    assert decode_trailer(scan.payloads[-1]) == (1, 200)
+
+
+def test_a_batch_over_the_largest_record_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_log_format, "MAX_RECORD_SIZE", 1000)
+    encode_batch(["k"] * 50, [1.0] * 50, list(range(50)))
+    with pytest.raises(ValueError, match="over the 1000 maximum"):
+        encode_batch(["k"] * 60, [1.0] * 60, list(range(60)))

@@ -35,6 +35,7 @@ from ._log_format import (
     Damage,
     FormatError,
     Scan,
+    SeriesRecord,
     decode_batch,
     decode_series,
     decode_trailer,
@@ -392,16 +393,18 @@ def _load_snapshot(
         return 0
     scan = scan_records(data, FILE_HEADER_SIZE, is_snapshot_record)
     trailer = None
+    series = _SeriesJoiner(store)
     for offset, payload in zip(scan.offsets, scan.payloads, strict=True):
         trailer = decode_trailer(payload)
         if trailer is not None:
             break
         try:
-            record = decode_series(payload)
+            series.add(decode_series(payload))
         except FormatError as exc:
+            series.flush()
             _damaged(path, offset, str(exc), repair, recovery, rewrite)
             return len(data)
-        store.restore_series(record.key, record.timestamps, record.values)
+    series.flush()
     if scan.damage is not None:
         # A snapshot is renamed into place only when complete: any bad
         # record in it, even at its end, is damage.
@@ -410,6 +413,30 @@ def _load_snapshot(
         _damaged(path, len(data), "snapshot ends without its trailer", repair, recovery, rewrite)
     say(f"recovery: loaded snapshot {path.name}: {len(store.keys())} keys, {len(store)} points")
     return len(data)
+
+
+@attrs.define
+class _SeriesJoiner:
+    """Restores a snapshot's series into a store, joining the consecutive
+    records of one key (a series over the largest record is written so)."""
+
+    store: MetricStore
+    pending: SeriesRecord | None = None
+
+    def add(self, record: SeriesRecord) -> None:
+        pending = self.pending
+        if pending is not None and pending.key == record.key:
+            pending.timestamps.extend(record.timestamps)
+            pending.values.extend(record.values)
+            return
+        self.flush()
+        self.pending = record
+
+    def flush(self) -> None:
+        """Restore the series read so far."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self.store.restore_series(pending.key, pending.timestamps, pending.values)
 
 
 def _damaged(

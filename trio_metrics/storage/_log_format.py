@@ -24,6 +24,9 @@ one). A snapshot holds one record per key, in the store's key order::
 
     count u32 LE | key length u32 LE | key UTF-8 | timestamps | values
 
+(a series too long for one record, over :data:`MAX_RECORD_SIZE`, is
+several consecutive records of its key, which a reader joins)
+
 and ends with a trailer record (``count`` = 0xFFFFFFFF, then the number of
 keys and of points as u64 LE) so that a cut-off snapshot is never mistaken
 for a complete one. Nothing here touches a file.
@@ -243,8 +246,8 @@ def encode_batch(keys: Sequence[str], values: Sequence[float], timestamps: Seque
     """A framed log record of one batch of points (parallel columns).
 
     Raises :exc:`ValueError` for columns of unequal length, an empty batch,
-    or a key holding a newline, and :exc:`struct.error` for a timestamp
-    outside the i64 range.
+    a key holding a newline, or a record over :data:`MAX_RECORD_SIZE`, and
+    :exc:`struct.error` for a timestamp outside the i64 range.
     """
     count = len(keys)
     if not count == len(values) == len(timestamps):
@@ -262,6 +265,9 @@ def encode_batch(keys: Sequence[str], values: Sequence[float], timestamps: Seque
             joined.encode(),
         )
     )
+    if len(payload) > MAX_RECORD_SIZE:
+        # Recovery would refuse it as damage: it must never be logged.
+        raise ValueError(f"a batch of {len(payload)} bytes is over the {MAX_RECORD_SIZE} maximum")
     return frame(payload)
 
 
@@ -364,12 +370,12 @@ def snapshot_pieces(
     for key, timestamps, values in series:
         keys += 1
         points += len(timestamps)
-        record = encode_series(key, _column("q", timestamps), _column("d", values))
-        piece.append(record)
-        size += len(record)
-        if size >= piece_bytes:
-            yield piece
-            piece, size = [], 0
+        for record in _series_records(key, _column("q", timestamps), _column("d", values)):
+            piece.append(record)
+            size += len(record)
+            if size >= piece_bytes:
+                yield piece
+                piece, size = [], 0
     piece.append(encode_trailer(keys, points))
     yield piece
 
@@ -377,6 +383,23 @@ def snapshot_pieces(
 def _column(typecode: str, column: Sequence[Any]) -> array[Any]:
     # The store hands out arrays, written as they are; other sequences are copied.
     return column if isinstance(column, array) else array(typecode, column)
+
+
+def _series_records(key: str, timestamps: array[int], values: array[float]) -> Iterator[bytes]:
+    """One key's series as snapshot records: one, or several in order when one
+    would be over :data:`MAX_RECORD_SIZE` (recovery joins them).
+
+    Raises :exc:`ValueError` for a key too long for any record.
+    """
+    per_record = (MAX_RECORD_SIZE - _SERIES_HEAD.size - len(key.encode())) // 16
+    if per_record < 1:
+        raise ValueError("a key too long for a snapshot record")
+    if len(timestamps) <= per_record:
+        yield encode_series(key, timestamps, values)
+        return
+    for start in range(0, len(timestamps), per_record):
+        end = start + per_record
+        yield encode_series(key, timestamps[start:end], values[start:end])
 
 
 def encode_trailer(keys: int, points: int) -> bytes:
