@@ -188,3 +188,18 @@ def test_graphite_ingest_bench_counts_every_point_on_both_servers() -> None:
         skip_or_fail("victoria-metrics is not installed (apt-get install victoria-metrics)")
     assert re.search(r"^\| VictoriaMetrics \| [\d,]+ \|", completed.stdout, re.MULTILINE)
     assert "trio-metrics / VictoriaMetrics:" in completed.stdout
+
+
+def test_compaction_memory_reports_rss_before_and_the_peak() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "compaction_memory.py"), "--keys", "20"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert re.search(r"^RSS before compaction: [\d.]+ MiB$", completed.stdout, re.MULTILINE)
+    assert re.search(r"^peak during compaction: [\d.]+ MiB", completed.stdout, re.MULTILINE)

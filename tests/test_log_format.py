@@ -5,14 +5,17 @@ from __future__ import annotations
 import struct
 import zlib
 from array import array
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from trio_metrics.storage import _log_format
 from trio_metrics.storage._log_format import (
     FRAME_HEADER_SIZE,
     MAX_RECORD_SIZE,
+    SNAPSHOT_MAGIC,
     Damage,
     FormatError,
     decode_batch,
@@ -22,7 +25,9 @@ from trio_metrics.storage._log_format import (
     encode_series,
     encode_trailer,
     frame,
+    is_batch_record,
     scan_records,
+    snapshot_pieces,
 )
 from trio_metrics.wire._protocol import MAX_TIMESTAMP, is_valid_key
 
@@ -165,7 +170,7 @@ def test_a_hole_of_zeros_is_a_torn_tail_only_if_nothing_good_follows() -> None:
 def test_an_absurd_length_with_a_good_header_checksum_is_damage() -> None:
     head = struct.pack("<II", MAX_RECORD_SIZE + 1, 0)
     bogus = head + struct.pack("<I", zlib.crc32(head))
-    good = frame(b"after")
+    good = encode_batch(["after"], [1.0], [1])
     scan = scan_records(bogus + good, 0)
     assert scan.damage is Damage.CORRUPT
     assert "maximum" in scan.reason
@@ -177,3 +182,188 @@ def test_scan_starts_at_the_given_offset_and_reports_offsets() -> None:
     scan = scan_records(b"HEADER!!" + data, 8)
     assert scan.offsets == [8 + start for start in starts]
     assert scan.damage is None
+
+
+#: The CRC32 of 8 zero bytes: a timestamp column holding 0 and then this
+#: holds the header of an empty frame with good checksums.
+CRC_OF_8_ZEROS = 1696784233
+
+
+def _hiding(inner: bytes) -> list[int]:
+    """Timestamps whose column holds the bytes ``inner`` (padded with zeros).
+
+    They may be negative, which the format takes; through the protocol a
+    writer would try record contents until every eighth byte fits.
+    """
+    padded = inner + bytes(-len(inner) % 8)
+    return list(struct.unpack(f"<{len(padded) // 8}q", padded))
+
+
+def _batch_hiding(stamps: list[int]) -> bytes:
+    return encode_batch(["k"] * len(stamps), [0.0] * len(stamps), stamps)
+
+
+A_FRAME_PATTERN = [0, CRC_OF_8_ZEROS] * 3
+A_WHOLE_RECORD = _hiding(b"pad!" + encode_batch(["inner"], [2.0], [7]))
+
+
+def test_the_frame_pattern_is_an_empty_frame_with_good_checksums() -> None:
+    column = struct.pack("<2q", 0, CRC_OF_8_ZEROS)
+    assert column[:FRAME_HEADER_SIZE] == frame(b"")
+    scan = scan_records(column[:FRAME_HEADER_SIZE], 0)
+    assert scan.damage is None
+    assert scan.payloads == [b""]
+
+
+@pytest.mark.parametrize("stamps", [A_FRAME_PATTERN, A_WHOLE_RECORD], ids=["empty", "record"])
+def test_a_torn_record_is_never_searched_for_frames(stamps: list[int]) -> None:
+    # A good header says how long its record is: nothing inside it is a frame.
+    data, _ = _log(2)
+    last_start = len(data)
+    data += _batch_hiding(stamps)
+    for cut in range(last_start + 1, len(data)):
+        scan = scan_records(data[:cut], 0)
+        assert scan.damage is Damage.TORN_TAIL, cut
+        assert scan.good_end == last_start, cut
+
+
+def test_records_with_good_headers_are_followed_to_the_end() -> None:
+    # A bad payload (a page lost inside it), then a torn record hiding a
+    # whole record: the headers say where each ends, so nothing follows.
+    data, starts = _log(2)
+    lost_page = bytearray(data)
+    lost_page[starts[1] + FRAME_HEADER_SIZE + 1] ^= 0xFF
+    torn = _batch_hiding(A_WHOLE_RECORD)[:-4]
+    scan = scan_records(bytes(lost_page) + torn, 0)
+    assert scan.damage is Damage.TORN_TAIL
+    assert scan.good_end == starts[1]
+    # The same with a good record after the torn one is damage.
+    scan = scan_records(bytes(lost_page) + _batch_hiding(A_WHOLE_RECORD), 0)
+    assert scan.damage is Damage.CORRUPT
+
+
+def test_past_a_lost_header_an_empty_frame_is_not_readable_data() -> None:
+    # The header's page never reached the disk; the payload's did.
+    data, _ = _log(2)
+    record = bytearray(_batch_hiding(A_FRAME_PATTERN))
+    record[:FRAME_HEADER_SIZE] = bytes(FRAME_HEADER_SIZE)
+    scan = scan_records(data + bytes(record), 0)
+    assert scan.damage is Damage.TORN_TAIL
+    assert scan.good_end == len(data)
+
+
+def test_past_a_lost_header_a_whole_record_counts_as_readable_data() -> None:
+    # Bytes that are a whole record with good checksums cannot be told from
+    # one once the header before them is lost: refusing is the safe side.
+    data, _ = _log(2)
+    record = bytearray(_batch_hiding(A_WHOLE_RECORD))
+    record[:FRAME_HEADER_SIZE] = bytes(FRAME_HEADER_SIZE)
+    assert scan_records(data + bytes(record), 0).damage is Damage.CORRUPT
+
+
+def test_a_record_check_decides_what_a_search_may_find() -> None:
+    data, _ = _log(1)
+    hole = bytes(FRAME_HEADER_SIZE + 3)
+    snapshot_record = encode_series("k", array("q", [1]), array("d", [1.0]))
+    assert scan_records(data + hole + snapshot_record, 0).damage is Damage.CORRUPT
+    scan = scan_records(data + hole + snapshot_record, 0, is_batch_record)
+    assert scan.damage is Damage.TORN_TAIL
+
+
+adversarial_stamps = st.one_of(
+    st.lists(st.one_of(timestamps, st.sampled_from([0, CRC_OF_8_ZEROS])), min_size=1, max_size=12),
+    st.integers(1, 6).map(lambda n: [0, CRC_OF_8_ZEROS] * n),
+    st.just(A_WHOLE_RECORD),
+)
+
+
+@st.composite
+def adversarial_batches(draw: st.DrawFn) -> bytes:
+    stamps = draw(adversarial_stamps)
+    names = draw(st.lists(keys, min_size=len(stamps), max_size=len(stamps)))
+    numbers = draw(st.lists(values, min_size=len(stamps), max_size=len(stamps)))
+    return encode_batch(names, numbers, stamps)
+
+
+@given(st.lists(adversarial_batches(), min_size=1, max_size=6), st.data())
+def test_any_cut_of_any_log_keeps_exactly_the_whole_records_before_it(
+    records: list[bytes], data: st.DataObject
+) -> None:
+    log = b"".join(records)
+    cut = data.draw(st.integers(0, len(log)), label="cut")
+    zeros = data.draw(st.sampled_from([0, 1, 4096]), label="zeros after the cut")
+    ends = [sum(map(len, records[:i])) for i in range(len(records) + 1)]
+    whole = [end for end in ends if end <= cut]
+    scan = scan_records(log[:cut] + bytes(zeros), 0, is_batch_record)
+    expected = [record[FRAME_HEADER_SIZE:] for record in records[: len(whole) - 1]]
+    assert [bytes(payload) for payload in scan.payloads] == expected
+    assert scan.good_end == whole[-1]
+    if cut == whole[-1] and not zeros:
+        assert scan.damage is None
+    else:
+        assert scan.damage is Damage.TORN_TAIL
+
+
+LONG_KEY_BYTES = 60_000
+
+
+def _long_key_series(count: int) -> list[tuple[str, array[int], array[float]]]:
+    """``count`` keys of 60 KB, 3 points each."""
+    return [
+        (f"{i:05d}" + "x" * (LONG_KEY_BYTES - 5), array("q", [1, 2, 3]), array("d", [i, i, i]))
+        for i in range(count)
+    ]
+
+
+def test_snapshot_pieces_are_sized_in_bytes_not_points() -> None:
+    series = _long_key_series(200)
+    budget = 1 << 20
+    pieces = [b"".join(piece) for piece in snapshot_pieces(series, budget)]
+    record = len(encode_series(*series[0]))
+    assert len(pieces) > 10
+    # Each piece is under the budget plus one record.
+    assert max(map(len, pieces)) < budget + record
+    data = b"".join(pieces)
+    assert data.startswith(SNAPSHOT_MAGIC)
+    scan = scan_records(data, len(SNAPSHOT_MAGIC))
+    assert scan.damage is None
+    assert decode_trailer(scan.payloads[-1]) == (200, 600)
+    assert [decode_series(p).key for p in scan.payloads[:-1]] == [key for key, _, _ in series]
+
+
+def test_snapshot_pieces_read_the_series_only_as_far_as_they_need() -> None:
+    taken = []
+
+    def each_series() -> Iterator[tuple[str, array[int], array[float]]]:
+        for one in _long_key_series(100):
+            taken.append(one[0])
+            yield one
+
+    pieces = snapshot_pieces(each_series(), 3 * LONG_KEY_BYTES)
+    next(pieces)
+    assert len(taken) == 3
+
+
+def test_a_series_over_the_largest_record_is_split_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_log_format, "MAX_RECORD_SIZE", 1000)
+    stamps = array("q", range(200))
+    numbers = array("d", (float(t) for t in range(200)))
+    data = b"".join(b"".join(piece) for piece in snapshot_pieces([("key", stamps, numbers)]))
+    scan = scan_records(data, len(SNAPSHOT_MAGIC))
+    assert scan.damage is None
+    records = [decode_series(payload) for payload in scan.payloads[:-1]]
+    assert len(records) == 4
+    assert all(len(payload) <= 1000 for payload in scan.payloads)
+    assert {record.key for record in records} == {"key"}
+    assert array("q", b"".join(r.timestamps.tobytes() for r in records)) == stamps
+    assert array("d", b"".join(r.values.tobytes() for r in records)) == numbers
+    assert decode_trailer(scan.payloads[-1]) == (1, 200)
+
+
+def test_a_batch_over_the_largest_record_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_log_format, "MAX_RECORD_SIZE", 1000)
+    encode_batch(["k"] * 50, [1.0] * 50, list(range(50)))
+    with pytest.raises(ValueError, match="over the 1000 maximum"):
+        encode_batch(["k"] * 60, [1.0] * 60, list(range(60)))

@@ -35,12 +35,14 @@ from ._log_format import (
     Damage,
     FormatError,
     Scan,
+    SeriesRecord,
     decode_batch,
     decode_series,
     decode_trailer,
-    encode_series,
-    encode_trailer,
+    is_batch_record,
+    is_snapshot_record,
     scan_records,
+    snapshot_pieces,
 )
 from ._store import MetricStore
 
@@ -303,7 +305,7 @@ def _replay_segment(
     """
     data = _read_segment(path, is_last, recovery, repair)
     if data:
-        scan = scan_records(data, FILE_HEADER_SIZE)
+        scan = scan_records(data, FILE_HEADER_SIZE, is_batch_record)
         if _replay_records(path, scan, recovery, repair, progress) and scan.damage is not None:
             if scan.damage is Damage.TORN_TAIL and is_last:
                 _cut_torn_tail(path, len(data), scan.good_end, scan.reason, recovery)
@@ -389,18 +391,20 @@ def _load_snapshot(
     if data[:FILE_HEADER_SIZE] != SNAPSHOT_MAGIC:
         _damaged(path, 0, "not a trio-metrics snapshot file", repair, recovery, rewrite)
         return 0
-    scan = scan_records(data, FILE_HEADER_SIZE)
+    scan = scan_records(data, FILE_HEADER_SIZE, is_snapshot_record)
     trailer = None
+    series = _SeriesJoiner(store)
     for offset, payload in zip(scan.offsets, scan.payloads, strict=True):
         trailer = decode_trailer(payload)
         if trailer is not None:
             break
         try:
-            record = decode_series(payload)
+            series.add(decode_series(payload))
         except FormatError as exc:
+            series.flush()
             _damaged(path, offset, str(exc), repair, recovery, rewrite)
             return len(data)
-        store.restore_series(record.key, record.timestamps, record.values)
+    series.flush()
     if scan.damage is not None:
         # A snapshot is renamed into place only when complete: any bad
         # record in it, even at its end, is damage.
@@ -409,6 +413,30 @@ def _load_snapshot(
         _damaged(path, len(data), "snapshot ends without its trailer", repair, recovery, rewrite)
     say(f"recovery: loaded snapshot {path.name}: {len(store.keys())} keys, {len(store)} points")
     return len(data)
+
+
+@attrs.define
+class _SeriesJoiner:
+    """Restores a snapshot's series into a store, joining the consecutive
+    records of one key (a series over the largest record is written so)."""
+
+    store: MetricStore
+    pending: SeriesRecord | None = None
+
+    def add(self, record: SeriesRecord) -> None:
+        pending = self.pending
+        if pending is not None and pending.key == record.key:
+            pending.timestamps.extend(record.timestamps)
+            pending.values.extend(record.values)
+            return
+        self.flush()
+        self.pending = record
+
+    def flush(self) -> None:
+        """Restore the series read so far."""
+        pending, self.pending = self.pending, None
+        if pending is not None:
+            self.store.restore_series(pending.key, pending.timestamps, pending.values)
 
 
 def _damaged(
@@ -443,16 +471,16 @@ def _cut_at(path: Path, offset: int) -> None:
 
 def write_snapshot_file(path: Path, store: MetricStore) -> int:
     """Write ``store`` as a complete snapshot at ``path`` (via a fsynced ``.tmp``
-    and a rename); return its size. Blocking; used by ``--repair``."""
+    and a rename); return its size. Blocking; used by ``--repair``.
+
+    Written in pieces of about a MiB, as a compaction writes it. Raises
+    :exc:`OSError` (the ``.tmp`` file may be left; the next start deletes it).
+    """
     temporary = path.with_name(path.name + ".tmp")
     size = 0
     with open(temporary, "wb") as snapshot:
-        size += snapshot.write(SNAPSHOT_MAGIC)
-        keys = 0
-        for key, stamps, values in store.iter_series("*"):
-            size += snapshot.write(encode_series(key, stamps, values))  # type: ignore[arg-type]
-            keys += 1
-        size += snapshot.write(encode_trailer(keys, len(store)))
+        for piece in snapshot_pieces(store.iter_series("*")):
+            size += snapshot.write(b"".join(piece))
         snapshot.flush()
         os.fsync(snapshot.fileno())
     os.replace(temporary, path)

@@ -17,12 +17,13 @@ step; a test can hand the store one that fails.
 
 Compaction runs beside it when the log outgrows the live data: the writer
 closes the current segment at a point between two batches and starts the
-next; the compaction task then copies the store key by key (the other
-tasks run between keys) into ``snapshot.N.tmp``, fsyncs, renames it into
-place, fsyncs the directory and deletes the older files. The copy may hold
-points that came after the switch; replaying segment N over it stores them
-again with the same values, which changes nothing (a put only ever sets a
-value), so the snapshot plus segment N always give the live data.
+next; the compaction task then copies the store key by key into
+``snapshot.N.tmp`` (the other tasks run between pieces of about a MiB),
+fsyncs, renames it into place, fsyncs the directory and deletes the older
+files. The copy may hold points that came after the switch; replaying
+segment N over it stores them again with the same values, which changes
+nothing (a put only ever sets a value), so the snapshot plus segment N
+always give the live data.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ from ._data_dir import (
     snapshot_path,
 )
 from ._log_file import LogFile, NewSegmentError
-from ._log_format import LOG_MAGIC, SNAPSHOT_MAGIC, encode_batch, encode_series, encode_trailer
+from ._log_format import LOG_MAGIC, encode_batch, snapshot_pieces
 from ._store import MetricStore, Series, StoreUnavailableError
 
 __all__ = [
@@ -65,8 +66,6 @@ logger = logging.getLogger("trio_metrics.durability")
 #: The log is compacted once it is larger than this and than twice the snapshot.
 DEFAULT_COMPACT_MIN_BYTES = 64 * 1024 * 1024
 _EVERYSEC = 1.0
-# A snapshot is written in pieces of about this many points, one thread call each.
-_SNAPSHOT_PIECE_POINTS = 1 << 16
 _COMPACTION_RETRY = 60.0
 # How long closing may take to write and fsync what is queued.
 _CLOSE_TIMEOUT = 30.0
@@ -445,24 +444,15 @@ class DurableStore:
         return rotation.started
 
     async def _write_snapshot(self, snapshot: BinaryIO, keys: list[str]) -> int:
-        pieces: list[bytes] = [SNAPSHOT_MAGIC]
-        points = 0
-        written_keys = 0
-        in_piece = 0
+        """Write the snapshot of ``keys`` in pieces of about a MiB, each from a worker thread.
+
+        Other tasks run between pieces; each key is copied in one step (the
+        pieces are made lazily), so each is a consistent series.
+        """
         size = 0
-        for key in keys:
-            # Each key is copied in one step, so each is a consistent snapshot.
-            for series in self.memory.iter_series(key):
-                stamps, numbers = series.timestamps, series.values
-                pieces.append(encode_series(key, stamps, numbers))  # type: ignore[arg-type]
-                points += len(stamps)
-                in_piece += len(stamps)
-                written_keys += 1
-            if in_piece >= _SNAPSHOT_PIECE_POINTS:
-                size += await trio.to_thread.run_sync(_write_all, snapshot, pieces)
-                pieces, in_piece = [], 0
-        pieces.append(encode_trailer(written_keys, points))
-        size += await trio.to_thread.run_sync(_write_all, snapshot, pieces)
+        series = (each for key in keys for each in self.memory.iter_series(key))
+        for piece in snapshot_pieces(series):
+            size += await trio.to_thread.run_sync(_write_all, snapshot, piece)
         await trio.to_thread.run_sync(_sync_and_close, snapshot)
         return size
 
@@ -539,8 +529,9 @@ def _create(path: Path) -> BinaryIO:
     return open(path, "wb")
 
 
-def _write_all(file: BinaryIO, pieces: list[bytes]) -> int:
-    data = b"".join(pieces)
+def _write_all(file: BinaryIO, parts: list[bytes]) -> int:
+    # Joined here, in the worker thread, rather than on the event loop.
+    data = b"".join(parts)
     file.write(data)
     return len(data)
 

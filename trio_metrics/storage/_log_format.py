@@ -11,7 +11,9 @@ records. A frame is a 12-byte header and a payload::
 The header's own checksum tells a damaged length apart from a torn write:
 without it, a flipped bit in a length in the middle of a file would look
 like a record running past the end, and everything after it would be
-dropped as a "torn tail".
+dropped as a "torn tail". Once a header is known good, its length also
+says where the next frame starts when the payload is bad or cut off, so
+nothing inside a torn record is ever taken for a frame.
 
 A log record holds one batch of points as columns::
 
@@ -21,6 +23,9 @@ A log record holds one batch of points as columns::
 one). A snapshot holds one record per key, in the store's key order::
 
     count u32 LE | key length u32 LE | key UTF-8 | timestamps | values
+
+(a series too long for one record, over :data:`MAX_RECORD_SIZE`, is
+several consecutive records of its key, which a reader joins)
 
 and ends with a trailer record (``count`` = 0xFFFFFFFF, then the number of
 keys and of points as u64 LE) so that a cut-off snapshot is never mistaken
@@ -34,7 +39,8 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import attrs
 
@@ -43,6 +49,7 @@ __all__ = [
     "LOG_MAGIC",
     "MAX_RECORD_SIZE",
     "SNAPSHOT_MAGIC",
+    "SNAPSHOT_PIECE_BYTES",
     "Damage",
     "FormatError",
     "Scan",
@@ -54,7 +61,10 @@ __all__ = [
     "encode_series",
     "encode_trailer",
     "frame",
+    "is_batch_record",
+    "is_snapshot_record",
     "scan_records",
+    "snapshot_pieces",
 ]
 
 LOG_MAGIC = b"TMLOG01\n"
@@ -112,15 +122,21 @@ class Scan:
     reason: str = ""
 
 
-def scan_records(data: bytes | memoryview, start: int) -> Scan:
+def scan_records(
+    data: bytes | memoryview,
+    start: int,
+    is_record: Callable[[memoryview], bool] | None = None,
+) -> Scan:
     """Read the frames of ``data`` from offset ``start`` until the end or the first bad one.
 
-    A bad frame is a :attr:`Damage.TORN_TAIL` when no good frame follows it
-    (within :data:`RESYNC_WINDOW` bytes; zero bytes alone never count):
-    cutting it loses nothing that could still be read, which is what a
-    crash in the middle of a write, or pages of the last write reaching
-    the disk out of order, leaves. With a good frame after it, it is
-    :attr:`Damage.CORRUPT`.
+    A bad frame is a :attr:`Damage.TORN_TAIL` when nothing readable
+    follows it: cutting it loses nothing that could still be read, which
+    is what a crash in the middle of a write, or pages of the last write
+    reaching the disk out of order, leaves. With a good frame after it, it
+    is :attr:`Damage.CORRUPT`. How "after" is judged is :func:`_judge`'s;
+    ``is_record`` says whether a payload found by searching byte by byte
+    holds a record (by default: a log or snapshot record of any kind).
+    Never raises for bad bytes.
     """
     view = memoryview(data)
     size = len(view)
@@ -130,8 +146,7 @@ def scan_records(data: bytes | memoryview, start: int) -> Scan:
     while offset < size:
         reason = _frame_problem(view, offset, size)
         if reason is not None:
-            torn = not any(view[offset:]) or not _good_frame_after(view, offset + 1, size)
-            damage = Damage.TORN_TAIL if torn else Damage.CORRUPT
+            damage = _judge(view, offset, is_record or _holds_any_record)
             return Scan(payloads, offsets, offset, damage, reason)
         length = _HEAD.unpack_from(view, offset)[0]
         payloads.append(view[offset + FRAME_HEADER_SIZE : offset + FRAME_HEADER_SIZE + length])
@@ -145,8 +160,54 @@ def scan_records(data: bytes | memoryview, start: int) -> Scan:
 RESYNC_WINDOW = 1 << 20
 
 
-def _good_frame_after(view: memoryview, first: int, size: int) -> bool:
-    """Whether a good frame starts anywhere in ``first`` .. ``first + RESYNC_WINDOW``."""
+def _judge(view: memoryview, offset: int, is_record: Callable[[memoryview], bool]) -> Damage:
+    """Whether anything readable follows the bad frame at ``offset``.
+
+    A frame whose header checksum is good occupies its declared length, so
+    the next frame starts right after it and nowhere inside it: bytes a
+    torn record holds (points anyone can put) are never read as frames.
+    Only past a header that is itself bad, whose length is unknown, is a
+    good frame searched for byte by byte, and there it must hold a record.
+    """
+    size = len(view)
+    if not any(view[offset:]):
+        return Damage.TORN_TAIL
+    position = offset
+    while (end := _trusted_end(view, position)) is not None:
+        if end >= size:
+            return Damage.TORN_TAIL  # the bad frame reaches the end of the file
+        if _frame_problem(view, end, size) is None:
+            return Damage.CORRUPT
+        position = end
+    if _good_frame_after(view, position + 1, is_record):
+        return Damage.CORRUPT
+    return Damage.TORN_TAIL
+
+
+def _trusted_end(view: memoryview, offset: int) -> int | None:
+    """Where the frame at ``offset`` ends if its header can be believed, else None.
+
+    It can when its checksum is good and the length is one a writer makes.
+    """
+    if len(view) - offset < FRAME_HEADER_SIZE:
+        return None
+    length: int = _HEAD.unpack_from(view, offset)[0]
+    (head_crc,) = _HEAD_CRC.unpack_from(view, offset + 8)
+    if zlib.crc32(view[offset : offset + 8]) != head_crc or length > MAX_RECORD_SIZE:
+        return None
+    return offset + FRAME_HEADER_SIZE + length
+
+
+def _good_frame_after(
+    view: memoryview, first: int, is_record: Callable[[memoryview], bool]
+) -> bool:
+    """Whether a good frame holding a record starts in ``first`` .. ``first + RESYNC_WINDOW``.
+
+    An empty "frame" is 8 zero bytes and their CRC32, which a column of
+    points can hold by chance; no record is empty, and requiring a record
+    rules such chance patterns out.
+    """
+    size = len(view)
     last = min(size - FRAME_HEADER_SIZE, first + RESYNC_WINDOW)
     if size - first > RESYNC_WINDOW + FRAME_HEADER_SIZE and any(view[last:]):
         return True  # too far to search: assume readable data follows
@@ -156,7 +217,10 @@ def _good_frame_after(view: memoryview, first: int, size: int) -> bool:
         if crc32(head) != _HEAD_CRC.unpack_from(view, candidate + 8)[0]:
             continue
         if _frame_problem(view, candidate, size) is None:
-            return True
+            length = _HEAD.unpack_from(view, candidate)[0]
+            payload_start = candidate + FRAME_HEADER_SIZE
+            if is_record(view[payload_start : payload_start + length]):
+                return True
     return False
 
 
@@ -182,8 +246,8 @@ def encode_batch(keys: Sequence[str], values: Sequence[float], timestamps: Seque
     """A framed log record of one batch of points (parallel columns).
 
     Raises :exc:`ValueError` for columns of unequal length, an empty batch,
-    or a key holding a newline, and :exc:`struct.error` for a timestamp
-    outside the i64 range.
+    a key holding a newline, or a record over :data:`MAX_RECORD_SIZE`, and
+    :exc:`struct.error` for a timestamp outside the i64 range.
     """
     count = len(keys)
     if not count == len(values) == len(timestamps):
@@ -201,6 +265,9 @@ def encode_batch(keys: Sequence[str], values: Sequence[float], timestamps: Seque
             joined.encode(),
         )
     )
+    if len(payload) > MAX_RECORD_SIZE:
+        # Recovery would refuse it as damage: it must never be logged.
+        raise ValueError(f"a batch of {len(payload)} bytes is over the {MAX_RECORD_SIZE} maximum")
     return frame(payload)
 
 
@@ -280,6 +347,61 @@ def decode_series(payload: bytes | memoryview) -> SeriesRecord:
     return SeriesRecord(key, stamps, numbers)
 
 
+#: A snapshot is written in pieces of about this many bytes (records are
+#: the key, 16 bytes per point and 20 bytes of headers), so that writing one
+#: holds at most a piece and one record in memory, however long the keys.
+SNAPSHOT_PIECE_BYTES = 1 << 20
+
+
+def snapshot_pieces(
+    series: Iterable[tuple[str, Sequence[int], Sequence[float]]],
+    piece_bytes: int = SNAPSHOT_PIECE_BYTES,
+) -> Iterator[list[bytes]]:
+    """A whole snapshot file of ``series`` (in order), as pieces to write one after another.
+
+    Each piece is a list of encoded parts: the first starts with the file
+    header, the last ends with the trailer. A piece is under
+    ``piece_bytes`` plus its last record. ``series`` is read lazily, one
+    key per step, so the caller decides when each key is copied.
+    """
+    piece: list[bytes] = [SNAPSHOT_MAGIC]
+    size = len(SNAPSHOT_MAGIC)
+    keys = points = 0
+    for key, timestamps, values in series:
+        keys += 1
+        points += len(timestamps)
+        for record in _series_records(key, _column("q", timestamps), _column("d", values)):
+            piece.append(record)
+            size += len(record)
+            if size >= piece_bytes:
+                yield piece
+                piece, size = [], 0
+    piece.append(encode_trailer(keys, points))
+    yield piece
+
+
+def _column(typecode: str, column: Sequence[Any]) -> array[Any]:
+    # The store hands out arrays, written as they are; other sequences are copied.
+    return column if isinstance(column, array) else array(typecode, column)
+
+
+def _series_records(key: str, timestamps: array[int], values: array[float]) -> Iterator[bytes]:
+    """One key's series as snapshot records: one, or several in order when one
+    would be over :data:`MAX_RECORD_SIZE` (recovery joins them).
+
+    Raises :exc:`ValueError` for a key too long for any record.
+    """
+    per_record = (MAX_RECORD_SIZE - _SERIES_HEAD.size - len(key.encode())) // 16
+    if per_record < 1:
+        raise ValueError("a key too long for a snapshot record")
+    if len(timestamps) <= per_record:
+        yield encode_series(key, timestamps, values)
+        return
+    for start in range(0, len(timestamps), per_record):
+        end = start + per_record
+        yield encode_series(key, timestamps[start:end], values[start:end])
+
+
 def encode_trailer(keys: int, points: int) -> bytes:
     """The framed record that ends a complete snapshot."""
     return frame(_TRAILER.pack(_TRAILER_MARK, keys, points))
@@ -291,3 +413,27 @@ def decode_trailer(payload: bytes | memoryview) -> tuple[int, int] | None:
         return None
     mark, keys, points = _TRAILER.unpack_from(payload, 0)
     return (keys, points) if mark == _TRAILER_MARK else None
+
+
+def is_batch_record(payload: bytes | memoryview) -> bool:
+    """Whether ``payload`` decodes as a log record (never raises)."""
+    try:
+        decode_batch(payload)
+    except FormatError:
+        return False
+    return True
+
+
+def is_snapshot_record(payload: bytes | memoryview) -> bool:
+    """Whether ``payload`` decodes as a snapshot's series or trailer record (never raises)."""
+    if decode_trailer(payload) is not None:
+        return True
+    try:
+        decode_series(payload)
+    except FormatError:
+        return False
+    return True
+
+
+def _holds_any_record(payload: memoryview) -> bool:
+    return is_batch_record(payload) or is_snapshot_record(payload)
