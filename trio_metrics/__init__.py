@@ -29,7 +29,7 @@ from .storage import (
     StoreUnavailableError,
 )
 from .transport import Limits, ServerStats
-from .wire import ProtocolError
+from .wire import GlobError, ProtocolError
 
 __version__ = "0.1.0"
 
@@ -44,6 +44,7 @@ __all__ = [
     "ExistingStore",
     "FormatError",
     "FsyncPolicy",
+    "GlobError",
     "GraphiteLineError",
     "GraphiteListenError",
     "HttpListenError",

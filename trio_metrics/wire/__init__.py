@@ -6,6 +6,13 @@ CLI and the HTTP API all use these rules.
 
 from __future__ import annotations
 
+from ._globs import (
+    MAX_GLOB_BYTES,
+    MAX_GLOB_VARIANTS,
+    Glob,
+    GlobError,
+    compile_glob,
+)
 from ._protocol import (
     ALL_KEYS,
     ERROR_ANSWER,
@@ -45,6 +52,8 @@ from ._protocol import (
 __all__ = [
     "ALL_KEYS",
     "ERROR_ANSWER",
+    "MAX_GLOB_BYTES",
+    "MAX_GLOB_VARIANTS",
     "MAX_TIMESTAMP",
     "MAX_TIMESTAMP_DIGITS",
     "OK_ANSWER",
@@ -55,6 +64,8 @@ __all__ = [
     "Command",
     "ErrorAnswer",
     "Get",
+    "Glob",
+    "GlobError",
     "LineEncoder",
     "OkAnswer",
     "Point",
@@ -62,6 +73,7 @@ __all__ = [
     "Put",
     "ResponseParser",
     "Stats",
+    "compile_glob",
     "encode_get_answer",
     "encode_get_request",
     "encode_point_lines",
