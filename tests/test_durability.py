@@ -622,3 +622,12 @@ async def test_a_failed_log_closes_graphite_senders_with_one_warning(
         assert real is not None
         real.close()
         nursery.cancel_scope.cancel()
+
+
+async def test_keys_with_prefix_reads_the_recovered_keys(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path, fsync="never") as store:
+        await store.put_batch(["web.b", "db.a", "web.a"], [1.0, 2.0, 3.0], [5, 5, 5])
+    async with open_durable_store(tmp_path) as store:
+        assert await store.keys_with_prefix("web.", "", 10) == ["web.a", "web.b"]
+        await store.put_batch(["web.0"], [1.0], [1])
+        assert await store.keys_with_prefix("web.", "", 2) == ["web.0", "web.a"]

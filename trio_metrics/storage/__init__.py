@@ -52,6 +52,7 @@ from ._log_format import (
     scan_records,
 )
 from ._store import (
+    KEY_PAGE,
     MetricStore,
     Series,
     Store,
@@ -61,6 +62,7 @@ from ._store import (
 __all__ = [
     "DEFAULT_COMPACT_MIN_BYTES",
     "FRAME_HEADER_SIZE",
+    "KEY_PAGE",
     "LOG_MAGIC",
     "MAX_RECORD_SIZE",
     "SNAPSHOT_MAGIC",

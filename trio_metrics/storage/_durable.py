@@ -515,6 +515,10 @@ class DurableStore:
             self.figures.log_bytes_written,
         )
 
+    async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
+        """:class:`Store` interface: read from memory."""
+        return await self.memory.keys_with_prefix(prefix, after, limit)
+
 
 class _NewSegmentError(OSError):
     """The next log segment could not be made (the old one is safe)."""
