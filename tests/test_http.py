@@ -11,6 +11,7 @@ import socket
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trio
@@ -118,18 +119,98 @@ async def test_keys_lists_sorted_and_filters_by_glob(web: ServerInfo) -> None:
     assert await get_json(port, "/api/v1/keys") == {
         "keys": ["Web.cpu", "db.cpu", "db.disk.sda", "web.cpu", "web.mem"]
     }
+    # Graphite's globs: matched node by node, so * and ? never cross a dot.
     cases = {
         "web.*": ["web.cpu", "web.mem"],  # case-sensitive
         "*.cpu": ["Web.cpu", "db.cpu", "web.cpu"],
+        "*": [],
+        "*.*.*": ["db.disk.sda"],
         "db.???": ["db.cpu"],
-        "[dW]*": ["Web.cpu", "db.cpu", "db.disk.sda"],
+        "[dW]*.*": ["Web.cpu", "db.cpu"],
+        "{web,db}.cpu": ["db.cpu", "web.cpu"],
         "nothing*": [],
         "db.cpu": ["db.cpu"],
     }
     for pattern, expected in cases.items():
-        query = "?match=" + pattern.replace("[", "%5B").replace("]", "%5D")
+        query = "?match=" + quote(pattern)
         assert await get_json(port, "/api/v1/keys" + query) == {"keys": expected}, pattern
     assert "error" in await get_json(port, "/api/v1/keys?match=a&match=b", 400)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("web.[a-", "no closing ']'"),
+        ("{a,b", "no closing '}'"),
+        ("a}", "closes no '{'"),
+        ("x" * 1025, "a glob of 1025 bytes: at most 1024"),
+    ],
+)
+async def test_a_bad_or_long_glob_is_a_400_that_says_why(
+    web: ServerInfo, pattern: str, message: str
+) -> None:
+    answer = await get_json(http_port(web), "/api/v1/keys?match=" + quote(pattern), 400)
+    assert answer == {
+        "error": "bad match glob: " + answer["error"].removeprefix("bad match glob: ")
+    }
+    assert message in answer["error"]
+
+
+class Pinger:
+    """Main-port put round trips, back to back: the longest one is the worst stall."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.count = 0
+
+    async def run(self, port: int) -> None:
+        async with open_client("127.0.0.1", port, timeout=NETWORK_TIMEOUT) as client:
+            while True:
+                started = trio.current_time()
+                await client.put("ping", 1, self.count)
+                self.longest = max(self.longest, trio.current_time() - started)
+                self.count += 1
+                await trio.sleep(0.005)
+
+
+async def test_a_glob_bomb_is_answered_at_once_without_stalling_the_main_port(
+    web: ServerInfo, nursery: trio.Nursery
+) -> None:
+    """16,300 '[' once took 5-7 s of the event loop (fnmatch's quadratic translation)."""
+    pinger = Pinger()
+    nursery.start_soon(pinger.run, web.port)
+    await trio.sleep(0.1)
+    for suffix in ("x", "]", "*.cpu"):
+        started = trio.current_time()
+        # Sent raw, as the attack was: the request line stays under h11's 16 KiB.
+        code, _, body = await request(
+            http_port(web), "GET", "/api/v1/keys?match=" + "[" * 16_300 + suffix
+        )
+        assert trio.current_time() - started <= 1.0
+        assert code == 400, body
+    await trio.sleep(0.05)
+    assert pinger.count > 10
+    assert pinger.longest <= 0.25
+
+
+async def test_many_keys_are_listed_page_by_page_in_order(nursery: trio.Nursery) -> None:
+    store = MetricStore()
+    count = 10_000
+    keys = [f"host{(i * 7919) % count:05d}.{kind}" for i in range(count) for kind in ("cpu", "mem")]
+    store.put_columns(keys, [1.0] * len(keys), [1] * len(keys))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    code, headers, body = await request(info.port, "GET", "/api/v1/keys")
+    assert code == 200
+    assert "content-length" not in headers  # streamed
+    assert json.loads(body) == {"keys": sorted(keys)}
+    answer = await get_json(info.port, "/api/v1/keys?match=" + quote("host0[01]*.mem"))
+    assert answer == {"keys": [f"host{i:05d}.mem" for i in range(2000)]}
+    answer = await get_json(info.port, "/api/v1/keys?match=*.cpu")
+    assert answer == {"keys": sorted(k for k in keys if k.endswith(".cpu"))}
 
 
 # --- series -------------------------------------------------------------------
@@ -588,7 +669,7 @@ async def test_cli_serve_with_http_port() -> None:
 class FailingStore(MetricStore):
     """A store whose reads fail, as a broken backend's would."""
 
-    async def list_keys(self) -> list[str]:
+    async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
         raise RuntimeError("the disk is on fire")
 
 

@@ -11,9 +11,11 @@ from ._api import (
     MAX_SERIES_KEYS,
     HttpApi,
     HttpStats,
+    reduce_for_chart,
+)
+from ._messages import (
     Request,
     Response,
-    reduce_for_chart,
 )
 from ._openapi import (
     OPENAPI,

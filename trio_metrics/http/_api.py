@@ -13,16 +13,15 @@ its traceback; the server goes on).
 
 from __future__ import annotations
 
-import fnmatch
 import functools
 import json
 import logging
 import math
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from importlib import resources
-from typing import Any, Final
+from typing import Final
 from urllib.parse import parse_qs
 
 import attrs
@@ -31,17 +30,18 @@ import trio
 from ..storage import Series, Store
 from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats
 from ..wire import MAX_TIMESTAMP, is_valid_key
+from ._keys import keys_response
+from ._messages import BadRequest, Request, Response
 from ._openapi import OPENAPI
 from ._prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._prometheus import Figure, render_metrics
+from ._sending import Receive, Scope, Send, send_response
 
 __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "MAX_SERIES_KEYS",
     "HttpApi",
     "HttpStats",
-    "Request",
-    "Response",
     "reduce_for_chart",
 ]
 
@@ -52,7 +52,6 @@ DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 #: The most ``key`` parameters one ``/api/v1/series`` request may name.
 MAX_SERIES_KEYS: Final = 100
 
-_JSON: Final = "application/json"
 _STATIC_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -63,50 +62,10 @@ _POINT_FIELDS: Final = frozenset({"key", "value", "timestamp"})
 # (500,000 points take about a second).
 _POINTS_ENCODED_INLINE: Final = 20_000
 
-# ASGI's messages are plain dicts; these names only make signatures readable.
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-@attrs.frozen
-class Request:
-    """An HTTP request with its whole body."""
-
-    method: str
-    path: str
-    #: Query parameters as :func:`urllib.parse.parse_qs` gives them.
-    query: Mapping[str, Sequence[str]] = attrs.field(factory=dict)
-    body: bytes = b""
-
-
-@attrs.frozen
-class Response:
-    """What :meth:`HttpApi.handle` answers."""
-
-    status: int
-    body: bytes
-    content_type: str = _JSON
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def json(cls, status: int, document: object) -> Response:
-        """A JSON response of ``document``."""
-        return cls(status, json.dumps(document, separators=(",", ":")).encode())
-
-    @classmethod
-    def error(cls, status: int, message: str, **fields: object) -> Response:
-        """An error response: ``{"error": message, **fields}``."""
-        return cls.json(status, {"error": message, **fields})
-
 
 #: The longest key accepted: a ``put`` line of the default maximum length
 #: (64 KiB) must still have room for it, a value and a timestamp.
 MAX_KEY_BYTES: Final = DEFAULT_MAX_LINE_LENGTH - 64
-
-
-class _BadRequest(Exception):
-    """Raised by a handler to answer 400 with this message."""
 
 
 class _Disconnected(Exception):
@@ -213,7 +172,7 @@ class HttpApi:
             else:
                 try:
                     response = await handler(request)
-                except _BadRequest as exc:
+                except BadRequest as exc:
                     response = Response.error(400, str(exc))
         self.http_stats.count(route or "other", response.status)
         return response
@@ -232,43 +191,38 @@ class HttpApi:
         except _Disconnected:
             return  # nobody to answer, and half a request is not run
         if body is None:
-            self.http_stats.bodies_too_large += 1
-            route = self.route_of(scope["path"]) or "other"
-            self.http_stats.count(route, 413)
-            response = Response.error(
-                413, f"request body over the limit of {self.max_body_bytes} bytes"
-            )
-            # The rest of the body is not read: the connection cannot be reused.
-            response = attrs.evolve(response, headers=(("connection", "close"),))
+            response = self._too_large(scope["path"])
         else:
-            try:
-                # Strict: a key that is not UTF-8 is refused, not turned into U+FFFD.
-                query = parse_qs(
-                    scope["query_string"].decode("latin-1"), keep_blank_values=True, errors="strict"
-                )
-            except UnicodeDecodeError:
-                query = None
-            request = Request(scope["method"], scope["path"], query or {}, body)
-            try:
-                if query is None:
-                    self.http_stats.count(self.route_of(request.path) or "other", 400)
-                    response = Response.error(400, "the query string is not UTF-8")
-                else:
-                    response = await self.handle(request)
-            except Exception:
-                # A failing store (or a bug): this request fails, the server goes on.
-                logger.exception("%s %s failed", request.method, request.path)
-                self.http_stats.count(self.route_of(request.path) or "other", 500)
-                response = Response.error(500, "internal error; the server's log has the details")
-        headers = [
-            (b"content-type", response.content_type.encode()),
-            (b"content-length", str(len(response.body)).encode()),
-            (b"cache-control", b"no-store"),
-            (b"x-content-type-options", b"nosniff"),
-            *((name.encode(), value.encode()) for name, value in response.headers),
-        ]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
+            response = await self._answer(scope, body)
+        await send_response(send, receive, response, head=scope["method"] == "HEAD")
+
+    def _too_large(self, path: str) -> Response:
+        self.http_stats.bodies_too_large += 1
+        self.http_stats.count(self.route_of(path) or "other", 413)
+        response = Response.error(
+            413, f"request body over the limit of {self.max_body_bytes} bytes"
+        )
+        # The rest of the body is not read: the connection cannot be reused.
+        return attrs.evolve(response, headers=(("connection", "close"),))
+
+    async def _answer(self, scope: Scope, body: bytes) -> Response:
+        """The response to a request read whole; a failure of the store is a 500."""
+        try:
+            # Strict: a key that is not UTF-8 is refused, not turned into U+FFFD.
+            query = parse_qs(
+                scope["query_string"].decode("latin-1"), keep_blank_values=True, errors="strict"
+            )
+        except UnicodeDecodeError:
+            self.http_stats.count(self.route_of(scope["path"]) or "other", 400)
+            return Response.error(400, "the query string is not UTF-8")
+        request = Request(scope["method"], scope["path"], query, body)
+        try:
+            return await self.handle(request)
+        except Exception:
+            # A failing store (or a bug): this request fails, the server goes on.
+            logger.exception("%s %s failed", request.method, request.path)
+            self.http_stats.count(self.route_of(request.path) or "other", 500)
+            return Response.error(500, "internal error; the server's log has the details")
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         """The request body, or None once it is known to be over the limit.
@@ -311,26 +265,22 @@ class HttpApi:
         return Response(200, text.encode(), METRICS_CONTENT_TYPE)
 
     async def _keys(self, request: Request) -> Response:
-        pattern = _one_param(request, "match", "*")
-        keys = await self.store.list_keys()
-        return Response.json(
-            200, {"keys": sorted(key for key in keys if fnmatch.fnmatchcase(key, pattern))}
-        )
+        return await keys_response(self.store, request.param("match"))
 
     async def _series(self, request: Request) -> Response:
         keys = request.query.get("key", [])
         if not keys:
-            raise _BadRequest("give at least one key parameter")
+            raise BadRequest("give at least one key parameter")
         if len(keys) > MAX_SERIES_KEYS:
-            raise _BadRequest(f"at most {MAX_SERIES_KEYS} key parameters")
+            raise BadRequest(f"at most {MAX_SERIES_KEYS} key parameters")
         first = _timestamp_param(request, "from", 0)
         last = _timestamp_param(request, "until", MAX_TIMESTAMP)
         if first > last:
-            raise _BadRequest(f"from ({first}) is after until ({last})")
+            raise BadRequest(f"from ({first}) is after until ({last})")
         max_points = _max_points_param(request)
         for key in keys:
             if not is_valid_key(key):
-                raise _BadRequest(f"invalid key {key!r}")
+                raise BadRequest(f"invalid key {key!r}")
         ranges: list[Series] = []
         for key in dict.fromkeys(keys):
             stamps: Sequence[int] = ()
@@ -355,9 +305,9 @@ class HttpApi:
                 request.body, parse_constant=_refuse_constant, object_pairs_hook=_unique_fields
             )
         except (ValueError, RecursionError) as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from None
+            raise BadRequest(f"body is not JSON: {exc}") from None
         if not isinstance(document, list):
-            raise _BadRequest("body must be a JSON array of points")
+            raise BadRequest("body must be a JSON array of points")
         now = int(self._clock())
         keys: list[str] = []
         values: list[float] = []
@@ -365,7 +315,7 @@ class HttpApi:
         for index, item in enumerate(document):
             try:
                 key, value, timestamp = _point(item, now)
-            except _BadRequest as exc:
+            except BadRequest as exc:
                 return Response.error(400, f"item {index}: {exc}", index=index)
             keys.append(key)
             values.append(value)
@@ -394,9 +344,9 @@ def _static_file(name: str) -> Response:
 def _one_param(request: Request, name: str, default: str) -> str:
     values = request.query.get(name, [])
     if len(values) > 1:
-        raise _BadRequest(f"give the {name} parameter at most once")
+        raise BadRequest(f"give the {name} parameter at most once")
     if values and not values[0]:
-        raise _BadRequest(f"the {name} parameter is empty")
+        raise BadRequest(f"the {name} parameter is empty")
     return values[0] if values else default
 
 
@@ -418,7 +368,7 @@ def _max_points_param(request: Request) -> int | None:
     if not text:
         return None
     if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 3:
-        raise _BadRequest("max_points must be a whole number of at least 3")
+        raise BadRequest("max_points must be a whole number of at least 3")
     return int(text)
 
 
@@ -450,43 +400,43 @@ def _timestamp_param(request: Request, name: str, default: int) -> int:
     if not text:
         return default
     if not (text.isascii() and text.isdigit() and len(text) <= 19) or int(text) > MAX_TIMESTAMP:
-        raise _BadRequest(f"{name} must be whole unix seconds in 0..{MAX_TIMESTAMP}")
+        raise BadRequest(f"{name} must be whole unix seconds in 0..{MAX_TIMESTAMP}")
     return int(text)
 
 
 def _point(item: object, now: int) -> tuple[str, float, int]:
     """Check one posted point against the protocol's rules."""
     if not isinstance(item, dict):
-        raise _BadRequest("a point must be an object with key, value and optional timestamp")
+        raise BadRequest("a point must be an object with key, value and optional timestamp")
     unknown = item.keys() - _POINT_FIELDS
     if unknown:
-        raise _BadRequest(f"unknown field {sorted(unknown)[0]!r}")
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
     if "key" not in item or "value" not in item:
-        raise _BadRequest("a point needs a key and a value")
+        raise BadRequest("a point needs a key and a value")
     key = item["key"]
     if not isinstance(key, str) or not is_valid_key(key):
-        raise _BadRequest(f"invalid key {key!r}: one word of printable characters, not '*'")
+        raise BadRequest(f"invalid key {key!r}: one word of printable characters, not '*'")
     if len(key.encode()) > MAX_KEY_BYTES:
-        raise _BadRequest(
+        raise BadRequest(
             f"key of {len(key.encode())} bytes: at most {MAX_KEY_BYTES}, so that a put or get"
             " line can carry it"
         )
     value = item["value"]
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _BadRequest(f"value {value!r} is not a number")
+        raise BadRequest(f"value {value!r} is not a number")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise _BadRequest(f"value {value!r} is not a finite number")
+        raise BadRequest(f"value {value!r} is not a finite number")
     timestamp = item.get("timestamp", now)
     if (
         not isinstance(timestamp, int)
         or isinstance(timestamp, bool)
         or not 0 <= timestamp <= MAX_TIMESTAMP
     ):
-        raise _BadRequest(f"timestamp {timestamp!r} must be whole unix seconds in 0..2**63-1")
+        raise BadRequest(f"timestamp {timestamp!r} must be whole unix seconds in 0..2**63-1")
     return key, number, timestamp
 
 

@@ -75,9 +75,10 @@ OPENAPI: Final[dict[str, Any]] = {
                         "name": "match",
                         "in": "query",
                         "required": False,
-                        "description": "fnmatch-style pattern (`*`, `?`, `[abc]`),"
-                        " case-sensitive; default `*`.",
-                        "schema": {"type": "string"},
+                        "description": "Graphite-style glob matched node by node (`*` and `?`"
+                        " never cross a `.`; `[a-z]`, `[!a-z]`, `{a,b}`), case-sensitive, at"
+                        " most 1024 bytes; without it every key is listed.",
+                        "schema": {"type": "string", "maxLength": 1024},
                     }
                 ],
                 "responses": {

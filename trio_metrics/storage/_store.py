@@ -232,8 +232,6 @@ class MetricStore:
         """:class:`Store` interface: :meth:`keys` (never suspends)."""
         return self.keys()
 
-    async def keys_with_prefix(
-        self, prefix: str, after: str = "", limit: int = KEY_PAGE
-    ) -> list[str]:
+    async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
         """:class:`Store` interface: :meth:`sorted_keys` (never suspends)."""
         return self.sorted_keys(prefix, after, limit)
