@@ -538,8 +538,8 @@ def test_a_repaired_segment_header_starts_without_repair(tmp_path: Path) -> None
 
 
 async def test_metrics_and_posted_points_with_a_data_dir(tmp_path: Path) -> None:
+    from http_requests import post_points, request
     from prometheus_client.parser import text_string_to_metric_families
-    from test_http import post_points, request
 
     async with trio.open_nursery() as nursery:
         info: ServerInfo = await nursery.start(
@@ -619,6 +619,47 @@ async def test_a_failed_log_closes_graphite_senders_with_one_warning(
         assert info.stats.graphite_points == 0
         assert "Traceback" not in caplog.text
         assert caplog.text.count("closed a Graphite connection") == 1  # throttled
+        assert real is not None
+        real.close()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failed_log_answers_http_posts_503_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was a 500 with a full traceback for every POST (534 lines for 39 requests)."""
+    import json
+
+    from http_requests import request
+
+    class FullDisk:
+        def write(self, data: bytes) -> int:
+            raise OSError(28, "No space left on device")
+
+        def fileno(self) -> int:
+            raise OSError(28, "No space left on device")
+
+        def close(self) -> None:
+            pass
+
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve(
+                "127.0.0.1", 0, data_dir=tmp_path, http_port=0, task_status=task_status
+            )
+        )
+        assert isinstance(info.store, DurableStore) and info.http_port is not None
+        real = info.store._file
+        info.store._file = FullDisk()  # type: ignore[assignment]
+        body = b'[{"key": "web.requests", "value": 12}]'
+        for _ in range(5):
+            code, _, answer = await request(info.http_port, "POST", "/api/v1/points", body)
+            assert code == 503, answer
+            assert "cannot take points" in json.loads(answer)["error"]
+        code, _, _ = await request(info.http_port, "GET", "/healthz")
+        assert code == 200
+        assert "Traceback" not in caplog.text
+        assert caplog.text.count("refused POST /api/v1/points") == 1  # throttled
         assert real is not None
         real.close()
         nursery.cancel_scope.cancel()

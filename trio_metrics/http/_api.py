@@ -7,8 +7,9 @@ the response. :func:`trio_metrics.http.serve_http` runs it under trio.
 
 Every error is JSON, ``{"error": "..."}``, with its status code: 400 for a
 bad request, 404 for an unknown path, 405 for a method the path does not
-take, 413 for a body over the limit, 500 when the store fails (logged with
-its traceback; the server goes on).
+take, 413 for a body over the limit, 503 when the store cannot take points
+(a failed write-ahead log: a throttled warning), 500 when the store fails
+otherwise (logged with its traceback; the server goes on).
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from urllib.parse import parse_qs
 import attrs
 import trio
 
-from ..storage import Series, Store
-from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats
+from ..storage import Series, Store, StoreUnavailableError
+from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats, ThrottledLogger
 from ..wire import MAX_TIMESTAMP, is_valid_key
 from ._keys import keys_response
 from ._messages import BadRequest, Request, Response
@@ -130,6 +131,7 @@ class HttpApi:
         self.max_body_bytes = max_body_bytes
         self._extra_figures = extra_figures
         self._clock = clock
+        self._warnings = ThrottledLogger(logger)
         #: Path template -> method -> handler; ``{name}`` matches one path segment.
         self.routes: dict[str, dict[str, Handler]] = {
             "/": {"GET": self._dashboard},
@@ -218,6 +220,13 @@ class HttpApi:
         request = Request(scope["method"], scope["path"], query, body)
         try:
             return await self.handle(request)
+        except StoreUnavailableError as exc:
+            # As on the other ports: one warning now and then, not a traceback each.
+            self._warnings.warning("store", "refused %s %s: %s", request.method, request.path, exc)
+            self.http_stats.count(self.route_of(request.path) or "other", 503)
+            return Response.error(
+                503, "the store cannot take points now; the server's log says why"
+            )
         except Exception:
             # A failing store (or a bug): this request fails, the server goes on.
             logger.exception("%s %s failed", request.method, request.path)

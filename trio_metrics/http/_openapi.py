@@ -157,6 +157,7 @@ OPENAPI: Final[dict[str, Any]] = {
                     ),
                     "400": _error("Not JSON, or an invalid point (`index` names it)."),
                     "413": _error("The body is over the limit (1 MiB by default)."),
+                    "503": _error("The store cannot take points now (a failed log)."),
                 },
             }
         },
