@@ -56,7 +56,12 @@ async def test_unknown_path_is_404_json(web: ServerInfo) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("POST", "/healthz", "GET"), ("GET", "/api/v1/points", "POST"), ("DELETE", "/", "GET")],
+    [
+        ("POST", "/healthz", "GET, HEAD"),
+        ("GET", "/api/v1/points", "POST"),
+        ("HEAD", "/api/v1/points", "POST"),
+        ("DELETE", "/", "GET, HEAD"),
+    ],
 )
 async def test_wrong_method_is_405_with_allow(
     web: ServerInfo, method: str, path: str, allowed: str
@@ -64,7 +69,49 @@ async def test_wrong_method_is_405_with_allow(
     code, headers, body = await request(http_port(web), method, path, b"")
     assert code == 405
     assert headers["allow"] == allowed
-    assert json.loads(body)["allowed"] == [allowed]
+    if method != "HEAD":
+        assert json.loads(body)["allowed"] == allowed.split(", ")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/static/dashboard.js",
+        "/healthz",
+        "/metrics",
+        "/api/v1/keys",
+        "/api/v1/keys?match=a.*",
+        "/api/v1/series?key=a.b",
+        "/api/v1/openapi.json",
+        "/nope",
+        "/api/v1/series",
+    ],
+)
+async def test_head_answers_every_get_route_with_its_headers_and_no_body(
+    stored: ServerInfo, path: str
+) -> None:
+    """It was a 405: RFC 9110 wants HEAD wherever GET is allowed."""
+    port = http_port(stored)
+    get_code, get_headers, _ = await request(port, "GET", path)
+    # Raw, to see that no body follows: the next answer starts right after.
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(
+                b"HEAD %s HTTP/1.1\r\nhost: x\r\n\r\n" % path.encode()
+                + b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
+            answer = await receive_until_eof(stream)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    assert status_line.startswith(f"HTTP/1.1 {get_code} ")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    for name in ("content-type", "content-length", "transfer-encoding", "allow"):
+        if path == "/metrics" and name == "content-length":
+            continue  # the GET before was counted: the text is a little longer now
+        assert headers.get(name) == get_headers.get(name), name
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:100]
 
 
 # --- keys ---------------------------------------------------------------------

@@ -163,14 +163,14 @@ class HttpApi:
             response = Response.error(404, f"no such path: {request.path}")
         else:
             methods = self.routes[route]
-            handler = methods.get(request.method)
-            if handler is None:
+            # RFC 9110: HEAD wherever GET is; the ASGI layer sends the headers only.
+            allowed = sorted({*methods, "HEAD"} if "GET" in methods else methods)
+            handler = methods.get("GET" if request.method == "HEAD" else request.method)
+            if handler is None or request.method not in allowed:
                 response = Response.error(
-                    405,
-                    f"{request.method} is not allowed on {route}",
-                    allowed=sorted(methods),
+                    405, f"{request.method} is not allowed on {route}", allowed=allowed
                 )
-                response = attrs.evolve(response, headers=(("allow", ", ".join(methods)),))
+                response = attrs.evolve(response, headers=(("allow", ", ".join(allowed)),))
             else:
                 try:
                     response = await handler(request)
