@@ -26,6 +26,7 @@ from trio_metrics import (
 )
 from trio_metrics.cli._main import _build_parser
 from trio_metrics.cli._serve_verb import SERVE_FLAGS, config_from_args
+from trio_metrics.http import HttpLimits
 
 
 def test_defaults_are_todays_server() -> None:
@@ -218,6 +219,10 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
         "2003",
         "--http-port",
         "8080",
+        "--http-max-body-bytes",
+        "100",
+        "--http-max-points",
+        "200",
         "--log-level",
         "debug",
     )
@@ -229,6 +234,7 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
         limits=Limits(
             max_line_length=10, max_connections=3, idle_timeout=2.5, max_buffered_answer=7
         ),
+        http_limits=HttpLimits(max_body_bytes=100, max_points=200),
         storage=DataDirStorage(tmp_path, fsync="always", repair=True, compact_min_bytes=5),
         answer_cache_bytes=0,
         shutdown_grace=1.0,
@@ -258,6 +264,8 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--shutdown-grace": "17",
         "--graphite-port": "18",
         "--http-port": "19",
+        "--http-max-body-bytes": "20",
+        "--http-max-points": "21",
         "--log-level": "error",
     }
     assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, "--data-dir"}
@@ -265,3 +273,18 @@ def test_every_serve_flag_reaches_the_config() -> None:
     for flag, value in changed.items():
         args = _parse_serve("--data-dir", "d", flag, *([] if value is None else [value]))
         assert config_from_args(args) != base, flag
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_body_bytes": -1}, "max_body_bytes must be a whole number of at least 0"),
+        ({"max_points": 0}, "max_points must be a whole number of at least 1"),
+        ({"max_points": True}, "max_points"),
+    ],
+)
+def test_a_bad_http_limit_is_refused_at_construction(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        HttpLimits(**settings)

@@ -14,12 +14,13 @@ from urllib.parse import quote
 
 import pytest
 import trio
-from http_requests import Pinger, get_json, post_points, request
+from http_requests import Pinger, _request_sync, get_json, post_points, request
 from net import NETWORK_TIMEOUT, receive_until_eof
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_metrics import ServerInfo, open_client, serve
-from trio_metrics.http._api import MAX_KEY_BYTES, reduce_for_chart
+from trio_metrics.http import DEFAULT_MAX_POINTS, HttpLimits, reduce_for_chart
+from trio_metrics.http._api import MAX_KEY_BYTES
 from trio_metrics.http._openapi import OPENAPI
 from trio_metrics.http._server import HttpListenError, serve_http
 from trio_metrics.storage._store import MetricStore
@@ -442,7 +443,7 @@ async def test_a_chunked_body_is_cut_off_at_the_limit(nursery: trio.Nursery) -> 
             0,
             store=store,
             stats=ServerStats(),
-            max_body_bytes=100,
+            limits=HttpLimits(max_body_bytes=100),
             task_status=task_status,
         )
     )
@@ -706,19 +707,142 @@ async def test_a_client_silent_mid_request_is_dropped_and_its_request_not_run(
 
 
 async def test_a_long_series_is_encoded_whole(nursery: trio.Nursery) -> None:
-    # Long enough to be encoded in a worker thread.
     store = MetricStore()
     count = 30_000
-    store.put_columns(["long"] * count, [i / 4 for i in range(count)], range(count))
+    values = [i / 4 for i in range(count)]
+    values[7] = 1e300  # repr: 1e+300, still JSON
+    values[8] = -0.0
+    values[9] = 0.1 + 0.2  # every digit of repr survives
+    store.put_columns(["long"] * count, values, range(count))
+    store.put_columns(["other"], [1.5], [3])
     info = await nursery.start(
         lambda task_status: serve_http(
             "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
         )
     )
-    answer = await get_json(info.port, "/api/v1/series?key=long&from=1")
-    [series] = answer["series"]
+    code, headers, body = await request(
+        info.port, "GET", "/api/v1/series?key=long&key=other&from=1"
+    )
+    assert code == 200
+    assert headers.get("transfer-encoding") == "chunked"
+    answer = json.loads(body)
+    [series, other] = answer["series"]
     assert series["total"] == count - 1
-    assert series["points"] == [[i, i / 4] for i in range(1, count)]
+    assert series["points"] == [[i, values[i]] for i in range(1, count)]
+    assert other == {"key": "other", "total": 1, "points": [[3, 1.5]]}
+    assert answer["from"] == 1 and answer["until"] == MAX_TIMESTAMP
+    # The same text json.dumps would give: repr-exact values.
+    assert body == json.dumps(answer, separators=(",", ":")).encode()
+
+
+async def test_a_long_series_streams_without_stalling_the_main_port(nursery: trio.Nursery) -> None:
+    """600,000 points were one json.dumps holding the GIL for most of a second."""
+    store = MetricStore()
+    count = 600_000
+    store.put_columns(["long"] * count, [i * 0.5 for i in range(count)], range(count))
+    info: ServerInfo = await nursery.start(
+        lambda task_status: serve("127.0.0.1", 0, store=store, http_port=0, task_status=task_status)
+    )
+    pinger = Pinger()
+    nursery.start_soon(pinger.run, info.port)
+    await trio.sleep(0.1)
+    code, headers, body = await request(http_port(info), "GET", "/api/v1/series?key=long")
+    longest = pinger.longest  # before parsing: json.loads of 14 MB holds the GIL too
+    assert code == 200
+    assert "content-length" not in headers
+    [series] = json.loads(body)["series"]
+    assert series["total"] == count == len(series["points"])
+    assert series["points"][-1] == [count - 1, (count - 1) * 0.5]
+    assert longest <= 0.25
+
+
+async def test_a_series_answer_over_the_points_limit_is_a_400(nursery: trio.Nursery) -> None:
+    store = MetricStore()
+    store.put_columns(["big"] * 1000, [1.0] * 1000, range(1000))
+    store.put_columns(["small"] * 500, [2.0] * 500, range(500))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1",
+            0,
+            store=store,
+            stats=ServerStats(),
+            limits=HttpLimits(max_points=1200),
+            task_status=task_status,
+        )
+    )
+    port = info.port
+    assert (await get_json(port, "/api/v1/series?key=big"))["series"][0]["total"] == 1000
+    answer = await get_json(port, "/api/v1/series?key=big&key=small", 400)
+    assert answer["error"] == (
+        "the answer would hold over 1200 points, the limit per request:"
+        " ask for max_points or a narrower range"
+    )
+    await get_json(port, "/api/v1/series?key=big&key=small&max_points=600")
+    await get_json(port, "/api/v1/series?key=big&key=small&from=600")
+    answer = await get_json(port, "/api/v1/series?key=big&key=small&max_points=701", 400)
+    assert answer["error"].endswith("ask for a narrower range")
+
+
+async def test_the_default_points_limit_refuses_a_million_and_one(nursery: trio.Nursery) -> None:
+    store = MetricStore()
+    count = DEFAULT_MAX_POINTS + 1
+    store.put_columns(["huge"] * count, [1.0] * count, range(count))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    answer = await get_json(info.port, "/api/v1/series?key=huge", 400)
+    assert "limit per request" in answer["error"]
+    answer = await get_json(info.port, "/api/v1/series?key=huge&max_points=1000")
+    assert answer["series"][0]["total"] == count
+    assert len(answer["series"][0]["points"]) <= 1000
+
+
+def test_a_big_series_read_costs_a_chunk_not_the_series() -> None:
+    """The peak RSS of a real server process reading 400,000 points.
+
+    It rose by ~200 bytes per point (lists, then json.dumps of them all);
+    streamed, it is one copy of the key's columns (16 bytes per point) and
+    a chunk.
+    """
+    from processes import ServeProcess
+
+    server = ServeProcess("--http-port", "0", "--log-level", "warning")
+    try:
+        assert server.process.stdout is not None
+        line = server.process.stdout.readline()
+        port = int(line.rsplit(":", 1)[1].strip(" /\n"))
+        count = 400_000
+        for start in range(0, count, 10_000):
+            batch = [
+                {"key": "big", "value": i * 0.25, "timestamp": i}
+                for i in range(start, start + 10_000)
+            ]
+            code, _, answer = _request_sync(
+                port, "POST", "/api/v1/points", json.dumps(batch).encode(), {}
+            )
+            assert code == 200, answer
+        status = f"/proc/{server.process.pid}/status"
+        before = _status_kib(status, "VmRSS")
+        with open(f"/proc/{server.process.pid}/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+        code, _, body = _request_sync(port, "GET", "/api/v1/series?key=big", None, {})
+        assert code == 200
+        rise = _status_kib(status, "VmHWM") - before
+        assert body.endswith(b"]]}]}") and body.count(b"],[") == count - 1
+        assert rise <= 16 * 1024, f"peak RSS rose by {rise} KiB"
+    finally:
+        status_code, err = server.stop(signal.SIGTERM)
+    assert status_code == 0, err
+
+
+def _status_kib(path: str, field: str) -> int:
+    with open(path) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in {path}")
 
 
 async def test_posted_keys_longer_than_a_put_line_can_carry_are_refused(web: ServerInfo) -> None:

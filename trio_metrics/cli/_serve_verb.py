@@ -13,7 +13,7 @@ import attrs
 import trio
 
 from .. import __version__
-from ..http import HttpListenError
+from ..http import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_POINTS, HttpLimits, HttpListenError
 from ..ingest import GraphiteListenError
 from ..server import (
     DEFAULT_ANSWER_CACHE_BYTES,
@@ -45,6 +45,7 @@ from ._output import PROG, fail
 __all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
 
 _STORAGE_GROUP = "storage (default: memory only)"
+_HTTP_GROUP = "HTTP limits (with --http-port)"
 
 
 @attrs.frozen
@@ -197,6 +198,27 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         },
     ),
     Flag(
+        ("--http-max-body-bytes",),
+        {
+            "type": types.non_negative_int,
+            "default": DEFAULT_MAX_BODY_BYTES,
+            "metavar": "BYTES",
+            "help": "largest HTTP request body; a longer one gets 413 (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-max-points",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_MAX_POINTS,
+            "metavar": "N",
+            "help": "most points in one /api/v1/series answer; more is a 400 that asks for"
+            " max_points or a narrower range (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
         ("--log-level",),
         {
             "default": "info",
@@ -264,6 +286,10 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_connections=args.max_connections,
             idle_timeout=args.idle_timeout,
             max_buffered_answer=args.max_buffered_answer,
+        ),
+        http_limits=HttpLimits(
+            max_body_bytes=args.http_max_body_bytes,
+            max_points=args.http_max_points,
         ),
         storage=storage,
         answer_cache_bytes=args.answer_cache_bytes,

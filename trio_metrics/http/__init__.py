@@ -7,11 +7,13 @@ It knows nothing of the main protocol's wire format beyond its key rules.
 from __future__ import annotations
 
 from ._api import (
-    DEFAULT_MAX_BODY_BYTES,
-    MAX_SERIES_KEYS,
     HttpApi,
     HttpStats,
-    reduce_for_chart,
+)
+from ._limits import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_POINTS,
+    HttpLimits,
 )
 from ._messages import (
     Request,
@@ -29,6 +31,11 @@ from ._prometheus import (
     render_metrics,
     server_figures,
 )
+from ._series import (
+    MAX_SERIES_KEYS,
+    iter_chart_indexes,
+    reduce_for_chart,
+)
 from ._server import (
     HTTP_READ_TIMEOUT,
     HttpInfo,
@@ -39,6 +46,7 @@ from ._server import (
 __all__ = [
     "CONTENT_TYPE",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_POINTS",
     "HTTP_READ_TIMEOUT",
     "MAX_SERIES_KEYS",
     "OPENAPI",
@@ -46,11 +54,13 @@ __all__ = [
     "Figure",
     "HttpApi",
     "HttpInfo",
+    "HttpLimits",
     "HttpListenError",
     "HttpStats",
     "Request",
     "Response",
     "durability_figures",
+    "iter_chart_indexes",
     "reduce_for_chart",
     "render",
     "render_metrics",

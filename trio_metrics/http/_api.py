@@ -14,44 +14,33 @@ otherwise (logged with its traceback; the server goes on).
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import time
-from bisect import bisect_left, bisect_right
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Final
 from urllib.parse import parse_qs
 
 import attrs
-import trio
 
-from ..storage import Series, Store, StoreUnavailableError
+from ..storage import Store, StoreUnavailableError
 from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats, ThrottledLogger
 from ..wire import MAX_TIMESTAMP, is_valid_key
 from ._keys import keys_response
+from ._limits import HttpLimits
 from ._messages import BadRequest, Request, Response
 from ._openapi import OPENAPI
 from ._prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._prometheus import Figure, render_metrics
 from ._sending import Receive, Scope, Send, send_response
+from ._series import SeriesQuery, series_response
 
-__all__ = [
-    "DEFAULT_MAX_BODY_BYTES",
-    "MAX_SERIES_KEYS",
-    "HttpApi",
-    "HttpStats",
-    "reduce_for_chart",
-]
+__all__ = ["MAX_KEY_BYTES", "HttpApi", "HttpStats"]
 
 logger = logging.getLogger("trio_metrics.http")
 
-#: The largest request body accepted; a larger one gets 413.
-DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
-#: The most ``key`` parameters one ``/api/v1/series`` request may name.
-MAX_SERIES_KEYS: Final = 100
 
 _STATIC_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
@@ -59,9 +48,6 @@ _STATIC_TYPES: Final = {
     ".css": "text/css; charset=utf-8",
 }
 _POINT_FIELDS: Final = frozenset({"key", "value", "timestamp"})
-# A series answer over more points than this is encoded in a worker thread
-# (500,000 points take about a second).
-_POINTS_ENCODED_INLINE: Final = 20_000
 
 
 #: The longest key accepted: a ``put`` line of the default maximum length
@@ -111,7 +97,8 @@ class HttpApi:
     ``store`` and ``stats`` are the metrics server's own. ``extra_figures``,
     if given, is called on each ``/metrics`` request for more figures to
     show (see :func:`~trio_metrics.http.render_metrics`). ``clock``
-    gives the timestamp of a posted point that has none.
+    gives the timestamp of a posted point that has none. ``limits`` bound
+    bodies and answers (:class:`~trio_metrics.http.HttpLimits`).
     """
 
     def __init__(
@@ -119,16 +106,14 @@ class HttpApi:
         store: Store,
         stats: ServerStats,
         *,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: HttpLimits | None = None,
         extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_body_bytes < 0:
-            raise ValueError("max_body_bytes must not be negative")
         self.store = store
         self.stats = stats
         self.http_stats = HttpStats()
-        self.max_body_bytes = max_body_bytes
+        self.limits = HttpLimits() if limits is None else limits
         self._extra_figures = extra_figures
         self._clock = clock
         self._warnings = ThrottledLogger(logger)
@@ -202,7 +187,7 @@ class HttpApi:
         self.http_stats.bodies_too_large += 1
         self.http_stats.count(self.route_of(path) or "other", 413)
         response = Response.error(
-            413, f"request body over the limit of {self.max_body_bytes} bytes"
+            413, f"request body over the limit of {self.limits.max_body_bytes} bytes"
         )
         # The rest of the body is not read: the connection cannot be reused.
         return attrs.evolve(response, headers=(("connection", "close"),))
@@ -242,7 +227,7 @@ class HttpApi:
         for name, value in scope["headers"]:
             if name.lower() == b"content-length":
                 try:
-                    if int(value) > self.max_body_bytes:
+                    if int(value) > self.limits.max_body_bytes:
                         return None
                 except ValueError:
                     pass  # h11 refuses such a request before it gets here.
@@ -252,7 +237,7 @@ class HttpApi:
             if message["type"] != "http.request":
                 raise _Disconnected
             body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
+            if len(body) > self.limits.max_body_bytes:
                 return None
             if not message.get("more_body", False):
                 return bytes(body)
@@ -277,36 +262,8 @@ class HttpApi:
         return await keys_response(self.store, request.param("match"))
 
     async def _series(self, request: Request) -> Response:
-        keys = request.query.get("key", [])
-        if not keys:
-            raise BadRequest("give at least one key parameter")
-        if len(keys) > MAX_SERIES_KEYS:
-            raise BadRequest(f"at most {MAX_SERIES_KEYS} key parameters")
-        first = _timestamp_param(request, "from", 0)
-        last = _timestamp_param(request, "until", MAX_TIMESTAMP)
-        if first > last:
-            raise BadRequest(f"from ({first}) is after until ({last})")
-        max_points = _max_points_param(request)
-        for key in keys:
-            if not is_valid_key(key):
-                raise BadRequest(f"invalid key {key!r}")
-        ranges: list[Series] = []
-        for key in dict.fromkeys(keys):
-            stamps: Sequence[int] = ()
-            values: Sequence[float] = ()
-            for found in await self.store.query(key):
-                start = bisect_left(found.timestamps, first)
-                stop = bisect_right(found.timestamps, last)
-                stamps, values = found.timestamps[start:stop], found.values[start:stop]
-            ranges.append(Series(key, stamps, values))
-        encode = functools.partial(_encode_series, first, last, ranges, max_points)
-        if sum(len(found.timestamps) for found in ranges) <= _POINTS_ENCODED_INLINE:
-            body = encode()
-        else:
-            # The ranges are copies, so a worker thread may encode them while
-            # the event loop goes on serving every other connection.
-            body = await trio.to_thread.run_sync(encode, abandon_on_cancel=True)
-        return Response(200, body)
+        query = SeriesQuery.from_request(request)
+        return await series_response(self.store, query, self.limits.max_points)
 
     async def _points(self, request: Request) -> Response:
         try:
@@ -348,69 +305,6 @@ def _static_file(name: str) -> Response:
         if resource.is_file():
             return Response(200, resource.read_bytes(), content_type)
     return Response.error(404, f"no such file: {name}")
-
-
-def _one_param(request: Request, name: str, default: str) -> str:
-    values = request.query.get(name, [])
-    if len(values) > 1:
-        raise BadRequest(f"give the {name} parameter at most once")
-    if values and not values[0]:
-        raise BadRequest(f"the {name} parameter is empty")
-    return values[0] if values else default
-
-
-def _encode_series(
-    first: int, last: int, ranges: Sequence[Series], max_points: int | None
-) -> bytes:
-    series = []
-    for key, stamps, values in ranges:
-        indexes: Iterable[int] = range(len(stamps))
-        if max_points is not None and len(stamps) > max_points:
-            indexes = reduce_for_chart(values, max_points)
-        points = [[stamps[i], values[i]] for i in indexes]
-        series.append({"key": key, "total": len(stamps), "points": points})
-    return Response.json(200, {"from": first, "until": last, "series": series}).body
-
-
-def _max_points_param(request: Request) -> int | None:
-    text = _one_param(request, "max_points", "")
-    if not text:
-        return None
-    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 3:
-        raise BadRequest("max_points must be a whole number of at least 3")
-    return int(text)
-
-
-def reduce_for_chart(values: Sequence[float], max_points: int) -> list[int]:
-    """Indexes of at most ``max_points`` of ``values`` that draw the same chart.
-
-    The points are cut into equal runs, and each run keeps its lowest and
-    highest point, so spikes survive; the last point is always kept.
-    """
-    total = len(values)
-    if total <= max_points:
-        return list(range(total))
-    runs = (max_points - 1) // 2
-    kept: list[int] = []
-    for run in range(runs):
-        low, high = run * total // runs, (run + 1) * total // runs
-        chunk = values[low:high]
-        # list.index on the slice finds the position at C speed.
-        smallest = low + chunk.index(min(chunk))
-        largest = low + chunk.index(max(chunk))
-        kept.extend(sorted({smallest, largest}))
-    if kept[-1] != total - 1:
-        kept.append(total - 1)
-    return kept
-
-
-def _timestamp_param(request: Request, name: str, default: int) -> int:
-    text = _one_param(request, name, "")
-    if not text:
-        return default
-    if not (text.isascii() and text.isdigit() and len(text) <= 19) or int(text) > MAX_TIMESTAMP:
-        raise BadRequest(f"{name} must be whole unix seconds in 0..{MAX_TIMESTAMP}")
-    return int(text)
 
 
 def _point(item: object, now: int) -> tuple[str, float, int]:

@@ -20,7 +20,8 @@ from hypercorn.typing import Framework
 
 from ..storage import Store
 from ..transport import ServerStats
-from ._api import DEFAULT_MAX_BODY_BYTES, HttpApi
+from ._api import HttpApi
+from ._limits import HttpLimits
 from ._prometheus import Figure
 
 __all__ = ["HTTP_READ_TIMEOUT", "HttpInfo", "HttpListenError", "serve_http"]
@@ -50,7 +51,7 @@ async def serve_http(
     *,
     store: Store,
     stats: ServerStats,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: HttpLimits | None = None,
     extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
     task_status: trio.TaskStatus[HttpInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
@@ -58,14 +59,16 @@ async def serve_http(
 
     ``port=0`` picks a free port: ``info = await nursery.start(serve_http,
     ...)`` tells it (``info.port``). ``store`` and ``stats`` are the metrics
-    server's; the other options are :class:`~trio_metrics.http.HttpApi`'s.
+    server's; ``limits`` (:class:`~trio_metrics.http.HttpLimits`, the
+    defaults if None) bound what clients may use; ``extra_figures`` is
+    :class:`~trio_metrics.http.HttpApi`'s.
     Cancelling the surrounding scope closes the listener and every open
     HTTP connection at once (requests in flight are not finished). Raises
     :exc:`OSError` if the address cannot be bound.
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0..65535")
-    api = HttpApi(store, stats, max_body_bytes=max_body_bytes, extra_figures=extra_figures)
+    api = HttpApi(store, stats, limits=limits, extra_figures=extra_figures)
     # Bound here rather than by hypercorn: a bind error is then a bare
     # OSError with nothing left open, and the real port is known at once.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
