@@ -219,6 +219,10 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
         "2003",
         "--http-port",
         "8080",
+        "--http-max-connections",
+        "50",
+        "--http-header-timeout",
+        "2.5",
         "--http-max-body-bytes",
         "100",
         "--http-max-points",
@@ -234,7 +238,9 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
         limits=Limits(
             max_line_length=10, max_connections=3, idle_timeout=2.5, max_buffered_answer=7
         ),
-        http_limits=HttpLimits(max_body_bytes=100, max_points=200),
+        http_limits=HttpLimits(
+            max_connections=50, header_timeout=2.5, max_body_bytes=100, max_points=200
+        ),
         storage=DataDirStorage(tmp_path, fsync="always", repair=True, compact_min_bytes=5),
         answer_cache_bytes=0,
         shutdown_grace=1.0,
@@ -264,6 +270,8 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--shutdown-grace": "17",
         "--graphite-port": "18",
         "--http-port": "19",
+        "--http-max-connections": "22",
+        "--http-header-timeout": "23",
         "--http-max-body-bytes": "20",
         "--http-max-points": "21",
         "--log-level": "error",
@@ -281,6 +289,10 @@ def test_every_serve_flag_reaches_the_config() -> None:
         ({"max_body_bytes": -1}, "max_body_bytes must be a whole number of at least 0"),
         ({"max_points": 0}, "max_points must be a whole number of at least 1"),
         ({"max_points": True}, "max_points"),
+        ({"max_connections": 0}, "max_connections must be a whole number of at least 1"),
+        ({"header_timeout": 0}, "header_timeout must be a positive number of seconds"),
+        ({"header_timeout": float("inf")}, "header_timeout"),
+        ({"header_timeout": "5"}, "header_timeout"),
     ],
 )
 def test_a_bad_http_limit_is_refused_at_construction(

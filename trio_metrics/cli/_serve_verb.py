@@ -13,7 +13,14 @@ import attrs
 import trio
 
 from .. import __version__
-from ..http import DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_POINTS, HttpLimits, HttpListenError
+from ..http import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_HTTP_MAX_CONNECTIONS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_POINTS,
+    HttpLimits,
+    HttpListenError,
+)
 from ..ingest import GraphiteListenError
 from ..server import (
     DEFAULT_ANSWER_CACHE_BYTES,
@@ -198,6 +205,29 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         },
     ),
     Flag(
+        ("--http-max-connections",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_HTTP_MAX_CONNECTIONS,
+            "metavar": "N",
+            "help": "HTTP connections served at once; one more is answered 503 and closed"
+            " (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-header-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_HEADER_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "time an HTTP connection has to send a request's headers, from its start or"
+            " its previous answer; idle keep-alive connections close after it too"
+            " (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
         ("--http-max-body-bytes",),
         {
             "type": types.non_negative_int,
@@ -288,6 +318,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_buffered_answer=args.max_buffered_answer,
         ),
         http_limits=HttpLimits(
+            max_connections=args.http_max_connections,
+            header_timeout=args.http_header_timeout,
             max_body_bytes=args.http_max_body_bytes,
             max_points=args.http_max_points,
         ),

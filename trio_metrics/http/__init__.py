@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from ._api import (
     HttpApi,
-    HttpStats,
 )
 from ._limits import (
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_HTTP_MAX_CONNECTIONS,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_MAX_POINTS,
     HttpLimits,
@@ -42,9 +43,14 @@ from ._server import (
     HttpListenError,
     serve_http,
 )
+from ._stats import (
+    HttpStats,
+)
 
 __all__ = [
     "CONTENT_TYPE",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_HTTP_MAX_CONNECTIONS",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_POINTS",
     "HTTP_READ_TIMEOUT",

@@ -36,6 +36,7 @@ from ._prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._prometheus import Figure, render_metrics
 from ._sending import Receive, Scope, Send, send_response
 from ._series import SeriesQuery, series_response
+from ._stats import HttpStats
 
 __all__ = ["MAX_KEY_BYTES", "HttpApi", "HttpStats"]
 
@@ -57,35 +58,6 @@ MAX_KEY_BYTES: Final = DEFAULT_MAX_LINE_LENGTH - 64
 
 class _Disconnected(Exception):
     """The client went away before its whole request was read."""
-
-
-@attrs.define
-class HttpStats:
-    """The HTTP server's counters: requests by route and status code."""
-
-    #: ``(route, status) -> count``; the route is the path template
-    #: (``/static/{name}``), or ``other`` for an unknown path.
-    requests: dict[tuple[str, int], int] = attrs.field(factory=dict)
-    bodies_too_large: int = 0
-
-    def count(self, route: str, status: int) -> None:
-        """Count one answered request."""
-        self.requests[route, status] = self.requests.get((route, status), 0) + 1
-
-    def figures(self) -> dict[str, Figure]:
-        """The counters as ``/metrics`` figures."""
-        samples = tuple(
-            ((("route", route), ("code", str(status))), float(count))
-            for (route, status), count in sorted(self.requests.items())
-        )
-        return {
-            "http_requests": Figure(
-                "counter", "HTTP requests answered, by route and status code.", samples
-            ),
-            "http_bodies_too_large": Figure.single(
-                "counter", "HTTP requests refused with 413.", self.bodies_too_large
-            ),
-        }
 
 
 Handler = Callable[[Request], Awaitable[Response]]
