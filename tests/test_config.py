@@ -225,6 +225,10 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
         "2.5",
         "--http-max-body-bytes",
         "100",
+        "--http-body-budget-bytes",
+        "300",
+        "--http-body-timeout",
+        "7",
         "--http-max-points",
         "200",
         "--log-level",
@@ -239,7 +243,12 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
             max_line_length=10, max_connections=3, idle_timeout=2.5, max_buffered_answer=7
         ),
         http_limits=HttpLimits(
-            max_connections=50, header_timeout=2.5, max_body_bytes=100, max_points=200
+            max_connections=50,
+            header_timeout=2.5,
+            max_body_bytes=100,
+            body_budget_bytes=300,
+            body_timeout=7.0,
+            max_points=200,
         ),
         storage=DataDirStorage(tmp_path, fsync="always", repair=True, compact_min_bytes=5),
         answer_cache_bytes=0,
@@ -273,6 +282,8 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--http-max-connections": "22",
         "--http-header-timeout": "23",
         "--http-max-body-bytes": "20",
+        "--http-body-budget-bytes": "2000000",
+        "--http-body-timeout": "25",
         "--http-max-points": "21",
         "--log-level": "error",
     }
@@ -293,6 +304,8 @@ def test_every_serve_flag_reaches_the_config() -> None:
         ({"header_timeout": 0}, "header_timeout must be a positive number of seconds"),
         ({"header_timeout": float("inf")}, "header_timeout"),
         ({"header_timeout": "5"}, "header_timeout"),
+        ({"body_timeout": -1.0}, "body_timeout must be a positive number of seconds"),
+        ({"max_body_bytes": 10, "body_budget_bytes": 9}, "must be at least max_body_bytes"),
     ],
 )
 def test_a_bad_http_limit_is_refused_at_construction(

@@ -165,3 +165,76 @@ async def test_headers_sent_a_byte_at_a_time_are_cut_at_the_header_timeout(
     )
     assert answer == b""
     assert 0.4 < seconds < 2.0
+
+
+# --- bodies -------------------------------------------------------------------
+
+
+def _post_head(length: int) -> bytes:
+    return b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\ncontent-length: %d\r\n\r\n" % length
+
+
+async def _answer_within(stream: trio.SocketStream, seconds: float) -> bytes:
+    """What the server answers on ``stream`` before it closes, within ``seconds``."""
+    answer = b""
+    with trio.fail_after(seconds):
+        while chunk := await stream.receive_some():
+            answer += chunk
+    return answer
+
+
+async def test_bodies_past_the_budget_get_a_503_at_once(start_http: StartHttp) -> None:
+    """1,000 stalled 1 MiB bodies held 1.1 GiB: nothing bounded bodies over all connections."""
+    info = await start_http(max_body_bytes=1000, body_budget_bytes=2500, body_timeout=30)
+    stalled = []
+    for _ in range(2):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        await stream.send_all(_post_head(1000) + b'[{"key":')  # and then nothing
+        stalled.append(stream)
+    await trio.sleep(0.1)
+    assert info.api._bodies.budget.held == 2000
+    refused = await trio.open_tcp_stream("127.0.0.1", info.port)
+    async with refused:
+        await refused.send_all(_post_head(1000))
+        answer = await _answer_within(refused, 1.0)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert b"\r\nretry-after: 1" in head and b"\r\nconnection: close" in head
+    assert "too many request bodies" in json.loads(body)["error"]
+    # A small body still fits beside the stalled ones.
+    small = json.dumps([{"key": "k", "value": 1}]).encode()
+    code, _, reply = await request(info.port, "POST", "/api/v1/points", small)
+    assert (code, json.loads(reply)) == (200, {"stored": 1})
+    _, _, metrics = await request(info.port, "GET", "/metrics")
+    assert b"\ntrio_metrics_http_body_bytes_held 2000\n" in metrics
+    assert b"\ntrio_metrics_http_bodies_over_budget_total 1\n" in metrics
+    # The stalled clients leave: their share is given back.
+    for stream in stalled:
+        await stream.aclose()
+    await trio.sleep(0.1)
+    assert info.api._bodies.budget.held == 0
+
+
+async def test_a_chunked_body_past_the_budget_is_cut_with_a_503(start_http: StartHttp) -> None:
+    info = await start_http(max_body_bytes=1000, body_budget_bytes=1000)
+    stalled = await trio.open_tcp_stream("127.0.0.1", info.port)
+    async with stalled:
+        await stalled.send_all(_post_head(900))
+        await trio.sleep(0.1)
+        answer = await _answer_of(
+            info.port,
+            b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"40\r\n" + b" " * 64 + b"\r\n" + b"40\r\n" + b" " * 64 + b"\r\n",
+        )
+    assert answer.startswith(b"HTTP/1.1 503 "), answer[:60]
+
+
+async def test_a_body_trickled_past_the_body_timeout_gets_a_408(start_http: StartHttp) -> None:
+    """A client sending a byte now and then kept its body (and the read timeout) alive."""
+    info = await start_http(body_timeout=0.5)
+    seconds, answer = await _seconds_until_closed(info.port, _post_head(1000) + b"[", b" ")
+    assert 0.4 < seconds < 2.0
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 ")
+    assert json.loads(body) == {"error": "request body not complete within 0.5 s"}
+    assert info.api.http_stats.requests[("/api/v1/points", 408)] == 1

@@ -14,6 +14,8 @@ import trio
 
 from .. import __version__
 from ..http import (
+    DEFAULT_BODY_BUDGET_BYTES,
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HTTP_MAX_CONNECTIONS,
     DEFAULT_MAX_BODY_BYTES,
@@ -238,6 +240,28 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         group=_HTTP_GROUP,
     ),
     Flag(
+        ("--http-body-budget-bytes",),
+        {
+            "type": types.non_negative_int,
+            "default": DEFAULT_BODY_BUDGET_BYTES,
+            "metavar": "BYTES",
+            "help": "bytes of HTTP request bodies held at once over all connections; a body that"
+            " would pass it gets 503 at once (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-body-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_BODY_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "time an HTTP request has to send its whole body once its headers are in;"
+            " then 408 (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
         ("--http-max-points",),
         {
             "type": types.positive_int,
@@ -321,6 +345,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_connections=args.http_max_connections,
             header_timeout=args.http_header_timeout,
             max_body_bytes=args.http_max_body_bytes,
+            body_budget_bytes=args.http_body_budget_bytes,
+            body_timeout=args.http_body_timeout,
             max_points=args.http_max_points,
         ),
         storage=storage,
@@ -331,7 +357,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        # Settings that are each fine but not together (a body budget below the body limit).
+        args.serve_parser.error(str(exc))
     assert config.log_level is not None  # the flag has a default
     configure_logging(config.log_level)
     try:

@@ -10,6 +10,8 @@ from ._api import (
     HttpApi,
 )
 from ._limits import (
+    DEFAULT_BODY_BUDGET_BYTES,
+    DEFAULT_BODY_TIMEOUT,
     DEFAULT_HEADER_TIMEOUT,
     DEFAULT_HTTP_MAX_CONNECTIONS,
     DEFAULT_MAX_BODY_BYTES,
@@ -49,6 +51,8 @@ from ._stats import (
 
 __all__ = [
     "CONTENT_TYPE",
+    "DEFAULT_BODY_BUDGET_BYTES",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_HTTP_MAX_CONNECTIONS",
     "DEFAULT_MAX_BODY_BYTES",

@@ -28,6 +28,7 @@ import attrs
 from ..storage import Store, StoreUnavailableError
 from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats, ThrottledLogger
 from ..wire import MAX_TIMESTAMP, is_valid_key
+from ._bodies import BodyBudget, BodyReader, Disconnected
 from ._keys import keys_response
 from ._limits import HttpLimits
 from ._messages import BadRequest, Request, Response
@@ -54,10 +55,6 @@ _POINT_FIELDS: Final = frozenset({"key", "value", "timestamp"})
 #: The longest key accepted: a ``put`` line of the default maximum length
 #: (64 KiB) must still have room for it, a value and a timestamp.
 MAX_KEY_BYTES: Final = DEFAULT_MAX_LINE_LENGTH - 64
-
-
-class _Disconnected(Exception):
-    """The client went away before its whole request was read."""
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -89,6 +86,9 @@ class HttpApi:
         self._extra_figures = extra_figures
         self._clock = clock
         self._warnings = ThrottledLogger(logger)
+        self._bodies = BodyReader(
+            self.limits, BodyBudget(self.limits.body_budget_bytes), self.http_stats
+        )
         #: Path template -> method -> handler; ``{name}`` matches one path segment.
         self.routes: dict[str, dict[str, Handler]] = {
             "/": {"GET": self._dashboard},
@@ -146,23 +146,15 @@ class HttpApi:
         if scope["type"] != "http":
             raise ValueError(f"unsupported ASGI scope {scope['type']!r}")
         try:
-            body = await self._read_body(scope, receive)
-        except _Disconnected:
+            async with self._bodies.read(scope, receive) as body:
+                if isinstance(body, Response):
+                    self.http_stats.count(self.route_of(scope["path"]) or "other", body.status)
+                    response = body
+                else:
+                    response = await self._answer(scope, body)
+        except Disconnected:
             return  # nobody to answer, and half a request is not run
-        if body is None:
-            response = self._too_large(scope["path"])
-        else:
-            response = await self._answer(scope, body)
         await send_response(send, receive, response, head=scope["method"] == "HEAD")
-
-    def _too_large(self, path: str) -> Response:
-        self.http_stats.bodies_too_large += 1
-        self.http_stats.count(self.route_of(path) or "other", 413)
-        response = Response.error(
-            413, f"request body over the limit of {self.limits.max_body_bytes} bytes"
-        )
-        # The rest of the body is not read: the connection cannot be reused.
-        return attrs.evolve(response, headers=(("connection", "close"),))
 
     async def _answer(self, scope: Scope, body: bytes) -> Response:
         """The response to a request read whole; a failure of the store is a 500."""
@@ -190,30 +182,6 @@ class HttpApi:
             self.http_stats.count(self.route_of(request.path) or "other", 500)
             return Response.error(500, "internal error; the server's log has the details")
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The request body, or None once it is known to be over the limit.
-
-        Raises :exc:`_Disconnected` if the client leaves (or is dropped by
-        the read timeout) before the body is complete.
-        """
-        for name, value in scope["headers"]:
-            if name.lower() == b"content-length":
-                try:
-                    if int(value) > self.limits.max_body_bytes:
-                        return None
-                except ValueError:
-                    pass  # h11 refuses such a request before it gets here.
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise _Disconnected
-            body += message.get("body", b"")
-            if len(body) > self.limits.max_body_bytes:
-                return None
-            if not message.get("more_body", False):
-                return bytes(body)
-
     # --- handlers -------------------------------------------------------------
 
     async def _healthz(self, request: Request) -> Response:
@@ -225,6 +193,11 @@ class HttpApi:
     async def _metrics(self, request: Request) -> Response:
         keys, points = await self.store.counts()
         extra = self.http_stats.figures()
+        extra["http_body_bytes_held"] = Figure.single(
+            "gauge",
+            "Bytes of HTTP request bodies held now (charged to --http-body-budget-bytes).",
+            self._bodies.budget.held,
+        )
         if self._extra_figures is not None:
             extra.update(self._extra_figures())
         text = render_metrics(self.stats.as_dict(), keys, points, extra)

@@ -10,6 +10,8 @@ import attrs
 from ._series import DEFAULT_MAX_POINTS
 
 __all__ = [
+    "DEFAULT_BODY_BUDGET_BYTES",
+    "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_HTTP_MAX_CONNECTIONS",
     "DEFAULT_MAX_BODY_BYTES",
@@ -23,6 +25,10 @@ DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
 DEFAULT_HTTP_MAX_CONNECTIONS: Final = 1000
 #: Seconds a connection has to send a request's headers, by default.
 DEFAULT_HEADER_TIMEOUT: Final = 5.0
+#: Bytes of request bodies held at once over all connections, by default.
+DEFAULT_BODY_BUDGET_BYTES: Final = 64 << 20
+#: Seconds a request has to send its whole body, by default.
+DEFAULT_BODY_TIMEOUT: Final = 30.0
 
 
 def _whole(minimum: int) -> Any:
@@ -50,6 +56,12 @@ class HttpLimits:
       from its previous answer, to send a request's headers; then it is
       closed (this also closes idle keep-alive connections).
     - ``max_body_bytes``: the largest request body (a 413 past it).
+    - ``body_budget_bytes``: bytes of request bodies held at once over all
+      connections (at least ``max_body_bytes``); a body that would pass it
+      is refused at once with a 503. A body with a ``Content-Length`` is
+      charged all of it when its headers arrive.
+    - ``body_timeout``: seconds a request has, once its headers are in, to
+      send its whole body; then it gets a 408 and the connection closes.
     - ``max_points``: the most points one ``/api/v1/series`` answer may hold
       (a 400 past it: ask for ``max_points`` or a narrower range).
 
@@ -59,11 +71,22 @@ class HttpLimits:
     max_connections: int = attrs.field(default=DEFAULT_HTTP_MAX_CONNECTIONS, validator=_whole(1))
     header_timeout: float = attrs.field(default=DEFAULT_HEADER_TIMEOUT, validator=_positive_seconds)
     max_body_bytes: int = attrs.field(default=DEFAULT_MAX_BODY_BYTES, validator=_whole(0))
+    body_budget_bytes: int = attrs.field(default=DEFAULT_BODY_BUDGET_BYTES, validator=_whole(0))
+    body_timeout: float = attrs.field(default=DEFAULT_BODY_TIMEOUT, validator=_positive_seconds)
     max_points: int = attrs.field(default=DEFAULT_MAX_POINTS, validator=_whole(1))
+
+    @body_budget_bytes.validator
+    def _budget_holds_a_body(self, attribute: attrs.Attribute[int], value: int) -> None:
+        if value < self.max_body_bytes:
+            raise ValueError(
+                f"body_budget_bytes ({value}) must be at least max_body_bytes"
+                f" ({self.max_body_bytes}): no body of that size could be taken"
+            )
 
     def describe(self) -> str:
         """One line for the start-up log."""
         return (
             f"max connections {self.max_connections}, header timeout {self.header_timeout:g}s,"
-            f" max body {self.max_body_bytes} B, max points {self.max_points}"
+            f" max body {self.max_body_bytes} B, body budget {self.body_budget_bytes} B,"
+            f" body timeout {self.body_timeout:g}s, max points {self.max_points}"
         )

@@ -17,6 +17,7 @@ class HttpStats:
     #: (``/static/{name}``), or ``other`` for an unknown path.
     requests: dict[tuple[str, int], int] = attrs.field(factory=dict)
     bodies_too_large: int = 0
+    bodies_over_budget: int = 0
     connections_open: int = 0
     connections_total: int = 0
     connections_refused: int = 0
@@ -37,6 +38,11 @@ class HttpStats:
             ),
             "http_bodies_too_large": Figure.single(
                 "counter", "HTTP requests refused with 413.", self.bodies_too_large
+            ),
+            "http_bodies_over_budget": Figure.single(
+                "counter",
+                "HTTP requests refused with 503: their body would pass --http-body-budget-bytes.",
+                self.bodies_over_budget,
             ),
             "http_connections_open": Figure.single(
                 "gauge", "HTTP connections open now.", self.connections_open
