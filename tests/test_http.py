@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trio_metrics import ServerInfo, open_client, serve
 from trio_metrics.http import DEFAULT_MAX_POINTS, HttpLimits, reduce_for_chart
 from trio_metrics.http._api import MAX_KEY_BYTES
+from trio_metrics.http._chart import SCAN_VALUES, chart_steps
 from trio_metrics.http._openapi import OPENAPI
 from trio_metrics.http._server import HttpListenError, serve_http
 from trio_metrics.storage._store import MetricStore
@@ -314,6 +315,19 @@ def test_reduce_for_chart_stays_within_the_limit(max_points: int) -> None:
     assert max(values) in [values[i] for i in kept]
     assert min(values) in [values[i] for i in kept]
     assert reduce_for_chart(values[:max_points], max_points) == list(range(max_points))
+
+
+def test_chart_steps_pause_while_scanning_and_keep_the_first_extremes() -> None:
+    values = [float((i * 7919) % 1009) for i in range(300_000)]
+    steps = list(chart_steps(values, 0, len(values), 101))
+    assert steps.count(None) >= len(values) // SCAN_VALUES
+    # The plain reduction: each run's first lowest and first highest point.
+    expected: list[int] = []
+    for run in range(50):
+        low, high = run * len(values) // 50, (run + 1) * len(values) // 50
+        chunk = values[low:high]
+        expected += sorted({low + chunk.index(min(chunk)), low + chunk.index(max(chunk))})
+    assert [index for index in steps if index is not None] == [*expected, len(values) - 1]
 
 
 # --- points -------------------------------------------------------------------
@@ -754,6 +768,25 @@ async def test_a_long_series_streams_without_stalling_the_main_port(nursery: tri
     assert series["total"] == count == len(series["points"])
     assert series["points"][-1] == [count - 1, (count - 1) * 0.5]
     assert longest <= 0.25
+
+
+async def test_a_chart_of_a_long_series_does_not_stall_the_main_port(
+    nursery: trio.Nursery,
+) -> None:
+    """max_points=3 made one run of every point: min() and index() over all of them at once."""
+    store = MetricStore()
+    count = 1_500_000
+    store.put_columns(["long"] * count, [float(i % 1000) for i in range(count)], range(count))
+    store.put("long", -1.0, count + 5)
+    info: ServerInfo = await nursery.start(
+        lambda task_status: serve("127.0.0.1", 0, store=store, http_port=0, task_status=task_status)
+    )
+    pinger = Pinger()
+    nursery.start_soon(pinger.run, info.port)
+    await trio.sleep(0.1)
+    answer = await get_json(http_port(info), "/api/v1/series?key=long&max_points=3")
+    assert answer["series"][0]["points"] == [[999, 999.0], [count + 5, -1.0]]
+    assert pinger.longest <= 0.25
 
 
 async def test_a_series_answer_over_the_points_limit_is_a_400(nursery: trio.Nursery) -> None:

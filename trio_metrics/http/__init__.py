@@ -9,6 +9,10 @@ from __future__ import annotations
 from ._api import (
     HttpApi,
 )
+from ._chart import (
+    iter_chart_indexes,
+    reduce_for_chart,
+)
 from ._limits import (
     DEFAULT_BODY_BUDGET_BYTES,
     DEFAULT_BODY_TIMEOUT,
@@ -36,8 +40,6 @@ from ._prometheus import (
 )
 from ._series import (
     MAX_SERIES_KEYS,
-    iter_chart_indexes,
-    reduce_for_chart,
 )
 from ._server import (
     HTTP_READ_TIMEOUT,

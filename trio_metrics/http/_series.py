@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncGenerator, Iterator, Sequence
-from itertools import islice
 from typing import Final
 
 import attrs
@@ -22,14 +21,13 @@ import trio
 
 from ..storage import Store
 from ..wire import MAX_TIMESTAMP, is_valid_key
+from ._chart import chart_steps
 from ._messages import CHUNK_BYTES, BadRequest, Request, Response
 
 __all__ = [
     "DEFAULT_MAX_POINTS",
     "MAX_SERIES_KEYS",
     "SeriesQuery",
-    "iter_chart_indexes",
-    "reduce_for_chart",
     "series_response",
 ]
 
@@ -129,6 +127,9 @@ async def _encode(store: Store, query: SeriesQuery) -> AsyncGenerator[bytes, Non
         )
         separator = b""
         for piece in _point_texts(found, query.max_points):
+            if piece is None:
+                await trio.lowlevel.checkpoint()
+                continue
             buffer += separator
             buffer += piece
             separator = b","
@@ -140,8 +141,9 @@ async def _encode(store: Store, query: SeriesQuery) -> AsyncGenerator[bytes, Non
     yield bytes(buffer)
 
 
-def _point_texts(found: _Range, max_points: int | None) -> Iterator[bytes]:
-    """``[ts,value]`` pairs joined by commas, a slice of points at a time."""
+def _point_texts(found: _Range, max_points: int | None) -> Iterator[bytes | None]:
+    """``[ts,value]`` pairs joined by commas, a slice of points at a time; None where
+    the encoder should let other tasks run (a long reduction)."""
     stamps, values = found.timestamps, found.values
     if max_points is None or len(found) <= max_points:
         for low in range(found.start, found.stop, _SLICE_POINTS):
@@ -149,44 +151,17 @@ def _point_texts(found: _Range, max_points: int | None) -> Iterator[bytes]:
             # repr(float) is JSON for every finite value, and the store holds no other.
             yield ",".join(map("[{},{!r}]".format, stamps[low:high], values[low:high])).encode()
         return
-    indexes = _chart_indexes(values, found.start, found.stop, max_points)
-    while batch := list(islice(indexes, _SLICE_POINTS)):
+    batch: list[int] = []
+    for index in chart_steps(values, found.start, found.stop, max_points):
+        if index is not None:
+            batch.append(index)
+        if batch and (index is None or len(batch) == _SLICE_POINTS):
+            yield ",".join(f"[{stamps[i]},{values[i]!r}]" for i in batch).encode()
+            batch = []
+        if index is None:
+            yield None
+    if batch:
         yield ",".join(f"[{stamps[i]},{values[i]!r}]" for i in batch).encode()
-
-
-def iter_chart_indexes(values: Sequence[float], max_points: int) -> Iterator[int]:
-    """Indexes of at most ``max_points`` of ``values`` that draw the same chart, ascending.
-
-    The points are cut into equal runs, and each run keeps its lowest and
-    highest point, so spikes survive; the last point is always kept. Runs
-    are read one at a time (a copy of one run at most).
-    """
-    return _chart_indexes(values, 0, len(values), max_points)
-
-
-def _chart_indexes(values: Sequence[float], start: int, stop: int, limit: int) -> Iterator[int]:
-    total = stop - start
-    if total <= limit:
-        yield from range(start, stop)
-        return
-    runs = (limit - 1) // 2
-    last = -1
-    for run in range(runs):
-        low, high = start + run * total // runs, start + (run + 1) * total // runs
-        chunk = values[low:high]
-        # list.index on the slice finds the position at C speed.
-        smallest = low + chunk.index(min(chunk))
-        largest = low + chunk.index(max(chunk))
-        for index in sorted({smallest, largest}):
-            yield index
-            last = index
-    if last != stop - 1:
-        yield stop - 1
-
-
-def reduce_for_chart(values: Sequence[float], max_points: int) -> list[int]:
-    """:func:`iter_chart_indexes` as a list."""
-    return list(iter_chart_indexes(values, max_points))
 
 
 def _timestamp(request: Request, name: str, default: int) -> int:
