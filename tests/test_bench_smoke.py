@@ -117,3 +117,25 @@ def test_baseline_answers_the_spec_session_byte_for_byte() -> None:
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_http_abuse_quick_run_answers_as_expected(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "http_abuse.py"), "--quick", "--json", str(figures)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "all answers as expected" in completed.stdout
+    rows = json.loads(figures.read_text())
+    assert {row["scenario"] for row in rows} == {
+        "glob-bomb",
+        "keys",
+        "series",
+        "stalled-bodies",
+        "connect-burst",
+    }
