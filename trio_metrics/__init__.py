@@ -11,7 +11,7 @@ needs, every public exception included, is importable from here.
 """
 
 from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
-from .http import HttpListenError
+from .http import HttpLimits, HttpListenError
 from .ingest import GraphiteLineError, GraphiteListenError, NotANumber
 from .server import ServerConfig, ServerInfo, run_server, serve
 from .storage import (
@@ -47,6 +47,7 @@ __all__ = [
     "GlobError",
     "GraphiteLineError",
     "GraphiteListenError",
+    "HttpLimits",
     "HttpListenError",
     "Limits",
     "MemoryStorage",

@@ -7,9 +7,10 @@ the response. :func:`trio_metrics.http.serve_http` runs it under trio.
 
 Every error is JSON, ``{"error": "..."}``, with its status code: 400 for a
 bad request, 404 for an unknown path, 405 for a method the path does not
-take, 413 for a body over the limit, 503 when the store cannot take points
-(a failed write-ahead log: a throttled warning), 500 when the store fails
-otherwise (logged with its traceback; the server goes on).
+take, 408, 413 and 503 for a body too slow, too large or over the budget
+(:mod:`._bodies`), 503 when the store cannot take points (a failed
+write-ahead log: a throttled warning), 500 when the store fails otherwise
+(logged with its traceback; the server goes on).
 """
 
 from __future__ import annotations
@@ -39,10 +40,9 @@ from ._sending import Receive, Scope, Send, send_response
 from ._series import SeriesQuery, series_response
 from ._stats import HttpStats
 
-__all__ = ["MAX_KEY_BYTES", "HttpApi", "HttpStats"]
+__all__ = ["MAX_KEY_BYTES", "HttpApi"]
 
 logger = logging.getLogger("trio_metrics.http")
-
 
 _STATIC_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
