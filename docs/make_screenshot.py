@@ -94,7 +94,7 @@ def synthetic(output: Path) -> None:
         with Client("127.0.0.1", info.port, timeout=10) as client:
             feed_synthetic(client, int(time.time()))
         keys = "&".join(f"keys={key}" for key in SYNTHETIC_KEYS)
-        photograph(info, f"match=*&range=3600&{keys}", len(SYNTHETIC_KEYS), output)
+        photograph(info, f"range=3600&{keys}", len(SYNTHETIC_KEYS), output)
 
 
 def from_collectd(program: str, seconds: float, output: Path) -> None:
@@ -123,7 +123,7 @@ def from_collectd(program: str, seconds: float, output: Path) -> None:
                     left = max(0.0, deadline - time.monotonic())
                     print(f"  {len(client.get('*'))} keys, {left:.0f} s left", file=sys.stderr)
             keys = "&".join(f"keys={key}" for key in COLLECTD_KEYS)
-            view = f"match={COLLECTD_HOST}.*&range=300&{keys}"
+            view = f"range=300&{keys}"
             # Wider: collectd's values come with many digits, and the captions
             # then fit on one line.
             photograph(info, view, len(COLLECTD_KEYS), output, width=1600)

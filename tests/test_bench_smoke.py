@@ -203,3 +203,25 @@ def test_compaction_memory_reports_rss_before_and_the_peak() -> None:
     assert completed.returncode == 0, output
     assert re.search(r"^RSS before compaction: [\d.]+ MiB$", completed.stdout, re.MULTILINE)
     assert re.search(r"^peak during compaction: [\d.]+ MiB", completed.stdout, re.MULTILINE)
+
+
+def test_http_abuse_quick_run_answers_as_expected(tmp_path: Path) -> None:
+    figures = tmp_path / "figures.json"
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "http_abuse.py"), "--quick", "--json", str(figures)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "all answers as expected" in completed.stdout
+    rows = json.loads(figures.read_text())
+    assert {row["scenario"] for row in rows} == {
+        "glob-bomb",
+        "keys",
+        "series",
+        "stalled-bodies",
+        "connect-burst",
+    }

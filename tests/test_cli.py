@@ -96,6 +96,10 @@ def test_server_down_is_one_clear_line_and_exit_1(verb: list[str]) -> None:
         (["get", "k", "--timeout", "nan"], "positive number of seconds"),
         (["put", "k", "-1e3"], "required: VALUE"),
         (["serve", "--max-line-length", "0"], "at least 1"),
+        (
+            ["serve", "--http-max-body-bytes", "10", "--http-body-budget-bytes", "5"],
+            "body_budget_bytes (5) must be at least max_body_bytes (10)",
+        ),
         (["frobnicate"], "invalid choice"),
         ([], "required"),
     ],

@@ -42,7 +42,7 @@ def test_collectd_metrics_reach_get_and_the_dashboard(
         # a few seconds of readings draw a line across the chart.
         browser_page.goto(f"http://127.0.0.1:{info.http_port}/#range=all&keys={MEMORY_USED}")
         browser_page.locator(".chart", has_text=MEMORY_USED).locator(".last strong").wait_for()
-        browser_page.locator("#search").fill("*.load.*")
+        browser_page.locator("#search").fill("*.load.load.*")
         browser_page.locator("#search").press("Enter")
         browser_page.wait_for_function(
             "document.querySelector('#keys-summary').textContent === '3 keys match.'"

@@ -26,6 +26,7 @@ from trio_metrics import (
 )
 from trio_metrics.cli._main import _build_parser
 from trio_metrics.cli._serve_verb import SERVE_FLAGS, config_from_args
+from trio_metrics.http import HttpLimits
 
 
 def test_defaults_are_todays_server() -> None:
@@ -219,6 +220,18 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
         "2003",
         "--http-port",
         "8080",
+        "--http-max-connections",
+        "50",
+        "--http-header-timeout",
+        "2.5",
+        "--http-max-body-bytes",
+        "100",
+        "--http-body-budget-bytes",
+        "300",
+        "--http-body-timeout",
+        "7",
+        "--http-max-points",
+        "200",
         "--log-level",
         "debug",
     )
@@ -229,6 +242,14 @@ def test_the_cli_builds_the_config_from_its_flags(tmp_path: Path) -> None:
         http_port=8080,
         limits=Limits(
             max_line_length=10, max_connections=3, idle_timeout=2.5, max_buffered_answer=7
+        ),
+        http_limits=HttpLimits(
+            max_connections=50,
+            header_timeout=2.5,
+            max_body_bytes=100,
+            body_budget_bytes=300,
+            body_timeout=7.0,
+            max_points=200,
         ),
         storage=DataDirStorage(tmp_path, fsync="always", repair=True, compact_min_bytes=5),
         answer_cache_bytes=0,
@@ -260,6 +281,12 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--shutdown-grace": "17",
         "--graphite-port": "18",
         "--http-port": "19",
+        "--http-max-connections": "22",
+        "--http-header-timeout": "23",
+        "--http-max-body-bytes": "20",
+        "--http-body-budget-bytes": "2000000",
+        "--http-body-timeout": "25",
+        "--http-max-points": "21",
         "--log-level": "error",
     }
     assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, "--data-dir"}
@@ -267,3 +294,24 @@ def test_every_serve_flag_reaches_the_config() -> None:
     for flag, value in changed.items():
         args = _parse_serve("--data-dir", "d", flag, *([] if value is None else [value]))
         assert config_from_args(args) != base, flag
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"max_body_bytes": -1}, "max_body_bytes must be a whole number of at least 0"),
+        ({"max_points": 0}, "max_points must be a whole number of at least 1"),
+        ({"max_points": True}, "max_points"),
+        ({"max_connections": 0}, "max_connections must be a whole number of at least 1"),
+        ({"header_timeout": 0}, "header_timeout must be a positive number of seconds"),
+        ({"header_timeout": float("inf")}, "header_timeout"),
+        ({"header_timeout": "5"}, "header_timeout"),
+        ({"body_timeout": -1.0}, "body_timeout must be a positive number of seconds"),
+        ({"max_body_bytes": 10, "body_budget_bytes": 9}, "must be at least max_body_bytes"),
+    ],
+)
+def test_a_bad_http_limit_is_refused_at_construction(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        HttpLimits(**settings)

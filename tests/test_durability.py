@@ -634,8 +634,8 @@ def test_a_repaired_segment_header_starts_without_repair(tmp_path: Path) -> None
 
 
 async def test_metrics_and_posted_points_with_a_data_dir(tmp_path: Path) -> None:
+    from http_requests import post_points, request
     from prometheus_client.parser import text_string_to_metric_families
-    from test_http import post_points, request
 
     async with trio.open_nursery() as nursery:
         info: ServerInfo = await nursery.start(
@@ -849,3 +849,43 @@ async def test_a_batch_over_the_largest_record_is_refused_before_it_is_logged(
             await store.put_batch(["k"] * 300, [1.0] * 300, list(range(300)))
         await store.put_batch(["ok"], [1.0], [1])
     assert contents(tmp_path) == {"ok": {1: 1.0}}
+
+
+async def test_a_failed_log_answers_http_posts_503_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It was a 500 with a full traceback for every POST (534 lines for 39 requests)."""
+    import json
+
+    from http_requests import request
+
+    async with (
+        open_store_on_broken_disk(tmp_path) as (store, log),
+        trio.open_nursery() as nursery,
+    ):
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve(
+                "127.0.0.1", 0, store=store, http_port=0, task_status=task_status
+            )
+        )
+        assert info.http_port is not None
+        log.failing = OSError(errno.ENOSPC, "No space left on device")
+        body = b'[{"key": "web.requests", "value": 12}]'
+        for _ in range(5):
+            code, _, answer = await request(info.http_port, "POST", "/api/v1/points", body)
+            assert code == 503, answer
+            assert "cannot take points" in json.loads(answer)["error"]
+        code, _, _ = await request(info.http_port, "GET", "/healthz")
+        assert code == 200
+        assert "Traceback" not in caplog.text
+        assert caplog.text.count("refused POST /api/v1/points") == 1  # throttled
+        nursery.cancel_scope.cancel()
+
+
+async def test_keys_with_prefix_reads_the_recovered_keys(tmp_path: Path) -> None:
+    async with open_durable_store(tmp_path, fsync="never") as store:
+        await store.put_batch(["web.b", "db.a", "web.a"], [1.0, 2.0, 3.0], [5, 5, 5])
+    async with open_durable_store(tmp_path) as store:
+        assert await store.keys_with_prefix("web.", "", 10) == ["web.a", "web.b"]
+        await store.put_batch(["web.0"], [1.0], [1])
+        assert await store.keys_with_prefix("web.", "", 2) == ["web.0", "web.a"]

@@ -3,67 +3,30 @@
 from __future__ import annotations
 
 import errno
-import http.client
 import json
 import re
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import trio
+from http_requests import Pinger, _request_sync, get_json, post_points, request
 from net import NETWORK_TIMEOUT, receive_until_eof
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_metrics import ServerInfo, open_client, serve
-from trio_metrics.http._api import MAX_KEY_BYTES, reduce_for_chart
+from trio_metrics.http import DEFAULT_MAX_POINTS, HttpLimits, reduce_for_chart
+from trio_metrics.http._api import MAX_KEY_BYTES
+from trio_metrics.http._chart import SCAN_VALUES, chart_steps
 from trio_metrics.http._openapi import OPENAPI
 from trio_metrics.http._server import HttpListenError, serve_http
 from trio_metrics.storage._store import MetricStore
 from trio_metrics.transport._stats import ServerStats
 from trio_metrics.wire._protocol import MAX_TIMESTAMP
-
-Reply = tuple[int, dict[str, str], bytes]
-
-
-def _request_sync(
-    port: int, method: str, path: str, body: bytes | Iterable[bytes] | None, headers: dict[str, str]
-) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=NETWORK_TIMEOUT)
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
-    finally:
-        conn.close()
-
-
-async def request(
-    port: int,
-    method: str,
-    path: str,
-    body: bytes | Iterable[bytes] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    """One HTTP request on a new connection, from a worker thread."""
-    with trio.fail_after(NETWORK_TIMEOUT):
-        return await trio.to_thread.run_sync(_request_sync, port, method, path, body, headers or {})
-
-
-async def get_json(port: int, path: str, status: int = 200) -> Any:
-    code, headers, body = await request(port, "GET", path)
-    assert (code, headers["content-type"]) == (status, "application/json"), body
-    return json.loads(body)
-
-
-async def post_points(port: int, points: object, status: int = 200) -> Any:
-    code, headers, body = await request(
-        port, "POST", "/api/v1/points", json.dumps(points).encode(), {"content-type": "json"}
-    )
-    assert (code, headers["content-type"]) == (status, "application/json"), body
-    return json.loads(body)
 
 
 @pytest.fixture
@@ -95,7 +58,12 @@ async def test_unknown_path_is_404_json(web: ServerInfo) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
-    [("POST", "/healthz", "GET"), ("GET", "/api/v1/points", "POST"), ("DELETE", "/", "GET")],
+    [
+        ("POST", "/healthz", "GET, HEAD"),
+        ("GET", "/api/v1/points", "POST"),
+        ("HEAD", "/api/v1/points", "POST"),
+        ("DELETE", "/", "GET, HEAD"),
+    ],
 )
 async def test_wrong_method_is_405_with_allow(
     web: ServerInfo, method: str, path: str, allowed: str
@@ -103,7 +71,49 @@ async def test_wrong_method_is_405_with_allow(
     code, headers, body = await request(http_port(web), method, path, b"")
     assert code == 405
     assert headers["allow"] == allowed
-    assert json.loads(body)["allowed"] == [allowed]
+    if method != "HEAD":
+        assert json.loads(body)["allowed"] == allowed.split(", ")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/static/dashboard.js",
+        "/healthz",
+        "/metrics",
+        "/api/v1/keys",
+        "/api/v1/keys?match=a.*",
+        "/api/v1/series?key=a.b",
+        "/api/v1/openapi.json",
+        "/nope",
+        "/api/v1/series",
+    ],
+)
+async def test_head_answers_every_get_route_with_its_headers_and_no_body(
+    stored: ServerInfo, path: str
+) -> None:
+    """It was a 405: RFC 9110 wants HEAD wherever GET is allowed."""
+    port = http_port(stored)
+    get_code, get_headers, _ = await request(port, "GET", path)
+    # Raw, to see that no body follows: the next answer starts right after.
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(
+                b"HEAD %s HTTP/1.1\r\nhost: x\r\n\r\n" % path.encode()
+                + b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"
+            )
+            answer = await receive_until_eof(stream)
+    head, _, rest = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode().split("\r\n")
+    assert status_line.startswith(f"HTTP/1.1 {get_code} ")
+    headers = dict(line.lower().split(": ", 1) for line in lines)
+    for name in ("content-type", "content-length", "transfer-encoding", "allow"):
+        if path == "/metrics" and name == "content-length":
+            continue  # the GET before was counted: the text is a little longer now
+        assert headers.get(name) == get_headers.get(name), name
+    assert rest.startswith(b"HTTP/1.1 200 "), rest[:100]
 
 
 # --- keys ---------------------------------------------------------------------
@@ -118,18 +128,81 @@ async def test_keys_lists_sorted_and_filters_by_glob(web: ServerInfo) -> None:
     assert await get_json(port, "/api/v1/keys") == {
         "keys": ["Web.cpu", "db.cpu", "db.disk.sda", "web.cpu", "web.mem"]
     }
+    # Graphite's globs: matched node by node, so * and ? never cross a dot.
     cases = {
         "web.*": ["web.cpu", "web.mem"],  # case-sensitive
         "*.cpu": ["Web.cpu", "db.cpu", "web.cpu"],
+        "*": [],
+        "*.*.*": ["db.disk.sda"],
         "db.???": ["db.cpu"],
-        "[dW]*": ["Web.cpu", "db.cpu", "db.disk.sda"],
+        "[dW]*.*": ["Web.cpu", "db.cpu"],
+        "{web,db}.cpu": ["db.cpu", "web.cpu"],
         "nothing*": [],
         "db.cpu": ["db.cpu"],
     }
     for pattern, expected in cases.items():
-        query = "?match=" + pattern.replace("[", "%5B").replace("]", "%5D")
+        query = "?match=" + quote(pattern)
         assert await get_json(port, "/api/v1/keys" + query) == {"keys": expected}, pattern
     assert "error" in await get_json(port, "/api/v1/keys?match=a&match=b", 400)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "message"),
+    [
+        ("web.[a-", "no closing ']'"),
+        ("{a,b", "no closing '}'"),
+        ("a}", "closes no '{'"),
+        ("x" * 1025, "a glob of 1025 bytes: at most 1024"),
+    ],
+)
+async def test_a_bad_or_long_glob_is_a_400_that_says_why(
+    web: ServerInfo, pattern: str, message: str
+) -> None:
+    answer = await get_json(http_port(web), "/api/v1/keys?match=" + quote(pattern), 400)
+    assert answer == {
+        "error": "bad match glob: " + answer["error"].removeprefix("bad match glob: ")
+    }
+    assert message in answer["error"]
+
+
+async def test_a_glob_bomb_is_answered_at_once_without_stalling_the_main_port(
+    web: ServerInfo, nursery: trio.Nursery
+) -> None:
+    """16,300 '[' once took 5-7 s of the event loop (fnmatch's quadratic translation)."""
+    pinger = Pinger()
+    nursery.start_soon(pinger.run, web.port)
+    await trio.sleep(0.1)
+    for suffix in ("x", "]", "*.cpu"):
+        started = trio.current_time()
+        # Sent raw, as the attack was: the request line stays under h11's 16 KiB.
+        code, _, body = await request(
+            http_port(web), "GET", "/api/v1/keys?match=" + "[" * 16_300 + suffix
+        )
+        assert trio.current_time() - started <= 1.0
+        assert code == 400, body
+    await trio.sleep(0.05)
+    assert pinger.count > 10
+    assert pinger.longest <= 0.25
+
+
+async def test_many_keys_are_listed_page_by_page_in_order(nursery: trio.Nursery) -> None:
+    store = MetricStore()
+    count = 10_000
+    keys = [f"host{(i * 7919) % count:05d}.{kind}" for i in range(count) for kind in ("cpu", "mem")]
+    store.put_columns(keys, [1.0] * len(keys), [1] * len(keys))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    code, headers, body = await request(info.port, "GET", "/api/v1/keys")
+    assert code == 200
+    assert "content-length" not in headers  # streamed
+    assert json.loads(body) == {"keys": sorted(keys)}
+    answer = await get_json(info.port, "/api/v1/keys?match=" + quote("host0[01]*.mem"))
+    assert answer == {"keys": [f"host{i:05d}.mem" for i in range(2000)]}
+    answer = await get_json(info.port, "/api/v1/keys?match=*.cpu")
+    assert answer == {"keys": sorted(k for k in keys if k.endswith(".cpu"))}
 
 
 # --- series -------------------------------------------------------------------
@@ -242,6 +315,19 @@ def test_reduce_for_chart_stays_within_the_limit(max_points: int) -> None:
     assert max(values) in [values[i] for i in kept]
     assert min(values) in [values[i] for i in kept]
     assert reduce_for_chart(values[:max_points], max_points) == list(range(max_points))
+
+
+def test_chart_steps_pause_while_scanning_and_keep_the_first_extremes() -> None:
+    values = [float((i * 7919) % 1009) for i in range(300_000)]
+    steps = list(chart_steps(values, 0, len(values), 101))
+    assert steps.count(None) >= len(values) // SCAN_VALUES
+    # The plain reduction: each run's first lowest and first highest point.
+    expected: list[int] = []
+    for run in range(50):
+        low, high = run * len(values) // 50, (run + 1) * len(values) // 50
+        chunk = values[low:high]
+        expected += sorted({low + chunk.index(min(chunk)), low + chunk.index(max(chunk))})
+    assert [index for index in steps if index is not None] == [*expected, len(values) - 1]
 
 
 # --- points -------------------------------------------------------------------
@@ -371,7 +457,7 @@ async def test_a_chunked_body_is_cut_off_at_the_limit(nursery: trio.Nursery) -> 
             0,
             store=store,
             stats=ServerStats(),
-            max_body_bytes=100,
+            limits=HttpLimits(max_body_bytes=100),
             task_status=task_status,
         )
     )
@@ -588,7 +674,7 @@ async def test_cli_serve_with_http_port() -> None:
 class FailingStore(MetricStore):
     """A store whose reads fail, as a broken backend's would."""
 
-    async def list_keys(self) -> list[str]:
+    async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
         raise RuntimeError("the disk is on fire")
 
 
@@ -635,19 +721,161 @@ async def test_a_client_silent_mid_request_is_dropped_and_its_request_not_run(
 
 
 async def test_a_long_series_is_encoded_whole(nursery: trio.Nursery) -> None:
-    # Long enough to be encoded in a worker thread.
     store = MetricStore()
     count = 30_000
-    store.put_columns(["long"] * count, [i / 4 for i in range(count)], range(count))
+    values = [i / 4 for i in range(count)]
+    values[7] = 1e300  # repr: 1e+300, still JSON
+    values[8] = -0.0
+    values[9] = 0.1 + 0.2  # every digit of repr survives
+    store.put_columns(["long"] * count, values, range(count))
+    store.put_columns(["other"], [1.5], [3])
     info = await nursery.start(
         lambda task_status: serve_http(
             "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
         )
     )
-    answer = await get_json(info.port, "/api/v1/series?key=long&from=1")
-    [series] = answer["series"]
+    code, headers, body = await request(
+        info.port, "GET", "/api/v1/series?key=long&key=other&from=1"
+    )
+    assert code == 200
+    assert headers.get("transfer-encoding") == "chunked"
+    answer = json.loads(body)
+    [series, other] = answer["series"]
     assert series["total"] == count - 1
-    assert series["points"] == [[i, i / 4] for i in range(1, count)]
+    assert series["points"] == [[i, values[i]] for i in range(1, count)]
+    assert other == {"key": "other", "total": 1, "points": [[3, 1.5]]}
+    assert answer["from"] == 1 and answer["until"] == MAX_TIMESTAMP
+    # The same text json.dumps would give: repr-exact values.
+    assert body == json.dumps(answer, separators=(",", ":")).encode()
+
+
+async def test_a_long_series_streams_without_stalling_the_main_port(nursery: trio.Nursery) -> None:
+    """600,000 points were one json.dumps holding the GIL for most of a second."""
+    store = MetricStore()
+    count = 600_000
+    store.put_columns(["long"] * count, [i * 0.5 for i in range(count)], range(count))
+    info: ServerInfo = await nursery.start(
+        lambda task_status: serve("127.0.0.1", 0, store=store, http_port=0, task_status=task_status)
+    )
+    pinger = Pinger()
+    nursery.start_soon(pinger.run, info.port)
+    await trio.sleep(0.1)
+    code, headers, body = await request(http_port(info), "GET", "/api/v1/series?key=long")
+    longest = pinger.longest  # before parsing: json.loads of 14 MB holds the GIL too
+    assert code == 200
+    assert "content-length" not in headers
+    [series] = json.loads(body)["series"]
+    assert series["total"] == count == len(series["points"])
+    assert series["points"][-1] == [count - 1, (count - 1) * 0.5]
+    assert longest <= 0.25
+
+
+async def test_a_chart_of_a_long_series_does_not_stall_the_main_port(
+    nursery: trio.Nursery,
+) -> None:
+    """max_points=3 made one run of every point: min() and index() over all of them at once."""
+    store = MetricStore()
+    count = 1_500_000
+    store.put_columns(["long"] * count, [float(i % 1000) for i in range(count)], range(count))
+    store.put("long", -1.0, count + 5)
+    info: ServerInfo = await nursery.start(
+        lambda task_status: serve("127.0.0.1", 0, store=store, http_port=0, task_status=task_status)
+    )
+    pinger = Pinger()
+    nursery.start_soon(pinger.run, info.port)
+    await trio.sleep(0.1)
+    answer = await get_json(http_port(info), "/api/v1/series?key=long&max_points=3")
+    assert answer["series"][0]["points"] == [[999, 999.0], [count + 5, -1.0]]
+    assert pinger.longest <= 0.25
+
+
+async def test_a_series_answer_over_the_points_limit_is_a_400(nursery: trio.Nursery) -> None:
+    store = MetricStore()
+    store.put_columns(["big"] * 1000, [1.0] * 1000, range(1000))
+    store.put_columns(["small"] * 500, [2.0] * 500, range(500))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1",
+            0,
+            store=store,
+            stats=ServerStats(),
+            limits=HttpLimits(max_points=1200),
+            task_status=task_status,
+        )
+    )
+    port = info.port
+    assert (await get_json(port, "/api/v1/series?key=big"))["series"][0]["total"] == 1000
+    answer = await get_json(port, "/api/v1/series?key=big&key=small", 400)
+    assert answer["error"] == (
+        "the answer would hold over 1200 points, the limit per request:"
+        " ask for max_points or a narrower range"
+    )
+    await get_json(port, "/api/v1/series?key=big&key=small&max_points=600")
+    await get_json(port, "/api/v1/series?key=big&key=small&from=600")
+    answer = await get_json(port, "/api/v1/series?key=big&key=small&max_points=701", 400)
+    assert answer["error"].endswith("ask for a narrower range")
+
+
+async def test_the_default_points_limit_refuses_a_million_and_one(nursery: trio.Nursery) -> None:
+    store = MetricStore()
+    count = DEFAULT_MAX_POINTS + 1
+    store.put_columns(["huge"] * count, [1.0] * count, range(count))
+    info = await nursery.start(
+        lambda task_status: serve_http(
+            "127.0.0.1", 0, store=store, stats=ServerStats(), task_status=task_status
+        )
+    )
+    answer = await get_json(info.port, "/api/v1/series?key=huge", 400)
+    assert "limit per request" in answer["error"]
+    answer = await get_json(info.port, "/api/v1/series?key=huge&max_points=1000")
+    assert answer["series"][0]["total"] == count
+    assert len(answer["series"][0]["points"]) <= 1000
+
+
+def test_a_big_series_read_costs_a_chunk_not_the_series() -> None:
+    """The peak RSS of a real server process reading 400,000 points.
+
+    It rose by ~200 bytes per point (lists, then json.dumps of them all);
+    streamed, it is one copy of the key's columns (16 bytes per point) and
+    a chunk.
+    """
+    from processes import ServeProcess
+
+    server = ServeProcess("--http-port", "0", "--log-level", "warning")
+    try:
+        assert server.process.stdout is not None
+        line = server.process.stdout.readline()
+        port = int(line.rsplit(":", 1)[1].strip(" /\n"))
+        count = 400_000
+        for start in range(0, count, 10_000):
+            batch = [
+                {"key": "big", "value": i * 0.25, "timestamp": i}
+                for i in range(start, start + 10_000)
+            ]
+            code, _, answer = _request_sync(
+                port, "POST", "/api/v1/points", json.dumps(batch).encode(), {}
+            )
+            assert code == 200, answer
+        status = f"/proc/{server.process.pid}/status"
+        before = _status_kib(status, "VmRSS")
+        with open(f"/proc/{server.process.pid}/clear_refs", "w") as clear:
+            clear.write("5")  # resets VmHWM to the current RSS
+        code, _, body = _request_sync(port, "GET", "/api/v1/series?key=big", None, {})
+        assert code == 200
+        rise = _status_kib(status, "VmHWM") - before
+        assert body.endswith(b"]]}]}") and body.count(b"],[") == count - 1
+        assert rise <= 16 * 1024, f"peak RSS rose by {rise} KiB"
+    finally:
+        status_code, err = server.stop(signal.SIGTERM)
+    assert status_code == 0, err
+
+
+def _status_kib(path: str, field: str) -> int:
+    with open(path) as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} in {path}")
 
 
 async def test_posted_keys_longer_than_a_put_line_can_carry_are_refused(web: ServerInfo) -> None:

@@ -374,3 +374,59 @@ async def test_list_keys_in_first_stored_order() -> None:
     store = MetricStore()
     await store.put_batch(["b", "a", "b"], [1.0, 2.0, 3.0], [10, 10, 11])
     assert await store.list_keys() == ["b", "a"]
+
+
+# --- keys in sorted order, page by page ---------------------------------------
+
+
+def _all_pages(store: MetricStore, prefix: str, limit: int) -> list[str]:
+    found: list[str] = []
+    while page := store.sorted_keys(prefix, found[-1] if found else "", limit):
+        assert len(page) <= limit
+        found += page
+    return found
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.text("ab.é", min_size=1, max_size=6), max_size=300),
+    st.text("ab.", max_size=3),
+    st.integers(1, 7),
+)
+def test_sorted_keys_pages_through_the_keys_with_a_prefix(
+    keys: list[str], prefix: str, limit: int
+) -> None:
+    store = MetricStore()
+    store.put_columns(keys, [1.0] * len(keys), [1] * len(keys))
+    expected = sorted(key for key in set(keys) if key.startswith(prefix))
+    assert _all_pages(store, prefix, limit) == expected
+    # "after" may be any string, stored or not.
+    for after in ("", "a", "ab", "b.", "zz"):
+        assert store.sorted_keys(prefix, after, 10_000) == [k for k in expected if k > after]
+
+
+def test_sorted_keys_across_many_blocks_and_after_clear_and_restore() -> None:
+    from array import array
+
+    store = MetricStore()
+    keys = [f"k{(i * 7919) % 5000:05d}" for i in range(5000)]  # every one, shuffled
+    store.put_columns(keys, [0.5] * 5000, range(5000))
+    assert _all_pages(store, "", 333) == sorted(keys)
+    assert store.sorted_keys("k012", "", 1000) == [f"k012{d:02d}" for d in range(100)][:100]
+    assert store.sorted_keys("k0499", "k04995", 10) == ["k04996", "k04997", "k04998", "k04999"]
+    store.clear()
+    assert store.sorted_keys() == []
+    store.restore_series("b", array("q", [1]), array("d", [1.0]))
+    store.restore_series("a", array("q", [1]), array("d", [1.0]))
+    store.restore_series("b", array("q", [2]), array("d", [2.0]))
+    assert store.sorted_keys() == ["a", "b"]
+    with pytest.raises(ValueError, match="limit"):
+        store.sorted_keys("", "", 0)
+
+
+async def test_keys_with_prefix_is_the_store_interface() -> None:
+    store = MetricStore()
+    await store.put_batch(["web.b", "db.a", "web.a", "web"], [1.0] * 4, [1] * 4)
+    assert await store.keys_with_prefix("web.", "", 10) == ["web.a", "web.b"]
+    assert await store.keys_with_prefix("", "web.a", 10) == ["web.b"]
+    assert await store.keys_with_prefix("", "", 2) == ["db.a", "web"]

@@ -11,7 +11,7 @@ needs, every public exception included, is importable from here.
 """
 
 from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
-from .http import HttpListenError
+from .http import HttpLimits, HttpListenError
 from .ingest import GraphiteLineError, GraphiteListenError, NotANumber
 from .server import ListenError, ServerConfig, ServerInfo, run_server, serve
 from .storage import (
@@ -31,6 +31,7 @@ from .storage import (
 from .transport import Limits, ServerStats
 from .wire import (
     ConnectionStateError,
+    GlobError,
     MalformedAnswerError,
     OutOfStepError,
     ProtocolError,
@@ -52,8 +53,10 @@ __all__ = [
     "ExistingStore",
     "FormatError",
     "FsyncPolicy",
+    "GlobError",
     "GraphiteLineError",
     "GraphiteListenError",
+    "HttpLimits",
     "HttpListenError",
     "Limits",
     "ListenError",

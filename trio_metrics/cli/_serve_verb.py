@@ -14,7 +14,16 @@ import attrs
 import trio
 
 from .. import __version__
-from ..http import HttpListenError
+from ..http import (
+    DEFAULT_BODY_BUDGET_BYTES,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_HTTP_MAX_CONNECTIONS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_POINTS,
+    HttpLimits,
+    HttpListenError,
+)
 from ..ingest import GraphiteListenError
 from ..server import (
     DEFAULT_ANSWER_CACHE_BYTES,
@@ -48,6 +57,7 @@ from ._output import PROG, fail, silence_stdout
 __all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
 
 _STORAGE_GROUP = "storage (default: memory only)"
+_HTTP_GROUP = "HTTP limits (with --http-port)"
 
 logger = logging.getLogger("trio_metrics.server")
 
@@ -213,6 +223,72 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         },
     ),
     Flag(
+        ("--http-max-connections",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_HTTP_MAX_CONNECTIONS,
+            "metavar": "N",
+            "help": "HTTP connections served at once; one more is answered 503 and closed"
+            " (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-header-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_HEADER_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "time an HTTP connection has to send a request's headers, from its start or"
+            " its previous answer; idle keep-alive connections close after it too"
+            " (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-max-body-bytes",),
+        {
+            "type": types.non_negative_int,
+            "default": DEFAULT_MAX_BODY_BYTES,
+            "metavar": "BYTES",
+            "help": "largest HTTP request body; a longer one gets 413 (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-body-budget-bytes",),
+        {
+            "type": types.non_negative_int,
+            "default": DEFAULT_BODY_BUDGET_BYTES,
+            "metavar": "BYTES",
+            "help": "bytes of HTTP request bodies held at once over all connections; a body that"
+            " would pass it gets 503 at once (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-body-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_BODY_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "time an HTTP request has to send its whole body once its headers are in;"
+            " then 408 (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
+        ("--http-max-points",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_MAX_POINTS,
+            "metavar": "N",
+            "help": "most points in one /api/v1/series answer; more is a 400 that asks for"
+            " max_points or a narrower range (default: %(default)s)",
+        },
+        group=_HTTP_GROUP,
+    ),
+    Flag(
         ("--log-level",),
         {
             "default": "info",
@@ -281,6 +357,14 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             idle_timeout=args.idle_timeout,
             max_buffered_answer=args.max_buffered_answer,
         ),
+        http_limits=HttpLimits(
+            max_connections=args.http_max_connections,
+            header_timeout=args.http_header_timeout,
+            max_body_bytes=args.http_max_body_bytes,
+            body_budget_bytes=args.http_body_budget_bytes,
+            body_timeout=args.http_body_timeout,
+            max_points=args.http_max_points,
+        ),
         storage=storage,
         answer_cache_bytes=args.answer_cache_bytes,
         answer_copy_budget_bytes=args.answer_copy_budget_bytes,
@@ -290,7 +374,11 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        # Settings that are each fine but not together (a body budget below the body limit).
+        args.serve_parser.error(str(exc))
     assert config.log_level is not None  # the flag has a default
     configure_logging(config.log_level)
     try:

@@ -7,13 +7,24 @@ It knows nothing of the main protocol's wire format beyond its key rules.
 from __future__ import annotations
 
 from ._api import (
-    DEFAULT_MAX_BODY_BYTES,
-    MAX_SERIES_KEYS,
     HttpApi,
-    HttpStats,
+)
+from ._chart import (
+    iter_chart_indexes,
+    reduce_for_chart,
+)
+from ._limits import (
+    DEFAULT_BODY_BUDGET_BYTES,
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_HTTP_MAX_CONNECTIONS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_POINTS,
+    HttpLimits,
+)
+from ._messages import (
     Request,
     Response,
-    reduce_for_chart,
 )
 from ._openapi import (
     OPENAPI,
@@ -27,16 +38,27 @@ from ._prometheus import (
     render_metrics,
     server_figures,
 )
+from ._series import (
+    MAX_SERIES_KEYS,
+)
 from ._server import (
     HTTP_READ_TIMEOUT,
     HttpInfo,
     HttpListenError,
     serve_http,
 )
+from ._stats import (
+    HttpStats,
+)
 
 __all__ = [
     "CONTENT_TYPE",
+    "DEFAULT_BODY_BUDGET_BYTES",
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_HTTP_MAX_CONNECTIONS",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_POINTS",
     "HTTP_READ_TIMEOUT",
     "MAX_SERIES_KEYS",
     "OPENAPI",
@@ -44,11 +66,13 @@ __all__ = [
     "Figure",
     "HttpApi",
     "HttpInfo",
+    "HttpLimits",
     "HttpListenError",
     "HttpStats",
     "Request",
     "Response",
     "durability_figures",
+    "iter_chart_indexes",
     "reduce_for_chart",
     "render",
     "render_metrics",

@@ -7,139 +7,54 @@ the response. :func:`trio_metrics.http.serve_http` runs it under trio.
 
 Every error is JSON, ``{"error": "..."}``, with its status code: 400 for a
 bad request, 404 for an unknown path, 405 for a method the path does not
-take, 413 for a body over the limit, 500 when the store fails (logged with
-its traceback; the server goes on).
+take, 408, 413 and 503 for a body too slow, too large or over the budget
+(:mod:`._bodies`), 503 when the store cannot take points (a failed
+write-ahead log: a throttled warning), 500 when the store fails otherwise
+(logged with its traceback; the server goes on).
 """
 
 from __future__ import annotations
 
-import fnmatch
-import functools
 import json
 import logging
 import math
 import time
-from bisect import bisect_left, bisect_right
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
-from typing import Any, Final
+from typing import Final
 from urllib.parse import parse_qs
 
 import attrs
-import trio
 
-from ..storage import Series, Store
-from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats
+from ..storage import Store, StoreUnavailableError
+from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats, ThrottledLogger
 from ..wire import MAX_TIMESTAMP, is_valid_key
+from ._bodies import BodyBudget, BodyReader, Disconnected
+from ._keys import keys_response
+from ._limits import HttpLimits
+from ._messages import BadRequest, Request, Response
 from ._openapi import OPENAPI
 from ._prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._prometheus import Figure, render_metrics
+from ._sending import Receive, Scope, Send, send_response
+from ._series import SeriesQuery, series_response
+from ._stats import HttpStats
 
-__all__ = [
-    "DEFAULT_MAX_BODY_BYTES",
-    "MAX_SERIES_KEYS",
-    "HttpApi",
-    "HttpStats",
-    "Request",
-    "Response",
-    "reduce_for_chart",
-]
+__all__ = ["MAX_KEY_BYTES", "HttpApi"]
 
 logger = logging.getLogger("trio_metrics.http")
 
-#: The largest request body accepted; a larger one gets 413.
-DEFAULT_MAX_BODY_BYTES: Final = 1 << 20
-#: The most ``key`` parameters one ``/api/v1/series`` request may name.
-MAX_SERIES_KEYS: Final = 100
-
-_JSON: Final = "application/json"
 _STATIC_TYPES: Final = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
     ".css": "text/css; charset=utf-8",
 }
 _POINT_FIELDS: Final = frozenset({"key", "value", "timestamp"})
-# A series answer over more points than this is encoded in a worker thread
-# (500,000 points take about a second).
-_POINTS_ENCODED_INLINE: Final = 20_000
-
-# ASGI's messages are plain dicts; these names only make signatures readable.
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-@attrs.frozen
-class Request:
-    """An HTTP request with its whole body."""
-
-    method: str
-    path: str
-    #: Query parameters as :func:`urllib.parse.parse_qs` gives them.
-    query: Mapping[str, Sequence[str]] = attrs.field(factory=dict)
-    body: bytes = b""
-
-
-@attrs.frozen
-class Response:
-    """What :meth:`HttpApi.handle` answers."""
-
-    status: int
-    body: bytes
-    content_type: str = _JSON
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def json(cls, status: int, document: object) -> Response:
-        """A JSON response of ``document``."""
-        return cls(status, json.dumps(document, separators=(",", ":")).encode())
-
-    @classmethod
-    def error(cls, status: int, message: str, **fields: object) -> Response:
-        """An error response: ``{"error": message, **fields}``."""
-        return cls.json(status, {"error": message, **fields})
 
 
 #: The longest key accepted: a ``put`` line of the default maximum length
 #: (64 KiB) must still have room for it, a value and a timestamp.
 MAX_KEY_BYTES: Final = DEFAULT_MAX_LINE_LENGTH - 64
-
-
-class _BadRequest(Exception):
-    """Raised by a handler to answer 400 with this message."""
-
-
-class _Disconnected(Exception):
-    """The client went away before its whole request was read."""
-
-
-@attrs.define
-class HttpStats:
-    """The HTTP server's counters: requests by route and status code."""
-
-    #: ``(route, status) -> count``; the route is the path template
-    #: (``/static/{name}``), or ``other`` for an unknown path.
-    requests: dict[tuple[str, int], int] = attrs.field(factory=dict)
-    bodies_too_large: int = 0
-
-    def count(self, route: str, status: int) -> None:
-        """Count one answered request."""
-        self.requests[route, status] = self.requests.get((route, status), 0) + 1
-
-    def figures(self) -> dict[str, Figure]:
-        """The counters as ``/metrics`` figures."""
-        samples = tuple(
-            ((("route", route), ("code", str(status))), float(count))
-            for (route, status), count in sorted(self.requests.items())
-        )
-        return {
-            "http_requests": Figure(
-                "counter", "HTTP requests answered, by route and status code.", samples
-            ),
-            "http_bodies_too_large": Figure.single(
-                "counter", "HTTP requests refused with 413.", self.bodies_too_large
-            ),
-        }
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -151,7 +66,8 @@ class HttpApi:
     ``store`` and ``stats`` are the metrics server's own. ``extra_figures``,
     if given, is called on each ``/metrics`` request for more figures to
     show (see :func:`~trio_metrics.http.render_metrics`). ``clock``
-    gives the timestamp of a posted point that has none.
+    gives the timestamp of a posted point that has none. ``limits`` bound
+    bodies and answers (:class:`~trio_metrics.http.HttpLimits`).
     """
 
     def __init__(
@@ -159,18 +75,20 @@ class HttpApi:
         store: Store,
         stats: ServerStats,
         *,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        limits: HttpLimits | None = None,
         extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if max_body_bytes < 0:
-            raise ValueError("max_body_bytes must not be negative")
         self.store = store
         self.stats = stats
         self.http_stats = HttpStats()
-        self.max_body_bytes = max_body_bytes
+        self.limits = HttpLimits() if limits is None else limits
         self._extra_figures = extra_figures
         self._clock = clock
+        self._warnings = ThrottledLogger(logger)
+        self._bodies = BodyReader(
+            self.limits, BodyBudget(self.limits.body_budget_bytes), self.http_stats
+        )
         #: Path template -> method -> handler; ``{name}`` matches one path segment.
         self.routes: dict[str, dict[str, Handler]] = {
             "/": {"GET": self._dashboard},
@@ -202,18 +120,18 @@ class HttpApi:
             response = Response.error(404, f"no such path: {request.path}")
         else:
             methods = self.routes[route]
-            handler = methods.get(request.method)
-            if handler is None:
+            # RFC 9110: HEAD wherever GET is; the ASGI layer sends the headers only.
+            allowed = sorted({*methods, "HEAD"} if "GET" in methods else methods)
+            handler = methods.get("GET" if request.method == "HEAD" else request.method)
+            if handler is None or request.method not in allowed:
                 response = Response.error(
-                    405,
-                    f"{request.method} is not allowed on {route}",
-                    allowed=sorted(methods),
+                    405, f"{request.method} is not allowed on {route}", allowed=allowed
                 )
-                response = attrs.evolve(response, headers=(("allow", ", ".join(methods)),))
+                response = attrs.evolve(response, headers=(("allow", ", ".join(allowed)),))
             else:
                 try:
                     response = await handler(request)
-                except _BadRequest as exc:
+                except BadRequest as exc:
                     response = Response.error(400, str(exc))
         self.http_stats.count(route or "other", response.status)
         return response
@@ -228,71 +146,41 @@ class HttpApi:
         if scope["type"] != "http":
             raise ValueError(f"unsupported ASGI scope {scope['type']!r}")
         try:
-            body = await self._read_body(scope, receive)
-        except _Disconnected:
-            return  # nobody to answer, and half a request is not run
-        if body is None:
-            self.http_stats.bodies_too_large += 1
-            route = self.route_of(scope["path"]) or "other"
-            self.http_stats.count(route, 413)
-            response = Response.error(
-                413, f"request body over the limit of {self.max_body_bytes} bytes"
-            )
-            # The rest of the body is not read: the connection cannot be reused.
-            response = attrs.evolve(response, headers=(("connection", "close"),))
-        else:
-            try:
-                # Strict: a key that is not UTF-8 is refused, not turned into U+FFFD.
-                query = parse_qs(
-                    scope["query_string"].decode("latin-1"), keep_blank_values=True, errors="strict"
-                )
-            except UnicodeDecodeError:
-                query = None
-            request = Request(scope["method"], scope["path"], query or {}, body)
-            try:
-                if query is None:
-                    self.http_stats.count(self.route_of(request.path) or "other", 400)
-                    response = Response.error(400, "the query string is not UTF-8")
+            async with self._bodies.read(scope, receive) as body:
+                if isinstance(body, Response):
+                    self.http_stats.count(self.route_of(scope["path"]) or "other", body.status)
+                    response = body
                 else:
-                    response = await self.handle(request)
-            except Exception:
-                # A failing store (or a bug): this request fails, the server goes on.
-                logger.exception("%s %s failed", request.method, request.path)
-                self.http_stats.count(self.route_of(request.path) or "other", 500)
-                response = Response.error(500, "internal error; the server's log has the details")
-        headers = [
-            (b"content-type", response.content_type.encode()),
-            (b"content-length", str(len(response.body)).encode()),
-            (b"cache-control", b"no-store"),
-            (b"x-content-type-options", b"nosniff"),
-            *((name.encode(), value.encode()) for name, value in response.headers),
-        ]
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": response.body})
+                    response = await self._answer(scope, body)
+        except Disconnected:
+            return  # nobody to answer, and half a request is not run
+        await send_response(send, receive, response, head=scope["method"] == "HEAD")
 
-    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
-        """The request body, or None once it is known to be over the limit.
-
-        Raises :exc:`_Disconnected` if the client leaves (or is dropped by
-        the read timeout) before the body is complete.
-        """
-        for name, value in scope["headers"]:
-            if name.lower() == b"content-length":
-                try:
-                    if int(value) > self.max_body_bytes:
-                        return None
-                except ValueError:
-                    pass  # h11 refuses such a request before it gets here.
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                raise _Disconnected
-            body += message.get("body", b"")
-            if len(body) > self.max_body_bytes:
-                return None
-            if not message.get("more_body", False):
-                return bytes(body)
+    async def _answer(self, scope: Scope, body: bytes) -> Response:
+        """The response to a request read whole; a failure of the store is a 500."""
+        try:
+            # Strict: a key that is not UTF-8 is refused, not turned into U+FFFD.
+            query = parse_qs(
+                scope["query_string"].decode("latin-1"), keep_blank_values=True, errors="strict"
+            )
+        except UnicodeDecodeError:
+            self.http_stats.count(self.route_of(scope["path"]) or "other", 400)
+            return Response.error(400, "the query string is not UTF-8")
+        request = Request(scope["method"], scope["path"], query, body)
+        try:
+            return await self.handle(request)
+        except StoreUnavailableError as exc:
+            # As on the other ports: one warning now and then, not a traceback each.
+            self._warnings.warning("store", "refused %s %s: %s", request.method, request.path, exc)
+            self.http_stats.count(self.route_of(request.path) or "other", 503)
+            return Response.error(
+                503, "the store cannot take points now; the server's log says why"
+            )
+        except Exception:
+            # A failing store (or a bug): this request fails, the server goes on.
+            logger.exception("%s %s failed", request.method, request.path)
+            self.http_stats.count(self.route_of(request.path) or "other", 500)
+            return Response.error(500, "internal error; the server's log has the details")
 
     # --- handlers -------------------------------------------------------------
 
@@ -305,49 +193,22 @@ class HttpApi:
     async def _metrics(self, request: Request) -> Response:
         keys, points = await self.store.counts()
         extra = self.http_stats.figures()
+        extra["http_body_bytes_held"] = Figure.single(
+            "gauge",
+            "Bytes of HTTP request bodies held now (charged to --http-body-budget-bytes).",
+            self._bodies.budget.held,
+        )
         if self._extra_figures is not None:
             extra.update(self._extra_figures())
         text = render_metrics(self.stats.as_dict(), keys, points, extra)
         return Response(200, text.encode(), METRICS_CONTENT_TYPE)
 
     async def _keys(self, request: Request) -> Response:
-        pattern = _one_param(request, "match", "*")
-        keys = await self.store.list_keys()
-        return Response.json(
-            200, {"keys": sorted(key for key in keys if fnmatch.fnmatchcase(key, pattern))}
-        )
+        return await keys_response(self.store, request.param("match"))
 
     async def _series(self, request: Request) -> Response:
-        keys = request.query.get("key", [])
-        if not keys:
-            raise _BadRequest("give at least one key parameter")
-        if len(keys) > MAX_SERIES_KEYS:
-            raise _BadRequest(f"at most {MAX_SERIES_KEYS} key parameters")
-        first = _timestamp_param(request, "from", 0)
-        last = _timestamp_param(request, "until", MAX_TIMESTAMP)
-        if first > last:
-            raise _BadRequest(f"from ({first}) is after until ({last})")
-        max_points = _max_points_param(request)
-        for key in keys:
-            if not is_valid_key(key):
-                raise _BadRequest(f"invalid key {key!r}")
-        ranges: list[Series] = []
-        for key in dict.fromkeys(keys):
-            stamps: Sequence[int] = ()
-            values: Sequence[float] = ()
-            for found in await self.store.query(key):
-                start = bisect_left(found.timestamps, first)
-                stop = bisect_right(found.timestamps, last)
-                stamps, values = found.timestamps[start:stop], found.values[start:stop]
-            ranges.append(Series(key, stamps, values))
-        encode = functools.partial(_encode_series, first, last, ranges, max_points)
-        if sum(len(found.timestamps) for found in ranges) <= _POINTS_ENCODED_INLINE:
-            body = encode()
-        else:
-            # The ranges are copies, so a worker thread may encode them while
-            # the event loop goes on serving every other connection.
-            body = await trio.to_thread.run_sync(encode, abandon_on_cancel=True)
-        return Response(200, body)
+        query = SeriesQuery.from_request(request)
+        return await series_response(self.store, query, self.limits.max_points)
 
     async def _points(self, request: Request) -> Response:
         try:
@@ -355,9 +216,9 @@ class HttpApi:
                 request.body, parse_constant=_refuse_constant, object_pairs_hook=_unique_fields
             )
         except (ValueError, RecursionError) as exc:
-            raise _BadRequest(f"body is not JSON: {exc}") from None
+            raise BadRequest(f"body is not JSON: {exc}") from None
         if not isinstance(document, list):
-            raise _BadRequest("body must be a JSON array of points")
+            raise BadRequest("body must be a JSON array of points")
         now = int(self._clock())
         keys: list[str] = []
         values: list[float] = []
@@ -365,7 +226,7 @@ class HttpApi:
         for index, item in enumerate(document):
             try:
                 key, value, timestamp = _point(item, now)
-            except _BadRequest as exc:
+            except BadRequest as exc:
                 return Response.error(400, f"item {index}: {exc}", index=index)
             keys.append(key)
             values.append(value)
@@ -391,102 +252,39 @@ def _static_file(name: str) -> Response:
     return Response.error(404, f"no such file: {name}")
 
 
-def _one_param(request: Request, name: str, default: str) -> str:
-    values = request.query.get(name, [])
-    if len(values) > 1:
-        raise _BadRequest(f"give the {name} parameter at most once")
-    if values and not values[0]:
-        raise _BadRequest(f"the {name} parameter is empty")
-    return values[0] if values else default
-
-
-def _encode_series(
-    first: int, last: int, ranges: Sequence[Series], max_points: int | None
-) -> bytes:
-    series = []
-    for key, stamps, values in ranges:
-        indexes: Iterable[int] = range(len(stamps))
-        if max_points is not None and len(stamps) > max_points:
-            indexes = reduce_for_chart(values, max_points)
-        points = [[stamps[i], values[i]] for i in indexes]
-        series.append({"key": key, "total": len(stamps), "points": points})
-    return Response.json(200, {"from": first, "until": last, "series": series}).body
-
-
-def _max_points_param(request: Request) -> int | None:
-    text = _one_param(request, "max_points", "")
-    if not text:
-        return None
-    if not (text.isascii() and text.isdigit() and len(text) <= 9) or int(text) < 3:
-        raise _BadRequest("max_points must be a whole number of at least 3")
-    return int(text)
-
-
-def reduce_for_chart(values: Sequence[float], max_points: int) -> list[int]:
-    """Indexes of at most ``max_points`` of ``values`` that draw the same chart.
-
-    The points are cut into equal runs, and each run keeps its lowest and
-    highest point, so spikes survive; the last point is always kept.
-    """
-    total = len(values)
-    if total <= max_points:
-        return list(range(total))
-    runs = (max_points - 1) // 2
-    kept: list[int] = []
-    for run in range(runs):
-        low, high = run * total // runs, (run + 1) * total // runs
-        chunk = values[low:high]
-        # list.index on the slice finds the position at C speed.
-        smallest = low + chunk.index(min(chunk))
-        largest = low + chunk.index(max(chunk))
-        kept.extend(sorted({smallest, largest}))
-    if kept[-1] != total - 1:
-        kept.append(total - 1)
-    return kept
-
-
-def _timestamp_param(request: Request, name: str, default: int) -> int:
-    text = _one_param(request, name, "")
-    if not text:
-        return default
-    if not (text.isascii() and text.isdigit() and len(text) <= 19) or int(text) > MAX_TIMESTAMP:
-        raise _BadRequest(f"{name} must be whole unix seconds in 0..{MAX_TIMESTAMP}")
-    return int(text)
-
-
 def _point(item: object, now: int) -> tuple[str, float, int]:
     """Check one posted point against the protocol's rules."""
     if not isinstance(item, dict):
-        raise _BadRequest("a point must be an object with key, value and optional timestamp")
+        raise BadRequest("a point must be an object with key, value and optional timestamp")
     unknown = item.keys() - _POINT_FIELDS
     if unknown:
-        raise _BadRequest(f"unknown field {sorted(unknown)[0]!r}")
+        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
     if "key" not in item or "value" not in item:
-        raise _BadRequest("a point needs a key and a value")
+        raise BadRequest("a point needs a key and a value")
     key = item["key"]
     if not isinstance(key, str) or not is_valid_key(key):
-        raise _BadRequest(f"invalid key {key!r}: one word of printable characters, not '*'")
+        raise BadRequest(f"invalid key {key!r}: one word of printable characters, not '*'")
     if len(key.encode()) > MAX_KEY_BYTES:
-        raise _BadRequest(
+        raise BadRequest(
             f"key of {len(key.encode())} bytes: at most {MAX_KEY_BYTES}, so that a put or get"
             " line can carry it"
         )
     value = item["value"]
     if not isinstance(value, int | float) or isinstance(value, bool):
-        raise _BadRequest(f"value {value!r} is not a number")
+        raise BadRequest(f"value {value!r} is not a number")
     try:
         number = float(value)
     except OverflowError:
         number = math.inf
     if not math.isfinite(number):
-        raise _BadRequest(f"value {value!r} is not a finite number")
+        raise BadRequest(f"value {value!r} is not a finite number")
     timestamp = item.get("timestamp", now)
     if (
         not isinstance(timestamp, int)
         or isinstance(timestamp, bool)
         or not 0 <= timestamp <= MAX_TIMESTAMP
     ):
-        raise _BadRequest(f"timestamp {timestamp!r} must be whole unix seconds in 0..2**63-1")
+        raise BadRequest(f"timestamp {timestamp!r} must be whole unix seconds in 0..2**63-1")
     return key, number, timestamp
 
 

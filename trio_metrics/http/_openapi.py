@@ -75,9 +75,10 @@ OPENAPI: Final[dict[str, Any]] = {
                         "name": "match",
                         "in": "query",
                         "required": False,
-                        "description": "fnmatch-style pattern (`*`, `?`, `[abc]`),"
-                        " case-sensitive; default `*`.",
-                        "schema": {"type": "string"},
+                        "description": "Graphite-style glob matched node by node (`*` and `?`"
+                        " never cross a `.`; `[a-z]`, `[!a-z]`, `{a,b}`), case-sensitive, at"
+                        " most 1024 bytes; without it every key is listed.",
+                        "schema": {"type": "string", "maxLength": 1024},
                     }
                 ],
                 "responses": {
@@ -155,7 +156,12 @@ OPENAPI: Final[dict[str, Any]] = {
                         "Every point is stored.",
                     ),
                     "400": _error("Not JSON, or an invalid point (`index` names it)."),
+                    "408": _error("The body was not complete within the body timeout."),
                     "413": _error("The body is over the limit (1 MiB by default)."),
+                    "503": _error(
+                        "The store cannot take points now (a failed log), or the body would"
+                        " pass the budget of bodies held at once (`Retry-After`)."
+                    ),
                 },
             }
         },

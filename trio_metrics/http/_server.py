@@ -1,33 +1,39 @@
-"""Run :class:`~trio_metrics.http.HttpApi` under trio with hypercorn.
+"""Run :class:`~trio_metrics.http.HttpApi` under trio with hypercorn's HTTP/1.1 machinery.
 
-Hypercorn's trio worker parses HTTP/1.1 with h11 (and HTTP/2 with h2), and
-keeps every connection in trio's structured concurrency, so cancelling
-:func:`serve_http` closes the listener and every HTTP connection.
+The listening socket is the server's own (trio's default backlog, as the
+main port's: the kernel's maximum), accepted by
+:func:`~trio_metrics.transport.accept_forever`, and each connection is
+served by :class:`~trio_metrics.http._connections.HttpConnections`
+(counted, HTTP/1.1 only). Everything lives in trio's structured
+concurrency, so cancelling :func:`serve_http` closes the listener and every
+HTTP connection.
 """
 
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, cast
+from typing import NoReturn, cast
 
 import attrs
 import trio
+from hypercorn.app_wrappers import ASGIWrapper
 from hypercorn.config import Config
-from hypercorn.trio import serve as hypercorn_serve
-from hypercorn.typing import Framework
+from hypercorn.typing import ASGIFramework
 
 from ..storage import Store
-from ..transport import ServerStats
-from ._api import DEFAULT_MAX_BODY_BYTES, HttpApi
+from ..transport import ServerStats, accept_forever, take_listening_sockets
+from ._api import HttpApi
+from ._connections import HttpConnections
+from ._limits import HttpLimits
 from ._prometheus import Figure
 
 __all__ = ["HTTP_READ_TIMEOUT", "HttpInfo", "HttpListenError", "serve_http"]
 
 logger = logging.getLogger("trio_metrics.http")
 
-#: Seconds an HTTP client may stay silent while its request is incomplete.
+#: Seconds an HTTP connection may stay silent while it is read from (a
+#: client that takes no answer for this long, sending nothing, is dropped).
 HTTP_READ_TIMEOUT = 60
 
 
@@ -50,7 +56,7 @@ async def serve_http(
     *,
     store: Store,
     stats: ServerStats,
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    limits: HttpLimits | None = None,
     extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
     task_status: trio.TaskStatus[HttpInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
@@ -58,37 +64,42 @@ async def serve_http(
 
     ``port=0`` picks a free port: ``info = await nursery.start(serve_http,
     ...)`` tells it (``info.port``). ``store`` and ``stats`` are the metrics
-    server's; the other options are :class:`~trio_metrics.http.HttpApi`'s.
-    Cancelling the surrounding scope closes the listener and every open
-    HTTP connection at once (requests in flight are not finished). Raises
-    :exc:`OSError` if the address cannot be bound.
+    server's; ``limits`` (:class:`~trio_metrics.http.HttpLimits`, the
+    defaults if None) bound what clients may use; ``extra_figures`` is
+    :class:`~trio_metrics.http.HttpApi`'s. Cancelling the surrounding scope
+    closes the listener and every open HTTP connection at once (requests in
+    flight are not finished). Raises :exc:`OSError` if the address cannot
+    be bound (nothing is left open then).
     """
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0..65535")
-    api = HttpApi(store, stats, max_body_bytes=max_body_bytes, extra_figures=extra_figures)
-    # Bound here rather than by hypercorn: a bind error is then a bare
-    # OSError with nothing left open, and the real port is known at once.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.create_server((host, port), family=family)
-    bound_port = sock.getsockname()[1]
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}"]  # hypercorn's socket owns the descriptor now
-    config.accesslog = None
-    config.errorlog = logger
-    config.include_server_header = False
-    # A client silent this long in the middle of a request is dropped (idle
-    # keep-alive connections already close after keep_alive_timeout, 5 s).
-    config.read_timeout = HTTP_READ_TIMEOUT
+    limits = HttpLimits() if limits is None else limits
+    api = HttpApi(store, stats, limits=limits, extra_figures=extra_figures)
+    # Bound here, with trio's default backlog (as the main port): hypercorn's
+    # 100 made a burst of 1,000 connects wait seconds for SYN retries.
+    sockets = take_listening_sockets(await trio.open_tcp_listeners(port, host=host))
+    bound_port = sockets[0].getsockname()[1]
+    connections = HttpConnections(
+        # HttpApi speaks ASGI with plain dicts, where hypercorn's types are TypedDicts.
+        ASGIWrapper(cast(ASGIFramework, api)),
+        _hypercorn_config(limits),
+        limits.max_connections,
+        api.http_stats,
+    )
     async with trio.open_nursery() as nursery:
-        await nursery.start(_hypercorn, cast(Framework, api), config, name="trio_metrics.http")
+        nursery.start_soon(accept_forever, sockets, connections.handle)
         task_status.started(HttpInfo(host, bound_port, api))
     raise AssertionError("the HTTP server stopped by itself")
 
 
-async def _hypercorn(
-    app: Framework,
-    config: Config,
-    *,
-    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    await hypercorn_serve(app, config, task_status=task_status)
+def _hypercorn_config(limits: HttpLimits) -> Config:
+    config = Config()
+    config.accesslog = None
+    config.errorlog = logger
+    config.include_server_header = False
+    # hypercorn's idle timer runs from a connection's start (and from each
+    # answer) until a request's headers are complete: the header deadline,
+    # which also closes idle keep-alive connections.
+    config.keep_alive_timeout = limits.header_timeout
+    config.read_timeout = HTTP_READ_TIMEOUT
+    return config

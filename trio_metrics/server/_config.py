@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, TypedDict, get_args
 
 import attrs
 
+from ..http import HttpLimits
 from ..storage import (
     DEFAULT_COMPACT_MIN_BYTES,
     DEFAULT_COPY_BUDGET_BYTES,
@@ -77,6 +78,8 @@ class ServerConfig:
     - ``http_port``: also serve the HTTP API, ``/metrics`` and the
       dashboard on this port of the first listening address (``None``: off).
     - ``limits``: what each connection may use (:class:`~trio_metrics.Limits`).
+    - ``http_limits``: what HTTP clients may use
+      (:class:`~trio_metrics.http.HttpLimits`).
     - ``storage``: :class:`~trio_metrics.MemoryStorage` (the default),
       :class:`~trio_metrics.DataDirStorage` or
       :class:`~trio_metrics.ExistingStore`.
@@ -98,6 +101,7 @@ class ServerConfig:
     )
     http_port: int | None = attrs.field(default=None, validator=_port("HTTP port ", optional=True))
     limits: Limits = attrs.field(factory=Limits)
+    http_limits: HttpLimits = attrs.field(factory=HttpLimits)
     storage: Storage = attrs.field(factory=MemoryStorage)
     answer_cache_bytes: int = attrs.field(
         default=DEFAULT_ANSWER_CACHE_BYTES, validator=_non_negative_int

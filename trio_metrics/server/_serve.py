@@ -256,7 +256,13 @@ async def _start_http(
     try:
         http = await nursery.start(
             functools.partial(
-                serve_http, info.host, port, store=info.store, stats=info.stats, extra_figures=extra
+                serve_http,
+                info.host,
+                port,
+                store=info.store,
+                stats=info.stats,
+                limits=info.config.http_limits,
+                extra_figures=extra,
             )
         )
     except HttpListenError:
@@ -280,7 +286,11 @@ def _describe(info: ServerInfo, storage: OpenedStorage, cache: AnswerCache | Non
     """The start-up log line: where the server listens and with what settings."""
     config = info.config
     graphite = "off" if info.graphite_port is None else f"port {info.graphite_port}"
-    http = "off" if info.http_port is None else f"port {info.http_port}"
+    http = (
+        "off"
+        if info.http_port is None
+        else f"port {info.http_port} ({config.http_limits.describe()})"
+    )
     return (
         f"{', '.join(host for host, _ in info.addresses)} port {info.port}"
         f" ({config.limits.describe()}; store: {storage.description};"

@@ -60,6 +60,7 @@ from ._log_format import (
     scan_records,
 )
 from ._store import (
+    KEY_PAGE,
     MetricStore,
     Series,
     Store,
@@ -71,6 +72,7 @@ __all__ = [
     "DEFAULT_COMPACT_MIN_BYTES",
     "DEFAULT_COPY_BUDGET_BYTES",
     "FRAME_HEADER_SIZE",
+    "KEY_PAGE",
     "LOG_MAGIC",
     "MAX_RECORD_SIZE",
     "SNAPSHOT_MAGIC",

@@ -487,6 +487,10 @@ class DurableStore:
             self.figures.log_bytes_written,
         )
 
+    async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
+        """:class:`Store` interface: read from memory."""
+        return await self.memory.keys_with_prefix(prefix, after, limit)
+
 
 # -- blocking work, each function one call in a worker thread -----------------
 

@@ -13,11 +13,15 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from typing import NamedTuple, Protocol
+from typing import Final, NamedTuple, Protocol
 
 from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom
+from ._key_index import SortedKeys
 
-__all__ = ["MetricStore", "Series", "Store", "StoreUnavailableError"]
+__all__ = ["KEY_PAGE", "MetricStore", "Series", "Store", "StoreUnavailableError"]
+
+#: Keys per page of :meth:`MetricStore.sorted_keys` unless told.
+KEY_PAGE: Final = 1024
 
 
 class StoreUnavailableError(Exception):
@@ -69,6 +73,17 @@ class Store(Protocol):
         """Every stored key, in first-stored order."""
         ...
 
+    async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` stored keys that start with ``prefix`` and sort after
+        ``after`` (code point order), sorted.
+
+        A page costs about ``limit``, not the number of keys: a caller lists
+        many keys page by page (``after`` = the last key of the previous
+        page), letting other tasks run in between; keys stored meanwhile
+        appear if they sort after the page being read.
+        """
+        ...
+
 
 class MetricStore:
     """In-memory store: one value per (key, second), last write wins.
@@ -81,6 +96,7 @@ class MetricStore:
     def __init__(self) -> None:
         # A dict keeps insertion order, which is the order "get *" promises.
         self._series: dict[str, tuple[array[int], array[float]]] = {}
+        self._sorted = SortedKeys()
         self._points = 0
         self._listeners: list[Callable[[str, int], None]] = []
 
@@ -107,6 +123,11 @@ class MetricStore:
         """Every key, in first-stored order."""
         return list(self._series)
 
+    def sorted_keys(self, prefix: str = "", after: str = "", limit: int = KEY_PAGE) -> list[str]:
+        """Up to ``limit`` keys that start with ``prefix`` and sort after ``after``, sorted
+        (a bisection and a slice: see :meth:`Store.keys_with_prefix`)."""
+        return self._sorted.page(prefix, after, limit)
+
     def put(self, key: str, value: float, timestamp: int) -> None:
         """Store one point, replacing any value ``key`` had at ``timestamp``."""
         self.put_columns((key,), (value,), (timestamp,))
@@ -126,6 +147,7 @@ class MetricStore:
             columns = series.get(key)
             if columns is None:
                 series[key] = (array("q", (timestamp,)), array("d", (value,)))
+                self._sorted.add(key)
                 added += 1
                 continue
             stamps, numbers = columns
@@ -154,6 +176,7 @@ class MetricStore:
     def clear(self) -> None:
         """Forget every point (recovery starting over); listeners are not called."""
         self._series.clear()
+        self._sorted.clear()
         self._points = 0
 
     def restore_series(self, key: str, timestamps: array[int], values: array[float]) -> None:
@@ -163,7 +186,9 @@ class MetricStore:
         strictly ascending and as long as ``values``. Replaces what ``key`` had.
         """
         old = self._series.get(key)
-        if old is not None:
+        if old is None:
+            self._sorted.add(key)
+        else:
             self._points -= len(old[0])
         self._series[key] = (timestamps, values)
         self._points += len(timestamps)
@@ -236,3 +261,7 @@ class MetricStore:
         finally:
             if held:
                 budget.give_back(held)
+
+    async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
+        """:class:`Store` interface: :meth:`sorted_keys` (never suspends)."""
+        return self.sorted_keys(prefix, after, limit)

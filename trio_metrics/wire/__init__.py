@@ -32,6 +32,13 @@ from ._client_connection import (
     metrics_from_answer,
     stats_from_answer,
 )
+from ._globs import (
+    MAX_GLOB_BYTES,
+    MAX_GLOB_VARIANTS,
+    Glob,
+    GlobError,
+    compile_glob,
+)
 from ._protocol import (
     ALL_KEYS,
     ERROR_ANSWER,
@@ -69,6 +76,8 @@ __all__ = [
     "ERROR_ANSWER",
     "GET_ANSWER_END",
     "GET_ANSWER_START",
+    "MAX_GLOB_BYTES",
+    "MAX_GLOB_VARIANTS",
     "MAX_TIMESTAMP",
     "MAX_TIMESTAMP_DIGITS",
     "NEED_DATA",
@@ -85,6 +94,8 @@ __all__ = [
     "ErrorAnswer",
     "Get",
     "GetRequest",
+    "Glob",
+    "GlobError",
     "LineEncoder",
     "MalformedAnswerError",
     "Metrics",
@@ -101,6 +112,7 @@ __all__ = [
     "ServerRefusedError",
     "Stats",
     "StatsRequest",
+    "compile_glob",
     "encode_get_answer",
     "encode_get_request",
     "encode_point_lines",

@@ -13,7 +13,7 @@
 
   const $ = (id) => document.getElementById(id);
   const state = {
-    match: "*",
+    match: "",          // a glob; empty lists every key
     range: "3600",
     selected: [],        // keys, in the order they were ticked
     listed: [],          // keys shown in the list
@@ -55,7 +55,7 @@
 
   function readHash() {
     const params = new URLSearchParams(location.hash.slice(1));
-    if (params.has("match")) state.match = params.get("match") || "*";
+    if (params.has("match")) state.match = params.get("match");
     if (params.has("range")) state.range = params.get("range");
     if (params.has("keys")) {
       state.selected = params.getAll("keys").filter(Boolean).slice(0, MAX_CHARTS);
@@ -71,7 +71,7 @@
 
   function writeHash() {
     const params = new URLSearchParams();
-    params.set("match", state.match);
+    if (state.match) params.set("match", state.match);
     params.set("range", state.range);
     for (const key of state.selected) params.append("keys", key);
     history.replaceState(null, "", "#" + params.toString());
@@ -80,7 +80,8 @@
   // --- the key list ---
 
   async function loadKeys() {
-    const answer = await fetchJson("/api/v1/keys?match=" + encodeURIComponent(state.match));
+    const query = state.match ? "?match=" + encodeURIComponent(state.match) : "";
+    const answer = await fetchJson("/api/v1/keys" + query);
     const keys = answer.keys;
     if (state.firstLoad) {
       state.firstLoad = false;
@@ -92,7 +93,7 @@
     // Ticked keys stay listed (and tickable) even when the search hides them.
     for (const key of state.selected) if (!shown.includes(key)) shown.push(key);
     $("keys-summary").textContent =
-      keys.length === 0 ? "No key matches " + state.match + "."
+      keys.length === 0 ? (state.match ? "No key matches " + state.match + "." : "No keys yet.")
       : keys.length > MAX_LISTED ? `${keys.length} keys match; the first ${MAX_LISTED} are listed.`
       : `${keys.length} key${keys.length === 1 ? "" : "s"} match.`;
     if (shown.join("\n") !== state.listed.join("\n")) renderKeyList(shown);
@@ -319,7 +320,7 @@
 
   $("search-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    state.match = $("search").value.trim() || "*";
+    state.match = $("search").value.trim();
     writeHash();
     loadKeys().catch((error) => setStatus("Search failed: " + error.message, true));
   });

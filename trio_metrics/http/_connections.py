@@ -1,0 +1,167 @@
+"""HTTP connections: counted against a limit, each served as HTTP/1.1 by hypercorn.
+
+hypercorn's own trio worker accepts with trio's ``serve_listeners`` (one
+connection per pass of the run loop, behind a listen backlog of 100), has
+no limit on connections, and switches a connection to HTTP/2 when it opens
+with the HTTP/2 preface or asks for an ``h2c`` upgrade. Here the server's
+own accept loop (:func:`~trio_metrics.transport.accept_forever`) hands
+each connection to :meth:`HttpConnections.handle`, which answers 503 past
+the limit and otherwise runs hypercorn's connection loop with its HTTP/1.1
+protocol only: HTTP/2 is not offered.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final, cast
+
+import h11
+import trio
+from hypercorn.config import Config
+from hypercorn.protocol import ProtocolWrapper
+from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.tcp_server import TCPServer
+from hypercorn.trio.worker_context import WorkerContext
+from hypercorn.typing import AppWrapper, ConnectionState
+from hypercorn.utils import parse_socket_addr
+
+from ..transport import LeanSocketStream, ThrottledLogger
+from ._stats import HttpStats
+
+__all__ = ["HttpConnections"]
+
+logger = logging.getLogger("trio_metrics.http")
+
+_BUSY_BODY: Final = b'{"error":"too many HTTP connections; try again later"}'
+_BUSY: Final = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s"
+    % (len(_BUSY_BODY), _BUSY_BODY)
+)
+# A refused client gets this long, and this many bytes, to take the 503 and
+# close; reading what it sent meanwhile keeps the close from resetting the
+# connection before the answer is read.
+_REFUSAL_SECONDS: Final = 1.0
+_REFUSAL_DRAIN_BYTES: Final = 64 * 1024
+
+
+class HttpConnections:
+    """Serves each HTTP connection, at most ``limit`` at once; more get a 503.
+
+    ``app`` is the ASGI application as hypercorn wraps it; ``config`` is
+    hypercorn's (timeouts, header size).
+    """
+
+    def __init__(self, app: AppWrapper, config: Config, limit: int, stats: HttpStats) -> None:
+        self._app = app
+        self._config = config
+        self._limit = limit
+        self._stats = stats
+        self._context = WorkerContext(None)
+        self._warnings = ThrottledLogger(logger)
+
+    async def handle(self, stream: LeanSocketStream) -> None:
+        """Serve one connection until it ends, and close it.
+
+        Never raises but for cancellation: an unexpected error ends this
+        connection only, and is logged with its traceback.
+        """
+        stats = self._stats
+        if stats.connections_open >= self._limit:
+            stats.connections_refused += 1
+            self._warnings.warning(
+                "max-connections",
+                "%d HTTP connections are open (the limit): answered 503 to a new one",
+                stats.connections_open,
+            )
+            await _refuse(stream)
+            return
+        stats.connections_open += 1
+        stats.connections_total += 1
+        try:
+            # hypercorn's type says a TLS stream; any trio stream with a .socket serves.
+            server = _Http11Server(self._app, self._config, self._context, {}, cast(Any, stream))
+            await server.run()
+        except Exception:
+            logger.exception("HTTP connection closed after an unexpected error")
+        finally:
+            stats.connections_open -= 1
+            await trio.aclose_forcefully(stream)
+
+
+async def _refuse(stream: LeanSocketStream) -> None:
+    with trio.move_on_after(_REFUSAL_SECONDS):
+        try:
+            await stream.send_all(_BUSY)
+            await stream.send_eof()
+            drained = 0
+            while drained < _REFUSAL_DRAIN_BYTES and (data := await stream.receive_some()):
+                drained += len(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass  # the client is gone already
+    await trio.aclose_forcefully(stream)
+
+
+class _NotHttp11(Exception):
+    """A request of another HTTP version was answered 505: the connection ends."""
+
+
+_NOT_HTTP11_BODY: Final = b'{"error":"this server speaks HTTP/1.1 only"}'
+
+
+class _Http11Only(H11Protocol):
+    """hypercorn's HTTP/1.1 protocol without its switches to HTTP/2."""
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        # An h2c upgrade is ignored: the request is served as HTTP/1.1, as
+        # RFC 9110 allows. The HTTP/2 preface ("PRI * HTTP/2.0") is a 505.
+        if event.http_version in (b"1.0", b"1.1"):
+            return
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", b"%d" % len(_NOT_HTTP11_BODY)),
+            (b"connection", b"close"),
+        ]
+        await self._send_h11_event(h11.Response(status_code=505, headers=headers))
+        await self._send_h11_event(h11.Data(data=_NOT_HTTP11_BODY))
+        await self._send_h11_event(h11.EndOfMessage())
+        raise _NotHttp11
+
+
+class _Http11Server(TCPServer):
+    """hypercorn's connection loop (timeouts, sending) over :class:`_Http11Only`.
+
+    Its ``run`` is hypercorn's, less TLS (never used here) and with the
+    protocol chosen here rather than by ALPN and the first request.
+    """
+
+    async def run(self) -> None:
+        sock = self.stream.socket
+        try:
+            client = parse_socket_addr(sock.family, sock.getpeername())
+            server = parse_socket_addr(sock.family, sock.getsockname())
+            async with TaskGroup() as task_group:
+                self._task_group = task_group
+                protocol = _Http11Only(
+                    self.app,
+                    self.config,
+                    self.context,
+                    task_group,
+                    ConnectionState(self.state.copy()),
+                    False,
+                    client,
+                    server,
+                    self.protocol_send,
+                )
+                # Used only through handle() and initiate(), which both have.
+                self.protocol = cast(ProtocolWrapper, protocol)
+                await self.idle_task.restart(task_group, self._idle_timeout)
+                await self._read_data()
+                # The client closed: hypercorn's idle timer would otherwise keep
+                # the connection (and its place under the limit) for its full run.
+                await self.idle_task.stop()
+        except (OSError, _NotHttp11):
+            pass  # the peer reset the connection, or was answered and is done
+        finally:
+            await self._close()
