@@ -45,7 +45,6 @@ def test_defaults_are_todays_server() -> None:
     [
         ({"port": 65536}, "port 65536 is outside 0..65535"),
         ({"port": -1}, "port -1 is outside"),
-        ({"port": True}, "outside"),
         ({"graphite_port": 70000}, "Graphite port 70000 is outside"),
         ({"http_port": -5}, "HTTP port -5 is outside"),
         ({"answer_cache_bytes": -1}, "answer_cache_bytes must not be negative"),
@@ -59,6 +58,63 @@ def test_defaults_are_todays_server() -> None:
 def test_a_bad_setting_is_refused_at_construction(settings: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ServerConfig(**settings)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"port": True}, "port must be a whole number, not True"),
+        ({"port": "8888"}, "port must be a whole number, not '8888'"),
+        ({"http_port": 1.5}, "HTTP port must be a whole number"),
+        ({"host": 123}, "host must be a string or None"),
+        ({"limits": None}, "limits must be a Limits, not None"),
+        ({"http_limits": Limits()}, "http_limits must be an HttpLimits"),
+        ({"storage": "dir"}, "storage must be MemoryStorage"),
+        ({"storage": None}, "storage must be MemoryStorage"),
+        ({"storage": MetricStore()}, "ExistingStore"),
+        ({"storage": DataDirStorage}, "storage must be"),
+        ({"answer_cache_bytes": 1.5}, "whole number of bytes, not 1.5"),
+        ({"shutdown_grace": "5"}, "number of seconds, not '5'"),
+        ({"shutdown_grace": True}, "number of seconds, not True"),
+        ({"shutdown_grace": None}, "number of seconds, not None"),
+    ],
+)
+def test_a_setting_of_the_wrong_kind_is_a_type_error(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(TypeError, match=message):
+        ServerConfig(**settings)
+
+
+def test_other_bad_values_say_what_is_allowed() -> None:
+    with pytest.raises(ValueError, match="host must not be empty"):
+        ServerConfig(host="  ")
+    with pytest.raises(ValueError, match=r"log_level must be one of debug, info, warning, error"):
+        ServerConfig(log_level="INFO")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="idle_timeout must be a number of seconds or None"):
+        Limits(idle_timeout="5")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="lacks put_batch"):
+        ExistingStore(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        DataDirStorage("d", repair="no")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"fsync": "never"}, {"repair": True}, {"compact_min_bytes": 5}, {"fsync": "bogus"}],
+)
+def test_storage_options_without_a_data_dir_are_refused(options: dict[str, Any]) -> None:
+    """They would be ignored, and the caller would believe the points are kept (as the CLI)."""
+    with pytest.raises(ValueError, match="needs data_dir"):
+        ServerConfig.from_options(**options)
+
+
+async def test_open_storage_refuses_an_unknown_kind() -> None:
+    from trio_metrics.storage import open_storage
+
+    with pytest.raises(TypeError, match="unknown storage"):
+        async with open_storage("memory"):  # type: ignore[arg-type]
+            pass
 
 
 @pytest.mark.parametrize(
@@ -153,6 +209,8 @@ async def test_serve_with_a_config_refuses_other_settings() -> None:
     with pytest.raises(TypeError, match="no other settings"):
         await serve(ServerConfig(port=0), 0)  # type: ignore[call-overload]
     with pytest.raises(TypeError, match="no other settings"):
+        await serve(ServerConfig(port=0), 8888)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="no other settings"):
         await serve(ServerConfig(port=0), http_port=0)  # type: ignore[call-overload]
 
 
@@ -162,6 +220,8 @@ def test_run_server_takes_a_config_whole() -> None:
         run_server("127.0.0.1", 70000)
     with pytest.raises(TypeError, match="no other settings"):
         run_server(ServerConfig(port=0), 1)  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="no other settings"):
+        run_server(ServerConfig(port=0), 8888)  # type: ignore[call-overload]
 
 
 def test_run_server_from_another_thread_serves_the_config() -> None:

@@ -39,11 +39,12 @@ def test_a_copy_that_fits_is_taken_and_handed_back_at_the_next_key() -> None:
 def test_no_room_yields_need_room_and_tries_again() -> None:
     store = _store_with({"big": 10})
     budget = CopyBudget(10 * BYTES_PER_POINT)
-    assert budget.try_take(BYTES_PER_POINT)  # another reader holds one point's worth
+    other = budget.try_take(BYTES_PER_POINT)  # another reader holds one point's worth
+    assert other is not None
     items = store.iter_series_within("big", budget)
     assert next(items) == NeedRoom(budget, 10 * BYTES_PER_POINT)
     assert next(items) == NeedRoom(budget, 10 * BYTES_PER_POINT)
-    budget.give_back(BYTES_PER_POINT)
+    budget.give_back(other)
     found = next(items)
     assert isinstance(found, Series) and len(found.timestamps) == 10
     assert budget.used == 10 * BYTES_PER_POINT
@@ -56,7 +57,23 @@ def test_a_copy_larger_than_the_budget_goes_through_alone() -> None:
     found = next(items)
     assert isinstance(found, Series)
     assert budget.used == 100 * BYTES_PER_POINT
-    assert not budget.try_take(1)
+    assert budget.try_take(3) is None  # more than the reserve for small copies (2 bytes)
+
+
+def test_small_copies_have_a_reserve_beside_a_huge_one() -> None:
+    """A copy larger than the budget, held by a reader that reads nothing, must not
+    hold up the reads of small keys; the reserve is an eighth of the budget."""
+    budget = CopyBudget(800)
+    huge = budget.try_take(10_000)
+    assert huge is not None and not huge.from_reserve
+    small = budget.try_take(60)
+    assert small is not None and small.from_reserve
+    assert budget.try_take(60) is None  # the reserve (100 bytes) is spent
+    assert budget.try_take(101) is None  # too big for the reserve
+    budget.give_back(small)
+    assert budget.fits(100)
+    budget.give_back(huge)
+    assert (budget.used, budget.reserve_used, budget.peak) == (0, 0, 10_060)
 
 
 def test_closing_the_read_hands_back_its_copy() -> None:
@@ -71,7 +88,7 @@ def test_closing_the_read_hands_back_its_copy() -> None:
 def test_a_key_removed_while_waiting_is_skipped() -> None:
     store = _store_with({"gone": 5, "kept": 1})
     budget = CopyBudget(5 * BYTES_PER_POINT)
-    assert budget.try_take(1)
+    assert budget.try_take(1) is not None
     items = store.iter_series_within("*", budget)
     assert isinstance(next(items), NeedRoom)
     store.clear()
@@ -82,7 +99,8 @@ def test_a_key_removed_while_waiting_is_skipped() -> None:
 
 async def test_wait_for_room_wakes_when_a_copy_is_handed_back() -> None:
     budget = CopyBudget(100)
-    assert budget.try_take(80)
+    held = budget.try_take(80)
+    assert held is not None
     woke = trio.Event()
 
     async def wait() -> None:
@@ -93,7 +111,7 @@ async def test_wait_for_room_wakes_when_a_copy_is_handed_back() -> None:
         nursery.start_soon(wait)
         await trio.testing.wait_all_tasks_blocked()
         assert not woke.is_set()
-        budget.give_back(80)
+        budget.give_back(held)
         with trio.fail_after(NETWORK_TIMEOUT):
             await woke.wait()
     assert budget.waits == 1
@@ -163,3 +181,24 @@ async def test_a_second_big_get_waits_for_the_first_copy(big_server: ServerInfo)
     assert first == expected
     assert second == expected
     assert info.stats.answer_copy_waits == 1
+
+
+async def test_a_held_copy_larger_than_the_budget_does_not_hold_up_small_gets(
+    nursery: trio.Nursery,
+) -> None:
+    """One silent reader of a key bigger than the whole budget used to block every get."""
+    config = ServerConfig(host="127.0.0.1", port=0, answer_copy_budget_bytes=1 << 20)
+    info: ServerInfo = await nursery.start(serve, config)
+    assert isinstance(info.store, MetricStore)
+    info.store.restore_series("big", array("q", range(BIG_POINTS)), array("d", [1.25] * BIG_POINTS))
+    info.store.put("small", 2.0, 7)
+    holder = await trio.open_tcp_stream("127.0.0.1", info.port)
+    reader = await trio.open_tcp_stream("127.0.0.1", info.port)
+    async with holder, reader:
+        await holder.send_all(b"get big\n")
+        await _wait_until(lambda: info.stats.gets >= 1)
+        await trio.sleep(0.2)
+        for _ in range(3):
+            await reader.send_all(b"get small\n")
+            assert await _read_answer(reader) == b"ok\nsmall 2.0 7\n\n"
+    assert info.stats.answer_copy_waits == 0

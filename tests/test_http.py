@@ -19,11 +19,16 @@ from net import NETWORK_TIMEOUT, receive_until_eof
 from prometheus_client.parser import text_string_to_metric_families
 
 from trio_metrics import ServerInfo, open_client, serve
-from trio_metrics.http import DEFAULT_MAX_POINTS, HttpLimits, reduce_for_chart
+from trio_metrics.http import (
+    DEFAULT_MAX_POINTS,
+    HttpLimits,
+    HttpListenError,
+    reduce_for_chart,
+    serve_http,
+)
 from trio_metrics.http._api import MAX_KEY_BYTES
 from trio_metrics.http._chart import SCAN_VALUES, chart_steps
 from trio_metrics.http._openapi import OPENAPI
-from trio_metrics.http._server import HttpListenError, serve_http
 from trio_metrics.storage._store import MetricStore
 from trio_metrics.transport._stats import ServerStats
 from trio_metrics.wire._protocol import MAX_TIMESTAMP

@@ -68,3 +68,18 @@ def test_packages_import_only_what_docs_architecture_allows() -> None:
             imported = set(re.findall(r"^\s*from \.\.(\w+)", module.read_text(), re.MULTILINE))
             imported -= {""}
             assert imported <= allowed, f"{package}/{module.name} imports {imported - allowed}"
+
+
+def test_importing_the_package_loads_no_http_stack() -> None:
+    """Programs that only use the clients never load hypercorn (it loads with --http-port)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, trio_metrics; from trio_metrics import Client, serve, HttpListenError;"
+        " print(sorted(m for m in sys.modules if m.split('.')[0] in ('hypercorn', 'h11', 'h2')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"

@@ -6,6 +6,8 @@ It knows nothing of the main protocol's wire format beyond its key rules.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._api import (
     HttpApi,
 )
@@ -13,6 +15,7 @@ from ._chart import (
     iter_chart_indexes,
     reduce_for_chart,
 )
+from ._errors import HttpListenError
 from ._limits import (
     DEFAULT_BODY_BUDGET_BYTES,
     DEFAULT_BODY_TIMEOUT,
@@ -41,15 +44,25 @@ from ._prometheus import (
 from ._series import (
     MAX_SERIES_KEYS,
 )
-from ._server import (
-    HTTP_READ_TIMEOUT,
-    HttpInfo,
-    HttpListenError,
-    serve_http,
-)
 from ._stats import (
     HttpStats,
 )
+
+if TYPE_CHECKING:
+    from ._server import HTTP_READ_TIMEOUT, HttpInfo, serve_http
+
+# The HTTP server itself (hypercorn, h11) is loaded on first use: programs
+# that only use the clients, or a server without --http-port, never load it.
+_LAZY = frozenset({"HTTP_READ_TIMEOUT", "HttpInfo", "serve_http"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import _server
+
+        return getattr(_server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CONTENT_TYPE",

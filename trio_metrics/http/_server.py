@@ -28,7 +28,7 @@ from ._connections import HttpConnections
 from ._limits import HttpLimits
 from ._prometheus import Figure
 
-__all__ = ["HTTP_READ_TIMEOUT", "HttpInfo", "HttpListenError", "serve_http"]
+__all__ = ["HTTP_READ_TIMEOUT", "HttpInfo", "serve_http"]
 
 logger = logging.getLogger("trio_metrics.http")
 
@@ -44,10 +44,6 @@ class HttpInfo:
     host: str
     port: int
     api: HttpApi = attrs.field(repr=False)
-
-
-class HttpListenError(OSError):
-    """The HTTP server's address could not be bound (``errno`` as the cause's)."""
 
 
 async def serve_http(

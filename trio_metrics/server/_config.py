@@ -49,22 +49,51 @@ def _port(what: str, *, optional: bool = False) -> Callable[[object, Any, Any], 
     def check(instance: object, attribute: attrs.Attribute[Any], port: object) -> None:
         if port is None and optional:
             return
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"{what.strip()} must be a whole number, not {port!r}")
+        if not 0 <= port <= 65535:
             raise ValueError(f"{what}{port} is outside 0..65535")
 
     return check
 
 
-def _non_negative_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+def _host(instance: object, attribute: attrs.Attribute[Any], host: object) -> None:
+    if host is None:
+        return
+    if not isinstance(host, str):
+        raise TypeError(f"host must be a string or None (every address), not {host!r}")
+    if not host.strip():
+        raise ValueError("host must not be empty (None listens on every address)")
+
+
+def _non_negative_int(instance: object, attribute: attrs.Attribute[int], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{attribute.name} must be a whole number of bytes, not {value!r}")
+    if value < 0:
         raise ValueError(f"{attribute.name} must not be negative, not {value!r}")
 
 
 def _non_negative_seconds(
-    instance: object, attribute: attrs.Attribute[float], value: float
+    instance: object, attribute: attrs.Attribute[float], value: object
 ) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number of seconds, not {value!r}")
     if not (value >= 0 and math.isfinite(value)):
         raise ValueError(f"{attribute.name} must not be negative, not {value!r}")
+
+
+def _instance_of(*kinds: type, what: str) -> Callable[[object, Any, Any], None]:
+    def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not isinstance(value, kinds):
+            raise TypeError(f"{attribute.name} must be {what}, not {value!r}")
+
+    return check
+
+
+def _log_level(instance: object, attribute: attrs.Attribute[Any], level: object) -> None:
+    if level is not None and level not in get_args(LogLevel):
+        choices = ", ".join(get_args(LogLevel))
+        raise ValueError(f"log_level must be one of {choices} (or None), not {level!r}")
 
 
 @attrs.frozen(kw_only=True)
@@ -91,18 +120,29 @@ class ServerConfig:
     - ``log_level``: applied by :func:`~trio_metrics.run_server` and the CLI
       when set; :func:`~trio_metrics.serve` leaves logging to its caller.
 
-    Raises :exc:`ValueError` for a value out of range.
+    Raises :exc:`ValueError` for a value out of range and :exc:`TypeError`
+    for a value of the wrong kind.
     """
 
-    host: str | None = DEFAULT_HOST
+    host: str | None = attrs.field(default=DEFAULT_HOST, validator=_host)
     port: int = attrs.field(default=DEFAULT_PORT, validator=_port("port "))
     graphite_port: int | None = attrs.field(
         default=None, validator=_port("Graphite port ", optional=True)
     )
     http_port: int | None = attrs.field(default=None, validator=_port("HTTP port ", optional=True))
-    limits: Limits = attrs.field(factory=Limits)
-    http_limits: HttpLimits = attrs.field(factory=HttpLimits)
-    storage: Storage = attrs.field(factory=MemoryStorage)
+    limits: Limits = attrs.field(factory=Limits, validator=_instance_of(Limits, what="a Limits"))
+    http_limits: HttpLimits = attrs.field(
+        factory=HttpLimits, validator=_instance_of(HttpLimits, what="an HttpLimits")
+    )
+    storage: Storage = attrs.field(
+        factory=MemoryStorage,
+        validator=_instance_of(
+            MemoryStorage,
+            DataDirStorage,
+            ExistingStore,
+            what="MemoryStorage(), DataDirStorage(directory) or ExistingStore(store)",
+        ),
+    )
     answer_cache_bytes: int = attrs.field(
         default=DEFAULT_ANSWER_CACHE_BYTES, validator=_non_negative_int
     )
@@ -112,9 +152,7 @@ class ServerConfig:
     shutdown_grace: float = attrs.field(
         default=DEFAULT_SHUTDOWN_GRACE, validator=_non_negative_seconds
     )
-    log_level: LogLevel | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.in_(get_args(LogLevel)))
-    )
+    log_level: LogLevel | None = attrs.field(default=None, validator=_log_level)
 
     @classmethod
     def from_options(
@@ -124,9 +162,9 @@ class ServerConfig:
         *,
         store: Store | None = None,
         data_dir: str | os.PathLike[str] | None = None,
-        fsync: FsyncPolicy | str = FsyncPolicy.EVERYSEC,
-        repair: bool = False,
-        compact_min_bytes: int = DEFAULT_COMPACT_MIN_BYTES,
+        fsync: FsyncPolicy | str | None = None,
+        repair: bool | None = None,
+        compact_min_bytes: int | None = None,
         max_line_length: int = Limits().max_line_length,
         max_connections: int = Limits().max_connections,
         idle_timeout: float | None = None,
@@ -140,22 +178,11 @@ class ServerConfig:
 
         These keywords are the ones :func:`~trio_metrics.serve` has always
         taken; newer settings are fields of :class:`ServerConfig` only.
-        ``store`` and ``data_dir`` exclude each other (:exc:`ValueError`).
+        ``store`` and ``data_dir`` exclude each other, and ``fsync``,
+        ``repair`` and ``compact_min_bytes`` need ``data_dir``
+        (:exc:`ValueError`, as the CLI's flags).
         """
-        if data_dir is not None and store is not None:
-            raise ValueError("give either store or data_dir, not both")
-        storage: Storage
-        if data_dir is not None:
-            storage = DataDirStorage(
-                data_dir,
-                fsync=FsyncPolicy(fsync),
-                repair=repair,
-                compact_min_bytes=compact_min_bytes,
-            )
-        elif store is not None:
-            storage = ExistingStore(store)
-        else:
-            storage = MemoryStorage()
+        storage = _storage_from_options(store, data_dir, fsync, repair, compact_min_bytes)
         return cls(
             host=host,
             port=port,
@@ -173,14 +200,48 @@ class ServerConfig:
         )
 
 
+def _storage_from_options(
+    store: Store | None,
+    data_dir: str | os.PathLike[str] | None,
+    fsync: FsyncPolicy | str | None,
+    repair: bool | None,
+    compact_min_bytes: int | None,
+) -> Storage:
+    if data_dir is not None and store is not None:
+        raise ValueError("give either store or data_dir, not both")
+    if data_dir is None:
+        # Ignored without a data directory, and an operator would believe
+        # the points are kept.
+        given = [
+            name
+            for name, value in (
+                ("fsync", fsync),
+                ("repair", repair),
+                ("compact_min_bytes", compact_min_bytes),
+            )
+            if value is not None
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs data_dir")
+        return MemoryStorage() if store is None else ExistingStore(store)
+    return DataDirStorage(
+        data_dir,
+        fsync=FsyncPolicy.EVERYSEC if fsync is None else FsyncPolicy(fsync),
+        repair=bool(repair),
+        compact_min_bytes=DEFAULT_COMPACT_MIN_BYTES
+        if compact_min_bytes is None
+        else compact_min_bytes,
+    )
+
+
 class ServeOptions(TypedDict, total=False):
     """The keywords of ``serve(host, port, **options)``: see :meth:`ServerConfig.from_options`."""
 
     store: Store | None
     data_dir: str | os.PathLike[str] | None
-    fsync: FsyncPolicy | str
-    repair: bool
-    compact_min_bytes: int
+    fsync: FsyncPolicy | str | None
+    repair: bool | None
+    compact_min_bytes: int | None
     max_line_length: int
     max_connections: int
     idle_timeout: float | None

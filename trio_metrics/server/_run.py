@@ -38,7 +38,7 @@ def run_server(
 
 def run_server(
     host: ServerConfig | str | None = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     **options: Unpack[ServeOptions],
 ) -> None:
     """Run the server until Ctrl-C or SIGTERM, then return normally.
@@ -53,11 +53,11 @@ def run_server(
     and :exc:`TypeError` for an unknown one.
     """
     if isinstance(host, ServerConfig):
-        if port != DEFAULT_PORT or options:
+        if port is not None or options:
             raise TypeError("run_server(config) takes no other settings: put them in the config")
         config = host
     else:
-        config = ServerConfig.from_options(host, port, **options)
+        config = ServerConfig.from_options(host, DEFAULT_PORT if port is None else port, **options)
     if config.log_level is not None:
         configure_logging(config.log_level)
     trio.run(serve_until_signal, config)

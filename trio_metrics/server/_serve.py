@@ -95,7 +95,7 @@ async def serve(
 
 async def serve(
     host: ServerConfig | str | None = DEFAULT_HOST,
-    port: int = DEFAULT_PORT,
+    port: int | None = None,
     *,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
     **options: Unpack[ServeOptions],
@@ -127,11 +127,11 @@ async def serve(
     another server or damaged.
     """
     if isinstance(host, ServerConfig):
-        if port != DEFAULT_PORT or options:
+        if port is not None or options:
             raise TypeError("serve(config) takes no other settings: put them in the config")
         config = host
     else:
-        config = ServerConfig.from_options(host, port, **options)
+        config = ServerConfig.from_options(host, DEFAULT_PORT if port is None else port, **options)
     async with open_storage(config.storage) as storage:
         try:
             await _serve_storage(config, storage, task_status)
@@ -295,6 +295,9 @@ def _describe(info: ServerInfo, storage: OpenedStorage, cache: AnswerCache | Non
         f"{', '.join(host for host, _ in info.addresses)} port {info.port}"
         f" ({config.limits.describe()}; store: {storage.description};"
         f" answer cache {'off' if cache is None else f'{cache.budget} B'};"
+        f" answer copy budget {config.answer_copy_budget_bytes or 'off'}"
+        f"{' B' if config.answer_copy_budget_bytes else ''};"
+        f" shutdown grace {config.shutdown_grace:g}s;"
         f" graphite {graphite}; http {http})"
     )
 

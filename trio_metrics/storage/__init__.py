@@ -21,6 +21,7 @@ from ._copy_budget import (
     DEFAULT_COPY_BUDGET_BYTES,
     CopyBudget,
     NeedRoom,
+    Taken,
 )
 from ._data_dir import (
     DamagedFileError,
@@ -99,6 +100,7 @@ __all__ = [
     "Storage",
     "Store",
     "StoreUnavailableError",
+    "Taken",
     "decode_batch",
     "decode_series",
     "decode_trailer",

@@ -63,7 +63,7 @@ class DataDirStorage:
 
     directory: Path = attrs.field(converter=_to_path)
     fsync: FsyncPolicy = attrs.field(default=FsyncPolicy.EVERYSEC, converter=FsyncPolicy)
-    repair: bool = False
+    repair: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
     compact_min_bytes: int = attrs.field(default=DEFAULT_COMPACT_MIN_BYTES, validator=_non_negative)
 
 
@@ -71,8 +71,16 @@ class DataDirStorage:
 class ExistingStore:
     """A store the caller made (any :class:`Store`); the server neither opens nor closes it."""
 
-    store: Store
+    store: Store = attrs.field()
 
+    @store.validator
+    def _check_store(self, attribute: attrs.Attribute[Store], store: object) -> None:
+        missing = [name for name in _STORE_METHODS if not callable(getattr(store, name, None))]
+        if missing:
+            raise TypeError(f"{store!r} is no Store: it lacks {', '.join(missing)}")
+
+
+_STORE_METHODS = ("put_batch", "query", "counts", "list_keys")
 
 #: The storage a server can run on.
 Storage: TypeAlias = MemoryStorage | DataDirStorage | ExistingStore
@@ -124,10 +132,13 @@ async def open_storage(storage: Storage) -> AsyncIterator[OpenedStorage]:
         store = storage.store
         watched = store if isinstance(store, MetricStore) else None
         yield OpenedStorage(store, watched, None, type(store).__name__)
-    else:
+    elif isinstance(storage, MemoryStorage):
         logger.warning(
             "no data directory: points are kept in memory only and lost when the "
             "server stops (--data-dir DIR keeps them)"
         )
         memory = MetricStore()
         yield OpenedStorage(memory, memory, None, "MetricStore", reads=memory)
+    else:
+        # A new kind of storage must get its own branch, never fall back.
+        raise TypeError(f"unknown storage {storage!r}")

@@ -1,6 +1,6 @@
 """A data directory on disk: its lock, its files, and recovery at start-up.
 
-Layout (formats in :mod:`trio_metrics.log_format`)::
+Layout (formats in :mod:`trio_metrics.storage._log_format`)::
 
     LOCK                 advisory lock (flock) held by the one server using it
     snapshot.NNNNNNNN    the store as of the start of log segment NNNNNNNN

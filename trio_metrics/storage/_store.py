@@ -15,7 +15,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Final, NamedTuple, Protocol
 
-from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom
+from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom, Taken
 from ._key_index import SortedKeys
 
 __all__ = ["KEY_PAGE", "MetricStore", "Series", "Store", "StoreUnavailableError"]
@@ -245,21 +245,21 @@ class MetricStore:
         the iterator is closed: the caller must be done with a series by then.
         """
         keys = list(self._series) if key == "*" else [key]
-        held = 0
+        held: Taken | None = None
         try:
             for each in keys:
-                if held:
+                if held is not None:
                     budget.give_back(held)
-                    held = 0
+                    held = None
                 while (columns := self._series.get(each)) is not None:
                     need = len(columns[0]) * BYTES_PER_POINT
-                    if budget.try_take(need):
-                        held = need
+                    held = budget.try_take(need)
+                    if held is not None:
                         yield Series(each, columns[0][:], columns[1][:])
                         break
                     yield NeedRoom(budget, need)
         finally:
-            if held:
+            if held is not None:
                 budget.give_back(held)
 
     async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:

@@ -30,7 +30,11 @@ def _at_least_one(instance: object, attribute: attrs.Attribute[int], value: int)
 def _positive_seconds_or_none(
     instance: object, attribute: attrs.Attribute[float | None], value: float | None
 ) -> None:
-    if value is not None and not (value > 0 and math.isfinite(value)):
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{attribute.name} must be a number of seconds or None, not {value!r}")
+    if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{attribute.name} must be a positive number of seconds or None")
 
 
