@@ -26,7 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 OK = b"ok\n\n"
 ANSWER_END = b"\n\n"
@@ -160,8 +160,8 @@ class LoadResult:
     warm_requests: int = 0
     #: Connections whose warm-up plan ran out before the warm-up time did.
     warm_ran_out: int = 0
-    #: ``(key, puts)`` stored during the warm-up, for the verification.
-    warm_series: list[tuple[str, int]] = field(default_factory=list)
+    #: What the warm-up stored (one-key plans), for the verification.
+    warm_stored: list[ConnectionPlan] = field(default_factory=list)
 
     @property
     def puts_per_second(self) -> float:
@@ -316,12 +316,14 @@ def wait_until_answering(host: str, port: int, deadline: Deadline) -> float:
 #: Warm-up keys are the timed keys with this suffix, so that the timed plan
 #: stays what it is without a warm-up and both can be verified.
 WARM_SUFFIX = ".warm"
-#: Puts per second (over all connections) that the warm-up plans are sized
-#: for: more than any server here takes, so the warm-up ends on time, not
-#: when a plan runs out (a connection that runs out starts its timed plan
-#: early, and the result counts it in ``warm_ran_out``).
+#: Puts per second (over all connections) that the warm-up requests are
+#: built for in advance: more than the stores here take. Past them (the
+#: floor stores nothing and goes faster) each request is built as it is
+#: sent, up to :data:`WARM_LIMIT` times as many; a connection that runs out
+#: even so starts its timed plan early (counted in ``warm_ran_out``).
 WARM_CEILING_REQUEST_RESPONSE = 60_000
 WARM_CEILING_BATCHED = 1_200_000
+WARM_LIMIT = 20
 
 
 def warm_up_plans(plans: Sequence[ConnectionPlan], seconds: float) -> list[ConnectionPlan]:
@@ -331,11 +333,12 @@ def warm_up_plans(plans: Sequence[ConnectionPlan], seconds: float) -> list[Conne
     warm = []
     for plan in plans:
         ceiling = WARM_CEILING_BATCHED if plan.batch > 1 else WARM_CEILING_REQUEST_RESPONSE
-        puts = math.ceil(seconds * ceiling / len(plans) / len(plan.keys))
+        requests = math.ceil(seconds * ceiling / len(plans) / len(plan.keys) / plan.batch)
         warm.append(
             ConnectionPlan(
                 tuple(key + WARM_SUFFIX for key in plan.keys),
-                max(puts, plan.batch),
+                # Whole batches only, so that the requests built later follow on.
+                requests * plan.batch,
                 batch=plan.batch,
                 overwrite=plan.overwrite,
             )
@@ -343,12 +346,53 @@ def warm_up_plans(plans: Sequence[ConnectionPlan], seconds: float) -> list[Conne
     return warm
 
 
-def series_after(plan: ConnectionPlan, requests: int) -> list[tuple[str, int]]:
-    """``(key, puts)`` that the first ``requests`` requests of ``plan`` stored."""
-    lines = min(plan.puts, requests * plan.batch)
+def request_at(plan: ConnectionPlan, index: int) -> tuple[bytes, bytes]:
+    """Request ``index`` of ``plan`` as if the plan went on for ever (whole batches)."""
+    width = len(plan.keys)
+    lines = range(index * plan.batch, (index + 1) * plan.batch)
+    return (
+        b"".join(put_line(plan.keys[n % width], n // width, plan.overwrite) for n in lines),
+        OK * plan.batch,
+    )
+
+
+class _Pairs(Protocol):
+    """``(request, expected answer)`` pairs, taken by index."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> tuple[bytes, bytes]: ...
+
+
+class _WarmPairs:
+    """A warm-up plan's requests: those built in advance, then each built when it is due."""
+
+    def __init__(self, plan: ConnectionPlan) -> None:
+        self.plan = plan
+        self.built = plan.requests()
+        self.last: tuple[int, tuple[bytes, bytes]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.built) * WARM_LIMIT
+
+    def __getitem__(self, index: int) -> tuple[bytes, bytes]:
+        if index < len(self.built):
+            return self.built[index]
+        if self.last is None or self.last[0] != index:
+            # Each request is asked for twice (to send, then to check its answer).
+            self.last = (index, request_at(self.plan, index))
+        return self.last[1]
+
+
+def stored_by(plan: ConnectionPlan, requests: int) -> list[ConnectionPlan]:
+    """What the first ``requests`` requests of ``plan`` (gone on for ever) stored, per key."""
+    lines = requests * plan.batch
     width = len(plan.keys)
     # Line n of a plan puts to key n % width (round-robin).
-    return [(key, max(0, (lines - j + width - 1) // width)) for j, key in enumerate(plan.keys)]
+    return [
+        ConnectionPlan((key,), max(0, (lines - j + width - 1) // width), overwrite=plan.overwrite)
+        for j, key in enumerate(plan.keys)
+    ]
 
 
 # --- the request-response engine --------------------------------------------
@@ -360,8 +404,8 @@ class _Connection:
     def __init__(
         self,
         sock: socket.socket,
-        pairs: list[tuple[bytes, bytes]],
-        warm_pairs: list[tuple[bytes, bytes]] | None = None,
+        pairs: _Pairs,
+        warm_pairs: _Pairs | None = None,
     ) -> None:
         self.sock = sock
         self.timed_pairs = pairs
@@ -549,7 +593,7 @@ class _WorkerReport:
     cpu: float
     warm_requests: int = 0
     warm_ran_out: int = 0
-    warm_series: list[tuple[str, int]] = field(default_factory=list)
+    warm_stored: list[ConnectionPlan] = field(default_factory=list)
 
 
 @dataclass
@@ -574,9 +618,9 @@ def _run_group(
     timed window opens (``time.monotonic()``); ``on_switch`` runs just then.
     """
     pairs = [plan.requests() for plan in plans]
-    warm_pairs: list[list[tuple[bytes, bytes]] | None] = [None] * len(plans)
+    warm_pairs: list[_WarmPairs | None] = [None] * len(plans)
     if warm_plans:
-        warm_pairs = [plan.requests() for plan in warm_plans]
+        warm_pairs = [_WarmPairs(plan) for plan in warm_plans]
     sockets: list[socket.socket] = []
     try:
         for _ in plans:
@@ -595,10 +639,10 @@ def _run_group(
             cpu=window.cpu,
             warm_requests=sum(c.warm_answered for c in connections),
             warm_ran_out=sum(c.warm_ran_out for c in connections),
-            warm_series=[
+            warm_stored=[
                 entry
                 for plan, conn in zip(warm_plans, connections, strict=False)
-                for entry in series_after(plan, conn.warm_answered)
+                for entry in stored_by(plan, conn.warm_answered)
             ],
         )
     finally:
@@ -625,7 +669,7 @@ def request_response(
     ``processes > 1`` the connections are split over that many worker
     processes, started together once all of them are connected. The result
     counts what was answered in the window, from its opening to the last
-    connection's end; ``warm_series`` says what the warm-up stored.
+    connection's end; ``warm_stored`` says what the warm-up stored.
     """
     processes = max(1, min(processes, len(plans)))
     warm_plans = warm_up_plans(plans, warmup)
@@ -664,7 +708,7 @@ def _combine(
         warmup_s=warmup,
         warm_requests=sum(r.warm_requests for r in reports),
         warm_ran_out=sum(r.warm_ran_out for r in reports),
-        warm_series=[entry for r in reports for entry in r.warm_series],
+        warm_stored=[entry for r in reports for entry in r.warm_stored],
     )
 
 

@@ -1,18 +1,22 @@
-"""Benchmark trio-metrics against the plain asyncio baseline, side by side.
+"""Benchmark trio-metrics against the plain asyncio baseline and the trio floor, side by side.
 
     python bench/run.py                   # every scenario, 5 repetitions, full counts
-    python bench/run.py --quick           # small counts, 2 repetitions (well under 30 s)
+    python bench/run.py --quick           # small counts, 2 repetitions
     python bench/run.py --scenarios rr-1,get-all --repeat 3
 
-Each scenario run gets a fresh server process; the two servers take turns
-(ours, baseline, ours, baseline, ...). Ours runs from a copy of trio_metrics/
-taken when the run starts, so that edits made meanwhile do not mix versions.
-Every run checks afterwards, over a fresh connection, that the server stored
-every point with its last value; a failed check is reported loudly and makes
-the exit status 1. The table of medians goes to stdout, progress to stderr;
-the figures of every run go to a JSON file, and a chart of the throughputs
-to a PNG when matplotlib is installed. Linux only: server CPU and memory are
-read from /proc.
+Each scenario run gets a fresh server process; the servers take turns
+(ours, baseline, floor, ours, baseline, floor, ...). Ours runs from a copy of
+trio_metrics/ taken when the run starts, so that edits made meanwhile do not
+mix versions. The floor (bench/trio_floor.py) answers every line ``ok`` and
+stores nothing: it runs in the put scenarios only, and is not verified.
+Before each timed phase of the put scenarios the load runs for ``--warmup``
+seconds at full speed, so that the servers are measured in the rhythm they
+settle into, not the one they start in. Every run checks afterwards, over a
+fresh connection, that the server stored every point with its last value; a
+failed check is reported loudly and makes the exit status 1. The table of
+medians goes to stdout, progress to stderr; the figures of every run go to
+a JSON file, and a chart to a PNG when matplotlib is installed. Linux only:
+server CPU and memory are read from /proc.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import argparse
 import hashlib
 import importlib
 import json
+import math
 import os
 import platform
 import re
@@ -43,8 +48,11 @@ from loadgen import ConnectionPlan, Deadline
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 HOST = "127.0.0.1"
-SERVERS = ("ours", "baseline")
-SERVER_LABELS = {"ours": "trio-metrics", "baseline": "asyncio baseline"}
+SERVERS = ("ours", "baseline", "floor")
+SERVER_LABELS = {"ours": "trio-metrics", "baseline": "asyncio baseline", "floor": "trio floor"}
+#: The floor stores nothing and answers every line ``ok``: it takes part in the
+#: put scenarios only.
+FLOOR_SCENARIOS = ("rr-1", "rr-50", "pipelined")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 #: The shortest phase whose CPU shares are shown (/proc counts in clock ticks).
 MIN_CPU_PHASE = 1.0
@@ -93,17 +101,25 @@ class Metric:
 
     key: str
     label: str
-    better: str  # "higher" or "lower"
+    better: str  # "higher", "lower", or "-" for a figure that only explains the others
+    percent: bool = False
 
 
-_THROUGHPUT = [
-    Metric("puts_per_s", "puts/s", "higher"),
-    Metric("server_cpu_us_per_put", "server CPU us/put", "lower"),
-]
+def _throughput_metrics(unit: str) -> list[Metric]:
+    return [
+        Metric("puts_per_s", "puts/s", "higher"),
+        Metric("server_cpu_us_per_put", f"server CPU us/{unit}", "lower"),
+        # Beside the throughput, because a generator that saturates first caps
+        # every server alike, and the throughput ratio then says nothing.
+        Metric("server_cpu_share", "server CPU (of a core)", "-", percent=True),
+        Metric("generator_cpu_share", "generator CPU (of its cores)", "-", percent=True),
+    ]
+
+
 METRICS: dict[str, list[Metric]] = {
-    "rr-1": _THROUGHPUT,
-    "rr-50": _THROUGHPUT,
-    "pipelined": _THROUGHPUT,
+    "rr-1": _throughput_metrics("request"),
+    "rr-50": _throughput_metrics("request"),
+    "pipelined": _throughput_metrics("put"),
     "get-all": [
         Metric("first_read_s", "first get * (s)", "lower"),
         Metric("repeat_read_s", "repeated get * (s)", "lower"),
@@ -116,14 +132,23 @@ METRICS: dict[str, list[Metric]] = {
     "startup": [Metric("startup_s", "spawn to first answer (s)", "lower")],
 }
 SCENARIOS = list(METRICS)
-#: What the chart shows per scenario: (metric key, axis label).
-CHART: dict[str, tuple[str, str]] = {
-    "rr-1": ("puts_per_s", "puts/s"),
-    "rr-50": ("puts_per_s", "puts/s"),
-    "pipelined": ("puts_per_s", "puts/s"),
-    "get-all": ("repeat_points_per_s", "points read/s (repeated get *)"),
-    "get-key": ("points_per_s", "points read/s"),
+#: What the chart shows per scenario (metric keys).
+CHART: dict[str, tuple[str, ...]] = {
+    "rr-1": ("server_cpu_us_per_put", "puts_per_s"),
+    "rr-50": ("server_cpu_us_per_put", "puts_per_s"),
+    "pipelined": ("server_cpu_us_per_put", "puts_per_s"),
+    "get-all": ("repeat_points_per_s",),
+    "get-key": ("points_per_s",),
 }
+
+
+def base_scenario(name: str) -> str:
+    """The scenario a name runs."""
+    return name
+
+
+def metrics_for(name: str) -> list[Metric]:
+    return METRICS[base_scenario(name)]
 
 
 class BenchError(Exception):
@@ -147,9 +172,10 @@ def server_command(kind: str, port: int) -> list[str]:
             "--log-level",
             "warning",
         ]
+    script = "asyncio_server.py" if kind == "baseline" else "trio_floor.py"
     return [
         sys.executable,
-        str(BENCH_DIR / "asyncio_server.py"),
+        str(BENCH_DIR / script),
         "--host",
         HOST,
         "--port",
@@ -171,7 +197,7 @@ class Server:
             self.process = subprocess.Popen(
                 server_command(kind, port),
                 # Ours runs from the snapshot (``python -m`` puts the working
-                # directory first on sys.path); the baseline from the repository.
+                # directory first on sys.path); the others from the repository.
                 cwd=workdir / "src" if kind == "ours" else REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -291,7 +317,8 @@ class Outcome:
 
     metrics: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
-    verified: bool = False
+    #: None: nothing to verify (the floor stores nothing).
+    verified: bool | None = False
     problems: list[str] = field(default_factory=list)
 
 
@@ -375,21 +402,36 @@ def _throughput(
     server: Server,
     plans: Sequence[ConnectionPlan],
     deadline: Deadline,
-    processes: int,
+    args: argparse.Namespace,
     outcome: Outcome,
+    processes: int = 1,
 ) -> None:
+    """Run ``plans`` after the warm-up; CPU and throughput of the timed window only."""
     meter = CpuMeter(server)
     result = loadgen.request_response(
-        HOST, server.port, plans, timeout=deadline.left(), processes=processes, on_start=meter.begin
+        HOST,
+        server.port,
+        plans,
+        timeout=deadline.left(),
+        processes=processes,
+        on_start=meter.begin,
+        warmup=args.warmup,
     )
     cpu = meter.end(result.generator_cpu)
     server.check_alive()
+    if not result.puts:
+        raise BenchError("no request was answered in the timed phase")
     outcome.metrics.update(
         puts_per_s=result.puts_per_second,
         server_cpu_us_per_put=cpu["server_cpu_s"] / result.puts * 1e6,
+        server_cpu_share=cpu["server_cpu_load"],
+        generator_cpu_share=result.generator_load,
     )
     outcome.info.update(load=result.as_dict(), cpu=cpu)
-    outcome.info["points_verified"] = _verify_keys(server, plans, deadline)
+    if server.kind == "floor":
+        outcome.verified = None
+        return
+    outcome.info["points_verified"] = _verify_keys(server, [*plans, *result.warm_stored], deadline)
     outcome.verified = True
 
 
@@ -397,7 +439,7 @@ def scenario_rr1(
     server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
 ) -> None:
     plans = [ConnectionPlan(("bench.rr1.c0",), counts.rr1_puts)]
-    _throughput(server, plans, deadline, 1, outcome)
+    _throughput(server, plans, deadline, args, outcome)
 
 
 def scenario_rr50(
@@ -407,7 +449,7 @@ def scenario_rr50(
         ConnectionPlan((f"bench.rr50.c{i:02d}",), counts.rr50_puts_per_connection)
         for i in range(counts.rr50_connections)
     ]
-    _throughput(server, plans, deadline, args.loadgen_processes, outcome)
+    _throughput(server, plans, deadline, args, outcome, args.loadgen_processes)
 
 
 def scenario_pipelined(
@@ -419,7 +461,7 @@ def scenario_pipelined(
         )
         for i in range(counts.pipelined_connections)
     ]
-    _throughput(server, plans, deadline, 1, outcome)
+    _throughput(server, plans, deadline, args, outcome)
 
 
 def _big_plan(points: int, keys: int, batch: int) -> ConnectionPlan:
@@ -569,17 +611,22 @@ def run_once(
 
 # --- report -------------------------------------------------------------------
 
+#: A generator busier than this (share of its cores) is taken as saturated.
+SATURATED = 0.9
 
-def fmt(value: float | None) -> str:
+
+def fmt(value: float | None, percent: bool = False) -> str:
     if value is None or value != value:  # NaN
         return "-"
+    if percent:
+        return f"{value:.0%}"
     if abs(value) >= 10_000:
         return f"{value:,.0f}"
     return f"{value:.4g}"
 
 
 def verdict(ratio: float | None, better: str) -> str:
-    if ratio is None or ratio != ratio or ratio <= 0:
+    if better not in ("higher", "lower") or ratio is None or ratio != ratio or ratio <= 0:
         return "-"
     favourable = ratio if better == "higher" else 1 / ratio
     if abs(favourable - 1) < 0.03:
@@ -594,50 +641,103 @@ def median_of(outcomes: list[Outcome], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def servers_for(name: str) -> tuple[str, ...]:
+    """The servers a scenario runs on: the floor only where every request is a put."""
+    if base_scenario(name) in FLOOR_SCENARIOS:
+        return SERVERS
+    return ("ours", "baseline")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _generator_bound(by_server: dict[str, list[Outcome]]) -> str | None:
+    """Why a throughput ratio says nothing here, if it does not."""
+    shares = [median_of(by_server[kind], "generator_cpu_share") for kind in ("ours", "baseline")]
+    busiest = max((share for share in shares if share is not None), default=None)
+    if busiest is None or busiest < SATURATED:
+        return None
+    return f"generator-bound ({busiest:.0%}): compare CPU/request"
+
+
+def _row_verdict(metric: Metric, ratio: float | None, by_server: dict[str, list[Outcome]]) -> str:
+    if metric.key == "puts_per_s":
+        return _generator_bound(by_server) or verdict(ratio, metric.better)
+    return verdict(ratio, metric.better)
+
+
 def summarize(results: dict[str, dict[str, list[Outcome]]]) -> list[dict[str, Any]]:
     rows = []
     for name, by_server in results.items():
-        for metric in METRICS[name]:
-            ours = median_of(by_server["ours"], metric.key)
-            baseline = median_of(by_server["baseline"], metric.key)
-            ratio = ours / baseline if ours is not None and baseline else None
+        for metric in metrics_for(name):
+            values = {kind: median_of(by_server.get(kind, []), metric.key) for kind in SERVERS}
+            informative = metric.better in ("higher", "lower")
+            ratio = _ratio(values["ours"], values["baseline"]) if informative else None
             rows.append(
                 {
                     "scenario": name,
                     "metric": metric.key,
                     "label": metric.label,
                     "better": metric.better,
-                    "ours": ours,
-                    "baseline": baseline,
+                    "percent": metric.percent,
+                    **values,
                     "ratio": ratio,
-                    "verdict": verdict(ratio, metric.better),
+                    "ratio_floor": _ratio(values["ours"], values["floor"]) if informative else None,
+                    "verdict": _row_verdict(metric, ratio, by_server),
                 }
             )
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], repeat: int, source: dict[str, Any]) -> None:
-    header = ["scenario", "metric", "better", "ours", "baseline", "ours/baseline", "verdict"]
+def seconds_text(seconds: float) -> str:
+    """``1.0``, ``0.25``: at least one decimal, so that a duration reads as one."""
+    text = f"{seconds:g}"
+    return text if "." in text or "e" in text else f"{seconds:.1f}"
+
+
+def describe_load(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
+    """The lines that say how the timed phases were taken."""
+    lines = []
+    timed = [n for n in names if base_scenario(n) in FLOOR_SCENARIOS]
+    if timed and args.warmup > 0:
+        lines.append(
+            f"warm-up {seconds_text(args.warmup)} s before each timed phase ({', '.join(timed)}):"
+            " the load runs at full speed, then the timed phase"
+            " starts without a pause; CPU is read over the timed phase only"
+        )
+    elif timed:
+        lines.append("no warm-up (--warmup 0): each timed phase starts with the load")
+    return lines
+
+
+def print_table(
+    rows: list[dict[str, Any]], repeat: int, source: dict[str, Any], notes: Sequence[str]
+) -> None:
+    header = ["scenario", "metric", "better", "ours", "asyncio", "floor"]
+    header += ["ours/asyncio", "ours/floor", "verdict (vs asyncio)"]
     table = [header] + [
         [
             row["scenario"],
             row["label"],
             row["better"],
-            fmt(row["ours"]),
-            fmt(row["baseline"]),
+            *(fmt(row[kind], row["percent"]) for kind in SERVERS),
             fmt(row["ratio"]),
+            fmt(row["ratio_floor"]),
             row["verdict"],
         ]
         for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    numeric = {3, 4, 5}
+    numeric = {3, 4, 5, 6, 7}
     print(
-        f"trio-metrics (ours) vs asyncio baseline: medians of {repeat} run(s);"
-        f" Python {platform.python_version()}, {os.cpu_count()} CPU(s)"
+        f"trio-metrics (ours) vs the asyncio baseline and the trio floor: medians of {repeat}"
+        f" run(s); Python {platform.python_version()}, {os.cpu_count()} CPU(s)"
     )
     changes = " + uncommitted changes" if source["local_changes"] else ""
     print(f"ours: trio_metrics at {source['commit']}{changes} (sources sha256 {source['sha256']})")
+    for note in notes:
+        print(note)
     for index, line in enumerate(table):
         cells = [
             cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
@@ -648,6 +748,25 @@ def print_table(rows: list[dict[str, Any]], repeat: int, source: dict[str, Any])
             print("  ".join("-" * w for w in widths))
 
 
+def _cpu_note(name: str, runs: list[dict[str, Any]]) -> str:
+    server_load = statistics.median(info["cpu"]["server_cpu_load"] for info in runs)
+    other = statistics.median(info["cpu"]["other_cpu_load"] for info in runs)
+    text = f"server {server_load:.0%} of a core"
+    loads = [info["load"] for info in runs if "load" in info]
+    if base_scenario(name) in FLOOR_SCENARIOS and loads:
+        busy = statistics.median(load["generator_load"] for load in loads)
+        text += f", generator {busy:.0%} of {loads[0]['processes']} core(s)"
+        if busy > SATURATED:
+            text += " << generator saturated: the figure is a lower bound"
+        ran_out = max(load.get("warm_ran_out", 0) for load in loads)
+        if ran_out:
+            text += f" << warm-up plan ran out early on {ran_out} connection(s)"
+    text += f", other {other:.2f} cores"
+    if other > 0.25:
+        text += " << other programs were busy: figures disturbed"
+    return text
+
+
 def cpu_notes(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
     """Who used the CPUs during the timed phases (medians over the runs).
 
@@ -656,80 +775,72 @@ def cpu_notes(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
     """
     notes = []
     for name, by_server in results.items():
-        parts = []
-        for kind in SERVERS:
+        for kind in servers_for(name):
             runs = [o.info for o in by_server[kind] if "cpu" in o.info]
             if not runs:
                 continue
             if min(info["cpu"]["wall_s"] for info in runs) < MIN_CPU_PHASE:
                 # /proc counts CPU in clock ticks (10 ms): a short phase says nothing.
-                parts.append(
-                    f"  {name:<10} {kind:<9} phase under {MIN_CPU_PHASE:g} s: not measured"
-                )
-                continue
-            server_load = statistics.median(info["cpu"]["server_cpu_load"] for info in runs)
-            other = statistics.median(info["cpu"]["other_cpu_load"] for info in runs)
-            text = f"server {server_load:.0%} of a core"
-            loads = [info["load"] for info in runs if "load" in info]
-            if name in ("rr-1", "rr-50", "pipelined") and loads:
-                busy = statistics.median(load["generator_load"] for load in loads)
-                text += f", generator {busy:.0%} of {loads[0]['processes']} core(s)"
-                if busy > 0.9:
-                    text += " << generator saturated: the figure is a lower bound"
-            text += f", other {other:.2f} cores"
-            if other > 0.25:
-                text += " << other programs were busy: figures disturbed"
-            parts.append(f"  {name:<10} {kind:<9} {text}")
-        notes.extend(parts)
+                text = f"phase under {MIN_CPU_PHASE:g} s: not measured"
+            else:
+                text = _cpu_note(name, runs)
+            notes.append(f"  {name:<10} {kind:<9} {text}")
     return notes
 
 
+def chart_panels(names: Sequence[str]) -> list[tuple[str, Metric]]:
+    """What the chart shows: CPU per request and throughput of the put scenarios, get speeds."""
+    panels: list[tuple[str, Metric]] = []
+    for name in names:
+        keys = CHART.get(base_scenario(name), ())
+        by_key = {metric.key: metric for metric in metrics_for(name)}
+        by_key["repeat_points_per_s"] = Metric(
+            "repeat_points_per_s", "points read/s (repeated get *)", "higher"
+        )
+        by_key["points_per_s"] = Metric("points_per_s", "points read/s", "higher")
+        panels.extend((name, by_key[key]) for key in keys)
+    return panels
+
+
+def _panel_medians(scenario: dict[str, Any], key: str) -> dict[str, float]:
+    values = {}
+    for kind, runs in scenario["runs"].items():
+        figures = [run["metrics"][key] for run in runs if key in run["metrics"]]
+        if figures:
+            values[kind] = statistics.median(figures)
+    return values
+
+
 def draw_chart(rows: list[dict[str, Any]], results_json: dict[str, Any], path: Path) -> str:
-    """Draw the throughput chart; return what happened, for the report."""
+    """Draw the chart of every server's medians; return what happened, for the report."""
     try:
         matplotlib: Any = importlib.import_module("matplotlib")
         matplotlib.use("Agg")  # no display needed
         plt: Any = importlib.import_module("matplotlib.pyplot")
-        ticker: Any = importlib.import_module("matplotlib.ticker")
     except ImportError:
         return "matplotlib is not installed: chart skipped"
-    medians: dict[str, dict[str, float]] = {}
-    for name, (key, _label) in CHART.items():
-        scenario = results_json["scenarios"].get(name)
-        if not scenario:
-            continue
-        values = {}
-        for kind in SERVERS:
-            figures = [
-                run["metrics"][key] for run in scenario["runs"][kind] if key in run["metrics"]
-            ]
-            if figures:
-                values[kind] = statistics.median(figures)
-        if len(values) == len(SERVERS):
-            medians[name] = values
-    if not medians:
-        return "no throughput scenario was run: chart skipped"
+    panels = []
+    for name, metric in chart_panels(list(results_json["scenarios"])):
+        values = _panel_medians(results_json["scenarios"][name], metric.key)
+        if "ours" in values and "baseline" in values:
+            panels.append((name, metric, values))
+    if not panels:
+        return "no scenario with a chart was run: chart skipped"
+    columns = min(5, len(panels))
+    lines = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(
-        1, len(medians), figsize=(2.6 * len(medians) + 1, 3.6), squeeze=False
+        lines, columns, figsize=(2.7 * columns + 0.5, 3.7 * lines), squeeze=False
     )
-    colours = {"ours": "#2b6cb0", "baseline": "#a0aec0"}
-    for axis, (name, values) in zip(axes[0], medians.items(), strict=True):
-        bars = axis.bar(
-            [SERVER_LABELS[k].replace(" ", "\n") for k in SERVERS],
-            [values[k] for k in SERVERS],
-            color=[colours[k] for k in SERVERS],
-        )
-        axis.bar_label(bars, labels=[fmt(values[k]) for k in SERVERS], fontsize=8)
-        axis.set_title(name)
-        axis.set_ylabel(CHART[name][1])
-        axis.tick_params(axis="x", labelsize=8)
-        axis.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
-        axis.margins(y=0.15)
+    for axis, panel in zip(axes.flat, panels, strict=False):
+        _draw_panel(axis, *panel)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.set_visible(False)
     meta = results_json["meta"]
     figure.suptitle(
-        f"Throughput, higher is better{' (QUICK RUN, tiny counts)' if meta['quick'] else ''}"
-        f" (median of {meta['repeat']} runs,"
-        f" {meta['cpus']} CPUs, Python {meta['python']})",
+        f"trio-metrics, asyncio baseline and trio floor"
+        f"{' (QUICK RUN, tiny counts)' if meta['quick'] else ''}:"
+        f" medians of {meta['repeat']} runs, warm-up {seconds_text(meta.get('warmup_s', 0))} s,"
+        f" {meta['cpus']} CPUs, Python {meta['python']}",
         fontsize=10,
     )
     figure.tight_layout()
@@ -739,13 +850,28 @@ def draw_chart(rows: list[dict[str, Any]], results_json: dict[str, Any], path: P
     return f"chart written to {path}"
 
 
+def _draw_panel(axis: Any, name: str, metric: Metric, values: dict[str, float]) -> None:
+    ticker: Any = importlib.import_module("matplotlib.ticker")
+    colours = {"ours": "#2b6cb0", "baseline": "#a0aec0", "floor": "#68d391"}
+    kinds = [kind for kind in SERVERS if kind in values]
+    bars = axis.bar(
+        [SERVER_LABELS[k].replace(" ", "\n") for k in kinds],
+        [values[k] for k in kinds],
+        color=[colours[k] for k in kinds],
+    )
+    axis.bar_label(bars, labels=[fmt(values[k]) for k in kinds], fontsize=8)
+    axis.set_title(f"{name}\n({metric.better} is better)", fontsize=9)
+    axis.set_ylabel(metric.label)
+    axis.tick_params(axis="x", labelsize=8)
+    if max(values.values()) >= 100:
+        axis.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+    axis.margins(y=0.15)
+
+
 # --- command line ---------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Benchmark trio-metrics against a plain asyncio server, side by side."
-    )
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeat", type=int, help="runs per scenario and server (default 5; 2 with --quick)"
     )
@@ -756,12 +882,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
     )
     parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="load at full speed before each timed phase of rr-1, rr-50 and pipelined,"
+        " which then starts without a pause (default 1.0; 0: timing starts with the load)",
+    )
+    parser.add_argument(
         "--json", type=Path, default=BENCH_DIR / "results" / "latest.json", help="results file"
     )
     parser.add_argument(
         "--chart",
         type=Path,
-        help="throughput chart (PNG); default docs/performance.png for a full run of every"
+        help="chart (PNG); default docs/performance.png for a full run of every"
         " scenario, bench/results/performance.png otherwise",
     )
     parser.add_argument(
@@ -783,15 +917,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="JSON",
         help="only redraw the chart from a results file of an earlier run",
     )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark trio-metrics against a plain asyncio server, side by side."
+    )
+    _add_options(parser)
     args = parser.parse_args(argv)
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(args.scenario_list) - set(SCENARIOS)
+    unknown = [name for name in args.scenario_list if not known_scenario(name)]
     if unknown or not args.scenario_list:
-        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
+        parser.error(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}")
     if args.repeat is None:
         args.repeat = 2 if args.quick else 5
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more seconds")
     args.server_cpus = None
     if args.pin:
         cpus = sorted(os.sched_getaffinity(0))
@@ -808,6 +951,91 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def known_scenario(name: str) -> bool:
+    return name in SCENARIOS
+
+
+Results = dict[str, dict[str, list[Outcome]]]
+
+
+def run_all(args: argparse.Namespace, counts: Counts, workdir: Path) -> Results:
+    """Every scenario, the servers taking turns within each repetition."""
+    results: Results = {}
+    for name in args.scenario_list:
+        kinds = servers_for(name)
+        results[name] = {kind: [] for kind in kinds}
+        for repetition in range(1, args.repeat + 1):
+            for kind in kinds:
+                outcome = run_once(name, kind, counts, args, workdir)
+                results[name][kind].append(outcome)
+                figures = ", ".join(
+                    f"{m.label} {fmt(outcome.metrics.get(m.key), m.percent)}"
+                    for m in metrics_for(name)
+                )
+                status = {True: "verified", False: "NOT VERIFIED", None: "nothing to verify"}
+                print(
+                    f"[{name} {repetition}/{args.repeat} {kind}] {figures};"
+                    f" {status[outcome.verified]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for problem in outcome.problems:
+                    print(f"    problem: {problem}", file=sys.stderr, flush=True)
+    return results
+
+
+def list_failures(results: Results) -> list[str]:
+    return [
+        f"{name} / {kind} run {index + 1}: {problem}"
+        for name, by_server in results.items()
+        for kind, outcomes in by_server.items()
+        for index, outcome in enumerate(outcomes)
+        for problem in (
+            outcome.problems or ([] if outcome.verified is not False else ["not verified"])
+        )
+    ]
+
+
+def results_json(
+    args: argparse.Namespace,
+    counts: Counts,
+    source: dict[str, Any],
+    results: Results,
+    seconds: float,
+) -> dict[str, Any]:
+    """Everything a later look (or ``--replot``) needs, every run's figures included."""
+    failures = list_failures(results)
+    return {
+        "meta": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "repeat": args.repeat,
+            "quick": args.quick,
+            "warmup_s": args.warmup,
+            "counts": asdict(counts),
+            "loadgen_processes": args.loadgen_processes,
+            "pinned_server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
+            "seconds": round(seconds, 1),
+            "servers": {kind: " ".join(server_command(kind, 0)[1:]) for kind in SERVERS},
+            "ours_source": source,
+        },
+        "verified": not failures,
+        "problems": failures,
+        "rows": summarize(results),
+        "scenarios": {
+            name: {
+                # None: no server of the scenario had anything to verify.
+                "verified": all(
+                    o.verified is not False for runs in by_server.values() for o in runs
+                ),
+                "runs": {kind: [asdict(o) for o in runs] for kind, runs in by_server.items()},
+            }
+            for name, by_server in results.items()
+        },
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -820,77 +1048,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = QUICK if args.quick else FULL
     if args.timeout:
         counts = Counts(**{**asdict(counts), "timeout": args.timeout})
-    results: dict[str, dict[str, list[Outcome]]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="trio-metrics-bench-"))
     started = time.monotonic()
     try:
         source = snapshot_package(workdir)
-        for name in args.scenario_list:
-            results[name] = {kind: [] for kind in SERVERS}
-            for repetition in range(1, args.repeat + 1):
-                for kind in SERVERS:
-                    outcome = run_once(name, kind, counts, args, workdir)
-                    results[name][kind].append(outcome)
-                    figures = ", ".join(
-                        f"{m.label} {fmt(outcome.metrics.get(m.key))}" for m in METRICS[name]
-                    )
-                    status = "verified" if outcome.verified else "NOT VERIFIED"
-                    print(
-                        f"[{name} {repetition}/{args.repeat} {kind}] {figures}; {status}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    for problem in outcome.problems:
-                        print(f"    problem: {problem}", file=sys.stderr, flush=True)
+        results = run_all(args, counts, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-    rows = summarize(results)
-    failures = [
-        f"{name} / {kind} run {index + 1}: {problem}"
-        for name, by_server in results.items()
-        for kind in SERVERS
-        for index, outcome in enumerate(by_server[kind])
-        for problem in (outcome.problems or ([] if outcome.verified else ["not verified"]))
-    ]
-    verified = all(
-        o.verified for by_server in results.values() for runs in by_server.values() for o in runs
-    )
-    data: dict[str, Any] = {
-        "meta": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "repeat": args.repeat,
-            "quick": args.quick,
-            "counts": asdict(counts),
-            "loadgen_processes": args.loadgen_processes,
-            "pinned_server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
-            "seconds": round(time.monotonic() - started, 1),
-            "servers": {kind: " ".join(server_command(kind, 0)[1:]) for kind in SERVERS},
-            "ours_source": source,
-        },
-        "verified": verified,
-        "problems": failures,
-        "rows": rows,
-        "scenarios": {
-            name: {
-                "verified": all(o.verified for runs in by_server.values() for o in runs),
-                "runs": {kind: [asdict(o) for o in by_server[kind]] for kind in SERVERS},
-            }
-            for name, by_server in results.items()
-        },
-    }
+    data = results_json(args, counts, source, results, time.monotonic() - started)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
+    return report(args, data, results, source)
 
-    print_table(rows, args.repeat, source)
+
+def _floor_ran(results: Results) -> bool:
+    return any(by_server.get("floor") for by_server in results.values())
+
+
+def report(
+    args: argparse.Namespace, data: dict[str, Any], results: Results, source: dict[str, Any]
+) -> int:
+    """Print the table, the CPU notes and any failure; return the exit status."""
+    print_table(data["rows"], args.repeat, source, describe_load(args, list(results)))
     notes = cpu_notes(results)
     if notes:
         print("CPU use during the timed phases (medians; other: the rest of the machine):")
         print("\n".join(notes))
     print(f"results written to {args.json}")
-    print(draw_chart(rows, data, args.chart))
+    print(draw_chart(data["rows"], data, args.chart))
+    failures = data["problems"]
     if failures:
         print("\n" + "!" * 72)
         print(f"BENCHMARK FAILED: {len(failures)} problem(s); figures above may be wrong")
@@ -899,8 +1085,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("!" * 72)
         print(f"BENCHMARK FAILED: {len(failures)} problem(s), listed on stdout", file=sys.stderr)
         return 1
+    floor = " (the floor stores nothing: not verified)" if _floor_ran(results) else ""
     print(
-        f"all runs verified: every point stored with its last value ({data['meta']['seconds']} s)"
+        f"all runs verified: every point stored with its last value{floor}"
+        f" ({data['meta']['seconds']} s)"
     )
     return 0
 

@@ -16,6 +16,8 @@ from net import NETWORK_TIMEOUT, recv_until
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
 SCENARIOS = ["rr-1", "rr-50", "pipelined", "get-all", "get-key", "memory", "startup"]
+#: The scenarios the trio floor takes part in (it stores nothing, so puts only).
+FLOOR_SCENARIOS = ["rr-1", "rr-50", "pipelined"]
 
 SPEC_SESSION = [
     (b"put palm.cpu 10.6 1501864247\n", b"ok\n\n"),
@@ -26,7 +28,7 @@ SPEC_SESSION = [
 ]
 
 
-def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
+def test_quick_run_compares_the_servers_and_verifies(tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     completed = subprocess.run(
         [
@@ -35,6 +37,9 @@ def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
             "--quick",
             "--repeat",
             "1",
+            # Short, but long enough for the load to run at full speed first.
+            "--warmup",
+            "0.3",
             "--json",
             str(results),
             "--chart",
@@ -51,6 +56,7 @@ def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
     for name in SCENARIOS:
         assert re.search(rf"^{re.escape(name)}\s+\S", completed.stdout, re.MULTILINE), output
     assert "all runs verified" in completed.stdout
+    assert "warm-up 0.3 s before each timed phase" in completed.stdout
     assert (tmp_path / "chart.png").exists() or "chart skipped" in completed.stdout
 
     data = json.loads(results.read_text())
@@ -65,9 +71,20 @@ def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
             assert run["verified"] is True
             assert run["problems"] == []
             assert run["metrics"]
+        if name in FLOOR_SCENARIOS:
+            # The floor answers but stores nothing: measured, never verified.
+            (run,) = scenario["runs"]["floor"]
+            assert run["verified"] is None and run["problems"] == [], run
+            assert run["metrics"]["puts_per_s"] > 0
+            load = scenario["runs"]["ours"][0]["info"]["load"]
+            assert load["warmup_s"] == 0.3 and load["warm_requests"] > 0, load
+        else:
+            assert "floor" not in scenario["runs"]
     for row in data["rows"]:
         assert row["ours"] is not None and row["baseline"] is not None, row
-        assert row["better"] in ("higher", "lower")
+        assert row["better"] in ("higher", "lower", "-")
+        if row["scenario"] in FLOOR_SCENARIOS:
+            assert row["floor"] is not None, row
 
 
 def _start_baseline() -> tuple[subprocess.Popen[bytes], int]:
