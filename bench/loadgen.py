@@ -575,9 +575,10 @@ def _drive(
         watcher.selector.close()
 
 
-def _first_exchange(sockets: list[socket.socket], deadline: Deadline) -> None:
-    # One exchange per connection before any load, so that accepting the
-    # connection and starting its handler are not part of the measurement.
+def first_exchange(sockets: list[socket.socket], deadline: Deadline) -> None:
+    """One ``get`` on each connection, answered ``ok`` (by any server here, the floor too)."""
+    # Before any load, so that accepting the connection and starting its
+    # handler are not part of the measurement.
     for sock in sockets:
         answer = ask(sock, b"get bench.warmup\n", deadline)
         if answer != OK:
@@ -625,7 +626,7 @@ def _run_group(
     try:
         for _ in plans:
             sockets.append(connect(host, port, deadline))
-        _first_exchange(sockets, deadline)
+        first_exchange(sockets, deadline)
         switch_at = start()
         connections = [
             _Connection(s, p, w) for s, p, w in zip(sockets, pairs, warm_pairs, strict=True)

@@ -22,6 +22,7 @@ server CPU and memory are read from /proc.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import json
@@ -43,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 import loadgen
+import openloop
 from loadgen import ConnectionPlan, Deadline
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -76,6 +78,8 @@ class Counts:
     getkey_reads: int = 1_000
     memory_points: int = 1_000_000
     memory_keys: int = 100
+    #: Length of the timed phase of a fixed-rate scenario (after its warm-up).
+    rate_seconds: float = 5.0
     timeout: float = 240.0
 
 
@@ -91,6 +95,7 @@ QUICK = Counts(
     getkey_points=1_000,
     getkey_reads=5,
     memory_points=1_000,
+    rate_seconds=0.5,
     timeout=20.0,
 )
 
@@ -131,7 +136,19 @@ METRICS: dict[str, list[Metric]] = {
     ],
     "startup": [Metric("startup_s", "spawn to first answer (s)", "lower")],
 }
-SCENARIOS = list(METRICS)
+#: Fixed-rate scenarios: ``rr-1@RATE`` or ``rr-50@RATE`` (requests/s over all
+#: connections, e.g. ``5k``, ``20k``, ``2500``), open loop.
+RATE_NAME = re.compile(r"(rr-1|rr-50)@(\d+(?:\.\d+)?)(k?)")
+RATE_METRICS = [
+    Metric("server_cpu_us_per_put", "server CPU us/request", "lower"),
+    Metric("latency_p50_ms", "p50 latency (ms)", "lower"),
+    Metric("latency_p99_ms", "p99 latency (ms)", "lower"),
+    Metric("achieved_per_s", "achieved requests/s", "-"),
+    Metric("server_cpu_share", "server CPU (of a core)", "-", percent=True),
+    Metric("generator_cpu_share", "generator CPU (of its cores)", "-", percent=True),
+]
+SCENARIOS = ["rr-1", "rr-50", "pipelined", "rr-50@5k", "rr-50@20k"]
+SCENARIOS += ["get-all", "get-key", "memory", "startup"]
 #: What the chart shows per scenario (metric keys).
 CHART: dict[str, tuple[str, ...]] = {
     "rr-1": ("server_cpu_us_per_put", "puts_per_s"),
@@ -140,15 +157,24 @@ CHART: dict[str, tuple[str, ...]] = {
     "get-all": ("repeat_points_per_s",),
     "get-key": ("points_per_s",),
 }
+RATE_CHART = ("server_cpu_us_per_put", "latency_p99_ms")
+
+
+def rate_of(name: str) -> float | None:
+    """The requests/s of a fixed-rate scenario's name; None for any other name."""
+    match = RATE_NAME.fullmatch(name)
+    if not match:
+        return None
+    return float(match.group(2)) * (1000 if match.group(3) else 1)
 
 
 def base_scenario(name: str) -> str:
-    """The scenario a name runs."""
-    return name
+    """The connections a name runs: ``rr-50`` for ``rr-50@20k``."""
+    return name.split("@")[0] if rate_of(name) else name
 
 
 def metrics_for(name: str) -> list[Metric]:
-    return METRICS[base_scenario(name)]
+    return RATE_METRICS if rate_of(name) else METRICS[name]
 
 
 class BenchError(Exception):
@@ -449,7 +475,8 @@ def scenario_rr50(
         ConnectionPlan((f"bench.rr50.c{i:02d}",), counts.rr50_puts_per_connection)
         for i in range(counts.rr50_connections)
     ]
-    _throughput(server, plans, deadline, args, outcome, args.loadgen_processes)
+    processes = args.loadgen_processes or loadgen.default_processes()
+    _throughput(server, plans, deadline, args, outcome, processes)
 
 
 def scenario_pipelined(
@@ -569,6 +596,43 @@ def scenario_startup(
     outcome.verified = True
 
 
+def scenario_fixed_rate(
+    server: Server,
+    counts: Counts,
+    deadline: Deadline,
+    args: Any,
+    outcome: Outcome,
+    *,
+    rate: float,
+    connections: int,
+) -> None:
+    """Puts at a fixed total rate, open loop: CPU per request and latency at that rate."""
+    schedule = openloop.schedule_for(rate, connections, args.warmup, counts.rate_seconds)
+    plans = [ConnectionPlan((f"bench.rate.c{i:02d}",), schedule.timed) for i in range(connections)]
+    processes = args.loadgen_processes or openloop.default_processes(rate, connections)
+    meter = CpuMeter(server)
+    result = openloop.fixed_rate(
+        HOST, server.port, plans, schedule, deadline.left(), processes, on_start=meter.begin
+    )
+    cpu = meter.end(result.generator_cpu)
+    server.check_alive()
+    outcome.metrics.update(
+        # Divided by every answer of the window: the server's work in it.
+        server_cpu_us_per_put=cpu["server_cpu_s"] / result.answers_in_window * 1e6,
+        latency_p50_ms=result.latency_ms["p50"],
+        latency_p99_ms=result.latency_ms["p99"],
+        achieved_per_s=result.achieved_per_s,
+        server_cpu_share=cpu["server_cpu_s"] / result.window_s,
+        generator_cpu_share=result.generator_load,
+    )
+    outcome.info.update(load=result.as_dict(), cpu=cpu, schedule=asdict(schedule))
+    if server.kind == "floor":
+        outcome.verified = None
+        return
+    outcome.info["points_verified"] = _verify_keys(server, [*plans, *result.warm_stored], deadline)
+    outcome.verified = True
+
+
 SCENARIO_FUNCTIONS: dict[str, Scenario] = {
     "rr-1": scenario_rr1,
     "rr-50": scenario_rr50,
@@ -578,6 +642,14 @@ SCENARIO_FUNCTIONS: dict[str, Scenario] = {
     "memory": scenario_memory,
     "startup": scenario_startup,
 }
+
+
+def scenario_function(name: str) -> Scenario:
+    rate = rate_of(name)
+    if rate is None:
+        return SCENARIO_FUNCTIONS[name]
+    connections = 50 if base_scenario(name) == "rr-50" else 1
+    return functools.partial(scenario_fixed_rate, rate=rate, connections=connections)
 
 
 def run_once(
@@ -592,7 +664,7 @@ def run_once(
     try:
         if name != "startup":
             server.wait_for_banner(deadline)
-        SCENARIO_FUNCTIONS[name](server, counts, deadline, args, outcome)
+        scenario_function(name)(server, counts, deadline, args, outcome)
     except Exception as exc:
         # Recorded and reported at the end (exit status 1); the other runs go on.
         outcome.verified = False
@@ -661,9 +733,27 @@ def _generator_bound(by_server: dict[str, list[Outcome]]) -> str | None:
     return f"generator-bound ({busiest:.0%}): compare CPU/request"
 
 
+SHORT_LABELS = {"ours": "ours", "baseline": "asyncio", "floor": "floor"}
+
+
+def keep_up_verdict(by_server: dict[str, list[Outcome]]) -> str:
+    """Which servers' runs kept to the fixed rate, and which side fell behind where not."""
+    runs_by_status: dict[str, list[str]] = {}
+    for kind, outcomes in by_server.items():
+        statuses = [o.info["load"]["status"] for o in outcomes if "load" in o.info]
+        for status in sorted(set(statuses) - {"kept up"}):
+            runs = f"{SHORT_LABELS[kind]} {statuses.count(status)}/{len(outcomes)}"
+            runs_by_status.setdefault(status, []).append(runs)
+    if not runs_by_status:
+        return "all kept up"
+    return "; ".join(f"{status}: {', '.join(runs)}" for status, runs in runs_by_status.items())
+
+
 def _row_verdict(metric: Metric, ratio: float | None, by_server: dict[str, list[Outcome]]) -> str:
     if metric.key == "puts_per_s":
         return _generator_bound(by_server) or verdict(ratio, metric.better)
+    if metric.key == "achieved_per_s":
+        return keep_up_verdict(by_server)
     return verdict(ratio, metric.better)
 
 
@@ -703,11 +793,16 @@ def describe_load(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
     if timed and args.warmup > 0:
         lines.append(
             f"warm-up {seconds_text(args.warmup)} s before each timed phase ({', '.join(timed)}):"
-            " the load runs at full speed, then the timed phase"
+            " the load runs at full speed (a fixed rate: at its rate), then the timed phase"
             " starts without a pause; CPU is read over the timed phase only"
         )
     elif timed:
         lines.append("no warm-up (--warmup 0): each timed phase starts with the load")
+    if any(rate_of(n) for n in names):
+        lines.append(
+            "fixed rate (name@rate): open loop, each request sent when due whatever the"
+            " answers; latency from its due time; CPU per answer received in the timed phase"
+        )
     return lines
 
 
@@ -761,6 +856,9 @@ def _cpu_note(name: str, runs: list[dict[str, Any]]) -> str:
         ran_out = max(load.get("warm_ran_out", 0) for load in loads)
         if ran_out:
             text += f" << warm-up plan ran out early on {ran_out} connection(s)"
+        if "send_late_ms" in loads[0]:
+            late = statistics.median(load["send_late_ms"]["p99"] for load in loads)
+            text += f", sends late by {late:.2f} ms at p99"
     text += f", other {other:.2f} cores"
     if other > 0.25:
         text += " << other programs were busy: figures disturbed"
@@ -792,7 +890,7 @@ def chart_panels(names: Sequence[str]) -> list[tuple[str, Metric]]:
     """What the chart shows: CPU per request and throughput of the put scenarios, get speeds."""
     panels: list[tuple[str, Metric]] = []
     for name in names:
-        keys = CHART.get(base_scenario(name), ())
+        keys = RATE_CHART if rate_of(name) else CHART.get(name, ())
         by_key = {metric.key: metric for metric in metrics_for(name)}
         by_key["repeat_points_per_s"] = Metric(
             "repeat_points_per_s", "points read/s (repeated get *)", "higher"
@@ -826,7 +924,7 @@ def draw_chart(rows: list[dict[str, Any]], results_json: dict[str, Any], path: P
             panels.append((name, metric, values))
     if not panels:
         return "no scenario with a chart was run: chart skipped"
-    columns = min(5, len(panels))
+    columns = min(6, len(panels))
     lines = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(
         lines, columns, figsize=(2.7 * columns + 0.5, 3.7 * lines), squeeze=False
@@ -879,15 +977,17 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all); any"
+        " rr-1@RATE or rr-50@RATE (requests/s, e.g. 5k, 20k, 2500) runs at that fixed rate",
     )
     parser.add_argument(
         "--warmup",
         type=float,
         default=1.0,
         metavar="SECONDS",
-        help="load at full speed before each timed phase of rr-1, rr-50 and pipelined,"
-        " which then starts without a pause (default 1.0; 0: timing starts with the load)",
+        help="load at full speed (at a fixed rate: at that rate) before each timed phase of"
+        " rr-1, rr-50, pipelined and the fixed rates, which then starts without a pause"
+        " (default 1.0; 0: timing starts with the load)",
     )
     parser.add_argument(
         "--json", type=Path, default=BENCH_DIR / "results" / "latest.json", help="results file"
@@ -901,8 +1001,9 @@ def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--loadgen-processes",
         type=int,
-        default=loadgen.default_processes(),
-        help="load generator processes for rr-50 (default: half the CPUs, at least 1)",
+        help="load generator processes for rr-50 and the fixed rates (default: half the"
+        f" CPUs, at least 1; at a fixed rate, enough that none sends over"
+        f" {openloop.RATE_PER_PROCESS:,}/s, up to the CPUs)",
     )
     parser.add_argument("--timeout", type=float, help="seconds allowed per scenario run")
     parser.add_argument(
@@ -952,7 +1053,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def known_scenario(name: str) -> bool:
-    return name in SCENARIOS
+    rate = rate_of(name)
+    return name in METRICS or (rate is not None and rate > 0)
 
 
 Results = dict[str, dict[str, list[Outcome]]]
@@ -973,6 +1075,8 @@ def run_all(args: argparse.Namespace, counts: Counts, workdir: Path) -> Results:
                     for m in metrics_for(name)
                 )
                 status = {True: "verified", False: "NOT VERIFIED", None: "nothing to verify"}
+                if "status" in outcome.info.get("load", {}):
+                    figures += f" ({outcome.info['load']['status']})"
                 print(
                     f"[{name} {repetition}/{args.repeat} {kind}] {figures};"
                     f" {status[outcome.verified]}",
