@@ -56,8 +56,9 @@ SERVER_LABELS = {"ours": "trio-metrics", "baseline": "asyncio baseline", "floor"
 #: put scenarios only.
 FLOOR_SCENARIOS = ("rr-1", "rr-50", "pipelined")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-#: The shortest phase whose CPU shares are shown (/proc counts in clock ticks).
-MIN_CPU_PHASE = 1.0
+#: The shortest phase whose CPU shares are shown: /proc/PID/stat counts in
+#: clock ticks (10 ms), schedstat in nanoseconds.
+MIN_CPU_PHASE = {"ticks": 1.0, "ns": 0.1}
 BANNER = re.compile(rb"listening on (\S+):(\d+)")
 
 
@@ -233,6 +234,7 @@ class Server:
             os.sched_setaffinity(self.process.pid, cpus)
         self.port = port
         self.exit_code: int | None = None
+        self.cpu_resolution = "ns"
 
     @property
     def pid(self) -> int:
@@ -255,11 +257,9 @@ class Server:
             time.sleep(0.005)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server so far (clock-tick resolution)."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        # The command name may contain spaces; the fields after it do not.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """CPU time of the server so far, all threads: see :func:`process_cpu_seconds`."""
+        seconds, self.cpu_resolution = process_cpu_seconds(self.pid)
+        return seconds
 
     def status_kib(self, name: str) -> int:
         """A ``kB`` figure of /proc/PID/status, e.g. ``VmRSS`` or ``VmHWM``."""
@@ -295,6 +295,26 @@ class Server:
         except OSError:
             return ""
         return f"(stderr: {text.strip()!r})" if text.strip() else "(stderr empty)"
+
+
+def process_cpu_seconds(pid: int) -> tuple[float, str]:
+    """CPU time of process ``pid`` so far, and its resolution: ``ns`` or ``ticks``.
+
+    The time each thread has run, from ``/proc/PID/task/*/schedstat``, is
+    exact to the nanosecond, where ``/proc/PID/stat`` counts 10 ms clock
+    ticks (a tenth of a second of load would be a few ticks); the ticks are
+    the fallback for a kernel without schedstat.
+    """
+    try:
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9, "ns"
+    except (OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The command name may contain spaces; the fields after it do not.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, "ticks"
 
 
 def snapshot_package(workdir: Path) -> dict[str, Any]:
@@ -408,7 +428,7 @@ class CpuMeter:
     def begin(self) -> None:
         self.start = self._read()
 
-    def end(self, generator_cpu: float | None = None) -> dict[str, float]:
+    def end(self, generator_cpu: float | None = None) -> dict[str, Any]:
         """Seconds of CPU over the phase; ``generator_cpu`` if not this process's own."""
         now = self._read()
         wall, server, machine, own = (b - a for a, b in zip(self.start, now, strict=True))
@@ -421,6 +441,7 @@ class CpuMeter:
             "server_cpu_s": server,
             "server_cpu_load": server / wall if wall > 0 else float("nan"),
             "other_cpu_load": other / wall if wall > 0 else float("nan"),
+            "server_cpu_resolution": self.server.cpu_resolution,
         }
 
 
@@ -845,7 +866,6 @@ def print_table(
 
 def _cpu_note(name: str, runs: list[dict[str, Any]]) -> str:
     server_load = statistics.median(info["cpu"]["server_cpu_load"] for info in runs)
-    other = statistics.median(info["cpu"]["other_cpu_load"] for info in runs)
     text = f"server {server_load:.0%} of a core"
     loads = [info["load"] for info in runs if "load" in info]
     if base_scenario(name) in FLOOR_SCENARIOS and loads:
@@ -859,10 +879,18 @@ def _cpu_note(name: str, runs: list[dict[str, Any]]) -> str:
         if "send_late_ms" in loads[0]:
             late = statistics.median(load["send_late_ms"]["p99"] for load in loads)
             text += f", sends late by {late:.2f} ms at p99"
+    if min(info["cpu"]["wall_s"] for info in runs) < MIN_CPU_PHASE["ticks"]:
+        # The machine's total comes from /proc/stat, in clock ticks only.
+        return text + f", other: not measured (phase under {MIN_CPU_PHASE['ticks']:g} s)"
+    other = statistics.median(info["cpu"]["other_cpu_load"] for info in runs)
     text += f", other {other:.2f} cores"
     if other > 0.25:
         text += " << other programs were busy: figures disturbed"
     return text
+
+
+def cpu_resolution(info: dict[str, Any]) -> str:
+    return str(info["cpu"].get("server_cpu_resolution", "ticks"))
 
 
 def cpu_notes(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
@@ -877,9 +905,10 @@ def cpu_notes(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
             runs = [o.info for o in by_server[kind] if "cpu" in o.info]
             if not runs:
                 continue
-            if min(info["cpu"]["wall_s"] for info in runs) < MIN_CPU_PHASE:
-                # /proc counts CPU in clock ticks (10 ms): a short phase says nothing.
-                text = f"phase under {MIN_CPU_PHASE:g} s: not measured"
+            shortest = max(MIN_CPU_PHASE[cpu_resolution(info)] for info in runs)
+            if min(info["cpu"]["wall_s"] for info in runs) < shortest:
+                # A phase of a few clock ticks says nothing.
+                text = f"phase under {shortest:g} s: not measured"
             else:
                 text = _cpu_note(name, runs)
             notes.append(f"  {name:<10} {kind:<9} {text}")
