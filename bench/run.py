@@ -11,7 +11,8 @@ mix versions. The floor (bench/trio_floor.py) answers every line ``ok`` and
 stores nothing: it runs in the put scenarios only, and is not verified.
 Before each timed phase of the put scenarios the load runs for ``--warmup``
 seconds at full speed, so that the servers are measured in the rhythm they
-settle into, not the one they start in. Every run checks afterwards, over a
+settle into, not the one they start in. ``rr-50@20k`` and the like send at a
+fixed rate, open loop (bench/openloop.py). Every run checks afterwards, over a
 fresh connection, that the server stored every point with its last value; a
 failed check is reported loudly and makes the exit status 1. The table of
 medians goes to stdout, progress to stderr; the figures of every run go to
