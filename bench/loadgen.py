@@ -14,6 +14,7 @@ store is known (:func:`expected_get_answer`) without keeping what was sent.
 from __future__ import annotations
 
 import functools
+import math
 import multiprocessing
 import multiprocessing.context as mp_context
 import os
@@ -24,8 +25,8 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 OK = b"ok\n\n"
 ANSWER_END = b"\n\n"
@@ -132,7 +133,7 @@ def _expected_answer(plan: ConnectionPlan) -> bytes:
     return expected_get_answer([(k, plan.puts_per_key) for k in plan.keys], plan.overwrite)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def _requests(plan: ConnectionPlan) -> list[tuple[bytes, bytes]]:
     # Cached: the big loads are sent to a fresh server several times per run.
     lines = [
@@ -155,6 +156,12 @@ class LoadResult:
     generator_cpu: float
     processes: int
     connections: int
+    warmup_s: float = 0.0
+    warm_requests: int = 0
+    #: Connections whose warm-up plan ran out before the warm-up time did.
+    warm_ran_out: int = 0
+    #: What the warm-up stored (one-key plans), for the verification.
+    warm_stored: list[ConnectionPlan] = field(default_factory=list)
 
     @property
     def puts_per_second(self) -> float:
@@ -176,6 +183,9 @@ class LoadResult:
             "generator_load": self.generator_load,
             "processes": self.processes,
             "connections": self.connections,
+            "warmup_s": self.warmup_s,
+            "warm_requests": self.warm_requests,
+            "warm_ran_out": self.warm_ran_out,
         }
 
 
@@ -301,22 +311,121 @@ def wait_until_answering(host: str, port: int, deadline: Deadline) -> float:
         return done
 
 
+# --- warm-up ----------------------------------------------------------------
+
+#: Warm-up keys are the timed keys with this suffix, so that the timed plan
+#: stays what it is without a warm-up and both can be verified.
+WARM_SUFFIX = ".warm"
+#: Puts per second (over all connections) that the warm-up requests are
+#: built for in advance: more than the stores here take. Past them (the
+#: floor stores nothing and goes faster) each request is built as it is
+#: sent, up to :data:`WARM_LIMIT` times as many; a connection that runs out
+#: even so starts its timed plan early (counted in ``warm_ran_out``).
+WARM_CEILING_REQUEST_RESPONSE = 60_000
+WARM_CEILING_BATCHED = 1_200_000
+WARM_LIMIT = 20
+
+
+def warm_up_plans(plans: Sequence[ConnectionPlan], seconds: float) -> list[ConnectionPlan]:
+    """One warm-up plan per plan: its keys with :data:`WARM_SUFFIX`, sized for ``seconds``."""
+    if seconds <= 0:
+        return []
+    warm = []
+    for plan in plans:
+        ceiling = WARM_CEILING_BATCHED if plan.batch > 1 else WARM_CEILING_REQUEST_RESPONSE
+        requests = math.ceil(seconds * ceiling / len(plans) / len(plan.keys) / plan.batch)
+        warm.append(
+            ConnectionPlan(
+                tuple(key + WARM_SUFFIX for key in plan.keys),
+                # Whole batches only, so that the requests built later follow on.
+                requests * plan.batch,
+                batch=plan.batch,
+                overwrite=plan.overwrite,
+            )
+        )
+    return warm
+
+
+def request_at(plan: ConnectionPlan, index: int) -> tuple[bytes, bytes]:
+    """Request ``index`` of ``plan`` as if the plan went on for ever (whole batches)."""
+    width = len(plan.keys)
+    lines = range(index * plan.batch, (index + 1) * plan.batch)
+    return (
+        b"".join(put_line(plan.keys[n % width], n // width, plan.overwrite) for n in lines),
+        OK * plan.batch,
+    )
+
+
+class _Pairs(Protocol):
+    """``(request, expected answer)`` pairs, taken by index."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int, /) -> tuple[bytes, bytes]: ...
+
+
+class _WarmPairs:
+    """A warm-up plan's requests: those built in advance, then each built when it is due."""
+
+    def __init__(self, plan: ConnectionPlan) -> None:
+        self.plan = plan
+        self.built = plan.requests()
+        self.last: tuple[int, tuple[bytes, bytes]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.built) * WARM_LIMIT
+
+    def __getitem__(self, index: int) -> tuple[bytes, bytes]:
+        if index < len(self.built):
+            return self.built[index]
+        if self.last is None or self.last[0] != index:
+            # Each request is asked for twice (to send, then to check its answer).
+            self.last = (index, request_at(self.plan, index))
+        return self.last[1]
+
+
+def stored_by(plan: ConnectionPlan, requests: int) -> list[ConnectionPlan]:
+    """What the first ``requests`` requests of ``plan`` (gone on for ever) stored, per key."""
+    lines = requests * plan.batch
+    width = len(plan.keys)
+    # Line n of a plan puts to key n % width (round-robin).
+    return [
+        ConnectionPlan((key,), max(0, (lines - j + width - 1) // width), overwrite=plan.overwrite)
+        for j, key in enumerate(plan.keys)
+    ]
+
+
 # --- the request-response engine --------------------------------------------
 
 
 class _Connection:
-    """A non-blocking connection working through its ``(request, answer)`` pairs."""
+    """A non-blocking connection: its warm-up pairs, if any, then its timed pairs."""
 
-    def __init__(self, sock: socket.socket, pairs: list[tuple[bytes, bytes]]) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        pairs: _Pairs,
+        warm_pairs: _Pairs | None = None,
+    ) -> None:
         self.sock = sock
-        self.pairs = pairs
+        self.timed_pairs = pairs
+        self.warming = bool(warm_pairs)
+        self.pairs = warm_pairs if warm_pairs else pairs
         self.index = 0
         self.outgoing = memoryview(b"")
         self.incoming = bytearray()
+        self.switch_asked = False
+        self.warm_answered = 0
+        self.warm_ran_out = False
+        self.answered_puts = 0  # of the request answered last
 
     @property
     def done(self) -> bool:
-        return self.index >= len(self.pairs)
+        return not self.warming and self.index >= len(self.pairs)
+
+    def switch(self) -> None:
+        """Go on with the timed pairs once the request in flight is answered."""
+        self.switch_asked = True
 
     def start_request(self) -> None:
         self.outgoing = memoryview(self.pairs[self.index][0])
@@ -351,58 +460,129 @@ class _Connection:
                 f"unexpected answer to request {self.index}: {bytes(self.incoming[:200])!r}"
             )
         self.incoming.clear()
-        self.index += 1
+        self.answered_puts = len(expected) // len(OK)
+        self._advance()
         return True
 
+    def _advance(self) -> None:
+        self.index += 1
+        if self.warming and (self.switch_asked or self.index >= len(self.pairs)):
+            self.warm_ran_out = not self.switch_asked
+            self.warm_answered = self.index
+            self.warming = False
+            self.pairs = self.timed_pairs
+            self.index = 0
 
-def _drive(connections: list[_Connection], deadline: Deadline) -> None:
-    """Run every connection's requests to completion, one request in flight each."""
-    selector = selectors.DefaultSelector()
-    writing: set[_Connection] = set()
 
-    def watch(conn: _Connection) -> None:
-        # Only a request the kernel did not take whole needs write events.
+class _Window:
+    """The timed phase of one process: what was answered in it, when, at what CPU cost."""
+
+    def __init__(self) -> None:
+        self.open = False
+        self.started = self.finished = 0.0
+        self.cpu = 0.0
+        self.requests = self.puts = 0
+
+    def begin(
+        self, connections: Sequence[_Connection], on_switch: Callable[[], None] | None
+    ) -> None:
+        if on_switch is not None:
+            on_switch()
+        self.open = True
+        self.cpu = own_cpu_seconds()
+        self.started = time.monotonic()
+        for conn in connections:
+            conn.switch()
+
+    def count(self, puts: int) -> None:
+        # Requests in flight when the window opened are answered in it, and counted.
+        if self.open:
+            self.requests += 1
+            self.puts += puts
+
+    def end(self) -> None:
+        self.finished = time.monotonic()
+        self.cpu = own_cpu_seconds() - self.cpu
+
+
+class _Watcher:
+    """A selector over connections; write events only while a request is stuck in the kernel."""
+
+    def __init__(self, connections: Sequence[_Connection]) -> None:
+        self.selector = selectors.DefaultSelector()
+        self.writing: set[_Connection] = set()
+        for conn in connections:
+            conn.sock.setblocking(False)
+            self.selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def watch(self, conn: _Connection) -> None:
         wants_write = bool(conn.outgoing)
-        if wants_write != (conn in writing):
+        if wants_write != (conn in self.writing):
             mask = selectors.EVENT_READ
             if wants_write:
                 mask |= selectors.EVENT_WRITE
-                writing.add(conn)
+                self.writing.add(conn)
             else:
-                writing.discard(conn)
-            selector.modify(conn.sock, mask, conn)
+                self.writing.discard(conn)
+            self.selector.modify(conn.sock, mask, conn)
 
+
+def _drive(
+    connections: list[_Connection],
+    deadline: Deadline,
+    switch_at: float,
+    on_switch: Callable[[], None] | None,
+) -> _Window:
+    """Run every connection to the end of its timed pairs, one request in flight each.
+
+    The timed window opens at ``switch_at`` (``time.monotonic()``) while the
+    load goes on, so whatever rhythm the server and the generator settled
+    into during the warm-up is what the window measures.
+    """
+    watcher = _Watcher(connections)
+    window = _Window()
     try:
-        for conn in connections:
-            conn.sock.setblocking(False)
-            selector.register(conn.sock, selectors.EVENT_READ, conn)
+        if time.monotonic() >= switch_at:
+            window.begin(connections, on_switch)
         for conn in connections:
             conn.start_request()
-            watch(conn)
+            watcher.watch(conn)
         active = len(connections)
         while active:
-            for key, mask in selector.select(timeout=min(1.0, deadline.left())):
+            wait = 1.0
+            if not window.open:
+                wait = switch_at - time.monotonic()
+                if wait <= 0:
+                    window.begin(connections, on_switch)
+                    wait = 1.0
+            for key, mask in watcher.selector.select(timeout=min(wait, deadline.left())):
                 conn = key.data
                 if mask & selectors.EVENT_WRITE:
                     conn.flush()
                 if mask & selectors.EVENT_READ and conn.receive():
+                    window.count(conn.answered_puts)
                     if conn.done:
-                        selector.unregister(conn.sock)
+                        watcher.selector.unregister(conn.sock)
                         active -= 1
                         continue
                     conn.start_request()
-                watch(conn)
+                watcher.watch(conn)
+        if not window.open:  # every plan ended before the warm-up did
+            window.begin(connections, on_switch)
+        window.end()
+        return window
     finally:
-        selector.close()
+        watcher.selector.close()
 
 
-def _warm_up(sockets: list[socket.socket], deadline: Deadline) -> None:
-    # One exchange per connection before timing, so that accepting the
-    # connection and starting its handler are not part of the measurement.
+def first_exchange(sockets: list[socket.socket], deadline: Deadline) -> None:
+    """One ``get`` on each connection, answered ``ok`` (by any server here, the floor too)."""
+    # Before any load, so that accepting the connection and starting its
+    # handler are not part of the measurement.
     for sock in sockets:
         answer = ask(sock, b"get bench.warmup\n", deadline)
         if answer != OK:
-            raise LoadError(f"warm-up get answered {answer[:200]!r}")
+            raise LoadError(f"first get answered {answer[:200]!r}")
 
 
 @dataclass
@@ -412,69 +592,63 @@ class _WorkerReport:
     started: float
     finished: float
     cpu: float
-    error: str | None = None
+    warm_requests: int = 0
+    warm_ran_out: int = 0
+    warm_stored: list[ConnectionPlan] = field(default_factory=list)
+
+
+@dataclass
+class WorkerFailure:
+    """What a worker process sends back instead of its report when it failed."""
+
+    error: str
 
 
 def _run_group(
     host: str,
     port: int,
     plans: Sequence[ConnectionPlan],
+    warm_plans: Sequence[ConnectionPlan],
     deadline: Deadline,
-    before_timing: Callable[[], None] | None,
+    start: Callable[[], float],
+    on_switch: Callable[[], None] | None,
 ) -> _WorkerReport:
-    """Connect, warm up, call ``before_timing``, run ``plans``: in this process or a worker."""
+    """Connect, exchange once, then warm up and run ``plans``: in this process or a worker.
+
+    ``start`` is called once every connection is ready, and returns when the
+    timed window opens (``time.monotonic()``); ``on_switch`` runs just then.
+    """
     pairs = [plan.requests() for plan in plans]
+    warm_pairs: list[_WarmPairs | None] = [None] * len(plans)
+    if warm_plans:
+        warm_pairs = [_WarmPairs(plan) for plan in warm_plans]
     sockets: list[socket.socket] = []
     try:
         for _ in plans:
             sockets.append(connect(host, port, deadline))
-        _warm_up(sockets, deadline)
-        if before_timing is not None:
-            before_timing()
-        connections = [_Connection(s, p) for s, p in zip(sockets, pairs, strict=True)]
-        cpu0 = own_cpu_seconds()
-        started = time.monotonic()
-        _drive(connections, deadline)
-        finished = time.monotonic()
+        first_exchange(sockets, deadline)
+        switch_at = start()
+        connections = [
+            _Connection(s, p, w) for s, p, w in zip(sockets, pairs, warm_pairs, strict=True)
+        ]
+        window = _drive(connections, deadline, switch_at, on_switch)
         return _WorkerReport(
-            puts=sum(plan.puts for plan in plans),
-            requests=sum(len(p) for p in pairs),
-            started=started,
-            finished=finished,
-            cpu=own_cpu_seconds() - cpu0,
+            puts=window.puts,
+            requests=window.requests,
+            started=window.started,
+            finished=window.finished,
+            cpu=window.cpu,
+            warm_requests=sum(c.warm_answered for c in connections),
+            warm_ran_out=sum(c.warm_ran_out for c in connections),
+            warm_stored=[
+                entry
+                for plan, conn in zip(warm_plans, connections, strict=False)
+                for entry in stored_by(plan, conn.warm_answered)
+            ],
         )
     finally:
         for sock in sockets:
             sock.close()
-
-
-def _worker(
-    host: str,
-    port: int,
-    plans: Sequence[ConnectionPlan],
-    timeout: float,
-    ready: Any,
-    go: Any,
-    results: Any,
-) -> None:
-    deadline = Deadline(timeout)
-    said_ready = False
-
-    def wait_for_go() -> None:
-        nonlocal said_ready
-        ready.put(None)
-        said_ready = True
-        if not go.wait(deadline.left()):
-            raise LoadError("worker was not started in time")
-
-    try:
-        report = _run_group(host, port, plans, deadline, wait_for_go)
-    except BaseException as exc:
-        # The parent must hear about a failure, not wait for a report until its timeout.
-        if not said_ready:
-            ready.put(None)
-        report = _WorkerReport(0, 0, 0.0, 0.0, 0.0, error=f"{type(exc).__name__}: {exc}")
-    results.put(report)
 
 
 def request_response(
@@ -484,42 +658,112 @@ def request_response(
     timeout: float,
     processes: int = 1,
     on_start: Callable[[], None] | None = None,
+    warmup: float = 0.0,
 ) -> LoadResult:
     """Run ``plans`` (one connection each) concurrently, one request in flight per connection.
 
-    Every connection is opened and has had one exchange before timing starts.
-    With ``processes > 1`` the connections are split over that many worker
-    processes, started together once all of them are connected. ``on_start``
-    is called just before the timed phase (to snapshot the server's CPU).
-    Elapsed time runs from the first connection's start to the last one's end.
+    Every connection is opened and has had one exchange before any load.
+    With ``warmup`` seconds, each connection first works through a warm-up
+    plan (:func:`warm_up_plans`) at full speed; then, without a pause, the
+    timed window opens and each goes on with its plan. ``on_start`` is
+    called as the window opens (to read the server's CPU). With
+    ``processes > 1`` the connections are split over that many worker
+    processes, started together once all of them are connected. The result
+    counts what was answered in the window, from its opening to the last
+    connection's end; ``warm_stored`` says what the warm-up stored.
     """
     processes = max(1, min(processes, len(plans)))
+    warm_plans = warm_up_plans(plans, warmup)
     deadline = Deadline(timeout)
     if processes == 1:
-        reports = [_run_group(host, port, plans, deadline, on_start)]
+        reports = [
+            _run_group(
+                host,
+                port,
+                plans,
+                warm_plans,
+                deadline,
+                lambda: time.monotonic() + warmup,
+                on_start,
+            )
+        ]
     else:
-        reports = _run_in_workers(host, port, plans, deadline, processes, on_start)
-    errors = [r.error for r in reports if r.error]
-    if errors:
-        raise LoadError("; ".join(errors))
+        groups = [
+            (host, port, list(plans[i::processes]), list(warm_plans[i::processes]))
+            for i in range(processes)
+        ]
+        reports = run_in_workers(_run_group, groups, deadline, warmup, on_start)
+    return _combine(reports, processes, len(plans), warmup)
+
+
+def _combine(
+    reports: Sequence[_WorkerReport], processes: int, connections: int, warmup: float
+) -> LoadResult:
     return LoadResult(
         requests=sum(r.requests for r in reports),
         puts=sum(r.puts for r in reports),
         elapsed=max(r.finished for r in reports) - min(r.started for r in reports),
         generator_cpu=sum(r.cpu for r in reports),
         processes=processes,
-        connections=len(plans),
+        connections=connections,
+        warmup_s=warmup,
+        warm_requests=sum(r.warm_requests for r in reports),
+        warm_ran_out=sum(r.warm_ran_out for r in reports),
+        warm_stored=[entry for r in reports for entry in r.warm_stored],
     )
 
 
-def _run_in_workers(
-    host: str,
-    port: int,
-    plans: Sequence[ConnectionPlan],
+# --- worker processes ---------------------------------------------------------
+
+#: A worker's job: called as ``target(*args, deadline, start, None)``; ``start``
+#: tells the parent the worker is ready, waits for the go, and returns when
+#: the timed window opens.
+WorkerTarget = Callable[..., Any]
+
+
+def _worker(
+    target: WorkerTarget,
+    args: tuple[Any, ...],
+    timeout: float,
+    ready: Any,
+    go: Any,
+    window_at: Any,
+    results: Any,
+) -> None:
+    deadline = Deadline(timeout)
+    said_ready = False
+
+    def wait_for_go() -> float:
+        nonlocal said_ready
+        ready.put(None)
+        said_ready = True
+        if not go.wait(deadline.left()):
+            raise LoadError("worker was not started in time")
+        return float(window_at.value)
+
+    try:
+        report = target(*args, deadline, wait_for_go, None)
+    except BaseException as exc:
+        # The parent must hear about a failure, not wait for a report until its timeout.
+        if not said_ready:
+            ready.put(None)
+        report = WorkerFailure(f"{type(exc).__name__}: {exc}")
+    results.put(report)
+
+
+def run_in_workers(
+    target: WorkerTarget,
+    groups: Sequence[tuple[Any, ...]],
     deadline: Deadline,
-    processes: int,
+    lead: float,
     on_start: Callable[[], None] | None,
-) -> list[_WorkerReport]:
+) -> list[Any]:
+    """Run ``target`` once per group of arguments, each in a worker process; return the reports.
+
+    Once every worker is ready they are started together, and the timed
+    window opens ``lead`` seconds later; ``on_start`` is called then (a few
+    milliseconds late at worst: this process sleeps meanwhile).
+    """
     # fork starts workers fast and needs no importable __main__; elsewhere spawn.
     if sys.platform.startswith("linux"):
         context: mp_context.ForkContext | mp_context.SpawnContext
@@ -529,11 +773,11 @@ def _run_in_workers(
     ready = context.Queue()
     results = context.Queue()
     go = context.Event()
-    groups = [list(plans[i::processes]) for i in range(processes)]
+    window_at = context.Value("d", 0.0)
     workers = [
         context.Process(
             target=_worker,
-            args=(host, port, group, deadline.left(), ready, go, results),
+            args=(target, group, deadline.left(), ready, go, window_at, results),
             daemon=True,
         )
         for group in groups
@@ -544,10 +788,8 @@ def _run_in_workers(
         try:
             for _ in workers:
                 ready.get(timeout=deadline.left())
-            if on_start is not None:
-                on_start()
-            go.set()
-            return [results.get(timeout=deadline.left()) for _ in workers]
+            _start_workers(go, window_at, lead, on_start)
+            reports = [results.get(timeout=deadline.left()) for _ in workers]
         except queue.Empty:
             raise LoadError("load generator workers did not report in time") from None
     finally:
@@ -556,6 +798,24 @@ def _run_in_workers(
             if worker.is_alive():
                 worker.kill()
                 worker.join(timeout=2)
+    errors = [r.error for r in reports if isinstance(r, WorkerFailure)]
+    if errors:
+        raise LoadError("; ".join(errors))
+    return reports
+
+
+def _start_workers(
+    go: Any, window_at: Any, lead: float, on_start: Callable[[], None] | None
+) -> None:
+    opens = time.monotonic() + max(0.0, lead)
+    window_at.value = opens
+    if lead <= 0 and on_start is not None:
+        on_start()
+    go.set()
+    if lead > 0:
+        time.sleep(max(0.0, opens - time.monotonic()))
+        if on_start is not None:
+            on_start()
 
 
 def default_processes() -> int:

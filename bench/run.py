@@ -1,26 +1,33 @@
-"""Benchmark trio-metrics against the plain asyncio baseline, side by side.
+"""Benchmark trio-metrics against the plain asyncio baseline and the trio floor, side by side.
 
     python bench/run.py                   # every scenario, 5 repetitions, full counts
-    python bench/run.py --quick           # small counts, 2 repetitions (well under 30 s)
+    python bench/run.py --quick           # small counts, 2 repetitions
     python bench/run.py --scenarios rr-1,get-all --repeat 3
 
-Each scenario run gets a fresh server process; the two servers take turns
-(ours, baseline, ours, baseline, ...). Ours runs from a copy of trio_metrics/
-taken when the run starts, so that edits made meanwhile do not mix versions.
-Every run checks afterwards, over a fresh connection, that the server stored
-every point with its last value; a failed check is reported loudly and makes
-the exit status 1. The table of medians goes to stdout, progress to stderr;
-the figures of every run go to a JSON file, and a chart of the throughputs
-to a PNG when matplotlib is installed. Linux only: server CPU and memory are
-read from /proc.
+Each scenario run gets a fresh server process; the servers take turns
+(ours, baseline, floor, ours, baseline, floor, ...). Ours runs from a copy of
+trio_metrics/ taken when the run starts, so that edits made meanwhile do not
+mix versions. The floor (bench/trio_floor.py) answers every line ``ok`` and
+stores nothing: it runs in the put scenarios only, and is not verified.
+Before each timed phase of the put scenarios the load runs for ``--warmup``
+seconds at full speed, so that the servers are measured in the rhythm they
+settle into, not the one they start in. ``rr-50@20k`` and the like send at a
+fixed rate, open loop (bench/openloop.py). Every run checks afterwards, over a
+fresh connection, that the server stored every point with its last value; a
+failed check is reported loudly and makes the exit status 1. The table of
+medians goes to stdout, progress to stderr; the figures of every run go to
+a JSON file, and a chart to a PNG when matplotlib is installed. Linux only:
+server CPU and memory are read from /proc.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import importlib
 import json
+import math
 import os
 import platform
 import re
@@ -38,16 +45,21 @@ from pathlib import Path
 from typing import Any
 
 import loadgen
+import openloop
 from loadgen import ConnectionPlan, Deadline
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 HOST = "127.0.0.1"
-SERVERS = ("ours", "baseline")
-SERVER_LABELS = {"ours": "trio-metrics", "baseline": "asyncio baseline"}
+SERVERS = ("ours", "baseline", "floor")
+SERVER_LABELS = {"ours": "trio-metrics", "baseline": "asyncio baseline", "floor": "trio floor"}
+#: The floor stores nothing and answers every line ``ok``: it takes part in the
+#: put scenarios only.
+FLOOR_SCENARIOS = ("rr-1", "rr-50", "pipelined")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
-#: The shortest phase whose CPU shares are shown (/proc counts in clock ticks).
-MIN_CPU_PHASE = 1.0
+#: The shortest phase whose CPU shares are shown: /proc/PID/stat counts in
+#: clock ticks (10 ms), schedstat in nanoseconds.
+MIN_CPU_PHASE = {"ticks": 1.0, "ns": 0.1}
 BANNER = re.compile(rb"listening on (\S+):(\d+)")
 
 
@@ -68,6 +80,8 @@ class Counts:
     getkey_reads: int = 1_000
     memory_points: int = 1_000_000
     memory_keys: int = 100
+    #: Length of the timed phase of a fixed-rate scenario (after its warm-up).
+    rate_seconds: float = 5.0
     timeout: float = 240.0
 
 
@@ -83,6 +97,7 @@ QUICK = Counts(
     getkey_points=1_000,
     getkey_reads=5,
     memory_points=1_000,
+    rate_seconds=0.5,
     timeout=20.0,
 )
 
@@ -93,17 +108,25 @@ class Metric:
 
     key: str
     label: str
-    better: str  # "higher" or "lower"
+    better: str  # "higher", "lower", or "-" for a figure that only explains the others
+    percent: bool = False
 
 
-_THROUGHPUT = [
-    Metric("puts_per_s", "puts/s", "higher"),
-    Metric("server_cpu_us_per_put", "server CPU us/put", "lower"),
-]
+def _throughput_metrics(unit: str) -> list[Metric]:
+    return [
+        Metric("puts_per_s", "puts/s", "higher"),
+        Metric("server_cpu_us_per_put", f"server CPU us/{unit}", "lower"),
+        # Beside the throughput, because a generator that saturates first caps
+        # every server alike, and the throughput ratio then says nothing.
+        Metric("server_cpu_share", "server CPU (of a core)", "-", percent=True),
+        Metric("generator_cpu_share", "generator CPU (of its cores)", "-", percent=True),
+    ]
+
+
 METRICS: dict[str, list[Metric]] = {
-    "rr-1": _THROUGHPUT,
-    "rr-50": _THROUGHPUT,
-    "pipelined": _THROUGHPUT,
+    "rr-1": _throughput_metrics("request"),
+    "rr-50": _throughput_metrics("request"),
+    "pipelined": _throughput_metrics("put"),
     "get-all": [
         Metric("first_read_s", "first get * (s)", "lower"),
         Metric("repeat_read_s", "repeated get * (s)", "lower"),
@@ -115,15 +138,45 @@ METRICS: dict[str, list[Metric]] = {
     ],
     "startup": [Metric("startup_s", "spawn to first answer (s)", "lower")],
 }
-SCENARIOS = list(METRICS)
-#: What the chart shows per scenario: (metric key, axis label).
-CHART: dict[str, tuple[str, str]] = {
-    "rr-1": ("puts_per_s", "puts/s"),
-    "rr-50": ("puts_per_s", "puts/s"),
-    "pipelined": ("puts_per_s", "puts/s"),
-    "get-all": ("repeat_points_per_s", "points read/s (repeated get *)"),
-    "get-key": ("points_per_s", "points read/s"),
+#: Fixed-rate scenarios: ``rr-1@RATE`` or ``rr-50@RATE`` (requests/s over all
+#: connections, e.g. ``5k``, ``20k``, ``2500``), open loop.
+RATE_NAME = re.compile(r"(rr-1|rr-50)@(\d+(?:\.\d+)?)(k?)")
+RATE_METRICS = [
+    Metric("server_cpu_us_per_put", "server CPU us/request", "lower"),
+    Metric("latency_p50_ms", "p50 latency (ms)", "lower"),
+    Metric("latency_p99_ms", "p99 latency (ms)", "lower"),
+    Metric("achieved_per_s", "achieved requests/s", "-"),
+    Metric("server_cpu_share", "server CPU (of a core)", "-", percent=True),
+    Metric("generator_cpu_share", "generator CPU (of its cores)", "-", percent=True),
+]
+SCENARIOS = ["rr-1", "rr-50", "pipelined", "rr-50@5k", "rr-50@20k"]
+SCENARIOS += ["get-all", "get-key", "memory", "startup"]
+#: What the chart shows per scenario (metric keys).
+CHART: dict[str, tuple[str, ...]] = {
+    "rr-1": ("server_cpu_us_per_put", "puts_per_s"),
+    "rr-50": ("server_cpu_us_per_put", "puts_per_s"),
+    "pipelined": ("server_cpu_us_per_put", "puts_per_s"),
+    "get-all": ("repeat_points_per_s",),
+    "get-key": ("points_per_s",),
 }
+RATE_CHART = ("server_cpu_us_per_put", "latency_p99_ms")
+
+
+def rate_of(name: str) -> float | None:
+    """The requests/s of a fixed-rate scenario's name; None for any other name."""
+    match = RATE_NAME.fullmatch(name)
+    if not match:
+        return None
+    return float(match.group(2)) * (1000 if match.group(3) else 1)
+
+
+def base_scenario(name: str) -> str:
+    """The connections a name runs: ``rr-50`` for ``rr-50@20k``."""
+    return name.split("@")[0] if rate_of(name) else name
+
+
+def metrics_for(name: str) -> list[Metric]:
+    return RATE_METRICS if rate_of(name) else METRICS[name]
 
 
 class BenchError(Exception):
@@ -147,9 +200,10 @@ def server_command(kind: str, port: int) -> list[str]:
             "--log-level",
             "warning",
         ]
+    script = "asyncio_server.py" if kind == "baseline" else "trio_floor.py"
     return [
         sys.executable,
-        str(BENCH_DIR / "asyncio_server.py"),
+        str(BENCH_DIR / script),
         "--host",
         HOST,
         "--port",
@@ -171,7 +225,7 @@ class Server:
             self.process = subprocess.Popen(
                 server_command(kind, port),
                 # Ours runs from the snapshot (``python -m`` puts the working
-                # directory first on sys.path); the baseline from the repository.
+                # directory first on sys.path); the others from the repository.
                 cwd=workdir / "src" if kind == "ours" else REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -181,6 +235,7 @@ class Server:
             os.sched_setaffinity(self.process.pid, cpus)
         self.port = port
         self.exit_code: int | None = None
+        self.cpu_resolution = "ns"
 
     @property
     def pid(self) -> int:
@@ -203,11 +258,9 @@ class Server:
             time.sleep(0.005)
 
     def cpu_seconds(self) -> float:
-        """User + system CPU time of the server so far (clock-tick resolution)."""
-        stat = Path(f"/proc/{self.pid}/stat").read_text()
-        # The command name may contain spaces; the fields after it do not.
-        fields = stat[stat.rindex(")") + 2 :].split()
-        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+        """CPU time of the server so far, all threads: see :func:`process_cpu_seconds`."""
+        seconds, self.cpu_resolution = process_cpu_seconds(self.pid)
+        return seconds
 
     def status_kib(self, name: str) -> int:
         """A ``kB`` figure of /proc/PID/status, e.g. ``VmRSS`` or ``VmHWM``."""
@@ -243,6 +296,26 @@ class Server:
         except OSError:
             return ""
         return f"(stderr: {text.strip()!r})" if text.strip() else "(stderr empty)"
+
+
+def process_cpu_seconds(pid: int) -> tuple[float, str]:
+    """CPU time of process ``pid`` so far, and its resolution: ``ns`` or ``ticks``.
+
+    The time each thread has run, from ``/proc/PID/task/*/schedstat``, is
+    exact to the nanosecond, where ``/proc/PID/stat`` counts 10 ms clock
+    ticks (a tenth of a second of load would be a few ticks); the ticks are
+    the fallback for a kernel without schedstat.
+    """
+    try:
+        total = 0
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+        return total / 1e9, "ns"
+    except (OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The command name may contain spaces; the fields after it do not.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS, "ticks"
 
 
 def snapshot_package(workdir: Path) -> dict[str, Any]:
@@ -291,7 +364,8 @@ class Outcome:
 
     metrics: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
-    verified: bool = False
+    #: None: nothing to verify (the floor stores nothing).
+    verified: bool | None = False
     problems: list[str] = field(default_factory=list)
 
 
@@ -355,7 +429,7 @@ class CpuMeter:
     def begin(self) -> None:
         self.start = self._read()
 
-    def end(self, generator_cpu: float | None = None) -> dict[str, float]:
+    def end(self, generator_cpu: float | None = None) -> dict[str, Any]:
         """Seconds of CPU over the phase; ``generator_cpu`` if not this process's own."""
         now = self._read()
         wall, server, machine, own = (b - a for a, b in zip(self.start, now, strict=True))
@@ -368,6 +442,7 @@ class CpuMeter:
             "server_cpu_s": server,
             "server_cpu_load": server / wall if wall > 0 else float("nan"),
             "other_cpu_load": other / wall if wall > 0 else float("nan"),
+            "server_cpu_resolution": self.server.cpu_resolution,
         }
 
 
@@ -375,21 +450,36 @@ def _throughput(
     server: Server,
     plans: Sequence[ConnectionPlan],
     deadline: Deadline,
-    processes: int,
+    args: argparse.Namespace,
     outcome: Outcome,
+    processes: int = 1,
 ) -> None:
+    """Run ``plans`` after the warm-up; CPU and throughput of the timed window only."""
     meter = CpuMeter(server)
     result = loadgen.request_response(
-        HOST, server.port, plans, timeout=deadline.left(), processes=processes, on_start=meter.begin
+        HOST,
+        server.port,
+        plans,
+        timeout=deadline.left(),
+        processes=processes,
+        on_start=meter.begin,
+        warmup=args.warmup,
     )
     cpu = meter.end(result.generator_cpu)
     server.check_alive()
+    if not result.puts:
+        raise BenchError("no request was answered in the timed phase")
     outcome.metrics.update(
         puts_per_s=result.puts_per_second,
         server_cpu_us_per_put=cpu["server_cpu_s"] / result.puts * 1e6,
+        server_cpu_share=cpu["server_cpu_load"],
+        generator_cpu_share=result.generator_load,
     )
     outcome.info.update(load=result.as_dict(), cpu=cpu)
-    outcome.info["points_verified"] = _verify_keys(server, plans, deadline)
+    if server.kind == "floor":
+        outcome.verified = None
+        return
+    outcome.info["points_verified"] = _verify_keys(server, [*plans, *result.warm_stored], deadline)
     outcome.verified = True
 
 
@@ -397,7 +487,7 @@ def scenario_rr1(
     server: Server, counts: Counts, deadline: Deadline, args: Any, outcome: Outcome
 ) -> None:
     plans = [ConnectionPlan(("bench.rr1.c0",), counts.rr1_puts)]
-    _throughput(server, plans, deadline, 1, outcome)
+    _throughput(server, plans, deadline, args, outcome)
 
 
 def scenario_rr50(
@@ -407,7 +497,8 @@ def scenario_rr50(
         ConnectionPlan((f"bench.rr50.c{i:02d}",), counts.rr50_puts_per_connection)
         for i in range(counts.rr50_connections)
     ]
-    _throughput(server, plans, deadline, args.loadgen_processes, outcome)
+    processes = args.loadgen_processes or loadgen.default_processes()
+    _throughput(server, plans, deadline, args, outcome, processes)
 
 
 def scenario_pipelined(
@@ -419,7 +510,7 @@ def scenario_pipelined(
         )
         for i in range(counts.pipelined_connections)
     ]
-    _throughput(server, plans, deadline, 1, outcome)
+    _throughput(server, plans, deadline, args, outcome)
 
 
 def _big_plan(points: int, keys: int, batch: int) -> ConnectionPlan:
@@ -527,6 +618,43 @@ def scenario_startup(
     outcome.verified = True
 
 
+def scenario_fixed_rate(
+    server: Server,
+    counts: Counts,
+    deadline: Deadline,
+    args: Any,
+    outcome: Outcome,
+    *,
+    rate: float,
+    connections: int,
+) -> None:
+    """Puts at a fixed total rate, open loop: CPU per request and latency at that rate."""
+    schedule = openloop.schedule_for(rate, connections, args.warmup, counts.rate_seconds)
+    plans = [ConnectionPlan((f"bench.rate.c{i:02d}",), schedule.timed) for i in range(connections)]
+    processes = args.loadgen_processes or openloop.default_processes(rate, connections)
+    meter = CpuMeter(server)
+    result = openloop.fixed_rate(
+        HOST, server.port, plans, schedule, deadline.left(), processes, on_start=meter.begin
+    )
+    cpu = meter.end(result.generator_cpu)
+    server.check_alive()
+    outcome.metrics.update(
+        # Divided by every answer of the window: the server's work in it.
+        server_cpu_us_per_put=cpu["server_cpu_s"] / result.answers_in_window * 1e6,
+        latency_p50_ms=result.latency_ms["p50"],
+        latency_p99_ms=result.latency_ms["p99"],
+        achieved_per_s=result.achieved_per_s,
+        server_cpu_share=cpu["server_cpu_s"] / result.window_s,
+        generator_cpu_share=result.generator_load,
+    )
+    outcome.info.update(load=result.as_dict(), cpu=cpu, schedule=asdict(schedule))
+    if server.kind == "floor":
+        outcome.verified = None
+        return
+    outcome.info["points_verified"] = _verify_keys(server, [*plans, *result.warm_stored], deadline)
+    outcome.verified = True
+
+
 SCENARIO_FUNCTIONS: dict[str, Scenario] = {
     "rr-1": scenario_rr1,
     "rr-50": scenario_rr50,
@@ -536,6 +664,14 @@ SCENARIO_FUNCTIONS: dict[str, Scenario] = {
     "memory": scenario_memory,
     "startup": scenario_startup,
 }
+
+
+def scenario_function(name: str) -> Scenario:
+    rate = rate_of(name)
+    if rate is None:
+        return SCENARIO_FUNCTIONS[name]
+    connections = 50 if base_scenario(name) == "rr-50" else 1
+    return functools.partial(scenario_fixed_rate, rate=rate, connections=connections)
 
 
 def run_once(
@@ -550,7 +686,7 @@ def run_once(
     try:
         if name != "startup":
             server.wait_for_banner(deadline)
-        SCENARIO_FUNCTIONS[name](server, counts, deadline, args, outcome)
+        scenario_function(name)(server, counts, deadline, args, outcome)
     except Exception as exc:
         # Recorded and reported at the end (exit status 1); the other runs go on.
         outcome.verified = False
@@ -569,17 +705,22 @@ def run_once(
 
 # --- report -------------------------------------------------------------------
 
+#: A generator busier than this (share of its cores) is taken as saturated.
+SATURATED = 0.9
 
-def fmt(value: float | None) -> str:
+
+def fmt(value: float | None, percent: bool = False) -> str:
     if value is None or value != value:  # NaN
         return "-"
+    if percent:
+        return f"{value:.0%}"
     if abs(value) >= 10_000:
         return f"{value:,.0f}"
     return f"{value:.4g}"
 
 
 def verdict(ratio: float | None, better: str) -> str:
-    if ratio is None or ratio != ratio or ratio <= 0:
+    if better not in ("higher", "lower") or ratio is None or ratio != ratio or ratio <= 0:
         return "-"
     favourable = ratio if better == "higher" else 1 / ratio
     if abs(favourable - 1) < 0.03:
@@ -594,50 +735,126 @@ def median_of(outcomes: list[Outcome], key: str) -> float | None:
     return statistics.median(values) if values else None
 
 
+def servers_for(name: str) -> tuple[str, ...]:
+    """The servers a scenario runs on: the floor only where every request is a put."""
+    if base_scenario(name) in FLOOR_SCENARIOS:
+        return SERVERS
+    return ("ours", "baseline")
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _generator_bound(by_server: dict[str, list[Outcome]]) -> str | None:
+    """Why a throughput ratio says nothing here, if it does not."""
+    shares = [median_of(by_server[kind], "generator_cpu_share") for kind in ("ours", "baseline")]
+    busiest = max((share for share in shares if share is not None), default=None)
+    if busiest is None or busiest < SATURATED:
+        return None
+    return f"generator-bound ({busiest:.0%}): compare CPU/request"
+
+
+SHORT_LABELS = {"ours": "ours", "baseline": "asyncio", "floor": "floor"}
+
+
+def keep_up_verdict(by_server: dict[str, list[Outcome]]) -> str:
+    """Which servers' runs kept to the fixed rate, and which side fell behind where not."""
+    runs_by_status: dict[str, list[str]] = {}
+    for kind, outcomes in by_server.items():
+        statuses = [o.info["load"]["status"] for o in outcomes if "load" in o.info]
+        for status in sorted(set(statuses) - {"kept up"}):
+            runs = f"{SHORT_LABELS[kind]} {statuses.count(status)}/{len(outcomes)}"
+            runs_by_status.setdefault(status, []).append(runs)
+    if not runs_by_status:
+        return "all kept up"
+    return "; ".join(f"{status}: {', '.join(runs)}" for status, runs in runs_by_status.items())
+
+
+def _row_verdict(metric: Metric, ratio: float | None, by_server: dict[str, list[Outcome]]) -> str:
+    if metric.key == "puts_per_s":
+        return _generator_bound(by_server) or verdict(ratio, metric.better)
+    if metric.key == "achieved_per_s":
+        return keep_up_verdict(by_server)
+    return verdict(ratio, metric.better)
+
+
 def summarize(results: dict[str, dict[str, list[Outcome]]]) -> list[dict[str, Any]]:
     rows = []
     for name, by_server in results.items():
-        for metric in METRICS[name]:
-            ours = median_of(by_server["ours"], metric.key)
-            baseline = median_of(by_server["baseline"], metric.key)
-            ratio = ours / baseline if ours is not None and baseline else None
+        for metric in metrics_for(name):
+            values = {kind: median_of(by_server.get(kind, []), metric.key) for kind in SERVERS}
+            informative = metric.better in ("higher", "lower")
+            ratio = _ratio(values["ours"], values["baseline"]) if informative else None
             rows.append(
                 {
                     "scenario": name,
                     "metric": metric.key,
                     "label": metric.label,
                     "better": metric.better,
-                    "ours": ours,
-                    "baseline": baseline,
+                    "percent": metric.percent,
+                    **values,
                     "ratio": ratio,
-                    "verdict": verdict(ratio, metric.better),
+                    "ratio_floor": _ratio(values["ours"], values["floor"]) if informative else None,
+                    "verdict": _row_verdict(metric, ratio, by_server),
                 }
             )
     return rows
 
 
-def print_table(rows: list[dict[str, Any]], repeat: int, source: dict[str, Any]) -> None:
-    header = ["scenario", "metric", "better", "ours", "baseline", "ours/baseline", "verdict"]
+def seconds_text(seconds: float) -> str:
+    """``1.0``, ``0.25``: at least one decimal, so that a duration reads as one."""
+    text = f"{seconds:g}"
+    return text if "." in text or "e" in text else f"{seconds:.1f}"
+
+
+def describe_load(args: argparse.Namespace, names: Sequence[str]) -> list[str]:
+    """The lines that say how the timed phases were taken."""
+    lines = []
+    timed = [n for n in names if base_scenario(n) in FLOOR_SCENARIOS]
+    if timed and args.warmup > 0:
+        lines.append(
+            f"warm-up {seconds_text(args.warmup)} s before each timed phase ({', '.join(timed)}):"
+            " the load runs at full speed (a fixed rate: at its rate), then the timed phase"
+            " starts without a pause; CPU is read over the timed phase only"
+        )
+    elif timed:
+        lines.append("no warm-up (--warmup 0): each timed phase starts with the load")
+    if any(rate_of(n) for n in names):
+        lines.append(
+            "fixed rate (name@rate): open loop, each request sent when due whatever the"
+            " answers; latency from its due time; CPU per answer received in the timed phase"
+        )
+    return lines
+
+
+def print_table(
+    rows: list[dict[str, Any]], repeat: int, source: dict[str, Any], notes: Sequence[str]
+) -> None:
+    header = ["scenario", "metric", "better", "ours", "asyncio", "floor"]
+    header += ["ours/asyncio", "ours/floor", "verdict (vs asyncio)"]
     table = [header] + [
         [
             row["scenario"],
             row["label"],
             row["better"],
-            fmt(row["ours"]),
-            fmt(row["baseline"]),
+            *(fmt(row[kind], row["percent"]) for kind in SERVERS),
             fmt(row["ratio"]),
+            fmt(row["ratio_floor"]),
             row["verdict"],
         ]
         for row in rows
     ]
     widths = [max(len(line[i]) for line in table) for i in range(len(header))]
-    numeric = {3, 4, 5}
+    numeric = {3, 4, 5, 6, 7}
     print(
-        f"trio-metrics (ours) vs asyncio baseline: medians of {repeat} run(s);"
-        f" Python {platform.python_version()}, {os.cpu_count()} CPU(s)"
+        f"trio-metrics (ours) vs the asyncio baseline and the trio floor: medians of {repeat}"
+        f" run(s); Python {platform.python_version()}, {os.cpu_count()} CPU(s)"
     )
     changes = " + uncommitted changes" if source["local_changes"] else ""
     print(f"ours: trio_metrics at {source['commit']}{changes} (sources sha256 {source['sha256']})")
+    for note in notes:
+        print(note)
     for index, line in enumerate(table):
         cells = [
             cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
@@ -648,6 +865,35 @@ def print_table(rows: list[dict[str, Any]], repeat: int, source: dict[str, Any])
             print("  ".join("-" * w for w in widths))
 
 
+def _cpu_note(name: str, runs: list[dict[str, Any]]) -> str:
+    server_load = statistics.median(info["cpu"]["server_cpu_load"] for info in runs)
+    text = f"server {server_load:.0%} of a core"
+    loads = [info["load"] for info in runs if "load" in info]
+    if base_scenario(name) in FLOOR_SCENARIOS and loads:
+        busy = statistics.median(load["generator_load"] for load in loads)
+        text += f", generator {busy:.0%} of {loads[0]['processes']} core(s)"
+        if busy > SATURATED:
+            text += " << generator saturated: the figure is a lower bound"
+        ran_out = max(load.get("warm_ran_out", 0) for load in loads)
+        if ran_out:
+            text += f" << warm-up plan ran out early on {ran_out} connection(s)"
+        if "send_late_ms" in loads[0]:
+            late = statistics.median(load["send_late_ms"]["p99"] for load in loads)
+            text += f", sends late by {late:.2f} ms at p99"
+    if min(info["cpu"]["wall_s"] for info in runs) < MIN_CPU_PHASE["ticks"]:
+        # The machine's total comes from /proc/stat, in clock ticks only.
+        return text + f", other: not measured (phase under {MIN_CPU_PHASE['ticks']:g} s)"
+    other = statistics.median(info["cpu"]["other_cpu_load"] for info in runs)
+    text += f", other {other:.2f} cores"
+    if other > 0.25:
+        text += " << other programs were busy: figures disturbed"
+    return text
+
+
+def cpu_resolution(info: dict[str, Any]) -> str:
+    return str(info["cpu"].get("server_cpu_resolution", "ticks"))
+
+
 def cpu_notes(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
     """Who used the CPUs during the timed phases (medians over the runs).
 
@@ -656,80 +902,73 @@ def cpu_notes(results: dict[str, dict[str, list[Outcome]]]) -> list[str]:
     """
     notes = []
     for name, by_server in results.items():
-        parts = []
-        for kind in SERVERS:
+        for kind in servers_for(name):
             runs = [o.info for o in by_server[kind] if "cpu" in o.info]
             if not runs:
                 continue
-            if min(info["cpu"]["wall_s"] for info in runs) < MIN_CPU_PHASE:
-                # /proc counts CPU in clock ticks (10 ms): a short phase says nothing.
-                parts.append(
-                    f"  {name:<10} {kind:<9} phase under {MIN_CPU_PHASE:g} s: not measured"
-                )
-                continue
-            server_load = statistics.median(info["cpu"]["server_cpu_load"] for info in runs)
-            other = statistics.median(info["cpu"]["other_cpu_load"] for info in runs)
-            text = f"server {server_load:.0%} of a core"
-            loads = [info["load"] for info in runs if "load" in info]
-            if name in ("rr-1", "rr-50", "pipelined") and loads:
-                busy = statistics.median(load["generator_load"] for load in loads)
-                text += f", generator {busy:.0%} of {loads[0]['processes']} core(s)"
-                if busy > 0.9:
-                    text += " << generator saturated: the figure is a lower bound"
-            text += f", other {other:.2f} cores"
-            if other > 0.25:
-                text += " << other programs were busy: figures disturbed"
-            parts.append(f"  {name:<10} {kind:<9} {text}")
-        notes.extend(parts)
+            shortest = max(MIN_CPU_PHASE[cpu_resolution(info)] for info in runs)
+            if min(info["cpu"]["wall_s"] for info in runs) < shortest:
+                # A phase of a few clock ticks says nothing.
+                text = f"phase under {shortest:g} s: not measured"
+            else:
+                text = _cpu_note(name, runs)
+            notes.append(f"  {name:<10} {kind:<9} {text}")
     return notes
 
 
+def chart_panels(names: Sequence[str]) -> list[tuple[str, Metric]]:
+    """What the chart shows: CPU per request and throughput of the put scenarios, get speeds."""
+    panels: list[tuple[str, Metric]] = []
+    for name in names:
+        keys = RATE_CHART if rate_of(name) else CHART.get(name, ())
+        by_key = {metric.key: metric for metric in metrics_for(name)}
+        by_key["repeat_points_per_s"] = Metric(
+            "repeat_points_per_s", "points read/s (repeated get *)", "higher"
+        )
+        by_key["points_per_s"] = Metric("points_per_s", "points read/s", "higher")
+        panels.extend((name, by_key[key]) for key in keys)
+    return panels
+
+
+def _panel_medians(scenario: dict[str, Any], key: str) -> dict[str, float]:
+    values = {}
+    for kind, runs in scenario["runs"].items():
+        figures = [run["metrics"][key] for run in runs if key in run["metrics"]]
+        if figures:
+            values[kind] = statistics.median(figures)
+    return values
+
+
 def draw_chart(rows: list[dict[str, Any]], results_json: dict[str, Any], path: Path) -> str:
-    """Draw the throughput chart; return what happened, for the report."""
+    """Draw the chart of every server's medians; return what happened, for the report."""
     try:
         matplotlib: Any = importlib.import_module("matplotlib")
         matplotlib.use("Agg")  # no display needed
         plt: Any = importlib.import_module("matplotlib.pyplot")
-        ticker: Any = importlib.import_module("matplotlib.ticker")
     except ImportError:
         return "matplotlib is not installed: chart skipped"
-    medians: dict[str, dict[str, float]] = {}
-    for name, (key, _label) in CHART.items():
-        scenario = results_json["scenarios"].get(name)
-        if not scenario:
-            continue
-        values = {}
-        for kind in SERVERS:
-            figures = [
-                run["metrics"][key] for run in scenario["runs"][kind] if key in run["metrics"]
-            ]
-            if figures:
-                values[kind] = statistics.median(figures)
-        if len(values) == len(SERVERS):
-            medians[name] = values
-    if not medians:
-        return "no throughput scenario was run: chart skipped"
+    panels = []
+    for name, metric in chart_panels(list(results_json["scenarios"])):
+        values = _panel_medians(results_json["scenarios"][name], metric.key)
+        if "ours" in values and "baseline" in values:
+            panels.append((name, metric, values))
+    if not panels:
+        return "no scenario with a chart was run: chart skipped"
+    columns = min(6, len(panels))
+    lines = math.ceil(len(panels) / columns)
     figure, axes = plt.subplots(
-        1, len(medians), figsize=(2.6 * len(medians) + 1, 3.6), squeeze=False
+        lines, columns, figsize=(2.7 * columns + 0.5, 3.7 * lines), squeeze=False
     )
-    colours = {"ours": "#2b6cb0", "baseline": "#a0aec0"}
-    for axis, (name, values) in zip(axes[0], medians.items(), strict=True):
-        bars = axis.bar(
-            [SERVER_LABELS[k].replace(" ", "\n") for k in SERVERS],
-            [values[k] for k in SERVERS],
-            color=[colours[k] for k in SERVERS],
-        )
-        axis.bar_label(bars, labels=[fmt(values[k]) for k in SERVERS], fontsize=8)
-        axis.set_title(name)
-        axis.set_ylabel(CHART[name][1])
-        axis.tick_params(axis="x", labelsize=8)
-        axis.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
-        axis.margins(y=0.15)
+    for axis, panel in zip(axes.flat, panels, strict=False):
+        _draw_panel(axis, *panel)
+    for axis in list(axes.flat)[len(panels) :]:
+        axis.set_visible(False)
     meta = results_json["meta"]
     figure.suptitle(
-        f"Throughput, higher is better{' (QUICK RUN, tiny counts)' if meta['quick'] else ''}"
-        f" (median of {meta['repeat']} runs,"
-        f" {meta['cpus']} CPUs, Python {meta['python']})",
+        f"trio-metrics, asyncio baseline and trio floor"
+        f"{' (QUICK RUN, tiny counts)' if meta['quick'] else ''}:"
+        f" medians of {meta['repeat']} runs, warm-up {seconds_text(meta.get('warmup_s', 0))} s,"
+        f" {meta['cpus']} CPUs, Python {meta['python']}",
         fontsize=10,
     )
     figure.tight_layout()
@@ -739,13 +978,28 @@ def draw_chart(rows: list[dict[str, Any]], results_json: dict[str, Any], path: P
     return f"chart written to {path}"
 
 
+def _draw_panel(axis: Any, name: str, metric: Metric, values: dict[str, float]) -> None:
+    ticker: Any = importlib.import_module("matplotlib.ticker")
+    colours = {"ours": "#2b6cb0", "baseline": "#a0aec0", "floor": "#68d391"}
+    kinds = [kind for kind in SERVERS if kind in values]
+    bars = axis.bar(
+        [SERVER_LABELS[k].replace(" ", "\n") for k in kinds],
+        [values[k] for k in kinds],
+        color=[colours[k] for k in kinds],
+    )
+    axis.bar_label(bars, labels=[fmt(values[k]) for k in kinds], fontsize=8)
+    axis.set_title(f"{name}\n({metric.better} is better)", fontsize=9)
+    axis.set_ylabel(metric.label)
+    axis.tick_params(axis="x", labelsize=8)
+    if max(values.values()) >= 100:
+        axis.yaxis.set_major_formatter(ticker.StrMethodFormatter("{x:,.0f}"))
+    axis.margins(y=0.15)
+
+
 # --- command line ---------------------------------------------------------------
 
 
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description="Benchmark trio-metrics against a plain asyncio server, side by side."
-    )
+def _add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--repeat", type=int, help="runs per scenario and server (default 5; 2 with --quick)"
     )
@@ -753,7 +1007,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios",
         default=",".join(SCENARIOS),
-        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all)",
+        help=f"comma-separated subset of {','.join(SCENARIOS)} (default: all); any"
+        " rr-1@RATE or rr-50@RATE (requests/s, e.g. 5k, 20k, 2500) runs at that fixed rate",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="load at full speed (at a fixed rate: at that rate) before each timed phase of"
+        " rr-1, rr-50, pipelined and the fixed rates, which then starts without a pause"
+        " (default 1.0; 0: timing starts with the load)",
     )
     parser.add_argument(
         "--json", type=Path, default=BENCH_DIR / "results" / "latest.json", help="results file"
@@ -761,14 +1025,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--chart",
         type=Path,
-        help="throughput chart (PNG); default docs/performance.png for a full run of every"
+        help="chart (PNG); default docs/performance.png for a full run of every"
         " scenario, bench/results/performance.png otherwise",
     )
     parser.add_argument(
         "--loadgen-processes",
         type=int,
-        default=loadgen.default_processes(),
-        help="load generator processes for rr-50 (default: half the CPUs, at least 1)",
+        help="load generator processes for rr-50 and the fixed rates (default: half the"
+        f" CPUs, at least 1; at a fixed rate, enough that none sends over"
+        f" {openloop.RATE_PER_PROCESS:,}/s, up to the CPUs)",
     )
     parser.add_argument("--timeout", type=float, help="seconds allowed per scenario run")
     parser.add_argument(
@@ -783,15 +1048,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="JSON",
         help="only redraw the chart from a results file of an earlier run",
     )
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Benchmark trio-metrics against a plain asyncio server, side by side."
+    )
+    _add_options(parser)
     args = parser.parse_args(argv)
     args.scenario_list = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    unknown = set(args.scenario_list) - set(SCENARIOS)
+    unknown = [name for name in args.scenario_list if not known_scenario(name)]
     if unknown or not args.scenario_list:
-        parser.error(f"unknown scenario(s) {sorted(unknown)}; choose from {','.join(SCENARIOS)}")
+        parser.error(f"unknown scenario(s) {unknown}; choose from {','.join(SCENARIOS)}")
     if args.repeat is None:
         args.repeat = 2 if args.quick else 5
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    if args.warmup < 0:
+        parser.error("--warmup must be 0 or more seconds")
     args.server_cpus = None
     if args.pin:
         cpus = sorted(os.sched_getaffinity(0))
@@ -808,6 +1082,94 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def known_scenario(name: str) -> bool:
+    rate = rate_of(name)
+    return name in METRICS or (rate is not None and rate > 0)
+
+
+Results = dict[str, dict[str, list[Outcome]]]
+
+
+def run_all(args: argparse.Namespace, counts: Counts, workdir: Path) -> Results:
+    """Every scenario, the servers taking turns within each repetition."""
+    results: Results = {}
+    for name in args.scenario_list:
+        kinds = servers_for(name)
+        results[name] = {kind: [] for kind in kinds}
+        for repetition in range(1, args.repeat + 1):
+            for kind in kinds:
+                outcome = run_once(name, kind, counts, args, workdir)
+                results[name][kind].append(outcome)
+                figures = ", ".join(
+                    f"{m.label} {fmt(outcome.metrics.get(m.key), m.percent)}"
+                    for m in metrics_for(name)
+                )
+                status = {True: "verified", False: "NOT VERIFIED", None: "nothing to verify"}
+                if "status" in outcome.info.get("load", {}):
+                    figures += f" ({outcome.info['load']['status']})"
+                print(
+                    f"[{name} {repetition}/{args.repeat} {kind}] {figures};"
+                    f" {status[outcome.verified]}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                for problem in outcome.problems:
+                    print(f"    problem: {problem}", file=sys.stderr, flush=True)
+    return results
+
+
+def list_failures(results: Results) -> list[str]:
+    return [
+        f"{name} / {kind} run {index + 1}: {problem}"
+        for name, by_server in results.items()
+        for kind, outcomes in by_server.items()
+        for index, outcome in enumerate(outcomes)
+        for problem in (
+            outcome.problems or ([] if outcome.verified is not False else ["not verified"])
+        )
+    ]
+
+
+def results_json(
+    args: argparse.Namespace,
+    counts: Counts,
+    source: dict[str, Any],
+    results: Results,
+    seconds: float,
+) -> dict[str, Any]:
+    """Everything a later look (or ``--replot``) needs, every run's figures included."""
+    failures = list_failures(results)
+    return {
+        "meta": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "repeat": args.repeat,
+            "quick": args.quick,
+            "warmup_s": args.warmup,
+            "counts": asdict(counts),
+            "loadgen_processes": args.loadgen_processes,
+            "pinned_server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
+            "seconds": round(seconds, 1),
+            "servers": {kind: " ".join(server_command(kind, 0)[1:]) for kind in SERVERS},
+            "ours_source": source,
+        },
+        "verified": not failures,
+        "problems": failures,
+        "rows": summarize(results),
+        "scenarios": {
+            name: {
+                # None: no server of the scenario had anything to verify.
+                "verified": all(
+                    o.verified is not False for runs in by_server.values() for o in runs
+                ),
+                "runs": {kind: [asdict(o) for o in runs] for kind, runs in by_server.items()},
+            }
+            for name, by_server in results.items()
+        },
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -820,77 +1182,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     counts = QUICK if args.quick else FULL
     if args.timeout:
         counts = Counts(**{**asdict(counts), "timeout": args.timeout})
-    results: dict[str, dict[str, list[Outcome]]] = {}
     workdir = Path(tempfile.mkdtemp(prefix="trio-metrics-bench-"))
     started = time.monotonic()
     try:
         source = snapshot_package(workdir)
-        for name in args.scenario_list:
-            results[name] = {kind: [] for kind in SERVERS}
-            for repetition in range(1, args.repeat + 1):
-                for kind in SERVERS:
-                    outcome = run_once(name, kind, counts, args, workdir)
-                    results[name][kind].append(outcome)
-                    figures = ", ".join(
-                        f"{m.label} {fmt(outcome.metrics.get(m.key))}" for m in METRICS[name]
-                    )
-                    status = "verified" if outcome.verified else "NOT VERIFIED"
-                    print(
-                        f"[{name} {repetition}/{args.repeat} {kind}] {figures}; {status}",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                    for problem in outcome.problems:
-                        print(f"    problem: {problem}", file=sys.stderr, flush=True)
+        results = run_all(args, counts, workdir)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-
-    rows = summarize(results)
-    failures = [
-        f"{name} / {kind} run {index + 1}: {problem}"
-        for name, by_server in results.items()
-        for kind in SERVERS
-        for index, outcome in enumerate(by_server[kind])
-        for problem in (outcome.problems or ([] if outcome.verified else ["not verified"]))
-    ]
-    verified = all(
-        o.verified for by_server in results.values() for runs in by_server.values() for o in runs
-    )
-    data: dict[str, Any] = {
-        "meta": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "repeat": args.repeat,
-            "quick": args.quick,
-            "counts": asdict(counts),
-            "loadgen_processes": args.loadgen_processes,
-            "pinned_server_cpus": sorted(args.server_cpus) if args.server_cpus else None,
-            "seconds": round(time.monotonic() - started, 1),
-            "servers": {kind: " ".join(server_command(kind, 0)[1:]) for kind in SERVERS},
-            "ours_source": source,
-        },
-        "verified": verified,
-        "problems": failures,
-        "rows": rows,
-        "scenarios": {
-            name: {
-                "verified": all(o.verified for runs in by_server.values() for o in runs),
-                "runs": {kind: [asdict(o) for o in by_server[kind]] for kind in SERVERS},
-            }
-            for name, by_server in results.items()
-        },
-    }
+    data = results_json(args, counts, source, results, time.monotonic() - started)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(data, indent=2) + "\n")
+    return report(args, data, results, source)
 
-    print_table(rows, args.repeat, source)
+
+def _floor_ran(results: Results) -> bool:
+    return any(by_server.get("floor") for by_server in results.values())
+
+
+def report(
+    args: argparse.Namespace, data: dict[str, Any], results: Results, source: dict[str, Any]
+) -> int:
+    """Print the table, the CPU notes and any failure; return the exit status."""
+    print_table(data["rows"], args.repeat, source, describe_load(args, list(results)))
     notes = cpu_notes(results)
     if notes:
         print("CPU use during the timed phases (medians; other: the rest of the machine):")
         print("\n".join(notes))
     print(f"results written to {args.json}")
-    print(draw_chart(rows, data, args.chart))
+    print(draw_chart(data["rows"], data, args.chart))
+    failures = data["problems"]
     if failures:
         print("\n" + "!" * 72)
         print(f"BENCHMARK FAILED: {len(failures)} problem(s); figures above may be wrong")
@@ -899,8 +1219,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("!" * 72)
         print(f"BENCHMARK FAILED: {len(failures)} problem(s), listed on stdout", file=sys.stderr)
         return 1
+    floor = " (the floor stores nothing: not verified)" if _floor_ran(results) else ""
     print(
-        f"all runs verified: every point stored with its last value ({data['meta']['seconds']} s)"
+        f"all runs verified: every point stored with its last value{floor}"
+        f" ({data['meta']['seconds']} s)"
     )
     return 0
 

@@ -1,4 +1,5 @@
-"""The benchmark suite still runs: a quick run end to end, and the baseline speaks the protocol."""
+"""The benchmark suite still runs: a quick run end to end, the baseline speaks the protocol,
+and the floor answers every line."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from net import NETWORK_TIMEOUT, recv_until
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
-SCENARIOS = ["rr-1", "rr-50", "pipelined", "get-all", "get-key", "memory", "startup"]
+RATE_SCENARIOS = ["rr-50@5k", "rr-50@20k"]
+SCENARIOS = ["rr-1", "rr-50", "pipelined", *RATE_SCENARIOS, "get-all", "get-key", "memory"]
+SCENARIOS.append("startup")
+#: The scenarios the trio floor takes part in (it stores nothing, so puts only).
+FLOOR_SCENARIOS = ["rr-1", "rr-50", "pipelined", *RATE_SCENARIOS]
+RATE_STATUSES = {"kept up", "kept up, sends late", "generator fell behind", "server fell behind"}
 
 SPEC_SESSION = [
     (b"put palm.cpu 10.6 1501864247\n", b"ok\n\n"),
@@ -26,7 +33,8 @@ SPEC_SESSION = [
 ]
 
 
-def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
+def _quick_run(tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+    """``bench/run.py --quick --repeat 1`` with ``options``: the process and its JSON."""
     results = tmp_path / "results.json"
     completed = subprocess.run(
         [
@@ -39,21 +47,30 @@ def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
             str(results),
             "--chart",
             str(tmp_path / "chart.png"),
+            *options,
         ],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
         check=False,
     )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    return completed, json.loads(results.read_text())
+
+
+def test_quick_run_compares_the_servers_and_verifies(tmp_path: Path) -> None:
+    # A short warm-up, but long enough for the load to run at full speed
+    # first; two generator processes, so that their start together is run too.
+    completed, data = _quick_run(tmp_path, "--warmup", "0.3", "--loadgen-processes", "2")
     output = completed.stdout + completed.stderr
-    assert completed.returncode == 0, output
     for name in SCENARIOS:
         assert re.search(rf"^{re.escape(name)}\s+\S", completed.stdout, re.MULTILINE), output
     assert "all runs verified" in completed.stdout
+    assert "warm-up 0.3 s before each timed phase" in completed.stdout
+    assert "fixed rate (name@rate): open loop" in completed.stdout
     assert (tmp_path / "chart.png").exists() or "chart skipped" in completed.stdout
 
-    data = json.loads(results.read_text())
     assert data["verified"] is True
     assert data["problems"] == []
     assert set(data["scenarios"]) == set(SCENARIOS)
@@ -65,14 +82,60 @@ def test_quick_run_compares_both_servers_and_verifies(tmp_path: Path) -> None:
             assert run["verified"] is True
             assert run["problems"] == []
             assert run["metrics"]
+        if name in FLOOR_SCENARIOS:
+            # The floor answers but stores nothing: measured, never verified.
+            (run,) = scenario["runs"]["floor"]
+            assert run["verified"] is None and run["problems"] == [], run
+            assert run["metrics"]["server_cpu_us_per_put"] >= 0
+        else:
+            assert "floor" not in scenario["runs"]
+        if name in RATE_SCENARIOS:
+            _check_fixed_rate(scenario)
+        elif name in FLOOR_SCENARIOS:
+            for kind in ("ours", "baseline", "floor"):
+                load = scenario["runs"][kind][0]["info"]["load"]
+                assert load["warmup_s"] == 0.3 and load["warm_requests"] > 0, load
+                assert load["requests"] > 0 and load["elapsed_s"] > 0, load
     for row in data["rows"]:
         assert row["ours"] is not None and row["baseline"] is not None, row
-        assert row["better"] in ("higher", "lower")
+        assert row["better"] in ("higher", "lower", "-")
+        if row["scenario"] in FLOOR_SCENARIOS:
+            assert row["floor"] is not None, row
 
 
-def _start_baseline() -> tuple[subprocess.Popen[bytes], int]:
+def _check_fixed_rate(scenario: dict[str, Any]) -> None:
+    for kind in ("ours", "baseline", "floor"):
+        (run,) = scenario["runs"][kind]
+        load = run["info"]["load"]
+        schedule = run["info"]["schedule"]
+        assert load["status"] in RATE_STATUSES, load
+        # Every timed request was answered, and latency measured for each.
+        assert load["requests"] == schedule["timed"] * schedule["connections"], load
+        assert load["answers_in_window"] >= load["requests"], load
+        assert schedule["warm"] == round(0.3 * schedule["rate"] / schedule["connections"])
+        latency = load["latency_ms"]
+        assert 0 < latency["p50"] <= latency["p99"] <= latency["max"], load
+        assert run["metrics"]["latency_p99_ms"] == latency["p99"]
+        assert run["metrics"]["achieved_per_s"] > 0
+        assert load["processes"] == 2
+
+
+def test_no_warm_up_times_from_the_start(tmp_path: Path) -> None:
+    completed, data = _quick_run(tmp_path, "--warmup", "0", "--scenarios", "rr-50,rr-1@2k")
+    assert "no warm-up (--warmup 0): each timed phase starts with the load" in completed.stdout
+    assert data["verified"] is True
+    for kind in ("ours", "baseline", "floor"):
+        (run,) = data["scenarios"]["rr-50"]["runs"][kind]
+        assert run["info"]["load"]["warm_requests"] == 0
+        assert run["info"]["load"]["requests"] == 50 * 20, run["info"]["load"]
+        (run,) = data["scenarios"]["rr-1@2k"]["runs"][kind]
+        assert run["info"]["schedule"]["warm"] == 0
+        assert run["info"]["load"]["answers_in_window"] == run["info"]["schedule"]["timed"]
+
+
+def _start_server(script: str) -> tuple[subprocess.Popen[bytes], int]:
     process = subprocess.Popen(
-        [sys.executable, str(BENCH / "asyncio_server.py"), "--host", "127.0.0.1", "--port", "0"],
+        [sys.executable, str(BENCH / script), "--host", "127.0.0.1", "--port", "0"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
     )
@@ -82,7 +145,7 @@ def _start_baseline() -> tuple[subprocess.Popen[bytes], int]:
         if not selector.select(NETWORK_TIMEOUT):
             process.kill()
             process.wait()
-            raise AssertionError("the baseline printed no banner")
+            raise AssertionError(f"{script} printed no banner")
     banner = process.stdout.readline()
     match = re.fullmatch(rb"listening on 127\.0\.0\.1:(\d+)\n", banner)
     assert match, banner
@@ -90,7 +153,7 @@ def _start_baseline() -> tuple[subprocess.Popen[bytes], int]:
 
 
 def test_baseline_answers_the_spec_session_byte_for_byte() -> None:
-    process, port = _start_baseline()
+    process, port = _start_server("asyncio_server.py")
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=NETWORK_TIMEOUT) as sock:
             for request, expected in SPEC_SESSION:
@@ -117,6 +180,30 @@ def test_baseline_answers_the_spec_session_byte_for_byte() -> None:
             process.wait()
         assert process.stdout is not None
         process.stdout.close()
+
+
+def test_floor_answers_every_line_and_exits_0_on_either_signal() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        process, port = _start_server("trio_floor.py")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=NETWORK_TIMEOUT) as sock:
+                # Lines cut across chunks; a blank line is a line too; no parsing.
+                for chunk in (b"put a 1 2\nput b", b" 1 2\n\ngarbage", b"\n"):
+                    sock.sendall(chunk)
+                received = b""
+                while len(received) < 4 * len(b"ok\n\n"):
+                    data = sock.recv(65536)
+                    assert data, received
+                    received += data
+                assert received == b"ok\n\n" * 4
+            process.send_signal(signum)
+            assert process.wait(timeout=NETWORK_TIMEOUT) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
 
 
 def test_trickle_reports_every_mode_and_no_server_busy_between_puts() -> None:
