@@ -40,6 +40,7 @@ from ._durable import (
     FsyncPolicy,
     open_durable_store,
 )
+from ._key_pages import KeyPages
 from ._log_file import LogFile
 from ._log_format import (
     FRAME_HEADER_SIZE,
@@ -90,6 +91,7 @@ __all__ = [
     "ExistingStore",
     "FormatError",
     "FsyncPolicy",
+    "KeyPages",
     "LogFile",
     "MemoryStorage",
     "MetricStore",
