@@ -189,7 +189,7 @@ def test_other_ascii_whitespace_does_not_separate_tokens(line: bytes) -> None:
         b"got palm.cpu",
         b"getk",
         b"get*",
-        b"delete k",
+        b"drop k",
         b"k",
         b"*",
         b"ok",

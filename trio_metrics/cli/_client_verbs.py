@@ -11,6 +11,7 @@ from typing import Any
 from ..client import Client, Metrics
 from ..server import DEFAULT_HOST, DEFAULT_PORT
 from . import _argument_types as types
+from ._command_verbs import add_command_verbs, add_range_options, run_range
 
 __all__ = ["add_client_verbs"]
 
@@ -34,6 +35,7 @@ def add_client_verbs(verbs: argparse._SubParsersAction[Any], parser_class: type)
     _add_put(verbs, connection)
     _add_get(verbs, connection)
     _add_stats(verbs, connection)
+    add_command_verbs(verbs, connection)
 
 
 def _add_put(verbs: argparse._SubParsersAction[Any], connection: argparse.ArgumentParser) -> None:
@@ -71,6 +73,7 @@ def _add_get(verbs: argparse._SubParsersAction[Any], connection: argparse.Argume
         help="metric name, or '*' (quote it in a shell) for all",
     )
     get.add_argument("--json", action="store_true", help='print {"key": [[timestamp, value], ...]}')
+    add_range_options(get)
     get.set_defaults(run=_get)
 
 
@@ -94,7 +97,8 @@ def _put(args: argparse.Namespace) -> int:
 
 def _get(args: argparse.Namespace) -> int:
     with Client(args.host, args.port, timeout=args.timeout) as client:
-        metrics = client.get(args.key)
+        ranged = args.start is not None or args.end is not None
+        metrics = run_range(args, client) if ranged else client.get(args.key)
     if args.json:
         print(json.dumps({key: [list(p) for p in points] for key, points in metrics.items()}))
     else:

@@ -23,9 +23,13 @@ from ..wire import (
     NEED_DATA,
     ClientConnection,
     ClientState,
+    DeleteRequest,
     GetRequest,
+    KeysRequest,
     Metrics,
+    PingRequest,
     PutRequest,
+    RangeRequest,
     Request,
     StatsRequest,
 )
@@ -100,6 +104,22 @@ class AsyncClient:
     async def stats(self) -> dict[str, int]:
         """The server's counters; see ``Client.stats``."""
         return await self._round_trip(StatsRequest())
+
+    async def ping(self) -> None:
+        """``ok`` from the server, or :class:`ClientError`; see ``Client.ping``."""
+        await self._round_trip(PingRequest())
+
+    async def keys(self, pattern: str) -> list[str]:
+        """The stored keys matching a glob, sorted; see ``Client.keys``."""
+        return await self._round_trip(KeysRequest(pattern))
+
+    async def range(self, key: str, start: SupportsInt, end: SupportsInt) -> Metrics:
+        """The points from ``start`` to ``end``, both included; see ``Client.range``."""
+        return await self._round_trip(RangeRequest(key, start, end))
+
+    async def delete(self, pattern: str) -> int:
+        """Remove the matching keys; return how many; see ``Client.delete``."""
+        return await self._round_trip(DeleteRequest(pattern))
 
     def for_thread(self) -> ThreadClient:
         """A blocking, :class:`~trio_metrics.Client`-shaped view for worker threads.
@@ -183,6 +203,22 @@ class ThreadClient:
     def stats(self) -> dict[str, int]:
         """Blocking :meth:`AsyncClient.stats`."""
         return self._run(self._client.stats)
+
+    def ping(self) -> None:
+        """Blocking :meth:`AsyncClient.ping`."""
+        self._run(self._client.ping)
+
+    def keys(self, pattern: str) -> list[str]:
+        """Blocking :meth:`AsyncClient.keys`."""
+        return self._run(self._client.keys, pattern)
+
+    def range(self, key: str, start: SupportsInt, end: SupportsInt) -> Metrics:
+        """Blocking :meth:`AsyncClient.range`."""
+        return self._run(self._client.range, key, start, end)
+
+    def delete(self, pattern: str) -> int:
+        """Blocking :meth:`AsyncClient.delete`."""
+        return self._run(self._client.delete, pattern)
 
     def close(self) -> None:
         """Stop using this view; the shared :class:`AsyncClient` stays open.

@@ -20,9 +20,13 @@ from ..wire import (
     NEED_DATA,
     ClientConnection,
     ClientState,
+    DeleteRequest,
     GetRequest,
+    KeysRequest,
     Metrics,
+    PingRequest,
     PutRequest,
+    RangeRequest,
     Request,
     StatsRequest,
 )
@@ -91,6 +95,39 @@ class Client:
         :class:`~trio_metrics.ClientError`.
         """
         return self._round_trip(StatsRequest())
+
+    def ping(self) -> None:
+        """Ask the server whether it is there (extension word ``ping``).
+
+        Raises :class:`~trio_metrics.ClientError` if it does not answer
+        ``ok``: an older server refuses the word, or the connection fails.
+        """
+        self._round_trip(PingRequest())
+
+    def keys(self, pattern: str) -> list[str]:
+        """The stored keys that match the Graphite glob ``pattern``, sorted (extension ``keys``).
+
+        Matched node by node: ``*`` alone matches only keys without a dot.
+        Raises :class:`~trio_metrics.ClientError` for a bad glob (before
+        sending) or any failure.
+        """
+        return self._round_trip(KeysRequest(pattern))
+
+    def range(self, key: str, start: SupportsInt, end: SupportsInt) -> Metrics:
+        """The points of ``key`` (or of the keys a glob matches) from ``start`` to ``end``.
+
+        Both ends included; the same shape as :meth:`get` (extension
+        ``range``). Raises :class:`~trio_metrics.ClientError` for ``start``
+        after ``end``, a bad glob, or any failure.
+        """
+        return self._round_trip(RangeRequest(key, start, end))
+
+    def delete(self, pattern: str) -> int:
+        """Remove the key, or the keys a glob matches; return how many (extension ``delete``).
+
+        Raises :class:`~trio_metrics.ClientError` for a bad glob or any failure.
+        """
+        return self._round_trip(DeleteRequest(pattern))
 
     def close(self) -> None:
         """Close the connection. Calling it again does nothing."""

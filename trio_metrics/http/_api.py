@@ -30,7 +30,7 @@ from ..storage import Store, StoreUnavailableError
 from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats, ThrottledLogger
 from ..wire import MAX_TIMESTAMP, is_valid_key
 from ._bodies import BodyBudget, BodyReader, Disconnected
-from ._keys import keys_response
+from ._keys import delete_response, keys_response
 from ._limits import HttpLimits
 from ._messages import BadRequest, Request, Response
 from ._openapi import OPENAPI
@@ -96,7 +96,7 @@ class HttpApi:
             "/healthz": {"GET": self._healthz},
             "/metrics": {"GET": self._metrics},
             "/api/v1/keys": {"GET": self._keys},
-            "/api/v1/series": {"GET": self._series},
+            "/api/v1/series": {"GET": self._series, "DELETE": self._delete_series},
             "/api/v1/points": {"POST": self._points},
             "/api/v1/openapi.json": {"GET": self._openapi},
         }
@@ -209,6 +209,9 @@ class HttpApi:
     async def _series(self, request: Request) -> Response:
         query = SeriesQuery.from_request(request)
         return await series_response(self.store, query, self.limits.max_points)
+
+    async def _delete_series(self, request: Request) -> Response:
+        return await delete_response(self.store, request.param("key"))
 
     async def _points(self, request: Request) -> Response:
         try:

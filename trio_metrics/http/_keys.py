@@ -15,11 +15,11 @@ from typing import Final
 
 import trio
 
-from ..storage import Store
-from ..wire import Glob, GlobError, compile_glob
+from ..storage import KeyPages, Store
+from ..wire import Glob, GlobError, compile_glob, is_valid_pattern
 from ._messages import CHUNK_BYTES, BadRequest, Response
 
-__all__ = ["KEYS_PAGE", "keys_response"]
+__all__ = ["KEYS_PAGE", "delete_response", "keys_response"]
 
 #: Keys read from the store per step; other tasks run between steps.
 KEYS_PAGE: Final = 2048
@@ -87,3 +87,24 @@ async def _encode(pages: _Pages, keys: list[str]) -> AsyncGenerator[bytes, None]
         keys = await pages.next()
     buffer += b"]}"
     yield bytes(buffer)
+
+
+async def delete_response(store: Store, pattern: str | None) -> Response:
+    """``DELETE /api/v1/series?key=``: remove the key, or the keys a glob matches.
+
+    Answers ``{"deleted": n}``. Raises :exc:`BadRequest` for a missing key
+    or one that is not a valid key or glob (the protocol's ``delete``
+    rules); a store that fails propagates (a 503 for a failed log). The
+    keys are removed a page at a time, as the protocol's ``delete`` does.
+    """
+    if pattern is None:
+        raise BadRequest("the key parameter is required")
+    if not is_valid_pattern(pattern):
+        raise BadRequest(f"bad key or glob: {pattern[:80]!r}")
+    glob = compile_glob(pattern)
+    pages = KeyPages(store, glob.prefix, glob.matches, exact=glob.prefix == glob.pattern)
+    removed = 0
+    while (keys := await pages.next()) is not None:
+        if keys:
+            removed += await store.delete(keys)
+    return Response.json(200, {"deleted": removed})

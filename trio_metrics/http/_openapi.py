@@ -230,6 +230,30 @@ OPENAPI: Final[dict[str, Any]] = {
     },
 }
 
+OPENAPI["paths"]["/api/v1/series"]["delete"] = {
+    "summary": "Remove a key, or every key a glob matches, with all their points.",
+    "description": "The glob is matched node by node as in `/api/v1/keys` (`*` alone: the"
+    " keys without a dot); a key without glob characters removes just itself. With a data"
+    " directory the answer comes once the write-ahead log holds the delete.",
+    "parameters": [
+        {
+            "name": "key",
+            "in": "query",
+            "required": True,
+            "description": "A key or a glob.",
+            "schema": {"type": "string"},
+        }
+    ],
+    "responses": {
+        "200": _json(
+            {"type": "object", "properties": {"deleted": {"type": "integer", "minimum": 0}}},
+            "How many keys were removed.",
+        ),
+        "400": _error("The key is missing, given twice, or not a valid key or glob."),
+        "503": _error("The store cannot take writes (its log failed)."),
+    },
+}
+
 # Every route that reads or writes the store fails alike when the store does.
 for _path in ("/metrics", "/api/v1/keys", "/api/v1/series", "/api/v1/points"):
     for _operation in OPENAPI["paths"][_path].values():

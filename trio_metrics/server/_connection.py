@@ -12,7 +12,15 @@ from collections.abc import Callable, Generator, Iterable
 import attrs
 import trio
 
-from ..storage import CopyBudget, MetricStore, NeedRoom, Series, Store, StoreUnavailableError
+from ..storage import (
+    CopyBudget,
+    KeyPages,
+    MetricStore,
+    NeedRoom,
+    Series,
+    Store,
+    StoreUnavailableError,
+)
 from ..transport import (
     LINE_TOO_LONG,
     PEER_GONE_ERRORS,
@@ -25,14 +33,22 @@ from ..transport import (
     guarded_connection,
 )
 from ..wire import (
+    ALL_KEYS,
     ERROR_ANSWER,
     GET_ANSWER_END,
     GET_ANSWER_START,
     OK_ANSWER,
+    Delete,
     Get,
+    Keys,
     LineEncoder,
+    Ping,
     ProtocolError,
     Put,
+    Range,
+    Stats,
+    encode_deleted_answer,
+    encode_key_lines,
     encode_stats_answer,
     iter_point_lines,
     parse_command,
@@ -221,9 +237,11 @@ class ConnectionHandler:
                 if isinstance(command, Get):
                     stats.gets += 1
                     await self._answer_get(command.key, writer)
-                else:
+                elif isinstance(command, Stats):
                     stats.stats_requests += 1
                     writer.add(await self._stats_answer())
+                else:
+                    await self._answer_extension(command, writer)
             if writer.size >= limit:
                 await puts.store()
                 await writer.flush(more_to_come=True)
@@ -268,6 +286,68 @@ class ConnectionHandler:
                 items.close()  # hands back a copy still held (a cancelled write)
         writer.add(GET_ANSWER_END if started else OK_ANSWER)
 
+    async def _answer_extension(
+        self, command: Ping | Keys | Range | Delete, writer: _AnswerWriter
+    ) -> None:
+        """Answer ``ping``, ``keys``, ``range`` or ``delete`` (a store failure propagates)."""
+        if isinstance(command, Ping):
+            writer.add(OK_ANSWER)
+            return
+        if isinstance(command, Range) and command.pattern == ALL_KEYS:
+            # As in `get *`: every key, so `get '*' --from ... --until ...`
+            # reads what `get '*'` reads, in a range.
+            pages = KeyPages(self.store, "", _every_key)
+        else:
+            glob = command.glob()
+            pages = KeyPages(
+                self.store, glob.prefix, glob.matches, exact=glob.prefix == glob.pattern
+            )
+        if isinstance(command, Keys):
+            await self._answer_keys(pages, writer)
+        elif isinstance(command, Range):
+            await self._answer_range(pages, command.start, command.end, writer)
+        else:
+            removed = 0
+            while (keys := await pages.next()) is not None:
+                # One delete (one log record) per page of matches.
+                if keys:
+                    removed += await self.store.delete(keys)
+            writer.add(encode_deleted_answer(removed, int(time.time())))
+
+    async def _answer_keys(self, pages: KeyPages, writer: _AnswerWriter) -> None:
+        """``ok``, a ``<key> 0.0 0`` line per matching key, a blank line; written as it grows."""
+        started = False
+        while (keys := await pages.next()) is not None:
+            if keys and not started:
+                started = True
+                writer.add(GET_ANSWER_START)
+            writer.add(encode_key_lines(keys))
+            if writer.size >= self.limits.max_buffered_answer:
+                await writer.flush(more_to_come=True)
+        writer.add(GET_ANSWER_END if started else OK_ANSWER)
+
+    async def _answer_range(
+        self, pages: KeyPages, start: int, end: int, writer: _AnswerWriter
+    ) -> None:
+        """The matching keys' points in ``start..end``, in the ``get`` format, key by key.
+
+        Only the range of one key is copied at a time; the answer is
+        written out whenever it passes the connection's buffer bound.
+        """
+        started = False
+        limit = self.limits.max_buffered_answer
+        while (keys := await pages.next()) is not None:
+            for key in keys:
+                for item in await self.store.query_range(key, start, end):
+                    if not started:
+                        started = True
+                        writer.add(GET_ANSWER_START)
+                    for piece in iter_point_lines(item.key, item.timestamps, item.values):
+                        writer.add(piece)
+                        if writer.size >= limit:
+                            await writer.flush(more_to_come=True)
+        writer.add(GET_ANSWER_END if started else OK_ANSWER)
+
     @property
     def _lines_of(self) -> LineEncoder:
         cache = self.answer_cache
@@ -281,6 +361,10 @@ class ConnectionHandler:
         if self.extra_counters is not None:
             counters.update(self.extra_counters())
         return encode_stats_answer(counters, int(time.time()))
+
+
+def _every_key(key: str) -> bool:
+    return True
 
 
 class _PendingPuts:

@@ -41,6 +41,7 @@ from ._durable import (
     FsyncPolicy,
     open_durable_store,
 )
+from ._key_pages import KeyPages
 from ._log_file import LogFile
 from ._log_format import (
     FRAME_HEADER_SIZE,
@@ -52,9 +53,12 @@ from ._log_format import (
     Scan,
     SeriesRecord,
     decode_batch,
+    decode_deletion,
+    decode_log_record,
     decode_series,
     decode_trailer,
     encode_batch,
+    encode_deletion,
     encode_series,
     encode_trailer,
     frame,
@@ -88,6 +92,7 @@ __all__ = [
     "ExistingStore",
     "FormatError",
     "FsyncPolicy",
+    "KeyPages",
     "LogFile",
     "MemoryStorage",
     "MetricStore",
@@ -102,9 +107,12 @@ __all__ = [
     "StoreUnavailableError",
     "Taken",
     "decode_batch",
+    "decode_deletion",
+    "decode_log_record",
     "decode_series",
     "decode_trailer",
     "encode_batch",
+    "encode_deletion",
     "encode_series",
     "encode_trailer",
     "frame",

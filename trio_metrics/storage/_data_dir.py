@@ -36,10 +36,10 @@ from ._log_format import (
     FormatError,
     Scan,
     SeriesRecord,
-    decode_batch,
+    decode_log_record,
     decode_series,
     decode_trailer,
-    is_batch_record,
+    is_log_record,
     is_snapshot_record,
     scan_records,
     snapshot_pieces,
@@ -305,7 +305,7 @@ def _replay_segment(
     """
     data = _read_segment(path, is_last, recovery, repair)
     if data:
-        scan = scan_records(data, FILE_HEADER_SIZE, is_batch_record)
+        scan = scan_records(data, FILE_HEADER_SIZE, is_log_record)
         if _replay_records(path, scan, recovery, repair, progress) and scan.damage is not None:
             if scan.damage is Damage.TORN_TAIL and is_last:
                 _cut_torn_tail(path, len(data), scan.good_end, scan.reason, recovery)
@@ -338,17 +338,22 @@ def _replay_records(
     path: Path, scan: Scan, recovery: Recovery, repair: bool, progress: _ReplayProgress
 ) -> bool:
     """Put the scanned records into the store; False if one could not be decoded."""
-    put_columns = recovery.store.put_columns
+    store = recovery.store
     for offset, payload in zip(scan.offsets, scan.payloads, strict=True):
         try:
-            keys, values, stamps = decode_batch(payload)
+            record = decode_log_record(payload)
         except FormatError as exc:
             # A good checksum over a bad record: written wrong, not torn.
             _damaged(path, offset, str(exc), repair, recovery)
             return False
-        put_columns(keys, values, stamps)
+        if isinstance(record, list):
+            # A delete, in its place among the puts: later puts of its keys stay.
+            store.delete_keys(record)
+        else:
+            keys, values, stamps = record
+            store.put_columns(keys, values, stamps)
+            recovery.points_replayed += len(keys)
         recovery.records += 1
-        recovery.points_replayed += len(keys)
         progress.reached(offset)
     return True
 

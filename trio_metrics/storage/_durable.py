@@ -51,7 +51,7 @@ from ._data_dir import (
     snapshot_path,
 )
 from ._log_file import LogFile, NewSegmentError
-from ._log_format import LOG_MAGIC, encode_batch, snapshot_pieces
+from ._log_format import LOG_MAGIC, encode_batch, encode_deletion, snapshot_pieces
 from ._store import MetricStore, Series, StoreUnavailableError
 
 __all__ = [
@@ -92,13 +92,21 @@ _Columns = tuple[Sequence[str], Sequence[float], Sequence[int]]
 
 
 @attrs.define
+class _Deletion:
+    """Keys to remove once the log holds their delete record, and how many were stored."""
+
+    keys: Sequence[str]
+    removed: int = 0
+
+
+@attrs.define
 class _Commit:
     """Batches that go to the log in one write, and how that write went."""
 
     records: list[bytes] = attrs.field(factory=list)
-    #: The same batches as columns, stored in memory once the log holds
-    #: them, so that reads show only what the log holds.
-    batches: list[_Columns] = attrs.field(factory=list)
+    #: The same batches as columns (or deletes), applied in memory in
+    #: order once the log holds them, so that reads show only what the log holds.
+    batches: list[_Columns | _Deletion] = attrs.field(factory=list)
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
 
@@ -107,6 +115,13 @@ class _Commit:
         # anything is queued): unequal lengths, a key with a newline.
         self.records.append(encode_batch(keys, values, timestamps))
         self.batches.append((keys, values, timestamps))
+
+    def add_deletion(self, keys: Sequence[str]) -> _Deletion:
+        # Raises ValueError for keys the log could not hold (nothing queued).
+        self.records.append(encode_deletion(keys))
+        deletion = _Deletion(keys)
+        self.batches.append(deletion)
+        return deletion
 
     def data(self) -> bytes:
         return b"".join(self.records)
@@ -220,6 +235,33 @@ class DurableStore:
         """:class:`Store` interface: read from memory."""
         return await self.memory.query(key)
 
+    async def query_range(self, key: str, start: int, end: int) -> Iterable[Series]:
+        """:class:`Store` interface: read from memory."""
+        return await self.memory.query_range(key, start, end)
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Remove ``keys``; return once the log holds the delete as the policy promises.
+
+        Returns how many of the keys were stored when the delete was
+        applied, in log order with the puts around it. Errors and
+        cancellation as for :meth:`put_batch`: raises
+        :exc:`StoreUnavailableError` if the log fails (nothing is removed)
+        or the store is closed; cancelled while waiting, the delete still
+        happens.
+        """
+        if self._error is not None or self._closed:
+            raise self._unavailable()
+        if not keys:
+            return 0
+        commit = self._queued
+        deletion = commit.add_deletion(keys)
+        self.figures.log_records += 1
+        self._wakeup.set()
+        await commit.done.wait()
+        if commit.error is not None:
+            raise self._unavailable() from commit.error
+        return deletion.removed
+
     async def counts(self) -> tuple[int, int]:
         """:class:`Store` interface: read from memory."""
         return await self.memory.counts()
@@ -288,9 +330,12 @@ class DurableStore:
             self._synced()
         else:
             self._unsynced = True
-        put_columns = self.memory.put_columns
-        for keys, values, timestamps in commit.batches:
-            put_columns(keys, values, timestamps)
+        memory = self.memory
+        for batch in commit.batches:
+            if isinstance(batch, _Deletion):
+                batch.removed = memory.delete_keys(batch.keys)
+            else:
+                memory.put_columns(*batch)
         commit.done.set()
 
     async def _fsync(self) -> None:

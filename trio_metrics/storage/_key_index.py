@@ -50,6 +50,18 @@ class SortedKeys:
             self._blocks[index : index + 1] = [block[:_BLOCK], block[_BLOCK:]]
             self._lasts[index : index + 1] = [block[_BLOCK - 1], block[-1]]
 
+    def remove(self, key: str) -> None:
+        """Remove ``key``, which must be here (the store knows it is)."""
+        index = bisect_left(self._lasts, key)
+        block = self._blocks[index]
+        del block[bisect_left(block, key)]
+        self._count -= 1
+        if block:
+            self._lasts[index] = block[-1]
+        else:
+            del self._blocks[index]
+            del self._lasts[index]
+
     def clear(self) -> None:
         """Forget every key."""
         self._blocks.clear()

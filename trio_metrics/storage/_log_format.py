@@ -27,7 +27,16 @@ one). A snapshot holds one record per key, in the store's key order::
 (a series too long for one record, over :data:`MAX_RECORD_SIZE`, is
 several consecutive records of its key, which a reader joins)
 
-and ends with a trailer record (``count`` = 0xFFFFFFFF, then the number of
+A log record may instead remove keys (a delete; logs written before
+deletes existed simply hold none)::
+
+    0xFFFFFFFE u32 LE | count u32 LE | keys
+
+with the ``count`` keys in UTF-8 joined by ``\\n``. Its mark is no batch's
+count: a batch of that many points would be over :data:`MAX_RECORD_SIZE`.
+Replay applies batches and deletes in log order.
+
+A snapshot ends with a trailer record (``count`` = 0xFFFFFFFF, then the number of
 keys and of points as u64 LE) so that a cut-off snapshot is never mistaken
 for a complete one. Nothing here touches a file.
 """
@@ -55,13 +64,17 @@ __all__ = [
     "Scan",
     "SeriesRecord",
     "decode_batch",
+    "decode_deletion",
+    "decode_log_record",
     "decode_series",
     "decode_trailer",
     "encode_batch",
+    "encode_deletion",
     "encode_series",
     "encode_trailer",
     "frame",
     "is_batch_record",
+    "is_log_record",
     "is_snapshot_record",
     "scan_records",
     "snapshot_pieces",
@@ -78,6 +91,8 @@ _COUNT = struct.Struct("<I")
 _SERIES_HEAD = struct.Struct("<II")
 _TRAILER = struct.Struct("<IQQ")
 _TRAILER_MARK = 0xFFFFFFFF
+_DELETION = struct.Struct("<II")
+_DELETION_MARK = 0xFFFFFFFE
 
 #: No record is larger: a length beyond it is damage, not data.
 MAX_RECORD_SIZE = 1 << 30
@@ -296,6 +311,50 @@ def decode_batch(payload: bytes | memoryview) -> tuple[list[str], array[float], 
     return keys, numbers, stamps
 
 
+def encode_deletion(keys: Sequence[str]) -> bytes:
+    """A framed log record that removes ``keys``.
+
+    Raises :exc:`ValueError` for no keys, a key holding a newline, or a
+    record over :data:`MAX_RECORD_SIZE`.
+    """
+    joined = "\n".join(keys)
+    if not keys or joined.count("\n") != len(keys) - 1:
+        raise ValueError("a delete needs at least one key, and no key may hold a newline")
+    payload = _DELETION.pack(_DELETION_MARK, len(keys)) + joined.encode()
+    if len(payload) > MAX_RECORD_SIZE:
+        raise ValueError(f"a delete of {len(payload)} bytes is over the {MAX_RECORD_SIZE} maximum")
+    return frame(payload)
+
+
+def decode_deletion(payload: bytes | memoryview) -> list[str] | None:
+    """The keys of a delete record's payload; None if it is not one.
+
+    Raises :exc:`FormatError` for a payload marked as a delete that does not decode.
+    """
+    view = memoryview(payload)
+    if len(view) < _DELETION.size or _COUNT.unpack_from(view, 0)[0] != _DELETION_MARK:
+        return None
+    count = _DELETION.unpack_from(view, 0)[1]
+    try:
+        keys = bytes(view[_DELETION.size :]).decode().split("\n")
+    except UnicodeDecodeError as exc:
+        raise FormatError("delete record keys are not UTF-8") from exc
+    if count == 0 or len(keys) != count:
+        raise FormatError(f"delete record has {len(keys)} keys, says {count}")
+    return keys
+
+
+def decode_log_record(
+    payload: bytes | memoryview,
+) -> tuple[list[str], array[float], array[int]] | list[str]:
+    """A log record: a batch's ``(keys, values, timestamps)``, or a delete's list of keys.
+
+    Raises :exc:`FormatError` for a payload that is neither.
+    """
+    deleted = decode_deletion(payload)
+    return decode_batch(payload) if deleted is None else deleted
+
+
 @attrs.frozen
 class SeriesRecord:
     """One key's whole series, as a snapshot holds it."""
@@ -424,6 +483,15 @@ def is_batch_record(payload: bytes | memoryview) -> bool:
     return True
 
 
+def is_log_record(payload: bytes | memoryview) -> bool:
+    """Whether ``payload`` decodes as a log record, batch or delete (never raises)."""
+    try:
+        decode_log_record(payload)
+    except FormatError:
+        return False
+    return True
+
+
 def is_snapshot_record(payload: bytes | memoryview) -> bool:
     """Whether ``payload`` decodes as a snapshot's series or trailer record (never raises)."""
     if decode_trailer(payload) is not None:
@@ -436,4 +504,4 @@ def is_snapshot_record(payload: bytes | memoryview) -> bool:
 
 
 def _holds_any_record(payload: memoryview) -> bool:
-    return is_batch_record(payload) or is_snapshot_record(payload)
+    return is_log_record(payload) or is_snapshot_record(payload)

@@ -11,7 +11,7 @@ server.
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import Final, NamedTuple, Protocol
 
@@ -67,6 +67,20 @@ class Store(Protocol):
 
     async def counts(self) -> tuple[int, int]:
         """Return (number of keys, number of points)."""
+        ...
+
+    async def query_range(self, key: str, start: int, end: int) -> Iterable[Series]:
+        """The points of ``key`` (one key, no ``"*"``) with ``start <= timestamp <= end``.
+
+        One series, a snapshot of the range only, or none when nothing is in it.
+        """
+        ...
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """Remove ``keys`` and all their points; return how many of them were stored.
+
+        A durable store returns once the removal is as safe as its puts.
+        """
         ...
 
     async def list_keys(self) -> list[str]:
@@ -173,6 +187,39 @@ class MetricStore:
                     self._changed(key, index)
         self._points += added
 
+    def series_between(self, key: str, start: int, end: int) -> Series | None:
+        """A snapshot of ``key``'s points with ``start <= timestamp <= end``, or None if none.
+
+        Two bisections on the timestamp column; only the range is copied.
+        """
+        columns = self._series.get(key)
+        if columns is None:
+            return None
+        stamps, numbers = columns
+        first = bisect_left(stamps, start)
+        stop = bisect_right(stamps, end, lo=first)
+        if first == stop:
+            return None
+        return Series(key, stamps[first:stop], numbers[first:stop])
+
+    def delete_keys(self, keys: Iterable[str]) -> int:
+        """Remove ``keys`` with all their points; return how many were stored.
+
+        Listeners hear of each removed key as a change from index 0, so
+        that nothing encoded from its old points is shown again.
+        """
+        removed = 0
+        for key in keys:
+            columns = self._series.pop(key, None)
+            if columns is None:
+                continue
+            self._sorted.remove(key)
+            self._points -= len(columns[0])
+            removed += 1
+            if self._listeners:
+                self._changed(key, 0)
+        return removed
+
     def clear(self) -> None:
         """Forget every point (recovery starting over); listeners are not called."""
         self._series.clear()
@@ -211,8 +258,9 @@ class MetricStore:
                 yield Series(key, columns[0][:], columns[1][:])
             return
         for each in list(self._series):
-            stamps, numbers = self._series[each]
-            yield Series(each, stamps[:], numbers[:])
+            columns = self._series.get(each)
+            if columns is not None:  # not deleted since the call
+                yield Series(each, columns[0][:], columns[1][:])
 
     async def put_batch(
         self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
@@ -265,3 +313,12 @@ class MetricStore:
     async def keys_with_prefix(self, prefix: str, after: str, limit: int) -> list[str]:
         """:class:`Store` interface: :meth:`sorted_keys` (never suspends)."""
         return self.sorted_keys(prefix, after, limit)
+
+    async def query_range(self, key: str, start: int, end: int) -> list[Series]:
+        """:class:`Store` interface: :meth:`series_between` (never suspends)."""
+        found = self.series_between(key, start, end)
+        return [] if found is None else [found]
+
+    async def delete(self, keys: Sequence[str]) -> int:
+        """:class:`Store` interface: :meth:`delete_keys` (never suspends)."""
+        return self.delete_keys(keys)

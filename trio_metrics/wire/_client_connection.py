@@ -20,30 +20,49 @@ from typing import Final, Protocol, SupportsInt, TypeAlias, TypeVar
 
 import attrs
 
-from ._protocol import MAX_TIMESTAMP, STATS_PREFIX, Point, ProtocolError
+from ._protocol import (
+    DELETED_NAME,
+    MAX_TIMESTAMP,
+    STATS_PREFIX,
+    Delete,
+    Keys,
+    Point,
+    ProtocolError,
+    Range,
+)
 
 __all__ = [
     "NEED_DATA",
+    "PING_REQUEST",
     "STATS_REQUEST",
     "Answer",
     "ClientConnection",
     "ClientState",
     "ConnectionStateError",
+    "DeleteRequest",
     "ErrorAnswer",
     "GetRequest",
+    "KeysRequest",
     "MalformedAnswerError",
     "Metrics",
     "NeedData",
     "OkAnswer",
     "OutOfStepError",
+    "PingRequest",
     "PutRequest",
+    "RangeRequest",
     "Request",
     "ResponseParser",
     "ServerClosedError",
     "ServerRefusedError",
     "StatsRequest",
+    "deleted_from_answer",
+    "encode_delete_request",
     "encode_get_request",
+    "encode_keys_request",
     "encode_put_request",
+    "encode_range_request",
+    "keys_from_answer",
     "metrics_from_answer",
     "stats_from_answer",
 ]
@@ -130,6 +149,41 @@ STATS_REQUEST: Final = b"stats\n"
 def encode_get_request(key: str) -> bytes:
     """Encode ``get <key>\\n``. Raises :class:`ProtocolError` for a bad key."""
     return f"get {_request_token(key, 'key')}\n".encode()
+
+
+PING_REQUEST: Final = b"ping\n"
+
+
+def encode_keys_request(pattern: str) -> bytes:
+    """Encode ``keys <glob>\n``.
+
+    Raises :class:`ProtocolError` for a pattern the server would refuse
+    (whitespace, not printable, a malformed glob): the server's own
+    command checks it, so what is sent is what the server parses.
+    """
+    return f"keys {Keys(pattern).pattern}\n".encode()
+
+
+def encode_range_request(pattern: str, start: SupportsInt, end: SupportsInt) -> bytes:
+    """Encode ``range <key|glob> <from> <until>\n``.
+
+    Raises :class:`ProtocolError` for a bad pattern, a timestamp that is
+    not an integer in 0..2**63-1, or ``start`` after ``end``.
+    """
+    command = Range(pattern, _integer(start, "from"), _integer(end, "until"))
+    return f"range {command.pattern} {command.start} {command.end}\n".encode()
+
+
+def encode_delete_request(pattern: str) -> bytes:
+    """Encode ``delete <key|glob>\n``. Raises :class:`ProtocolError` for a bad pattern."""
+    return f"delete {Delete(pattern).pattern}\n".encode()
+
+
+def _integer(number: SupportsInt, what: str) -> int:
+    try:
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise ProtocolError(f"{what} {number!r} is not an integer") from None
 
 
 @attrs.frozen
@@ -262,6 +316,22 @@ def stats_from_answer(answer: OkAnswer) -> dict[str, int]:
     }
 
 
+def keys_from_answer(answer: OkAnswer) -> list[str]:
+    """The keys of a ``keys`` answer, in the server's (sorted) order."""
+    return [key for key, _value, _timestamp in answer.points]
+
+
+def deleted_from_answer(answer: OkAnswer) -> int:
+    """The count of a ``delete`` answer. Raises :exc:`MalformedAnswerError` without one."""
+    counts = [value for key, value, _timestamp in answer.points if key == DELETED_NAME]
+    if len(answer.points) != 1 or len(counts) != 1:
+        raise MalformedAnswerError(f"a delete answer needs exactly one {DELETED_NAME} line")
+    count = counts[0]
+    if count < 0 or not count.is_integer():
+        raise MalformedAnswerError(f"deleted count {count!r} is not a whole number")
+    return int(count)
+
+
 # --- requests ----------------------------------------------------------------------
 
 
@@ -321,6 +391,67 @@ class StatsRequest:
     def result(self, answer: OkAnswer) -> dict[str, int]:
         """See :func:`stats_from_answer`."""
         return stats_from_answer(answer)
+
+
+@attrs.frozen
+class PingRequest:
+    """``ping`` (an extension word): the result is ``None``."""
+
+    def encode(self) -> bytes:
+        """:data:`PING_REQUEST`."""
+        return PING_REQUEST
+
+    def result(self, answer: OkAnswer) -> None:
+        """``None``; a ping answered with data lines is a malformed answer."""
+        if answer.points:
+            raise MalformedAnswerError("server answered a ping with data lines")
+
+
+@attrs.frozen
+class KeysRequest:
+    """``keys <glob>`` (an extension word): the matching keys, sorted."""
+
+    pattern: str
+
+    def encode(self) -> bytes:
+        """See :func:`encode_keys_request`."""
+        return encode_keys_request(self.pattern)
+
+    def result(self, answer: OkAnswer) -> list[str]:
+        """See :func:`keys_from_answer`."""
+        return keys_from_answer(answer)
+
+
+@attrs.frozen
+class RangeRequest:
+    """``range`` (an extension word): the points from ``start`` to ``end``, as :data:`Metrics`."""
+
+    pattern: str
+    start: SupportsInt
+    end: SupportsInt
+
+    def encode(self) -> bytes:
+        """See :func:`encode_range_request`."""
+        return encode_range_request(self.pattern, self.start, self.end)
+
+    def result(self, answer: OkAnswer) -> Metrics:
+        """See :func:`metrics_from_answer`."""
+        return metrics_from_answer(answer)
+
+
+@attrs.frozen
+class DeleteRequest:
+    """``delete <key|glob>`` (an extension word): how many keys were removed."""
+
+    pattern: str
+
+    def encode(self) -> bytes:
+        """See :func:`encode_delete_request`."""
+        return encode_delete_request(self.pattern)
+
+    def result(self, answer: OkAnswer) -> int:
+        """See :func:`deleted_from_answer`."""
+        return deleted_from_answer(answer)
 
 
 # --- the connection ------------------------------------------------------------------

@@ -15,8 +15,11 @@ from typing import Final, TypeAlias
 
 import attrs
 
+from ._globs import Glob, GlobError, compile_glob
+
 __all__ = [
     "ALL_KEYS",
+    "DELETED_NAME",
     "ERROR_ANSWER",
     "GET_ANSWER_END",
     "GET_ANSWER_START",
@@ -27,16 +30,23 @@ __all__ = [
     "SPACES_OR_TABS",
     "STATS_PREFIX",
     "Command",
+    "Delete",
     "Get",
+    "Keys",
     "LineEncoder",
+    "Ping",
     "Point",
     "ProtocolError",
     "Put",
+    "Range",
     "Stats",
+    "encode_deleted_answer",
     "encode_get_answer",
+    "encode_key_lines",
     "encode_point_lines",
     "encode_stats_answer",
     "is_valid_key",
+    "is_valid_pattern",
     "iter_get_answer",
     "iter_point_lines",
     "parse_command",
@@ -139,8 +149,88 @@ class Stats:
     """
 
 
+def is_valid_pattern(pattern: str) -> bool:
+    """Whether ``pattern`` may follow ``keys``, ``range`` or ``delete``.
+
+    One token of printable characters (as a key, but ``*`` is fine) that
+    :func:`~trio_metrics.wire.compile_glob` accepts.
+    """
+    return _pattern_problem(pattern) is None
+
+
+def _pattern_problem(pattern: str) -> str | None:
+    if not pattern or not pattern.isprintable() or " " in pattern:
+        return f"pattern {pattern[:40]!r} is not one token of printable characters"
+    try:
+        compile_glob(pattern)
+    except GlobError as exc:
+        return f"bad glob {pattern[:40]!r}: {exc}"
+    return None
+
+
+def _check_pattern(instance: object, attribute: attrs.Attribute[str], pattern: str) -> None:
+    problem = _pattern_problem(pattern)
+    if problem is not None:
+        raise ProtocolError(problem)
+
+
+@attrs.frozen
+class Ping:
+    """``ping``: answered ``ok`` (an extension word: is the server there?)."""
+
+
+@attrs.frozen
+class Keys:
+    """``keys <glob>``: the stored keys that match a Graphite glob, sorted.
+
+    An extension word. The glob is matched node by node, so ``*`` matches
+    only the keys without a dot (as ``match=*`` of the HTTP API does). A
+    key without glob characters is a glob matching just itself.
+    """
+
+    pattern: str = attrs.field(validator=_check_pattern)
+
+    def glob(self) -> Glob:
+        """The compiled pattern (it was checked when the command was made)."""
+        return compile_glob(self.pattern)
+
+
+@attrs.frozen
+class Range:
+    """``range <key|glob> <from> <until>``: the points in ``from..until``, inclusive.
+
+    An extension word, answered like a ``get``; ``from`` may not be past ``until``.
+    """
+
+    pattern: str = attrs.field(validator=_check_pattern)
+    start: int = attrs.field(validator=_check_timestamp)
+    end: int = attrs.field(validator=_check_timestamp)
+
+    def __attrs_post_init__(self) -> None:
+        if self.start > self.end:
+            raise ProtocolError(f"range from {self.start} is after until {self.end}")
+
+    def glob(self) -> Glob:
+        """The compiled pattern (it was checked when the command was made)."""
+        return compile_glob(self.pattern)
+
+
+@attrs.frozen
+class Delete:
+    """``delete <key|glob>``: remove the matching keys and all their points.
+
+    An extension word; the answer counts the keys removed (:func:`encode_deleted_answer`).
+    """
+
+    pattern: str = attrs.field(validator=_check_pattern)
+
+    def glob(self) -> Glob:
+        """The compiled pattern (it was checked when the command was made)."""
+        return compile_glob(self.pattern)
+
+
 #: A parsed command.
-Command: TypeAlias = Put | Get | Stats
+Command: TypeAlias = Put | Get | Stats | Ping | Keys | Range | Delete
 
 
 def parse_value(token: bytes) -> float:
@@ -194,7 +284,9 @@ def _parse_key(token: bytes) -> str:
 def parse_command(line: bytes) -> Command | None:
     """Parse one line (its ``\\n`` or ``\\r\\n`` already removed, or not).
 
-    Returns the :class:`Put` or :class:`Get` it holds, or ``None`` for a
+    Returns the command it holds (:class:`Put`, :class:`Get`, or an
+    extension word: :class:`Stats`, :class:`Ping`, :class:`Keys`,
+    :class:`Range`, :class:`Delete`), or ``None`` for a
     blank line, which is not a command and gets no answer. Raises
     :class:`ProtocolError` for anything the protocol calls a wrong command.
     """
@@ -223,7 +315,39 @@ def parse_command(line: bytes) -> Command | None:
         if len(tokens) != 1:
             raise ProtocolError(f"stats takes no arguments, got {len(tokens) - 1}")
         return Stats()
-    raise ProtocolError(f"unknown command {word[:40]!r}")
+    return _parse_extension(word, tokens)
+
+
+def _parse_extension(word: bytes, tokens: list[bytes]) -> Command:
+    """The extension words ``ping``, ``keys``, ``range`` and ``delete``.
+
+    Raises :class:`ProtocolError` for an unknown word or a wrong use of one.
+    """
+    arguments = len(tokens) - 1
+    expected = _EXTENSION_ARGUMENTS.get(word)
+    if expected is None:
+        raise ProtocolError(f"unknown command {word[:40]!r}")
+    if arguments != expected:
+        raise ProtocolError(f"{word.decode()} takes {expected} arguments, got {arguments}")
+    if word == b"ping":
+        return Ping()
+    pattern = _parse_pattern(tokens[1])
+    if word == b"keys":
+        return Keys(pattern)
+    if word == b"range":
+        return Range(pattern, parse_timestamp(tokens[2]), parse_timestamp(tokens[3]))
+    return Delete(pattern)
+
+
+# How many arguments each extension word takes.
+_EXTENSION_ARGUMENTS: Final = {b"ping": 0, b"keys": 1, b"range": 3, b"delete": 1}
+
+
+def _parse_pattern(token: bytes) -> str:
+    try:
+        return token.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError(f"pattern {token[:40]!r} is not UTF-8") from None
 
 
 # A line in the plain form that nearly every client sends: single spaces,
@@ -371,3 +495,21 @@ def encode_stats_answer(counters: dict[str, int], now: int) -> bytes:
     return encode_get_answer(
         [(STATS_PREFIX + name, [now], [float(value)]) for name, value in counters.items()]
     )
+
+
+#: The name of the one data line of a ``delete`` answer.
+DELETED_NAME: Final = STATS_PREFIX + "deleted"
+
+
+def encode_deleted_answer(count: int, now: int) -> bytes:
+    """Encode a ``delete`` answer: ``ok``, ``trio_metrics.deleted <count> <now>``, blank line."""
+    return encode_get_answer([(DELETED_NAME, [now], [float(count)])])
+
+
+def encode_key_lines(keys: Iterable[str]) -> bytes:
+    """Encode the data lines of a ``keys`` answer: ``<key> 0.0 0`` per key.
+
+    In the shape of a ``get`` answer's lines, so that any reader of those
+    parses them; the value and the timestamp say nothing.
+    """
+    return "".join([f"{key} 0.0 0\n" for key in keys]).encode("utf-8")
