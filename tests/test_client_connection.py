@@ -317,7 +317,9 @@ def test_a_request_that_cannot_be_sent_changes_nothing(request_: Request[object]
 
 
 def test_message_of_a_request_that_cannot_be_sent() -> None:
-    with pytest.raises(ProtocolError, match=r"^key 'a b' must be one token without whitespace$"):
+    with pytest.raises(
+        ProtocolError, match=r"^key 'a b' must be one word of printable characters, not '\*'$"
+    ):
         ClientConnection().send(GetRequest("a b"))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from ..client import Client, Metrics
 from ..server import DEFAULT_HOST, DEFAULT_PORT
+from ..wire import ProtocolError, encode_put_request
 from . import _argument_types as types
 
 __all__ = ["add_client_verbs"]
@@ -54,7 +55,7 @@ def _add_put(verbs: argparse._SubParsersAction[Any], connection: argparse.Argume
         metavar="TS",
         help="unix seconds (default: now)",
     )
-    put.set_defaults(run=_put)
+    put.set_defaults(run=_put, check=_check_put, put_parser=put)
 
 
 def _add_get(verbs: argparse._SubParsersAction[Any], connection: argparse.ArgumentParser) -> None:
@@ -84,6 +85,14 @@ def _add_stats(verbs: argparse._SubParsersAction[Any], connection: argparse.Argu
     )
     stats.add_argument("--json", action="store_true", help='print {"name": value, ...}')
     stats.set_defaults(run=_stats)
+
+
+def _check_put(args: argparse.Namespace) -> None:
+    # Each argument passed its own rule; the line as a whole must still fit.
+    try:
+        encode_put_request(args.key, args.value, args.timestamp or 0)
+    except ProtocolError as exc:
+        args.put_parser.error(str(exc))
 
 
 def _put(args: argparse.Namespace) -> int:

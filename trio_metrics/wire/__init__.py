@@ -7,6 +7,16 @@ CLI and the HTTP API all use these rules. The clients drive a
 
 from __future__ import annotations
 
+from ._arguments import (
+    ECHO_CHARS,
+    MAX_KEY_BYTES,
+    MAX_PUT_LINE_BYTES,
+    check_key,
+    check_put_line,
+    check_timestamp,
+    check_value,
+    echo,
+)
 from ._client_connection import (
     NEED_DATA,
     STATS_REQUEST,
@@ -73,11 +83,14 @@ from ._protocol import (
 
 __all__ = [
     "ALL_KEYS",
+    "ECHO_CHARS",
     "ERROR_ANSWER",
     "GET_ANSWER_END",
     "GET_ANSWER_START",
     "MAX_GLOB_BYTES",
     "MAX_GLOB_VARIANTS",
+    "MAX_KEY_BYTES",
+    "MAX_PUT_LINE_BYTES",
     "MAX_TIMESTAMP",
     "MAX_TIMESTAMP_DIGITS",
     "NEED_DATA",
@@ -112,7 +125,12 @@ __all__ = [
     "ServerRefusedError",
     "Stats",
     "StatsRequest",
+    "check_key",
+    "check_put_line",
+    "check_timestamp",
+    "check_value",
     "compile_glob",
+    "echo",
     "encode_get_answer",
     "encode_get_request",
     "encode_point_lines",

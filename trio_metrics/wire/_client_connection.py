@@ -20,6 +20,7 @@ from typing import Final, Protocol, SupportsInt, TypeAlias, TypeVar
 
 import attrs
 
+from ._arguments import check_key, check_put_line, check_timestamp, check_value
 from ._protocol import MAX_TIMESTAMP, STATS_PREFIX, Point, ProtocolError
 
 __all__ = [
@@ -99,37 +100,28 @@ class ConnectionStateError(ProtocolError):
 # --- requests and answers on the wire -----------------------------------------
 
 
-def _request_token(text: str, what: str) -> str:
-    # A token with whitespace in it would change the command, and one with a
-    # newline would smuggle in a second command and put the connection out
-    # of step with its answers, so it is refused before anything is sent.
-    if not text or len(text.split()) != 1 or text.strip() != text:
-        raise ProtocolError(f"{what} {text!r} must be one token without whitespace")
-    return text
-
-
-def encode_put_request(key: str, value: object, timestamp: SupportsInt) -> bytes:
+def encode_put_request(key: str, value: object, timestamp: object) -> bytes:
     """Encode ``put <key> <str(value)> <int(timestamp)>\\n``.
 
     The value is sent as the caller wrote it (``str(301)`` is ``301``), as
-    the client contract requires. Raises :class:`ProtocolError` for a key or
-    value that is not a single whitespace-free token.
+    the client contract requires. Raises :class:`ProtocolError`, naming the
+    rule, for an argument a server would refuse: see
+    :func:`check_key`, :func:`check_value`, :func:`check_timestamp` and
+    :func:`check_put_line`.
     """
-    _request_token(key, "key")
-    value_text = _request_token(str(value), "value")
-    try:
-        timestamp_text = str(int(timestamp))
-    except (TypeError, ValueError, OverflowError):
-        raise ProtocolError(f"timestamp {timestamp!r} is not an integer") from None
-    return f"put {key} {value_text} {timestamp_text}\n".encode()
+    line = f"put {check_key(key)} {check_value(value)} {check_timestamp(timestamp)}\n"
+    return check_put_line(line.encode())
 
 
 STATS_REQUEST: Final = b"stats\n"
 
 
 def encode_get_request(key: str) -> bytes:
-    """Encode ``get <key>\\n``. Raises :class:`ProtocolError` for a bad key."""
-    return f"get {_request_token(key, 'key')}\n".encode()
+    """Encode ``get <key>\\n``.
+
+    Raises :class:`ProtocolError` for a bad key (see :func:`check_key`).
+    """
+    return f"get {check_key(key, allow_all=True)}\n".encode()
 
 
 @attrs.frozen
