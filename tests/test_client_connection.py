@@ -19,6 +19,7 @@ from trio_metrics.wire import (
     ClientConnection,
     ClientState,
     ConnectionStateError,
+    ForeignAnswerError,
     GetRequest,
     MalformedAnswerError,
     OutOfStepError,
@@ -529,3 +530,14 @@ class ConnectionAgainstModel(RuleBasedStateMachine):
 
 TestConnectionAgainstModel = ConnectionAgainstModel.TestCase
 TestConnectionAgainstModel.settings = settings(max_examples=300, stateful_step_count=30)
+
+
+def test_an_http_answer_is_told_by_its_start() -> None:
+    conn = ClientConnection()
+    request = GetRequest("k")
+    conn.send(request)
+    conn.receive_data(b"HTTP/1.1 400 Bad")
+    with pytest.raises(ForeignAnswerError, match=r"^server answered HTTP$"):
+        conn.next_result(request)
+    assert conn.state is ClientState.BROKEN
+    assert conn.heard_from_server

@@ -85,6 +85,7 @@ class AsyncClient:
         check_timeout(timeout)
         self._stream = stream
         self._timeout = _seconds(timeout)
+        self._given_timeout = timeout
         self._address = address
         self._conn = ClientConnection()
         self._lock = trio.Lock()
@@ -128,7 +129,7 @@ class AsyncClient:
         await self.aclose()
 
     async def _round_trip(self, request: Request[ResultT]) -> ResultT:
-        with map_exceptions(self._address):
+        with map_exceptions(self._address, connection=self._conn, timeout=self._given_timeout):
             async with self._lock:
                 data = self._conn.send(request)
                 try:

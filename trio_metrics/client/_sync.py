@@ -61,6 +61,7 @@ class Client:
     def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
         check_timeout(timeout)
         self._address = f"{host}:{port}"
+        self._timeout = timeout
         self._conn = ClientConnection()
         with map_exceptions(self._address, connecting=True):
             # Looked up on the module at call time, so it can be replaced.
@@ -110,7 +111,7 @@ class Client:
         self.close()
 
     def _round_trip(self, request: Request[ResultT]) -> ResultT:
-        with map_exceptions(self._address):
+        with map_exceptions(self._address, connection=self._conn, timeout=self._timeout):
             data = self._conn.send(request)
             try:
                 self._sock.sendall(data)

@@ -31,6 +31,7 @@ __all__ = [
     "ClientState",
     "ConnectionStateError",
     "ErrorAnswer",
+    "ForeignAnswerError",
     "GetRequest",
     "MalformedAnswerError",
     "Metrics",
@@ -85,6 +86,13 @@ class ServerClosedError(ProtocolError):
     """The server closed the connection before the answer was complete.
 
     The connection is broken.
+    """
+
+
+class ForeignAnswerError(ServerClosedError):
+    """The server answered in another protocol: its answer starts with ``HTTP/1.``.
+
+    It is not a trio-metrics server's main port; the connection is broken.
     """
 
 
@@ -160,6 +168,10 @@ class ResponseParser:
     def feed(self, data: bytes | bytearray) -> None:
         """Append bytes received from the server."""
         self._buffer += data
+
+    def starts_with(self, prefix: bytes) -> bool:
+        """Whether the bytes not yet parsed start with ``prefix``."""
+        return self._buffer.startswith(prefix)
 
     @property
     def buffered(self) -> int:
@@ -344,6 +356,8 @@ NEED_DATA: Final = NeedData.NEED_DATA
 _INTERRUPTED: Final = "broken by an interrupted request"
 _SERVER_CLOSED: Final = "broken: the server closed it"
 _OUT_OF_STEP: Final = "out of step with its answers"
+_FOREIGN: Final = "broken: the server answered HTTP"
+_HTTP_START: Final = b"HTTP/1."
 
 
 class ClientConnection:
@@ -368,6 +382,12 @@ class ClientConnection:
         self._broken_reason: str | None = None
         self._in_flight: Request[object] | None = None
         self._server_closed = False
+        self._heard = False
+
+    @property
+    def heard_from_server(self) -> bool:
+        """Whether the server has ever sent a byte on this connection."""
+        return self._heard
 
     @property
     def state(self) -> ClientState:
@@ -406,6 +426,7 @@ class ClientConnection:
             if self._state is ClientState.IDLE:
                 self._break(_SERVER_CLOSED)
             return
+        self._heard = True
         self._parser.feed(data)
         if self._state is ClientState.IDLE:
             self._break(_OUT_OF_STEP)
@@ -446,6 +467,11 @@ class ClientConnection:
         self._in_flight = None
 
     def _next_answer(self) -> Answer | NeedData:
+        # An HTTP server never sends the blank line that ends an answer, so
+        # its answer is told by its start, not waited for.
+        if self._parser.starts_with(_HTTP_START):
+            self._break(_FOREIGN)
+            raise ForeignAnswerError("server answered HTTP")
         try:
             answer = self._parser.next_answer()
         except MalformedAnswerError as exc:
