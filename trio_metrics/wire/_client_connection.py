@@ -38,12 +38,14 @@ __all__ = [
     "NeedData",
     "OkAnswer",
     "OutOfStepError",
+    "PointBatch",
     "PutRequest",
     "Request",
     "ResponseParser",
     "ServerClosedError",
     "ServerRefusedError",
     "StatsRequest",
+    "StreamedPoint",
     "encode_get_request",
     "encode_put_request",
     "metrics_from_answer",
@@ -169,6 +171,29 @@ class ResponseParser:
         """Append bytes received from the server."""
         self._buffer += data
 
+    def take_lines(self) -> bytes:
+        """Take every complete line received so far (up to the last ``\\n``); ``b""`` if none."""
+        end = self._buffer.rfind(b"\n")
+        if end < 0:
+            return b""
+        block = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        self._scanned = 0
+        return block
+
+    def give_back(self, data: bytes) -> None:
+        """Put ``data`` back in front of the bytes not yet parsed."""
+        self._buffer[0:0] = data
+
+    def discard(self, size: int) -> None:
+        """Drop the first ``size`` bytes not yet parsed."""
+        del self._buffer[:size]
+        self._scanned = 0
+
+    def peek(self, size: int) -> bytes:
+        """The first ``size`` bytes not yet parsed (fewer if fewer have come)."""
+        return bytes(self._buffer[:size])
+
     def starts_with(self, prefix: bytes) -> bool:
         """Whether the bytes not yet parsed start with ``prefix``."""
         return self._buffer.startswith(prefix)
@@ -238,6 +263,22 @@ def _parse_point_line(line: str) -> Point:
 
 #: What a ``get`` gives: ``{key: [(timestamp, value), ...]}``.
 Metrics: TypeAlias = dict[str, list[tuple[int, float]]]
+
+
+#: A point as :meth:`ClientConnection.next_points` hands it out: ``(key, timestamp, value)``.
+StreamedPoint: TypeAlias = tuple[str, int, float]
+
+
+@attrs.frozen
+class PointBatch:
+    """Data lines of a streamed ``get`` answer, parsed as they arrived.
+
+    ``last`` is true for the batch that ends the answer (its ``points`` may
+    be empty); the connection is then ready for the next request.
+    """
+
+    points: list[StreamedPoint]
+    last: bool
 
 
 def metrics_from_answer(answer: OkAnswer) -> Metrics:
@@ -383,6 +424,10 @@ class ClientConnection:
         self._in_flight: Request[object] | None = None
         self._server_closed = False
         self._heard = False
+        # A streamed answer: whether its "ok" line was taken, and the first
+        # malformed line, raised once the rest of the answer is read.
+        self._streaming = False
+        self._stream_error: MalformedAnswerError | None = None
 
     @property
     def heard_from_server(self) -> bool:
@@ -451,6 +496,77 @@ class ClientConnection:
             raise ServerRefusedError(answer.message)
         return request.result(answer)
 
+    def next_points(self, request: GetRequest) -> PointBatch | NeedData:
+        """The data lines of ``request``'s answer that have arrived, or :data:`NEED_DATA`.
+
+        The streaming counterpart of :meth:`next_result` for a ``get``: the
+        points come out as their lines complete, so memory is bounded by
+        what one receive brings. Call it until a batch with ``last`` comes.
+        Raises what :meth:`next_result` raises; a malformed data line is
+        raised once the answer's end has been read, so the connection
+        stays in step (points handed out before it were well formed).
+        """
+        if self._in_flight is not request:
+            raise self._state_error()
+        if not self._streaming:
+            started = self._start_stream()
+            if started is not None:
+                return started
+        block = self._parser.take_lines()
+        if not block:
+            if self._server_closed:
+                self._break(_SERVER_CLOSED)
+                raise ServerClosedError("server closed the connection")
+            return NEED_DATA
+        return self._batch_of(block)
+
+    def _start_stream(self) -> PointBatch | NeedData | None:
+        # None: the "ok" line is taken, data lines follow.
+        if self._parser.starts_with(b"ok\n"):
+            self._parser.discard(3)
+            self._streaming = True
+            return None
+        if b"ok\n".startswith(self._parser.peek(3)) and not self._server_closed:
+            return NEED_DATA
+        # Not an "ok": an error answer or a malformed one, read whole as ever.
+        answer = self._next_answer()
+        if answer is NEED_DATA:
+            return NEED_DATA
+        if isinstance(answer, ErrorAnswer):
+            raise ServerRefusedError(answer.message)
+        return PointBatch([], last=True)  # pragma: no cover - an ok starts with "ok\n"
+
+    def _batch_of(self, block: bytes) -> PointBatch:
+        # The blank line that ends the answer: first, or right after a data line.
+        end = 0 if block.startswith(b"\n") else block.find(b"\n\n") + 1
+        if end == 0 and not block.startswith(b"\n"):
+            return PointBatch(self._parse_lines(block), last=False)
+        self._parser.give_back(block[end + 1 :])
+        return self._end_stream(self._parse_lines(block[:end]))
+
+    def _parse_lines(self, block: bytes) -> list[StreamedPoint]:
+        if self._stream_error is not None or not block:
+            return []  # draining the rest of a malformed answer
+        points: list[StreamedPoint] = []
+        try:
+            for line in block.decode("utf-8").split("\n")[:-1]:
+                key, value, timestamp = _parse_point_line(line)
+                points.append((key, timestamp, value))
+        except UnicodeDecodeError:
+            self._stream_error = MalformedAnswerError("answer is not UTF-8")
+            return []
+        except MalformedAnswerError as exc:
+            self._stream_error = exc
+        return points
+
+    def _end_stream(self, points: list[StreamedPoint]) -> PointBatch:
+        error, self._stream_error = self._stream_error, None
+        self._streaming = False
+        self._end_answer(cause=error)
+        if error is not None:
+            raise error
+        return PointBatch(points, last=True)
+
     def request_failed(self) -> None:
         """Give up on the request in flight: the connection becomes BROKEN.
 
@@ -465,6 +581,7 @@ class ClientConnection:
         """Mark the connection CLOSED; later requests are refused. Idempotent."""
         self._state = ClientState.CLOSED
         self._in_flight = None
+        self._streaming = False
 
     def _next_answer(self) -> Answer | NeedData:
         # An HTTP server never sends the blank line that ends an answer, so
@@ -498,6 +615,8 @@ class ClientConnection:
             self._state = ClientState.IDLE
 
     def _break(self, reason: str) -> None:
+        self._streaming = False
+        self._stream_error = None
         self._state = ClientState.BROKEN
         self._broken_reason = reason
         self._in_flight = None
