@@ -4,6 +4,7 @@ and the floor answers every line."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import selectors
 import signal
@@ -13,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from net import NETWORK_TIMEOUT, recv_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -312,3 +314,26 @@ def test_http_abuse_quick_run_answers_as_expected(tmp_path: Path) -> None:
         "stalled-bodies",
         "connect-burst",
     }
+
+
+@pytest.mark.parametrize("form", [[], ["--json"]])
+def test_cli_get_bench_reports_first_line_and_memory(form: list[str]) -> None:
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "cli_get.py"),
+            "--keys",
+            "3",
+            "--points-per-key",
+            "500",
+            *form,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 6,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "filled 1500 points" in completed.stdout
+    assert re.search(r"first line after [\d.]+ s, .* CLI peak RSS \d+ MiB", completed.stdout)

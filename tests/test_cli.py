@@ -77,7 +77,12 @@ def test_server_down_is_one_clear_line_and_exit_1(verb: list[str]) -> None:
     assert done.returncode == 1
     assert done.stdout == ""
     [line] = done.stderr.splitlines()
-    assert line.startswith("trio-metrics: error: cannot connect to 127.0.0.1:")
+    assert line.startswith("trio-metrics: error: no trio-metrics server at 127.0.0.1:")
+    assert line.endswith(
+        "(connection refused); is it running? `trio-metrics serve --port {}`".format(
+            line.split(":")[3].split()[0]
+        )
+    )
 
 
 @pytest.mark.parametrize(
@@ -303,3 +308,24 @@ def test_serve_with_nobody_reading_stdout_keeps_serving() -> None:
     assert "cannot print the start-up banner" in err
     assert "cannot listen" not in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("port_flag", ["--graphite-port", "--http-port"])
+def test_pointing_at_another_port_says_so(port_flag: str) -> None:
+    server = ServeProcess(port_flag, "0")
+    try:
+        assert server.process.stdout is not None
+        banner = server.banner + (
+            server.process.stdout.readline() if port_flag == "--http-port" else ""
+        )
+        pattern = r"Graphite on port (\d+)" if port_flag == "--graphite-port" else r":(\d+)/$"
+        match = re.search(pattern, banner.strip())
+        assert match is not None, banner
+        port = match.group(1)
+        done = run_cli("get", "k", "--port", port, "--timeout", "1")
+    finally:
+        server.ensure_stopped()
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"trio-metrics: error: 127.0.0.1:{port} sent nothing in 1 s: is that the main port?\n"
+    )

@@ -19,6 +19,7 @@ from trio_metrics.wire import (
     ClientConnection,
     ClientState,
     ConnectionStateError,
+    ForeignAnswerError,
     GetRequest,
     MalformedAnswerError,
     OutOfStepError,
@@ -317,7 +318,9 @@ def test_a_request_that_cannot_be_sent_changes_nothing(request_: Request[object]
 
 
 def test_message_of_a_request_that_cannot_be_sent() -> None:
-    with pytest.raises(ProtocolError, match=r"^key 'a b' must be one token without whitespace$"):
+    with pytest.raises(
+        ProtocolError, match=r"^key 'a b' must be one word of printable characters, not '\*'$"
+    ):
         ClientConnection().send(GetRequest("a b"))
 
 
@@ -527,3 +530,14 @@ class ConnectionAgainstModel(RuleBasedStateMachine):
 
 TestConnectionAgainstModel = ConnectionAgainstModel.TestCase
 TestConnectionAgainstModel.settings = settings(max_examples=300, stateful_step_count=30)
+
+
+def test_an_http_answer_is_told_by_its_start() -> None:
+    conn = ClientConnection()
+    request = GetRequest("k")
+    conn.send(request)
+    conn.receive_data(b"HTTP/1.1 400 Bad")
+    with pytest.raises(ForeignAnswerError, match=r"^server answered HTTP$"):
+        conn.next_result(request)
+    assert conn.state is ClientState.BROKEN
+    assert conn.heard_from_server

@@ -526,13 +526,13 @@ def test_encode_get_answer_without_points_is_plain_ok(
         ("palm.cpu", 10.6, 1501864247, b"put palm.cpu 10.6 1501864247\n"),
         ("k", "1e3", 0, b"put k 1e3 0\n"),
         ("k", -0.5, 2**63 - 1, b"put k -0.5 9223372036854775807\n"),
-        ("k", 1, 3.9, b"put k 1 3\n"),
+        ("k", 1, 3.0, b"put k 1 3\n"),
         ("k", 1, "17", b"put k 1 17\n"),
         ("café", 1.5, 2, b"put caf\xc3\xa9 1.5 2\n"),
     ],
 )
 def test_encode_put_request(key: str, value: object, timestamp: object, expected: bytes) -> None:
-    assert encode_put_request(key, value, timestamp) == expected  # type: ignore[arg-type]
+    assert encode_put_request(key, value, timestamp) == expected
 
 
 @pytest.mark.parametrize(
@@ -562,10 +562,12 @@ def test_encode_put_request_refuses_value_with_whitespace(value: str) -> None:
         encode_put_request("k", value, 1)
 
 
-@pytest.mark.parametrize("timestamp", ["abc", "1.5", "", None, object(), math.nan, math.inf])
+@pytest.mark.parametrize(
+    "timestamp", ["abc", "1.5", "", None, object(), math.nan, math.inf, 3.9, -1, True, b"1"]
+)
 def test_encode_put_request_refuses_non_integer_timestamp(timestamp: object) -> None:
     with pytest.raises(ProtocolError):
-        encode_put_request("k", 1, timestamp)  # type: ignore[arg-type]
+        encode_put_request("k", 1, timestamp)
 
 
 @pytest.mark.parametrize(

@@ -31,6 +31,7 @@ from .storage import (
 from .transport import Limits, ServerStats
 from .wire import (
     ConnectionStateError,
+    ForeignAnswerError,
     GlobError,
     MalformedAnswerError,
     OutOfStepError,
@@ -51,6 +52,7 @@ __all__ = [
     "DataDirLockedError",
     "DataDirStorage",
     "ExistingStore",
+    "ForeignAnswerError",
     "FormatError",
     "FsyncPolicy",
     "GlobError",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ..wire import MAX_TIMESTAMP, ProtocolError, is_valid_key, parse_timestamp, parse_value
+from ..wire import MAX_TIMESTAMP, ProtocolError, check_key, check_value, echo, parse_timestamp
 
 __all__ = [
     "data_dir",
@@ -78,12 +78,8 @@ def non_negative_seconds(text: str) -> float:
 
 
 def key(text: str) -> str:
-    """A key the protocol can store."""
-    if not is_valid_key(text):
-        raise argparse.ArgumentTypeError(
-            f"key {text!r} must be one word of printable characters, not '*'"
-        )
-    return text
+    """A key the protocol can store (:func:`~trio_metrics.wire.check_key`)."""
+    return _checked(check_key, text)
 
 
 def key_or_all(text: str) -> str:
@@ -92,12 +88,17 @@ def key_or_all(text: str) -> str:
 
 
 def value(text: str) -> str:
-    """A finite number, checked here for a clear message but sent as typed (as ``Client.put``)."""
+    """A finite number (:func:`~trio_metrics.wire.check_value`), sent as typed."""
+    return _checked(check_value, text)
+
+
+def _checked(check: Callable[[str], str], text: str) -> str:
+    # The clients' own checks, so the CLI refuses in the same words, as
+    # argparse's "error:" line (exit 2), before it connects.
     try:
-        parse_value(text.encode("utf-8"))
-    except ProtocolError:
-        raise argparse.ArgumentTypeError(f"value {text!r} is not a finite number") from None
-    return text
+        return check(text)
+    except ProtocolError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def timestamp(text: str) -> int:
@@ -106,7 +107,7 @@ def timestamp(text: str) -> int:
         return parse_timestamp(text.encode("utf-8"))
     except ProtocolError:
         raise argparse.ArgumentTypeError(
-            f"timestamp {text!r} must be whole unix seconds in 0..{MAX_TIMESTAMP}"
+            f"timestamp {echo(text)} must be whole unix seconds in 0..{MAX_TIMESTAMP}"
         ) from None
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
+import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
-from ..client import Client, Metrics
+from ..client import Client
 from ..server import DEFAULT_HOST, DEFAULT_PORT
+from ..wire import ProtocolError, StreamedPoint, encode_put_request
 from . import _argument_types as types
 from ._command_verbs import add_command_verbs, add_range_options, run_range
 
@@ -56,7 +60,7 @@ def _add_put(verbs: argparse._SubParsersAction[Any], connection: argparse.Argume
         metavar="TS",
         help="unix seconds (default: now)",
     )
-    put.set_defaults(run=_put)
+    put.set_defaults(run=_put, check=_check_put, put_parser=put)
 
 
 def _add_get(verbs: argparse._SubParsersAction[Any], connection: argparse.ArgumentParser) -> None:
@@ -89,6 +93,14 @@ def _add_stats(verbs: argparse._SubParsersAction[Any], connection: argparse.Argu
     stats.set_defaults(run=_stats)
 
 
+def _check_put(args: argparse.Namespace) -> None:
+    # Each argument passed its own rule; the line as a whole must still fit.
+    try:
+        encode_put_request(args.key, args.value, args.timestamp or 0)
+    except ProtocolError as exc:
+        args.put_parser.error(str(exc))
+
+
 def _put(args: argparse.Namespace) -> int:
     with Client(args.host, args.port, timeout=args.timeout) as client:
         client.put(args.key, args.value, args.timestamp)
@@ -96,13 +108,21 @@ def _put(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
+    # Printed as the answer arrives: the first line shows at once, and
+    # memory stays bounded whatever the answer's size.
     with Client(args.host, args.port, timeout=args.timeout) as client:
         ranged = args.start is not None or args.end is not None
-        metrics = run_range(args, client) if ranged else client.get(args.key)
-    if args.json:
-        print(json.dumps({key: [list(p) for p in points] for key, points in metrics.items()}))
-    else:
-        _print_table(metrics)
+        if ranged:
+            metrics = run_range(args, client)
+            points: Iterator[StreamedPoint] = (
+                (key, ts, value) for key, series in metrics.items() for ts, value in series
+            )
+        else:
+            points = client.iter_get(args.key)
+        if args.json:
+            _print_json(points)
+        else:
+            _print_table(points)
     return 0
 
 
@@ -118,16 +138,65 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(metrics: Metrics) -> None:
-    if not metrics:
+#: How many points set the table's column widths; later wider cells push
+#: their own row's columns out rather than hold the output back.
+TABLE_WIDTH_ROWS: Final = 1000
+
+
+def _print_table(points: Iterator[StreamedPoint]) -> None:
+    first = list(itertools.islice(points, TABLE_WIDTH_ROWS))
+    if not first:
         print("(no points)", file=sys.stderr)
         return
-    rows = [("KEY", "TIMESTAMP", "TIME (UTC)", "VALUE")]
-    for key, points in metrics.items():
-        rows.extend((key, str(ts), _utc(ts), repr(value)) for ts, value in points)
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    for row in rows:
-        print(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]}")
+    header = ("KEY", "TIMESTAMP", "TIME (UTC)", "VALUE")
+    rows = [header, *map(_row, first)]
+    widths = [max(display_width(row[i]) for row in rows) for i in range(3)]
+    write = sys.stdout.write
+    write("".join(_table_line(row, widths) for row in rows))
+    rest = map(_row, points)
+    while batch := list(itertools.islice(rest, 4096)):
+        write("".join(_table_line(row, widths) for row in batch))
+
+
+def _row(point: StreamedPoint) -> tuple[str, str, str, str]:
+    key, timestamp, value = point
+    return key, str(timestamp), _utc(timestamp), repr(value)
+
+
+def _table_line(row: tuple[str, str, str, str], widths: list[int]) -> str:
+    key, timestamp, time, value = row
+    return f"{_pad(key, widths[0])}  {timestamp:>{widths[1]}}  {time:<{widths[2]}}  {value}\n"
+
+
+def _pad(text: str, width: int) -> str:
+    return text + " " * (width - display_width(text))
+
+
+def display_width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: wide (W, F) characters 2, combining marks 0."""
+    if text.isascii():
+        return len(text)
+    return sum(
+        0 if unicodedata.combining(char) else 2 if unicodedata.east_asian_width(char) in "WF" else 1
+        for char in text
+    )
+
+
+def _print_json(points: Iterator[StreamedPoint]) -> None:
+    # One JSON document, written key by key: a get answer holds each key's
+    # lines together, so a key's list closes when the next key starts.
+    write = sys.stdout.write
+    write("{")
+    current: str | None = None
+    for key, timestamp, value in points:
+        if key != current:
+            write("], " if current is not None else "")
+            write(f"{json.dumps(key, ensure_ascii=False)}: [")
+            current = key
+        else:
+            write(", ")
+        write(f"[{timestamp}, {json.dumps(value)}]")
+    write("]}\n" if current is not None else "}\n")
 
 
 def _utc(timestamp: int) -> str:

@@ -11,7 +11,7 @@ a worker thread use a trio program's :class:`AsyncClient` through
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import SupportsInt, TypeVar, TypeVarTuple
@@ -28,10 +28,12 @@ from ..wire import (
     KeysRequest,
     Metrics,
     PingRequest,
+    PointBatch,
     PutRequest,
     RangeRequest,
     Request,
     StatsRequest,
+    StreamedPoint,
 )
 from ._errors import ClientError, map_exceptions
 from ._sync import check_timeout, default_timestamp
@@ -89,6 +91,7 @@ class AsyncClient:
         check_timeout(timeout)
         self._stream = stream
         self._timeout = _seconds(timeout)
+        self._given_timeout = timeout
         self._address = address
         self._conn = ClientConnection()
         self._lock = trio.Lock()
@@ -100,6 +103,40 @@ class AsyncClient:
     async def get(self, key: str) -> Metrics:
         """Return ``{key: [(timestamp, value), ...]}``; see ``Client.get``."""
         return await self._round_trip(GetRequest(key))
+
+    async def iter_get(self, key: str) -> AsyncGenerator[StreamedPoint, None]:
+        """Yield ``(key, timestamp, value)`` as lines arrive; see ``Client.iter_get``.
+
+        ``timeout`` bounds the send and each receive, not the whole answer.
+        The connection is this iterator's until the answer ends; stopping
+        early closes the connection. Close the iterator before leaving a
+        partly read one (``contextlib.aclosing``), so that it gives the
+        connection back in the task that took it.
+        """
+        request = GetRequest(key)
+        with map_exceptions(self._address, connection=self._conn, timeout=self._given_timeout):
+            async with self._lock:
+                data = self._conn.send(request)
+                try:
+                    with trio.fail_after(self._timeout):
+                        await self._stream.send_all(data)
+                    while not (batch := await self._next_points(request)).last:
+                        for point in batch.points:
+                            yield point
+                    for point in batch.points:
+                        yield point
+                except BaseException:
+                    self._conn.request_failed()
+                    raise
+                finally:
+                    if self._conn.state is ClientState.BROKEN:
+                        await trio.aclose_forcefully(self._stream)
+
+    async def _next_points(self, request: GetRequest) -> PointBatch:
+        while (batch := self._conn.next_points(request)) is NEED_DATA:
+            with trio.fail_after(self._timeout):
+                self._conn.receive_data(await self._stream.receive_some(RECEIVE_SIZE))
+        return batch
 
     async def stats(self) -> dict[str, int]:
         """The server's counters; see ``Client.stats``."""
@@ -148,7 +185,7 @@ class AsyncClient:
         await self.aclose()
 
     async def _round_trip(self, request: Request[ResultT]) -> ResultT:
-        with map_exceptions(self._address):
+        with map_exceptions(self._address, connection=self._conn, timeout=self._given_timeout):
             async with self._lock:
                 data = self._conn.send(request)
                 try:

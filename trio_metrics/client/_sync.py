@@ -12,6 +12,7 @@ import contextlib
 import math
 import socket
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import SupportsInt, TypeVar
 
@@ -29,6 +30,7 @@ from ..wire import (
     RangeRequest,
     Request,
     StatsRequest,
+    StreamedPoint,
 )
 from ._errors import map_exceptions
 
@@ -65,6 +67,7 @@ class Client:
     def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
         check_timeout(timeout)
         self._address = f"{host}:{port}"
+        self._timeout = timeout
         self._conn = ClientConnection()
         with map_exceptions(self._address, connecting=True):
             # Looked up on the module at call time, so it can be replaced.
@@ -86,6 +89,36 @@ class Client:
         on failure.
         """
         return self._round_trip(GetRequest(key))
+
+    def iter_get(self, key: str) -> Iterator[StreamedPoint]:
+        """Yield ``(key, timestamp, value)`` for ``key`` (``"*"``: every key) as lines arrive.
+
+        Memory stays bounded by one receive, whatever the answer's size;
+        points come in the server's order (by key, then timestamp). Raises
+        :class:`~trio_metrics.ClientError` as :meth:`get` does; a malformed
+        line only once the answer's end is read. Stopping early (``break``)
+        closes the connection: the rest of the answer would be taken for
+        the next request's.
+        """
+        request = GetRequest(key)
+        with map_exceptions(self._address, connection=self._conn, timeout=self._timeout):
+            data = self._conn.send(request)
+            try:
+                self._sock.sendall(data)
+                while True:
+                    batch = self._conn.next_points(request)
+                    if batch is NEED_DATA:
+                        self._conn.receive_data(self._sock.recv(RECEIVE_SIZE))
+                        continue
+                    yield from batch.points
+                    if batch.last:
+                        return
+            except BaseException:
+                self._conn.request_failed()
+                raise
+            finally:
+                if self._conn.state is ClientState.BROKEN:
+                    self._close_broken_socket()
 
     def stats(self) -> dict[str, int]:
         """The server's counters (connections, commands, errors, keys, points).
@@ -147,7 +180,7 @@ class Client:
         self.close()
 
     def _round_trip(self, request: Request[ResultT]) -> ResultT:
-        with map_exceptions(self._address):
+        with map_exceptions(self._address, connection=self._conn, timeout=self._timeout):
             data = self._conn.send(request)
             try:
                 self._sock.sendall(data)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
@@ -26,9 +25,10 @@ from urllib.parse import parse_qs
 
 import attrs
 
+from .. import wire
 from ..storage import Store, StoreUnavailableError
-from ..transport import DEFAULT_MAX_LINE_LENGTH, ServerStats, ThrottledLogger
-from ..wire import MAX_TIMESTAMP, is_valid_key
+from ..transport import ServerStats, ThrottledLogger
+from ..wire import ProtocolError, check_key, check_timestamp, check_value, echo
 from ._bodies import BodyBudget, BodyReader, Disconnected
 from ._keys import delete_response, keys_response
 from ._limits import HttpLimits
@@ -52,9 +52,9 @@ _STATIC_TYPES: Final = {
 _POINT_FIELDS: Final = frozenset({"key", "value", "timestamp"})
 
 
-#: The longest key accepted: a ``put`` line of the default maximum length
-#: (64 KiB) must still have room for it, a value and a timestamp.
-MAX_KEY_BYTES: Final = DEFAULT_MAX_LINE_LENGTH - 64
+#: The longest key accepted, the same for every client (see
+#: :data:`trio_metrics.wire.MAX_KEY_BYTES`).
+MAX_KEY_BYTES: Final = wire.MAX_KEY_BYTES
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -264,30 +264,18 @@ def _point(item: object, now: int) -> tuple[str, float, int]:
         raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
     if "key" not in item or "value" not in item:
         raise BadRequest("a point needs a key and a value")
-    key = item["key"]
-    if not isinstance(key, str) or not is_valid_key(key):
-        raise BadRequest(f"invalid key {key!r}: one word of printable characters, not '*'")
-    if len(key.encode()) > MAX_KEY_BYTES:
-        raise BadRequest(
-            f"key of {len(key.encode())} bytes: at most {MAX_KEY_BYTES}, so that a put or get"
-            " line can carry it"
-        )
-    value = item["value"]
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        raise BadRequest(f"value {value!r} is not a number")
     try:
-        number = float(value)
-    except OverflowError:
-        number = math.inf
-    if not math.isfinite(number):
-        raise BadRequest(f"value {value!r} is not a finite number")
-    timestamp = item.get("timestamp", now)
-    if (
-        not isinstance(timestamp, int)
-        or isinstance(timestamp, bool)
-        or not 0 <= timestamp <= MAX_TIMESTAMP
-    ):
-        raise BadRequest(f"timestamp {timestamp!r} must be whole unix seconds in 0..2**63-1")
+        key = check_key(item["key"])
+        value = item["value"]
+        if not isinstance(value, int | float):
+            raise ProtocolError(f"value {echo(value)} is not a number")
+        number = float(check_value(value))
+        timestamp = item.get("timestamp", now)
+        if isinstance(timestamp, str):  # JSON has numbers for numbers
+            raise ProtocolError(f"timestamp {echo(timestamp)} is a string, not a number")
+        timestamp = check_timestamp(timestamp)
+    except ProtocolError as exc:
+        raise BadRequest(str(exc)) from None
     return key, number, timestamp
 
 

@@ -20,6 +20,7 @@ from typing import Final, Protocol, SupportsInt, TypeAlias, TypeVar
 
 import attrs
 
+from ._arguments import check_key, check_put_line, check_timestamp, check_value
 from ._protocol import (
     DELETED_NAME,
     MAX_TIMESTAMP,
@@ -41,6 +42,7 @@ __all__ = [
     "ConnectionStateError",
     "DeleteRequest",
     "ErrorAnswer",
+    "ForeignAnswerError",
     "GetRequest",
     "KeysRequest",
     "MalformedAnswerError",
@@ -49,6 +51,7 @@ __all__ = [
     "OkAnswer",
     "OutOfStepError",
     "PingRequest",
+    "PointBatch",
     "PutRequest",
     "RangeRequest",
     "Request",
@@ -56,6 +59,7 @@ __all__ = [
     "ServerClosedError",
     "ServerRefusedError",
     "StatsRequest",
+    "StreamedPoint",
     "deleted_from_answer",
     "encode_delete_request",
     "encode_get_request",
@@ -106,6 +110,13 @@ class ServerClosedError(ProtocolError):
     """
 
 
+class ForeignAnswerError(ServerClosedError):
+    """The server answered in another protocol: its answer starts with ``HTTP/1.``.
+
+    It is not a trio-metrics server's main port; the connection is broken.
+    """
+
+
 class ConnectionStateError(ProtocolError):
     """A call the connection's state does not allow.
 
@@ -118,37 +129,28 @@ class ConnectionStateError(ProtocolError):
 # --- requests and answers on the wire -----------------------------------------
 
 
-def _request_token(text: str, what: str) -> str:
-    # A token with whitespace in it would change the command, and one with a
-    # newline would smuggle in a second command and put the connection out
-    # of step with its answers, so it is refused before anything is sent.
-    if not text or len(text.split()) != 1 or text.strip() != text:
-        raise ProtocolError(f"{what} {text!r} must be one token without whitespace")
-    return text
-
-
-def encode_put_request(key: str, value: object, timestamp: SupportsInt) -> bytes:
+def encode_put_request(key: str, value: object, timestamp: object) -> bytes:
     """Encode ``put <key> <str(value)> <int(timestamp)>\\n``.
 
     The value is sent as the caller wrote it (``str(301)`` is ``301``), as
-    the client contract requires. Raises :class:`ProtocolError` for a key or
-    value that is not a single whitespace-free token.
+    the client contract requires. Raises :class:`ProtocolError`, naming the
+    rule, for an argument a server would refuse: see
+    :func:`check_key`, :func:`check_value`, :func:`check_timestamp` and
+    :func:`check_put_line`.
     """
-    _request_token(key, "key")
-    value_text = _request_token(str(value), "value")
-    try:
-        timestamp_text = str(int(timestamp))
-    except (TypeError, ValueError, OverflowError):
-        raise ProtocolError(f"timestamp {timestamp!r} is not an integer") from None
-    return f"put {key} {value_text} {timestamp_text}\n".encode()
+    line = f"put {check_key(key)} {check_value(value)} {check_timestamp(timestamp)}\n"
+    return check_put_line(line.encode())
 
 
 STATS_REQUEST: Final = b"stats\n"
 
 
 def encode_get_request(key: str) -> bytes:
-    """Encode ``get <key>\\n``. Raises :class:`ProtocolError` for a bad key."""
-    return f"get {_request_token(key, 'key')}\n".encode()
+    """Encode ``get <key>\\n``.
+
+    Raises :class:`ProtocolError` for a bad key (see :func:`check_key`).
+    """
+    return f"get {check_key(key, allow_all=True)}\n".encode()
 
 
 PING_REQUEST: Final = b"ping\n"
@@ -223,6 +225,33 @@ class ResponseParser:
         """Append bytes received from the server."""
         self._buffer += data
 
+    def take_lines(self) -> bytes:
+        """Take every complete line received so far (up to the last ``\\n``); ``b""`` if none."""
+        end = self._buffer.rfind(b"\n")
+        if end < 0:
+            return b""
+        block = bytes(self._buffer[: end + 1])
+        del self._buffer[: end + 1]
+        self._scanned = 0
+        return block
+
+    def give_back(self, data: bytes) -> None:
+        """Put ``data`` back in front of the bytes not yet parsed."""
+        self._buffer[0:0] = data
+
+    def discard(self, size: int) -> None:
+        """Drop the first ``size`` bytes not yet parsed."""
+        del self._buffer[:size]
+        self._scanned = 0
+
+    def peek(self, size: int) -> bytes:
+        """The first ``size`` bytes not yet parsed (fewer if fewer have come)."""
+        return bytes(self._buffer[:size])
+
+    def starts_with(self, prefix: bytes) -> bool:
+        """Whether the bytes not yet parsed start with ``prefix``."""
+        return self._buffer.startswith(prefix)
+
     @property
     def buffered(self) -> int:
         """How many received bytes are not yet part of a returned answer."""
@@ -288,6 +317,22 @@ def _parse_point_line(line: str) -> Point:
 
 #: What a ``get`` gives: ``{key: [(timestamp, value), ...]}``.
 Metrics: TypeAlias = dict[str, list[tuple[int, float]]]
+
+
+#: A point as :meth:`ClientConnection.next_points` hands it out: ``(key, timestamp, value)``.
+StreamedPoint: TypeAlias = tuple[str, int, float]
+
+
+@attrs.frozen
+class PointBatch:
+    """Data lines of a streamed ``get`` answer, parsed as they arrived.
+
+    ``last`` is true for the batch that ends the answer (its ``points`` may
+    be empty); the connection is then ready for the next request.
+    """
+
+    points: list[StreamedPoint]
+    last: bool
 
 
 def metrics_from_answer(answer: OkAnswer) -> Metrics:
@@ -483,6 +528,8 @@ NEED_DATA: Final = NeedData.NEED_DATA
 _INTERRUPTED: Final = "broken by an interrupted request"
 _SERVER_CLOSED: Final = "broken: the server closed it"
 _OUT_OF_STEP: Final = "out of step with its answers"
+_FOREIGN: Final = "broken: the server answered HTTP"
+_HTTP_START: Final = b"HTTP/1."
 
 
 class ClientConnection:
@@ -507,6 +554,16 @@ class ClientConnection:
         self._broken_reason: str | None = None
         self._in_flight: Request[object] | None = None
         self._server_closed = False
+        self._heard = False
+        # A streamed answer: whether its "ok" line was taken, and the first
+        # malformed line, raised once the rest of the answer is read.
+        self._streaming = False
+        self._stream_error: MalformedAnswerError | None = None
+
+    @property
+    def heard_from_server(self) -> bool:
+        """Whether the server has ever sent a byte on this connection."""
+        return self._heard
 
     @property
     def state(self) -> ClientState:
@@ -545,6 +602,7 @@ class ClientConnection:
             if self._state is ClientState.IDLE:
                 self._break(_SERVER_CLOSED)
             return
+        self._heard = True
         self._parser.feed(data)
         if self._state is ClientState.IDLE:
             self._break(_OUT_OF_STEP)
@@ -569,6 +627,77 @@ class ClientConnection:
             raise ServerRefusedError(answer.message)
         return request.result(answer)
 
+    def next_points(self, request: GetRequest) -> PointBatch | NeedData:
+        """The data lines of ``request``'s answer that have arrived, or :data:`NEED_DATA`.
+
+        The streaming counterpart of :meth:`next_result` for a ``get``: the
+        points come out as their lines complete, so memory is bounded by
+        what one receive brings. Call it until a batch with ``last`` comes.
+        Raises what :meth:`next_result` raises; a malformed data line is
+        raised once the answer's end has been read, so the connection
+        stays in step (points handed out before it were well formed).
+        """
+        if self._in_flight is not request:
+            raise self._state_error()
+        if not self._streaming:
+            started = self._start_stream()
+            if started is not None:
+                return started
+        block = self._parser.take_lines()
+        if not block:
+            if self._server_closed:
+                self._break(_SERVER_CLOSED)
+                raise ServerClosedError("server closed the connection")
+            return NEED_DATA
+        return self._batch_of(block)
+
+    def _start_stream(self) -> PointBatch | NeedData | None:
+        # None: the "ok" line is taken, data lines follow.
+        if self._parser.starts_with(b"ok\n"):
+            self._parser.discard(3)
+            self._streaming = True
+            return None
+        if b"ok\n".startswith(self._parser.peek(3)) and not self._server_closed:
+            return NEED_DATA
+        # Not an "ok": an error answer or a malformed one, read whole as ever.
+        answer = self._next_answer()
+        if answer is NEED_DATA:
+            return NEED_DATA
+        if isinstance(answer, ErrorAnswer):
+            raise ServerRefusedError(answer.message)
+        return PointBatch([], last=True)  # pragma: no cover - an ok starts with "ok\n"
+
+    def _batch_of(self, block: bytes) -> PointBatch:
+        # The blank line that ends the answer: first, or right after a data line.
+        end = 0 if block.startswith(b"\n") else block.find(b"\n\n") + 1
+        if end == 0 and not block.startswith(b"\n"):
+            return PointBatch(self._parse_lines(block), last=False)
+        self._parser.give_back(block[end + 1 :])
+        return self._end_stream(self._parse_lines(block[:end]))
+
+    def _parse_lines(self, block: bytes) -> list[StreamedPoint]:
+        if self._stream_error is not None or not block:
+            return []  # draining the rest of a malformed answer
+        points: list[StreamedPoint] = []
+        try:
+            for line in block.decode("utf-8").split("\n")[:-1]:
+                key, value, timestamp = _parse_point_line(line)
+                points.append((key, timestamp, value))
+        except UnicodeDecodeError:
+            self._stream_error = MalformedAnswerError("answer is not UTF-8")
+            return []
+        except MalformedAnswerError as exc:
+            self._stream_error = exc
+        return points
+
+    def _end_stream(self, points: list[StreamedPoint]) -> PointBatch:
+        error, self._stream_error = self._stream_error, None
+        self._streaming = False
+        self._end_answer(cause=error)
+        if error is not None:
+            raise error
+        return PointBatch(points, last=True)
+
     def request_failed(self) -> None:
         """Give up on the request in flight: the connection becomes BROKEN.
 
@@ -583,8 +712,14 @@ class ClientConnection:
         """Mark the connection CLOSED; later requests are refused. Idempotent."""
         self._state = ClientState.CLOSED
         self._in_flight = None
+        self._streaming = False
 
     def _next_answer(self) -> Answer | NeedData:
+        # An HTTP server never sends the blank line that ends an answer, so
+        # its answer is told by its start, not waited for.
+        if self._parser.starts_with(_HTTP_START):
+            self._break(_FOREIGN)
+            raise ForeignAnswerError("server answered HTTP")
         try:
             answer = self._parser.next_answer()
         except MalformedAnswerError as exc:
@@ -611,6 +746,8 @@ class ClientConnection:
             self._state = ClientState.IDLE
 
     def _break(self, reason: str) -> None:
+        self._streaming = False
+        self._stream_error = None
         self._state = ClientState.BROKEN
         self._broken_reason = reason
         self._in_flight = None
