@@ -265,6 +265,28 @@ def test_a_taken_http_port_is_named_as_such() -> None:
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    ("flag", "words"),
+    [
+        ("--port", "listen"),
+        ("--http-port", "listen for HTTP"),
+        ("--graphite-port", "listen for Graphite"),
+    ],
+)
+def test_a_taken_port_is_one_line_on_stderr(flag: str, words: str) -> None:
+    # The docs promise one line: no memory-only warning or "stopped" summary around it.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--port", "0"] if flag != "--port" else []
+        done = run_cli("serve", *args, flag, str(port))
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"trio-metrics: error: cannot {words} on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

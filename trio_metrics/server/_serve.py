@@ -20,7 +20,7 @@ import attrs
 import trio
 
 from ..ingest import serve_graphite
-from ..storage import CopyBudget, OpenedStorage, Store, open_storage
+from ..storage import CopyBudget, MemoryStorage, OpenedStorage, Store, open_storage
 from ..transport import (
     Limits,
     ServerStats,
@@ -167,6 +167,8 @@ async def _serve_storage(
         config=config,
     )
     started = time.monotonic()
+    # A start that fails (a taken Graphite or HTTP port) ran nothing to sum up.
+    running = False
     try:
         with _answer_cache(config, storage) as cache:
             handler = ConnectionHandler(
@@ -181,7 +183,9 @@ async def _serve_storage(
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
                     info = await _start_side_listeners(accepting, info, storage)
+                    _warn_if_memory_only(config)
                     logger.info("listening on %s", _describe(info, storage, cache))
+                    running = True
                     # The sockets are bound and listening already: a client
                     # that connects now waits in the backlog until accepted.
                     accepting.start_soon(accept_forever, sockets, handler.handle, connections)
@@ -195,7 +199,8 @@ async def _serve_storage(
     finally:
         for sock in sockets:
             sock.close()  # not yet handed to accept_forever if a start failed
-        _log_stopped(info.stats, time.monotonic() - started)
+        if running:
+            _log_stopped(info.stats, time.monotonic() - started)
 
 
 @contextlib.contextmanager
@@ -300,6 +305,15 @@ def _describe(info: ServerInfo, storage: OpenedStorage, cache: AnswerCache | Non
         f" shutdown grace {config.shutdown_grace:g}s;"
         f" graphite {graphite}; http {http})"
     )
+
+
+def _warn_if_memory_only(config: ServerConfig) -> None:
+    """Say once, when the server listens, that its points die with it."""
+    if isinstance(config.storage, MemoryStorage):
+        logger.warning(
+            "no data directory: points are kept in memory only and lost when the "
+            "server stops (--data-dir DIR keeps them)"
+        )
 
 
 def _log_stopped(stats: ServerStats, seconds: float) -> None:

@@ -9,7 +9,6 @@ new kind of storage is one more class here and one more branch in
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -30,7 +29,6 @@ __all__ = [
     "open_storage",
 ]
 
-logger = logging.getLogger("trio_metrics.server")
 
 
 @attrs.frozen
@@ -133,10 +131,8 @@ async def open_storage(storage: Storage) -> AsyncIterator[OpenedStorage]:
         watched = store if isinstance(store, MetricStore) else None
         yield OpenedStorage(store, watched, None, type(store).__name__)
     elif isinstance(storage, MemoryStorage):
-        logger.warning(
-            "no data directory: points are kept in memory only and lost when the "
-            "server stops (--data-dir DIR keeps them)"
-        )
+        # The warning that the points live in memory only is the server's to
+        # log once it listens: a start that fails prints its error alone.
         memory = MetricStore()
         yield OpenedStorage(memory, memory, None, "MetricStore", reads=memory)
     else:
