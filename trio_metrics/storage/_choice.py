@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 
-
 @attrs.frozen
 class MemoryStorage:
     """Points in a new in-memory :class:`MetricStore`, lost when the server stops."""
