@@ -136,7 +136,7 @@ def test_what_the_client_takes_the_server_takes(key: str, value: object, timesta
         # Refused: the server would refuse it too, or one of our own rules says why.
         naive = f"put {key} {value} {timestamp}\n".encode("utf-8", "surrogatepass")
         try:
-            taken = _server_takes(naive)
+            _server_takes(naive)
         except (ProtocolError, AssertionError):
             return
         if any(ch.isspace() for ch in f"{key}{value}{timestamp}"):
