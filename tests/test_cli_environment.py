@@ -162,3 +162,10 @@ def test_open_client_reads_the_environment(
             await client.ping()
 
     trio.run(main)
+
+
+def test_the_clients_defaults_are_the_servers() -> None:
+    from trio_metrics.client import _environment
+    from trio_metrics.server import DEFAULT_HOST, DEFAULT_PORT
+
+    assert (_environment.DEFAULT_HOST, _environment.DEFAULT_PORT) == (DEFAULT_HOST, DEFAULT_PORT)

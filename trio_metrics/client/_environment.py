@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from typing import Final
 
-from ..server import DEFAULT_HOST, DEFAULT_PORT
 from ._errors import ClientError
 
 __all__ = [
@@ -23,6 +22,11 @@ __all__ = [
 
 HOST_VARIABLE: Final = "TRIO_METRICS_HOST"
 PORT_VARIABLE: Final = "TRIO_METRICS_PORT"
+
+# The server's defaults (trio_metrics.server.DEFAULT_HOST/PORT), repeated
+# here because the clients do not import the server (docs/architecture.md).
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 8888
 
 
 class EnvironmentPortError(ClientError):
