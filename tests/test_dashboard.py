@@ -110,3 +110,53 @@ def test_values_read_well_and_big_ones_get_a_wide_enough_axis(
     narrow = browser_page.evaluate("window.dashboard.plots().get('cpu.user').axes[1]._size")
     assert wide > 64 > narrow
     assert errors == []
+
+
+def test_comma_separated_keys_in_the_url_chart_each_key(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time())
+    keys = ["cpu.user", "cpu.system", "load"]
+    with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        for offset in range(5, 0, -1):
+            for number, key in enumerate(keys, start=1):
+                client.put(key, number * 10 + offset, now - offset)
+        client.put("not.ticked", 1, now - 1)
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#keys={','.join(keys)}&range=300")
+    # Data drawn: each chart shows its latest value, from its own key.
+    browser_page.wait_for_function("document.querySelectorAll('.chart .last strong').length === 3")
+    browser_page.wait_for_function("document.querySelectorAll('#keys input').length === 4")
+    for number, key in enumerate(keys, start=1):
+        caption = browser_page.locator(".chart", has_text=key).locator(".last strong")
+        assert caption.inner_text() == str(number * 10 + 1)
+        assert browser_page.evaluate(f"window.dashboard.plots().get('{key}').data[1].length") == 5
+        assert series_pixels(browser_page, key) > 0
+    assert browser_page.locator(".chart").count() == 3
+    # The list holds the stored keys only, the three ticked: no "a,b,c" entry.
+    listed = browser_page.locator("#keys input[type=checkbox]")
+    assert sorted(box.get_attribute("data-key") or "" for box in listed.all()) == sorted(
+        [*keys, "not.ticked"]
+    )
+    ticked = browser_page.locator("#keys input[type=checkbox]:checked")
+    assert sorted(box.get_attribute("data-key") or "" for box in ticked.all()) == sorted(keys)
+    assert errors == []
+
+
+def test_a_key_with_a_comma_is_named_by_a_repeated_keys(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time())
+    with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        client.put("a,b", 7, now - 1)
+        client.put("a", 1, now - 1)
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#keys=a,b&keys=&range=300")
+    browser_page.wait_for_function("document.querySelectorAll('.chart .last strong').length === 1")
+    assert browser_page.locator(".chart .last strong").inner_text() == "7"
+    assert browser_page.evaluate("[...window.dashboard.plots().keys()]") == ["a,b"]
+    # The page's own address reads back as the same one key.
+    browser_page.reload()
+    browser_page.wait_for_function("document.querySelectorAll('.chart .last strong').length === 1")
+    assert browser_page.evaluate("[...window.dashboard.plots().keys()]") == ["a,b"]
+    assert errors == []

@@ -12,22 +12,26 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from ..client import Client
-from ..server import DEFAULT_HOST, DEFAULT_PORT
+from ..client._environment import (
+    HOST_VARIABLE,
+    PORT_VARIABLE,
+    EnvironmentPortError,
+    default_host,
+    default_port,
+)
 from ..wire import ProtocolError, StreamedPoint, encode_put_request
 from . import _argument_types as types
 from ._command_verbs import add_command_verbs, add_range_options, run_range
 
-__all__ = ["add_client_verbs"]
+__all__ = ["add_client_verbs", "resolve_address"]
 
 
 def add_client_verbs(verbs: argparse._SubParsersAction[Any], parser_class: type) -> None:
     """Add ``put``, ``get`` and ``stats``, which share the connection flags."""
     connection = parser_class(add_help=False)
+    connection.add_argument("--host", default=None, help=f"server address ({_host_default()})")
     connection.add_argument(
-        "--host", default=DEFAULT_HOST, help="server address (default: %(default)s)"
-    )
-    connection.add_argument(
-        "--port", type=types.port, default=DEFAULT_PORT, help="server port (default: %(default)s)"
+        "--port", type=types.port, default=None, help=f"server port ({_port_default()})"
     )
     connection.add_argument(
         "--timeout",
@@ -36,10 +40,48 @@ def add_client_verbs(verbs: argparse._SubParsersAction[Any], parser_class: type)
         metavar="SECONDS",
         help="give up after this long (default: %(default)s)",
     )
+    # main() fills in a --host or --port left out, from the environment.
+    connection.set_defaults(resolve_address=resolve_address)
     _add_put(verbs, connection)
     _add_get(verbs, connection)
     _add_stats(verbs, connection)
     add_command_verbs(verbs, connection)
+
+
+def _host_default() -> str:
+    host, variable = default_host()
+    return _described(host, variable, HOST_VARIABLE)
+
+
+def _port_default() -> str:
+    try:
+        port, variable = default_port()
+    except EnvironmentPortError as exc:
+        # --help still works; a request without --port will fail with this.
+        return _escaped(f"default: none, {exc}")
+    return _described(str(port), variable, PORT_VARIABLE)
+
+
+def _described(value: str, source: str | None, variable: str) -> str:
+    # Says where the default comes from, so a surprising address explains itself.
+    source = f"from {source}" if source else f"{variable} is not set"
+    return _escaped(f"default: {value}, {source}")
+
+
+def _escaped(text: str) -> str:
+    # argparse %-formats help text; a variable's value may hold a '%'.
+    return text.replace("%", "%%")
+
+
+def resolve_address(args: argparse.Namespace) -> None:
+    """Fill in ``args.host`` and ``args.port`` left out, from the environment or the defaults.
+
+    Raises :class:`EnvironmentPortError` for a bad ``TRIO_METRICS_PORT``.
+    """
+    if args.host is None:
+        args.host, _ = default_host()
+    if args.port is None:
+        args.port, _ = default_port()
 
 
 def _add_put(verbs: argparse._SubParsersAction[Any], connection: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """The ``trio-metrics`` command: ``serve`` a store, ``put`` and ``get`` points.
 
 Failures print one line to stderr and exit non-zero: 1 for a failed
-request or server start, 2 for bad arguments.
+request or server start, 2 for bad arguments or a bad TRIO_METRICS_PORT,
+130 on Ctrl-C, 141 when the reader of the output stops early.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import NoReturn
 
 from .. import __version__
 from ..client import ClientError
+from ..client._environment import EnvironmentPortError
 from ._client_verbs import add_client_verbs
 from ._output import PROG, fail, silence_stdout
 from ._serve_verb import add_serve_verb
@@ -22,6 +24,13 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
     args = _build_parser().parse_args(argv)
+    if args.resolve_address is not None:
+        try:
+            args.resolve_address(args)
+        except EnvironmentPortError as exc:
+            # A bad setting, like a bad argument: exit 2, before connecting.
+            fail(str(exc))
+            return 2
     if args.check is not None:
         args.check(args)
     try:
@@ -58,7 +67,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="A metrics server speaking the put/get text protocol, and its client.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.set_defaults(check=None)
+    parser.set_defaults(check=None, resolve_address=None)
     verbs = parser.add_subparsers(
         title="commands", metavar="COMMAND", required=True, parser_class=_Parser
     )

@@ -35,6 +35,7 @@ from ..wire import (
     StatsRequest,
     StreamedPoint,
 )
+from ._environment import resolve_address
 from ._errors import ClientError, map_exceptions
 from ._sync import check_timeout, default_timestamp
 
@@ -46,17 +47,20 @@ ArgsT = TypeVarTuple("ArgsT")
 
 @asynccontextmanager
 async def open_client(
-    host: str,
-    port: int,
+    host: str | None = None,
+    port: int | None = None,
     timeout: float | None = None,  # noqa: ASYNC109 - the signature of Client(host, port, timeout)
 ) -> AsyncIterator[AsyncClient]:
     """Connect to a server; yield an :class:`AsyncClient`; close it on exit.
 
     ``timeout`` (seconds, more than 0) bounds the connect and each later
-    request. Raises :class:`ClientError` if the connection cannot be made,
+    request. A ``host`` or ``port`` left out comes from the environment, as
+    for :class:`~trio_metrics.Client`. Raises :class:`ClientError` if the
+    connection cannot be made or ``TRIO_METRICS_PORT`` is not a port,
     :exc:`ValueError` for a timeout that is not a positive number.
     """
     check_timeout(timeout)
+    host, port = resolve_address(host, port)
     address = f"{host}:{port}"
     with map_exceptions(address, connecting=True), trio.fail_after(_seconds(timeout)):
         stream = await trio.open_tcp_stream(host, port)

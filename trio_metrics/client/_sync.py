@@ -32,6 +32,7 @@ from ..wire import (
     StatsRequest,
     StreamedPoint,
 )
+from ._environment import resolve_address
 from ._errors import map_exceptions
 
 __all__ = ["Client", "check_timeout", "default_timestamp"]
@@ -54,7 +55,10 @@ def default_timestamp(timestamp: SupportsInt | None) -> SupportsInt:
 class Client:
     """A blocking connection to a trio-metrics server.
 
-    ``Client(host, port, timeout=None)`` connects at once; ``timeout`` (in
+    ``Client(host, port, timeout=None)`` connects at once. A ``host`` or
+    ``port`` left out (or ``None``) comes from ``TRIO_METRICS_HOST`` /
+    ``TRIO_METRICS_PORT``, else 127.0.0.1:8888; a ``TRIO_METRICS_PORT`` that
+    is not a port raises :class:`~trio_metrics.ClientError`. ``timeout`` (in
     seconds, more than 0) bounds the connect and every later send and
     receive (:exc:`ValueError` for anything else). Every failure raises
     :class:`~trio_metrics.ClientError`. After a connection failure, a
@@ -64,8 +68,11 @@ class Client:
     :class:`~trio_metrics.ClientError`.
     """
 
-    def __init__(self, host: str, port: int, timeout: float | None = None) -> None:
+    def __init__(
+        self, host: str | None = None, port: int | None = None, timeout: float | None = None
+    ) -> None:
         check_timeout(timeout)
+        host, port = resolve_address(host, port)
         self._address = f"{host}:{port}"
         self._timeout = timeout
         self._conn = ClientConnection()

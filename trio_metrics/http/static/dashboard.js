@@ -58,7 +58,7 @@
     if (params.has("match")) state.match = params.get("match");
     if (params.has("range")) state.range = params.get("range");
     if (params.has("keys")) {
-      state.selected = params.getAll("keys").filter(Boolean).slice(0, MAX_CHARTS);
+      state.selected = keysFromHash(params.getAll("keys")).slice(0, MAX_CHARTS);
       state.firstLoad = false;
     }
     $("search").value = state.match;
@@ -69,11 +69,21 @@
     }
   }
 
+  // One keys= is a comma-separated list (#keys=a,b,c, easy to type); a
+  // repeated keys= holds one key each, as given, so that a key containing
+  // a comma (a key may) can still be named: #keys=a,b&keys= is key "a,b".
+  function keysFromHash(values) {
+    const keys = values.length === 1 ? values[0].split(",") : values;
+    return [...new Set(keys.filter(Boolean))];
+  }
+
   function writeHash() {
     const params = new URLSearchParams();
     if (state.match) params.set("match", state.match);
     params.set("range", state.range);
     for (const key of state.selected) params.append("keys", key);
+    // A lone key with a comma would read back as a list: repeat keys=.
+    if (state.selected.length === 1 && state.selected[0].includes(",")) params.append("keys", "");
     history.replaceState(null, "", "#" + params.toString());
   }
 
