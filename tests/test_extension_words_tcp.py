@@ -215,3 +215,23 @@ async def test_range_of_star_reads_every_key_as_get_star_does(nursery: trio.Nurs
         in_range = await client.range("*", 15, 25)
     assert set(everything) == {"top", "web.a", "web.b.c"}
     assert in_range == {key: [(20, 2.5)] for key in ("top", "web.a", "web.b.c")}
+
+
+async def test_stats_count_each_extension_word(nursery: trio.Nursery) -> None:
+    info: ServerInfo = await nursery.start(serve, "127.0.0.1", 0)
+    async with open_client("127.0.0.1", info.port, timeout=10) as client:
+        await client.put("a.b", 1.0, 1)
+        await client.ping()
+        await client.ping()
+        await client.keys("a.*")
+        await client.range("a.b", 0, 5)
+        await client.delete("a.b")
+        counters = await client.stats()
+    assert {name: counters[name] for name in ("pings", "keys_requests", "ranges", "deletes")} == {
+        "pings": 2,
+        "keys_requests": 1,
+        "ranges": 1,
+        "deletes": 1,
+    }
+    # put, 2 pings, keys, range, delete, and this stats request itself
+    assert counters["commands"] == 7

@@ -41,6 +41,10 @@ def test_server_counters_by_name_kind_and_label() -> None:
         ({"kind": "put"}, 50.0),
         ({"kind": "get"}, 7.0),
         ({"kind": "stats"}, 3.0),
+        ({"kind": "ping"}, 0.0),
+        ({"kind": "keys"}, 0.0),
+        ({"kind": "range"}, 0.0),
+        ({"kind": "delete"}, 0.0),
         ({"kind": "error"}, 4.0),
     ]
     assert parsed["trio_metrics_errors"][2] == [({}, 4.0)]

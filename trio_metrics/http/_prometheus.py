@@ -130,7 +130,16 @@ _COUNTERS: Final = {
     ),
     "graphite_nan_values": ("graphite_nan_values", "Graphite lines dropped for a nan value."),
 }
-_COMMAND_KINDS: Final = {"puts": "put", "gets": "get", "stats_requests": "stats", "errors": "error"}
+_COMMAND_KINDS: Final = {
+    "puts": "put",
+    "gets": "get",
+    "stats_requests": "stats",
+    "pings": "ping",
+    "keys_requests": "keys",
+    "ranges": "range",
+    "deletes": "delete",
+    "errors": "error",
+}
 _NOT_RENDERED: Final = {"commands"}
 
 

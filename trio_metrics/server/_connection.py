@@ -290,6 +290,7 @@ class ConnectionHandler:
         self, command: Ping | Keys | Range | Delete, writer: _AnswerWriter
     ) -> None:
         """Answer ``ping``, ``keys``, ``range`` or ``delete`` (a store failure propagates)."""
+        self._count_extension(command)
         if isinstance(command, Ping):
             writer.add(OK_ANSWER)
             return
@@ -313,6 +314,17 @@ class ConnectionHandler:
                 if keys:
                     removed += await self.store.delete(keys)
             writer.add(encode_deleted_answer(removed, int(time.time())))
+
+    def _count_extension(self, command: Ping | Keys | Range | Delete) -> None:
+        stats = self.stats
+        if isinstance(command, Ping):
+            stats.pings += 1
+        elif isinstance(command, Keys):
+            stats.keys_requests += 1
+        elif isinstance(command, Range):
+            stats.ranges += 1
+        else:
+            stats.deletes += 1
 
     async def _answer_keys(self, pages: KeyPages, writer: _AnswerWriter) -> None:
         """``ok``, a ``<key> 0.0 0`` line per matching key, a blank line; written as it grows."""

@@ -25,6 +25,11 @@ class ServerStats:
     puts: int = 0
     gets: int = 0
     stats_requests: int = 0
+    #: The extension words ``ping``, ``keys``, ``range`` and ``delete``.
+    pings: int = 0
+    keys_requests: int = 0
+    ranges: int = 0
+    deletes: int = 0
     #: Wrong commands, over-long lines included.
     errors: int = 0
     lines_too_long: int = 0
@@ -47,7 +52,16 @@ class ServerStats:
     @property
     def commands(self) -> int:
         """Every command answered, wrong ones included."""
-        return self.puts + self.gets + self.stats_requests + self.errors
+        return (
+            self.puts
+            + self.gets
+            + self.stats_requests
+            + self.pings
+            + self.keys_requests
+            + self.ranges
+            + self.deletes
+            + self.errors
+        )
 
     def as_dict(self) -> dict[str, int]:
         """Every counter by name, ``commands`` included."""
