@@ -55,7 +55,8 @@ PACKAGE_IMPORTS = {
     "storage": set(),
     "client": {"wire", "transport"},
     "ingest": {"storage", "transport", "wire"},
-    "http": {"storage", "transport", "wire"},
+    "query": {"storage", "wire"},
+    "http": {"storage", "transport", "wire", "query"},
     "server": {"storage", "transport", "wire", "ingest", "http"},
 }
 
@@ -71,13 +72,15 @@ def test_packages_import_only_what_docs_architecture_allows() -> None:
 
 
 def test_importing_the_package_loads_no_http_stack() -> None:
-    """Programs that only use the clients never load hypercorn (it loads with --http-port)."""
+    """Programs that only use the clients never load hypercorn (it loads with --http-port),
+    nor the query layer's numpy and pyparsing (they load with the first Graphite query)."""
     import subprocess
     import sys
 
     probe = (
         "import sys, trio_metrics; from trio_metrics import Client, serve, HttpListenError;"
-        " print(sorted(m for m in sys.modules if m.split('.')[0] in ('hypercorn', 'h11', 'h2')))"
+        " lazy = ('hypercorn', 'h11', 'h2', 'numpy', 'pyparsing', 'trio_metrics.query');"
+        " print(sorted(m for m in sys.modules if m.startswith(lazy)))"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
