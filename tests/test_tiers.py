@@ -1,0 +1,211 @@
+"""Retention tiers: the cascade of steps a key keeps, against a simple model."""
+
+from __future__ import annotations
+
+import math
+
+import hypothesis.strategies as st
+from hypothesis import given, settings
+
+from trio_metrics.storage import (
+    Aggregation,
+    RetentionPolicy,
+    RetentionRules,
+    TieredStore,
+    parse_retention,
+)
+
+# Three tiers on small numbers, so that examples cross every boundary.
+RULE = "1s:10s,5s:30s,15s:90s"
+# For the model: a finest step of 2 s, so that points share its slots.
+MODEL_RULE = "2s:10s,10s:30s,30s:90s"
+STEPS = (2, 10, 30)
+SPANS = (10, 30, 90)
+
+
+class Clock:
+    """A settable unix clock."""
+
+    def __init__(self, now: int) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return float(self.now)
+
+
+def store_with(
+    rule: str, clock: Clock, method: str = "average", factor: float = 0.5
+) -> TieredStore:
+    rules = RetentionRules(default=parse_retention(rule))
+    store = TieredStore(rules, clock=clock)
+    # One aggregation for every key, as a storage-aggregation section would give.
+    policy = RetentionPolicy(parse_retention(rule), Aggregation(method, factor))
+    store.policy_for = lambda key: policy  # type: ignore[method-assign]
+    return store
+
+
+def roll_all(store: TieredStore) -> None:
+    while not store.roll_up(keys_per_step=3)[1]:
+        pass
+
+
+def visible(store: TieredStore, key: str) -> list[tuple[int, float]]:
+    found = store.series(key)
+    return list(zip(found[0].timestamps, found[0].values, strict=True)) if found else []
+
+
+# --- the model: whisper's arithmetic written out plainly --------------------
+
+
+def model_aggregate(method: str, known: list[float], slots: int) -> float:
+    if method == "average":
+        return sum(known) / len(known)
+    if method == "sum":
+        return sum(known)
+    if method == "last":
+        return known[-1]
+    if method == "max":
+        return max(known)
+    if method == "min":
+        return min(known)
+    if method == "avg_zero":
+        return sum(known) / slots
+    if method == "absmax":
+        return max(known, key=abs)
+    return min(known, key=abs)
+
+
+def model_tier(
+    finer: dict[int, float], finer_step: int, step: int, method: str, factor: float
+) -> dict[int, float]:
+    """Tier values on ``step`` from finer values (on ``finer_step`` slots, last one wins)."""
+    slots: dict[int, float] = {}
+    for stamp in sorted(finer):
+        slots[stamp - stamp % finer_step] = finer[stamp]
+    out: dict[int, float] = {}
+    for start in sorted({slot - slot % step for slot in slots}):
+        known = [slots[s] for s in range(start, start + step) if s in slots]
+        if known and len(known) / (step // finer_step) >= factor:
+            out[start] = model_aggregate(method, known, step // finer_step)
+    return out
+
+
+def model_visible(
+    points: dict[int, float], now: int, method: str, factor: float
+) -> list[tuple[int, float]]:
+    """What the cascade should show at ``now``: each tier for the time it owns."""
+    # Floors, from the documented rule: tier k begins where its span ends,
+    # aligned down to the next tier's step; the last keeps steps that reach
+    # into its span.
+    f0 = (now - SPANS[0]) // STEPS[1] * STEPS[1]
+    f1 = (now - SPANS[1]) // STEPS[2] * STEPS[2]
+    f2 = math.ceil((now - SPANS[2] - STEPS[2] + 1) / STEPS[2]) * STEPS[2]
+    tier1 = model_tier(points, STEPS[0], STEPS[1], method, factor)
+    tier2 = model_tier(tier1, STEPS[1], STEPS[2], method, factor)
+    shown = [(s, v) for s, v in tier2.items() if f2 <= s < f1]
+    shown += [(s, v) for s, v in tier1.items() if f1 <= s < f0]
+    shown += [(s, v) for s, v in points.items() if s >= f0]
+    return sorted(shown)
+
+
+methods = st.sampled_from(["average", "sum", "last", "max", "min", "avg_zero", "absmax", "absmin"])
+values = st.floats(-1e6, 1e6, allow_nan=False).map(lambda v: float(round(v, 3)))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    puts=st.lists(st.tuples(st.integers(900, 1000), values), max_size=60),
+    later=st.lists(st.integers(0, 150), min_size=1, max_size=3),
+    method=methods,
+    # 0.2, 0.4 and 1/3: exactly one or two of five slots, one of three.
+    factor=st.sampled_from([0.0, 0.2, 0.4, 1 / 3, 0.5, 1.0]),
+)
+def test_any_puts_read_back_through_the_tiers_as_the_model(
+    puts: list[tuple[int, float]], later: list[int], method: str, factor: float
+) -> None:
+    clock = Clock(1000)
+    store = store_with(MODEL_RULE, clock, method, factor)
+    store.put_columns(["k"] * len(puts), [v for _, v in puts], [t for t, _ in puts])
+    model: dict[int, float] = {}
+    for stamp, value in puts:
+        if stamp >= 1000 - SPANS[-1]:
+            model[stamp] = value
+    assert store.expired_points == sum(1 for stamp, _ in puts if stamp < 1000 - SPANS[-1])
+    # Rolling up at several times on the way equals rolling up once at the end.
+    for step in sorted(later):
+        clock.now = 1000 + step
+        roll_all(store)
+    got = visible(store, "k")
+    want = model_visible(model, clock.now, method, factor)
+    assert [s for s, _ in got] == [s for s, _ in want]
+    for (_, a), (_, b) in zip(got, want, strict=True):
+        assert math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-9)
+
+
+def test_expiry_is_to_the_second() -> None:
+    clock = Clock(10_000)
+    store = store_with("10s:1h", clock)
+    store.put_columns(["a", "a", "a"], [1.0, 2.0, 3.0], [10_000 - 3600 - 1, 10_000 - 3600, 9_999])
+    assert store.expired_points == 1
+    assert visible(store, "a") == [(6400, 2.0), (9999, 3.0)]
+    clock.now += 1
+    roll_all(store)
+    assert visible(store, "a") == [(9999, 3.0)]
+    assert store.expired_steps == 1
+    clock.now = 9999 + 3600
+    roll_all(store)
+    assert visible(store, "a") == [(9999, 3.0)]
+    clock.now += 1
+    roll_all(store)
+    assert visible(store, "a") == []
+    assert store.keys() == []
+
+
+def test_a_late_put_overwrites_the_coarser_step_that_holds_its_time() -> None:
+    clock = Clock(1000)
+    store = store_with(RULE, clock)
+    store.put_columns(["k"] * 5, [1.0, 2.0, 3.0, 4.0, 5.0], [975, 976, 977, 978, 979])
+    roll_all(store)  # 975..979 is older than the finest tier's 10 s: one 5 s step
+    assert visible(store, "k") == [(975, 3.0)]
+    store.put_columns(["k"], [9.0], [977])  # as whisper: written into the tier that covers it
+    assert visible(store, "k") == [(975, 9.0)]
+
+
+def test_x_files_factor_leaves_a_thin_step_empty() -> None:
+    clock = Clock(1000)
+    store = store_with(RULE, clock, "sum", 0.5)
+    # 970..974: two of five slots known (0.4 < 0.5); 975..979: three (0.6).
+    store.put_columns(["k"] * 5, [1.0, 2.0, 3.0, 4.0, 5.0], [970, 972, 975, 976, 977])
+    roll_all(store)
+    assert visible(store, "k") == [(975, 12.0)]
+
+
+def test_range_reads_pick_the_finest_tier_that_covers_the_range() -> None:
+    clock = Clock(1000)
+    store = store_with(RULE, clock)
+    stamps = list(range(930, 1000))
+    store.put_columns(["k"] * len(stamps), [float(s) for s in stamps], stamps)
+    roll_all(store)
+    recent = store.tier_between("k", 995, 1000)
+    assert recent.step == 0 and recent.series is not None
+    assert list(recent.series.timestamps) == [995, 996, 997, 998, 999]
+    # From 980: only tier 1 (5 s) reaches back so far; the finest tier's
+    # points are aggregated onto 5 s steps as they are read.
+    middle = store.tier_between("k", 980, 1000)
+    assert middle.step == 5 and middle.series is not None
+    assert list(middle.series.timestamps) == [980, 985, 990, 995]
+    assert list(middle.series.values) == [982.0, 987.0, 992.0, 997.0]
+    old = store.tier_between("k", 931, 999)
+    assert old.step == 15 and old.series is not None
+    assert list(old.series.timestamps) == [930, 945, 960, 975, 990]
+    assert list(old.series.values) == [937.0, 952.0, 967.0, 982.0, 994.5]
+
+
+def test_keys_without_a_rule_keep_every_point() -> None:
+    clock = Clock(1000)
+    store = TieredStore(RetentionRules(), clock=clock)
+    store.put_columns(["x"] * 3, [1.0, 2.0, 3.0], [1, 2, 3])
+    clock.now = 10**9
+    roll_all(store)
+    assert visible(store, "x") == [(1, 1.0), (2, 2.0), (3, 3.0)]
+    assert store.expired_points == 0

@@ -1,0 +1,337 @@
+"""Retention tiers: a :class:`MetricStore` that keeps each key within its rules.
+
+Each key with a policy (see :mod:`._retention`) holds one visible series,
+as every store does, laid out as a cascade, oldest first::
+
+    [coarsest tier's steps] ... [tier 1's steps] [finest tier: the points as put]
+     floors[n-1] <= t         floors[1] <= t < floors[0] <= t
+
+``floors[k]`` is where tier ``k`` begins: the finest tier keeps points at
+their own timestamps from ``floors[0]`` on; tier ``k >= 1`` holds one
+aggregated value per step (at the step's start) from ``floors[k]`` up to
+``floors[k - 1]``. So ``get`` answers the finest data there is for each
+stretch of time, each timestamp once, with no change to how answers are
+read or encoded.
+
+:meth:`TieredStore.roll_up` moves the floors forward as the clock goes:
+points older than the finest tier's span are aggregated into tier 1's
+steps, tier 1's steps older than its span into tier 2's, and steps older
+than the longest span are dropped. It works a bounded number of keys per
+call, so a server runs it in small steps between other work.
+
+A put older than the longest span is acknowledged, dropped and counted
+(:attr:`TieredStore.expired_points`), as carbon does. A put into time
+that a coarser tier already holds overwrites that tier's step, as whisper
+writes a point into the finest archive that still covers it.
+
+Range readers ask :meth:`TieredStore.tier_between` for the finest tier
+that covers the whole range (whisper's rule); the steps of a coarser tier
+for recent time are aggregated from the finer data as they are read.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from bisect import bisect_left
+from collections.abc import Callable, Iterable
+from itertools import islice
+from typing import Final
+
+import attrs
+
+from ._retention import RetentionPolicy, RetentionRules
+from ._store import MetricStore, Series
+
+__all__ = ["ROLL_UP_KEYS_PER_STEP", "TierRange", "TieredStore", "aggregate_steps"]
+
+#: Keys :meth:`TieredStore.roll_up` looks at per call, unless told.
+ROLL_UP_KEYS_PER_STEP: Final = 512
+_NO_FLOOR: Final = -(2**63)
+
+
+@attrs.frozen
+class TierRange:
+    """What a range reader gets: the points, and the step they are on (0: as put)."""
+
+    step: int
+    series: Series | None
+
+
+def aggregate_steps(
+    stamps: Iterable[int],
+    values: Iterable[float],
+    finer_step: int,
+    step: int,
+    policy: RetentionPolicy,
+) -> tuple[list[int], list[float]]:
+    """Aggregate ascending points onto ``step``, as whisper propagates an archive.
+
+    The points are first placed on ``finer_step`` slots (the last point of a
+    slot wins). A step whose known slots are fewer than the xFilesFactor of
+    its ``step // finer_step`` slots is left out (no value), as in whisper.
+    """
+    method = policy.aggregation.method
+    factor = policy.aggregation.x_files_factor
+    slots_per_step = step // finer_step
+    out_stamps: list[int] = []
+    out_values: list[float] = []
+    current = None
+    known: dict[int, float] = {}
+
+    def flush() -> None:
+        if current is None or len(known) / slots_per_step < factor or not known:
+            return
+        out_stamps.append(current)
+        out_values.append(_aggregate(method, list(known.values()), slots_per_step))
+
+    for stamp, value in zip(stamps, values, strict=True):
+        start = stamp - stamp % step
+        if start != current:
+            flush()
+            current = start
+            known = {}
+        known[stamp - stamp % finer_step] = value
+    flush()
+    return out_stamps, out_values
+
+
+def _aggregate(method: str, known: list[float], slots: int) -> float:
+    if method == "average":
+        return sum(known) / len(known)
+    if method == "sum":
+        return float(sum(known))
+    if method == "last":
+        return known[-1]
+    if method == "max":
+        return max(known)
+    if method == "min":
+        return min(known)
+    if method == "avg_zero":
+        return sum(known) / slots  # the slots with no value count as zeros
+    if method == "absmax":
+        return max(known, key=abs)
+    if method == "absmin":
+        return min(known, key=abs)
+    raise AssertionError(f"unchecked aggregation method {method!r}")
+
+
+class TieredStore(MetricStore):
+    """A :class:`MetricStore` that keeps every key within its retention rules.
+
+    ``clock`` gives the current unix time (the server's wall clock: the
+    points carry unix timestamps). Keys without a policy behave exactly as
+    in :class:`MetricStore`.
+    """
+
+    def __init__(self, rules: RetentionRules, *, clock: Callable[[], float] = time.time) -> None:
+        super().__init__()
+        self.rules = rules
+        self._clock = clock
+        self._policies: dict[str, RetentionPolicy | None] = {}
+        self._floors: dict[str, list[int]] = {}
+        self._next_key = 0
+        #: Puts dropped because they were older than their key's longest span.
+        self.expired_points = 0
+        #: Steps dropped for the same reason, during roll-up.
+        self.expired_steps = 0
+        #: Finest-tier points aggregated into tier 1, since the start.
+        self.rolled_points = 0
+
+    def policy_for(self, key: str) -> RetentionPolicy | None:
+        """``key``'s policy (looked up once per key)."""
+        try:
+            return self._policies[key]
+        except KeyError:
+            policy = self._policies[key] = self.rules.policy_for(key)
+            return policy
+
+    # --- writes ---------------------------------------------------------------
+
+    def put_columns(
+        self, keys: Iterable[str], values: Iterable[float], timestamps: Iterable[int]
+    ) -> None:
+        """Store the points, dropping (and counting) those past their key's longest span.
+
+        A point older than the finest tier's floor overwrites the step of
+        the coarser tier that holds its time.
+        """
+        now = int(self._clock())
+        keep_keys: list[str] = []
+        keep_values: list[float] = []
+        keep_stamps: list[int] = []
+        for key, value, timestamp in zip(keys, values, timestamps, strict=True):
+            policy = self.policy_for(key)
+            if policy is not None:
+                if timestamp < now - policy.retention.longest:
+                    self.expired_points += 1
+                    continue
+                floors = self._floors.get(key)
+                if floors is not None and len(floors) > 1 and timestamp < floors[0]:
+                    self._put_into_tier(key, value, timestamp, policy, floors)
+                    continue
+            keep_keys.append(key)
+            keep_values.append(value)
+            keep_stamps.append(timestamp)
+        super().put_columns(keep_keys, keep_values, keep_stamps)
+
+    def _put_into_tier(
+        self, key: str, value: float, timestamp: int, policy: RetentionPolicy, floors: list[int]
+    ) -> None:
+        archives = policy.retention.archives
+        tier = next((k for k in range(1, len(floors)) if timestamp >= floors[k]), len(floors) - 1)
+        start = timestamp - timestamp % archives[tier].step
+        # Tier k's steps lie in [floors[k], floors[k - 1]): floors are aligned to them.
+        super().put_columns((key,), (value,), (start,))
+
+    def delete_keys(self, keys: Iterable[str]) -> int:
+        """Remove keys as :meth:`MetricStore.delete_keys`, forgetting their tiers."""
+        keys = list(keys)
+        for key in keys:
+            self._floors.pop(key, None)
+        return super().delete_keys(keys)
+
+    def clear(self) -> None:
+        """Forget every point and every tier."""
+        super().clear()
+        self._floors.clear()
+
+    # --- roll-up --------------------------------------------------------------
+
+    def target_floors(self, policy: RetentionPolicy, now: int) -> list[int]:
+        """Where each tier should begin at ``now``.
+
+        A finer tier's floor is aligned down to the next tier's step, so
+        that whole steps roll up at once. The coarsest tier keeps a step
+        while any of its time is within the longest span; a lone tier keeps
+        points from exactly ``now - span`` on, as puts are expired.
+        """
+        archives = policy.retention.archives
+        floors = []
+        for tier, archive in enumerate(archives):
+            if tier + 1 < len(archives):
+                step = archives[tier + 1].step
+                floors.append((now - archive.span) // step * step)
+            elif tier == 0:
+                floors.append(now - archive.span)
+            else:
+                # The first step start s with s + step > now - span.
+                floors.append(
+                    -((archive.span + archive.step - 1 - now) // archive.step) * archive.step
+                )
+        return floors
+
+    def roll_up(self, keys_per_step: int = ROLL_UP_KEYS_PER_STEP) -> tuple[int, bool]:
+        """Bring up to ``keys_per_step`` keys within their rules at the clock's time.
+
+        Returns how many keys changed, and whether a full round over every
+        key has just ended (the next call starts again at the first key).
+        """
+        now = int(self._clock())
+        keys = list(islice(self._series, self._next_key, self._next_key + keys_per_step))
+        changed = 0
+        for key in keys:
+            policy = self.policy_for(key)
+            if policy is not None and self._roll_key(key, policy, now):
+                changed += 1
+        self._next_key += len(keys)
+        wrapped = len(keys) < keys_per_step or self._next_key >= len(self._series)
+        if wrapped:
+            self._next_key = 0
+        return changed, wrapped
+
+    def _roll_key(self, key: str, policy: RetentionPolicy, now: int) -> bool:
+        target = self.target_floors(policy, now)
+        current = self._floors.get(key)
+        if current is not None and current == target:
+            return False
+        if current is None:
+            current = [_NO_FLOOR] * len(target)
+        stamps, numbers = self._series[key]
+        archives = policy.retention.archives
+        old = bisect_left(stamps, target[0])
+        new_stamps: list[int] = list(stamps[:old])
+        new_values: list[float] = list(numbers[:old])
+        # Finer to coarser: what leaves tier k joins tier k + 1 (or is dropped).
+        for tier in range(len(archives)):
+            begin = bisect_left(new_stamps, current[tier])
+            end = bisect_left(new_stamps, target[tier])
+            if tier + 1 == len(archives):
+                self.expired_steps += end
+                del new_stamps[:end], new_values[:end]
+                break
+            rolled_stamps, rolled_values = aggregate_steps(
+                new_stamps[begin:end],
+                new_values[begin:end],
+                archives[tier].step,
+                archives[tier + 1].step,
+                policy,
+            )
+            if tier == 0:
+                self.rolled_points += end - begin
+            new_stamps[begin:end] = rolled_stamps
+            new_values[begin:end] = rolled_values
+        self._floors[key] = target
+        before = len(stamps)
+        stamps[:old] = array("q", new_stamps)
+        numbers[:old] = array("d", new_values)
+        self._points += len(stamps) - before
+        if not stamps:
+            del self._series[key]
+            self._sorted.remove(key)
+            self._floors.pop(key, None)
+        if self._listeners:
+            self._changed(key, 0)
+        return True
+
+    # --- reads ----------------------------------------------------------------
+
+    def tiers_held(self) -> list[int]:
+        """Points held per tier, finest first, over every key with a policy."""
+        counts: list[int] = []
+        for key, floors in self._floors.items():
+            stamps = self._series[key][0]
+            upper = len(stamps)
+            for tier, floor in enumerate(floors):
+                lower = bisect_left(stamps, floor, hi=upper)
+                while len(counts) <= tier:
+                    counts.append(0)
+                counts[tier] += upper - lower
+                upper = lower
+        return counts
+
+    def tier_between(self, key: str, start: int, end: int) -> TierRange:
+        """``key``'s points within ``[start, end]`` from the finest tier that covers
+        the whole range (whisper's rule); step 0 means the points as put.
+
+        A coarser tier's steps for time that a finer tier still holds are
+        aggregated from the finer data here, tier by tier, as the roll-up
+        will later compute them.
+        """
+        policy = self.policy_for(key)
+        floors = self._floors.get(key)
+        if policy is None or floors is None or start >= floors[0]:
+            return TierRange(0, self.series_between(key, start, end))
+        archives = policy.retention.archives
+        tier = next((k for k in range(1, len(floors)) if start >= floors[k]), len(floors) - 1)
+        step = archives[tier].step
+        first = start - start % step
+        stamps, numbers = self._series[key]
+
+        def region(low: int, high: int | None) -> tuple[list[int], list[float]]:
+            begin = bisect_left(stamps, max(low, first))
+            stop = len(stamps) if high is None else bisect_left(stamps, high)
+            stop = min(stop, bisect_left(stamps, end + 1))
+            return list(stamps[begin:stop]), list(numbers[begin:stop])
+
+        acc_stamps, acc_values = region(floors[0], None)
+        for coarser in range(1, tier + 1):
+            acc_stamps, acc_values = aggregate_steps(
+                acc_stamps, acc_values, archives[coarser - 1].step, archives[coarser].step, policy
+            )
+            own_stamps, own_values = region(floors[coarser], floors[coarser - 1])
+            acc_stamps = own_stamps + acc_stamps
+            acc_values = own_values + acc_values
+        if not acc_stamps:
+            return TierRange(step, None)
+        return TierRange(step, Series(key, array("q", acc_stamps), array("d", acc_values)))
