@@ -324,8 +324,18 @@ def test_the_cli_defaults_are_the_config_defaults() -> None:
     assert only_dir.storage == DataDirStorage("d")
 
 
-def test_every_serve_flag_reaches_the_config() -> None:
+def test_every_serve_flag_reaches_the_config(tmp_path: Path) -> None:
     """Each flag changes the config: a flag that config_from_args forgot would not."""
+    schemas = tmp_path / "storage-schemas.conf"
+    schemas.write_text("[all]\npattern = .\nretentions = 1m:7d\n")
+    aggregation = tmp_path / "storage-aggregation.conf"
+    aggregation.write_text("[all]\npattern = .\naggregationMethod = max\n")
+    # Retention rules need the memory store: tried against a base that has one rule.
+    retention = {
+        "--retention": "1m:1d",
+        "--storage-schemas": str(schemas),
+        "--storage-aggregation": str(aggregation),
+    }
     changed = {
         "--host": "::1",
         "--port": "1",
@@ -349,11 +359,14 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--http-max-points": "21",
         "--log-level": "error",
     }
-    assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, "--data-dir"}
+    assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, *retention, "--data-dir"}
     base = config_from_args(_parse_serve("--data-dir", "d"))
     for flag, value in changed.items():
         args = _parse_serve("--data-dir", "d", flag, *([] if value is None else [value]))
         assert config_from_args(args) != base, flag
+    ruled = config_from_args(_parse_serve("--retention", "10s:1d"))
+    for flag, value in retention.items():
+        assert config_from_args(_parse_serve("--retention", "10s:1d", flag, value)) != ruled, flag
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ..storage import Retention, RetentionError, parse_retention
 from ..wire import MAX_TIMESTAMP, ProtocolError, check_key, check_value, echo, parse_timestamp
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "port",
     "positive_int",
     "positive_seconds",
+    "retention",
     "timestamp",
     "value",
 ]
@@ -109,6 +111,14 @@ def timestamp(text: str) -> int:
         raise argparse.ArgumentTypeError(
             f"timestamp {echo(text)} must be whole unix seconds in 0..{MAX_TIMESTAMP}"
         ) from None
+
+
+def retention(text: str) -> Retention:
+    """A retention in carbon's form, such as ``10s:1d,1m:30d``."""
+    try:
+        return parse_retention(text)
+    except RetentionError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def data_dir(text: str) -> str:

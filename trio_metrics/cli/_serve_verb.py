@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -39,11 +40,16 @@ from ..server import (
 from ..storage import (
     DEFAULT_COMPACT_MIN_BYTES,
     DEFAULT_COPY_BUDGET_BYTES,
+    AggregationRule,
     DataDirError,
     DataDirStorage,
     FsyncPolicy,
     MemoryStorage,
+    RetentionError,
+    RetentionRules,
     Storage,
+    load_storage_aggregation,
+    load_storage_schemas,
 )
 from ..transport import (
     DEFAULT_MAX_BUFFERED_ANSWER,
@@ -58,6 +64,7 @@ __all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
 
 _STORAGE_GROUP = "storage (default: memory only)"
 _HTTP_GROUP = "HTTP limits (with --http-port)"
+_RETENTION_GROUP = "retention (default: every point kept at full precision)"
 
 logger = logging.getLogger("trio_metrics.server")
 
@@ -191,6 +198,39 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         },
         group=_STORAGE_GROUP,
         needs_data_dir=True,
+    ),
+    Flag(
+        ("--retention",),
+        {
+            "type": types.retention,
+            "default": None,
+            "metavar": "RULE",
+            "help": "tiers for every key that no --storage-schemas section matches, in carbon's"
+            " form: step:span,... finest first, such as 10s:1d,1m:30d,1h:2y",
+        },
+        group=_RETENTION_GROUP,
+    ),
+    Flag(
+        ("--storage-schemas",),
+        {
+            "type": Path,
+            "default": None,
+            "metavar": "FILE",
+            "help": "carbon's storage-schemas.conf: [sections] with pattern = and retentions =,"
+            " first match wins",
+        },
+        group=_RETENTION_GROUP,
+    ),
+    Flag(
+        ("--storage-aggregation",),
+        {
+            "type": Path,
+            "default": None,
+            "metavar": "FILE",
+            "help": "carbon's storage-aggregation.conf: pattern =, aggregationMethod = and"
+            " xFilesFactor = per [section] (default: average, 0.5)",
+        },
+        group=_RETENTION_GROUP,
     ),
     Flag(
         ("--shutdown-grace",),
@@ -366,11 +406,25 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_points=args.http_max_points,
         ),
         storage=storage,
+        retention=_retention_from_args(args),
         answer_cache_bytes=args.answer_cache_bytes,
         answer_copy_budget_bytes=args.answer_copy_budget_bytes,
         shutdown_grace=args.shutdown_grace,
         log_level=args.log_level,
     )
+
+
+def _retention_from_args(args: argparse.Namespace) -> RetentionRules:
+    """The rules of ``--retention`` and carbon's files; raises :exc:`RetentionError`
+    (a :exc:`ValueError`) naming the file and line of a mistake."""
+    schemas = () if args.storage_schemas is None else load_storage_schemas(args.storage_schemas)
+    if args.storage_aggregation is None:
+        aggregations: tuple[AggregationRule, ...] = ()
+    else:
+        if args.retention is None and args.storage_schemas is None:
+            raise RetentionError("--storage-aggregation needs --retention or --storage-schemas")
+        aggregations = load_storage_aggregation(args.storage_aggregation)
+    return RetentionRules(schemas, aggregations, args.retention)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -179,6 +179,16 @@ _DURABILITY_COUNTERS: Final = {
     "fsyncs": ("log_fsyncs", "Fsyncs of the log since start."),
     "compactions": ("compactions", "Compactions of the log into a snapshot."),
     "compaction_failures": ("compaction_failures", "Compactions that failed."),
+    "points_expired": (
+        "points_expired",
+        "Puts older than their key's longest retention: acknowledged and dropped.",
+    ),
+    "steps_expired": ("steps_expired", "Tier steps dropped by roll-up as they grew too old."),
+    "points_rolled_up": (
+        "points_rolled_up",
+        "Finest-tier points aggregated into coarser tiers by roll-up.",
+    ),
+    "roll_up_rounds": ("roll_up_rounds", "Rounds of roll-up over every key."),
 }
 _DURABILITY_GAUGES: Final = {
     "log_bytes": ("log_bytes", "Bytes of the log segments since the snapshot."),
@@ -197,8 +207,24 @@ _DURABILITY_MILLISECONDS: Final[dict[str, tuple[str, Kind, str]]] = {
 
 
 def durability_figures(figures: Mapping[str, int]) -> dict[str, Figure]:
-    """The figures of a durable store's log, for :func:`render_metrics`' ``extra``."""
+    """The figures of the store (a data directory's log, the retention tiers),
+    for :func:`render_metrics`' ``extra``."""
     result: dict[str, Figure] = {}
+    tiers = {
+        stat[len("tier") : -len("_points")]: count
+        for stat, count in figures.items()
+        if stat.startswith("tier") and stat.endswith("_points")
+    }
+    if tiers:
+        result["tier_points"] = Figure.by_label(
+            "gauge", "Points held per retention tier (0: the finest).", "tier", tiers
+        )
+    if "roll_up_longest_step_us" in figures:
+        result["roll_up_longest_step_seconds"] = Figure.single(
+            "gauge",
+            "The longest single step of roll-up (a pause of the event loop).",
+            figures["roll_up_longest_step_us"] / 1e6,
+        )
     for stat, (name, help) in _DURABILITY_COUNTERS.items():
         if stat in figures:
             result[name] = Figure.single("counter", help, figures[stat])

@@ -21,6 +21,7 @@ from ..storage import (
     ExistingStore,
     FsyncPolicy,
     MemoryStorage,
+    RetentionRules,
     Storage,
     Store,
 )
@@ -112,6 +113,9 @@ class ServerConfig:
     - ``storage``: :class:`~trio_metrics.MemoryStorage` (the default),
       :class:`~trio_metrics.DataDirStorage` or
       :class:`~trio_metrics.ExistingStore`.
+    - ``retention``: how long each key's points are kept, and at which steps
+      (:class:`~trio_metrics.storage.RetentionRules`; the default keeps every
+      point). Rules need the memory storage, for now.
     - ``answer_cache_bytes``: memory for encoded ``get`` answers (0: off).
     - ``answer_copy_budget_bytes``: memory for the copies of points that
       every connection's ``get`` holds at once (16 bytes a point); past it a
@@ -143,6 +147,9 @@ class ServerConfig:
             what="MemoryStorage(), DataDirStorage(directory) or ExistingStore(store)",
         ),
     )
+    retention: RetentionRules = attrs.field(
+        factory=RetentionRules, validator=_instance_of(RetentionRules, what="a RetentionRules")
+    )
     answer_cache_bytes: int = attrs.field(
         default=DEFAULT_ANSWER_CACHE_BYTES, validator=_non_negative_int
     )
@@ -153,6 +160,13 @@ class ServerConfig:
         default=DEFAULT_SHUTDOWN_GRACE, validator=_non_negative_seconds
     )
     log_level: LogLevel | None = attrs.field(default=None, validator=_log_level)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.retention.keeps_everything and not isinstance(self.storage, MemoryStorage):
+            raise ValueError(
+                "retention rules work with the memory storage only, for now:"
+                " a data directory or a store of your own would keep every point"
+            )
 
     @classmethod
     def from_options(

@@ -132,7 +132,7 @@ async def serve(
         config = host
     else:
         config = ServerConfig.from_options(host, DEFAULT_PORT if port is None else port, **options)
-    async with open_storage(config.storage) as storage:
+    async with open_storage(config.storage, config.retention) as storage:
         try:
             await _serve_storage(config, storage, task_status)
         except BaseExceptionGroup as group:

@@ -16,9 +16,12 @@ from pathlib import Path
 from typing import TypeAlias
 
 import attrs
+import trio
 
 from ._durable import DEFAULT_COMPACT_MIN_BYTES, FsyncPolicy, open_durable_store
+from ._retention import RetentionRules
 from ._store import MetricStore, Store
+from ._tiers import RollUpFigures, TieredStore, roll_up_forever
 
 __all__ = [
     "DataDirStorage",
@@ -103,15 +106,30 @@ class OpenedStorage:
 
 
 @asynccontextmanager
-async def open_storage(storage: Storage) -> AsyncIterator[OpenedStorage]:
+async def open_storage(
+    storage: Storage, retention: RetentionRules | None = None
+) -> AsyncIterator[OpenedStorage]:
     """Open ``storage`` for the length of the block.
 
     A data directory is locked and recovered first, and at the end of the
     block (cancellation included) its log is written, fsynced and unlocked:
     see :func:`open_durable_store`, whose errors
     (:exc:`~trio_metrics.DataDirError`, :exc:`OSError`) this raises.
+
+    With ``retention`` rules, the memory store is a :class:`TieredStore`
+    whose roll-up runs in the background for the length of the block.
+    Rules for a data directory or a caller's own store are a
+    :exc:`ValueError` (not supported yet: they would keep every point).
     """
-    if isinstance(storage, DataDirStorage):
+    if retention is not None and not retention.keeps_everything:
+        if not isinstance(storage, MemoryStorage):
+            raise ValueError(
+                "retention rules work with the memory store only, for now:"
+                " a data directory or a store of your own keeps every point"
+            )
+        async with _open_tiered(retention) as opened:
+            yield opened
+    elif isinstance(storage, DataDirStorage):
         async with open_durable_store(
             storage.directory,
             fsync=storage.fsync,
@@ -137,3 +155,28 @@ async def open_storage(storage: Storage) -> AsyncIterator[OpenedStorage]:
     else:
         # A new kind of storage must get its own branch, never fall back.
         raise TypeError(f"unknown storage {storage!r}")
+
+
+@asynccontextmanager
+async def _open_tiered(retention: RetentionRules) -> AsyncIterator[OpenedStorage]:
+    tiered = TieredStore(retention)
+    roll_up = RollUpFigures()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(roll_up_forever, tiered, roll_up)
+        yield OpenedStorage(
+            tiered,
+            tiered,
+            lambda: tiered.figures(roll_up),
+            f"TieredStore ({_describe_rules(retention)})",
+            reads=tiered,
+        )
+        nursery.cancel_scope.cancel()
+
+
+def _describe_rules(retention: RetentionRules) -> str:
+    parts = []
+    if retention.schemas:
+        parts.append(f"{len(retention.schemas)} schema rules")
+    if retention.default is not None:
+        parts.append(f"default {retention.default}")
+    return ", ".join(parts)

@@ -39,11 +39,20 @@ from itertools import islice
 from typing import Final
 
 import attrs
+import trio
 
 from ._retention import RetentionPolicy, RetentionRules
 from ._store import MetricStore, Series
 
-__all__ = ["ROLL_UP_KEYS_PER_STEP", "TierRange", "TieredStore", "aggregate_steps"]
+__all__ = [
+    "ROLL_UP_INTERVAL",
+    "ROLL_UP_KEYS_PER_STEP",
+    "RollUpFigures",
+    "TierRange",
+    "TieredStore",
+    "aggregate_steps",
+    "roll_up_forever",
+]
 
 #: Keys :meth:`TieredStore.roll_up` looks at per call, unless told.
 ROLL_UP_KEYS_PER_STEP: Final = 512
@@ -286,11 +295,27 @@ class TieredStore(MetricStore):
 
     # --- reads ----------------------------------------------------------------
 
+    def figures(self, roll_up: RollUpFigures) -> dict[str, int]:
+        """The counters that ``stats`` shows (``/metrics`` too)."""
+        figures = {
+            "points_expired": self.expired_points,
+            "steps_expired": self.expired_steps,
+            "points_rolled_up": self.rolled_points,
+            "roll_up_rounds": roll_up.rounds,
+            "roll_up_longest_step_us": round(roll_up.longest_step * 1e6),
+        }
+        for tier, points in enumerate(self.tiers_held()):
+            figures[f"tier{tier}_points"] = points
+        return figures
+
     def tiers_held(self) -> list[int]:
-        """Points held per tier, finest first, over every key with a policy."""
+        """Points held per tier, finest first, over every key with a policy
+        (a key not rolled up yet holds all its points in the finest tier)."""
         counts: list[int] = []
-        for key, floors in self._floors.items():
-            stamps = self._series[key][0]
+        for key, (stamps, _) in self._series.items():
+            if self.policy_for(key) is None:
+                continue
+            floors = self._floors.get(key, [_NO_FLOOR])
             upper = len(stamps)
             for tier, floor in enumerate(floors):
                 lower = bisect_left(stamps, floor, hi=upper)
@@ -335,3 +360,40 @@ class TieredStore(MetricStore):
         if not acc_stamps:
             return TierRange(step, None)
         return TierRange(step, Series(key, array("q", acc_stamps), array("d", acc_values)))
+
+
+#: Seconds between two rounds of roll-up over every key.
+ROLL_UP_INTERVAL: Final = 1.0
+
+
+@attrs.define
+class RollUpFigures:
+    """What the roll-up task has done, for ``stats`` and ``/metrics``."""
+
+    rounds: int = 0
+    #: The longest single step (one :meth:`TieredStore.roll_up` call), in seconds.
+    longest_step: float = 0.0
+
+
+async def roll_up_forever(
+    store: TieredStore,
+    figures: RollUpFigures,
+    *,
+    interval: float = ROLL_UP_INTERVAL,
+    keys_per_step: int = ROLL_UP_KEYS_PER_STEP,
+) -> None:
+    """Keep ``store`` within its rules: a round over every key each ``interval``
+    seconds, in steps of ``keys_per_step`` keys with other tasks run between
+    steps, so that no step is one long pause. Runs until cancelled.
+    """
+    while True:
+        deadline = trio.current_time() + interval
+        while True:
+            began = time.perf_counter()
+            _, wrapped = store.roll_up(keys_per_step)
+            figures.longest_step = max(figures.longest_step, time.perf_counter() - began)
+            if wrapped:
+                break
+            await trio.lowlevel.checkpoint()
+        figures.rounds += 1
+        await trio.sleep_until(deadline)
