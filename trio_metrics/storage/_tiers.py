@@ -34,7 +34,7 @@ from __future__ import annotations
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from typing import Final
 
@@ -165,31 +165,65 @@ class TieredStore(MetricStore):
         A point older than the finest tier's floor overwrites the step of
         the coarser tier that holds its time.
         """
+        self.store_admitted(*self.admit(keys, values, timestamps))
+
+    def admit(
+        self, keys: Iterable[str], values: Iterable[float], timestamps: Iterable[int]
+    ) -> tuple[list[str], list[float], list[int]]:
+        """The points that are not past their key's longest span at the clock's
+        time; the others are counted in :attr:`expired_points`.
+
+        A durable store admits a batch before it logs it, so that the log
+        holds only what was stored, and replaying it needs no clock.
+        """
         now = int(self._clock())
         keep_keys: list[str] = []
         keep_values: list[float] = []
         keep_stamps: list[int] = []
         for key, value, timestamp in zip(keys, values, timestamps, strict=True):
             policy = self.policy_for(key)
-            if policy is not None:
-                if timestamp < now - policy.retention.longest:
-                    self.expired_points += 1
-                    continue
-                floors = self._floors.get(key)
-                if floors is not None and len(floors) > 1 and timestamp < floors[0]:
-                    self._put_into_tier(key, value, timestamp, policy, floors)
-                    continue
+            if policy is not None and timestamp < now - policy.retention.longest:
+                self.expired_points += 1
+                continue
             keep_keys.append(key)
             keep_values.append(value)
             keep_stamps.append(timestamp)
-        super().put_columns(keep_keys, keep_values, keep_stamps)
+        return keep_keys, keep_values, keep_stamps
+
+    def store_admitted(
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
+    ) -> None:
+        """Store admitted points (see :meth:`admit`); the clock plays no part.
+
+        A point older than the finest tier's floor overwrites the step of
+        the coarser tier that holds its time; one older than the coarsest
+        tier's floor is dropped and counted as expired.
+        """
+        floors_of = self._floors
+        raw_keys: list[str] = []
+        raw_values: list[float] = []
+        raw_stamps: list[int] = []
+        for key, value, timestamp in zip(keys, values, timestamps, strict=True):
+            floors = floors_of.get(key)
+            if floors is not None and timestamp < floors[0]:
+                policy = self.policy_for(key)
+                if policy is not None:
+                    self._put_into_tier(key, value, timestamp, policy, floors)
+                    continue
+            raw_keys.append(key)
+            raw_values.append(value)
+            raw_stamps.append(timestamp)
+        super().put_columns(raw_keys, raw_values, raw_stamps)
 
     def _put_into_tier(
         self, key: str, value: float, timestamp: int, policy: RetentionPolicy, floors: list[int]
     ) -> None:
-        archives = policy.retention.archives
-        tier = next((k for k in range(1, len(floors)) if timestamp >= floors[k]), len(floors) - 1)
-        start = timestamp - timestamp % archives[tier].step
+        tier = next((k for k in range(1, len(floors)) if timestamp >= floors[k]), None)
+        if tier is None:
+            # Below the coarsest floor: roll-up has dropped that time already.
+            self.expired_points += 1
+            return
+        start = timestamp - timestamp % policy.retention.archives[tier].step
         # Tier k's steps lie in [floors[k], floors[k - 1]): floors are aligned to them.
         super().put_columns((key,), (value,), (start,))
 
@@ -236,27 +270,61 @@ class TieredStore(MetricStore):
         Returns how many keys changed, and whether a full round over every
         key has just ended (the next call starts again at the first key).
         """
+        due, wrapped = self.due_roll_ups(keys_per_step)
+        for key, floors in due:
+            self.roll_key_to(key, floors)
+        return len(due), wrapped
+
+    def due_roll_ups(
+        self, keys_per_step: int = ROLL_UP_KEYS_PER_STEP
+    ) -> tuple[list[tuple[str, list[int]]], bool]:
+        """The next ``keys_per_step`` keys' new floors at the clock's time, for
+        those whose floors move; and whether a round over every key has ended.
+
+        Nothing changes until :meth:`roll_key_to` is called (a durable store
+        logs each roll-up first, then applies it in log order).
+        """
         now = int(self._clock())
         keys = list(islice(self._series, self._next_key, self._next_key + keys_per_step))
-        changed = 0
+        due = []
         for key in keys:
             policy = self.policy_for(key)
-            if policy is not None and self._roll_key(key, policy, now):
-                changed += 1
+            if policy is None:
+                continue
+            target = self.target_floors(policy, now)
+            if self._floors.get(key) != target:
+                due.append((key, target))
         self._next_key += len(keys)
         wrapped = len(keys) < keys_per_step or self._next_key >= len(self._series)
         if wrapped:
             self._next_key = 0
-        return changed, wrapped
+        return due, wrapped
 
-    def _roll_key(self, key: str, policy: RetentionPolicy, now: int) -> bool:
-        target = self.target_floors(policy, now)
-        current = self._floors.get(key)
-        if current is not None and current == target:
-            return False
-        if current is None:
-            current = [_NO_FLOOR] * len(target)
-        stamps, numbers = self._series[key]
+    def floors_of(self, key: str) -> list[int] | None:
+        """Where ``key``'s tiers begin, finest first; None before its first roll-up."""
+        floors = self._floors.get(key)
+        return None if floors is None else list(floors)
+
+    def restore_floors(self, key: str, floors: Sequence[int]) -> None:
+        """Set ``key``'s floors as recovery reads them from a snapshot."""
+        self._floors[key] = list(floors)
+
+    def roll_key_to(self, key: str, target: Sequence[int]) -> None:
+        """Move ``key``'s floors to ``target``, aggregating and dropping as they pass.
+
+        Depends only on the key's points, floors and policy, so replaying the
+        same roll-ups in the same order rebuilds the same tiers. A key that
+        is gone or has no policy is left alone; floors never move back.
+        """
+        policy = self.policy_for(key)
+        columns = self._series.get(key)
+        if policy is None or columns is None or len(target) != len(policy.retention.archives):
+            return
+        current = self._floors.get(key) or [_NO_FLOOR] * len(target)
+        target = [max(old, new) for old, new in zip(current, target, strict=True)]
+        if current == target:
+            return
+        stamps, numbers = columns
         archives = policy.retention.archives
         old = bisect_left(stamps, target[0])
         new_stamps: list[int] = list(stamps[:old])
@@ -291,7 +359,6 @@ class TieredStore(MetricStore):
             self._floors.pop(key, None)
         if self._listeners:
             self._changed(key, 0)
-        return True
 
     # --- reads ----------------------------------------------------------------
 
