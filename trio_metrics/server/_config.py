@@ -115,7 +115,7 @@ class ServerConfig:
       :class:`~trio_metrics.ExistingStore`.
     - ``retention``: how long each key's points are kept, and at which steps
       (:class:`~trio_metrics.storage.RetentionRules`; the default keeps every
-      point). Rules need the memory storage, for now.
+      point). Not with a store of your own (``ExistingStore``).
     - ``answer_cache_bytes``: memory for encoded ``get`` answers (0: off).
     - ``answer_copy_budget_bytes``: memory for the copies of points that
       every connection's ``get`` holds at once (16 bytes a point); past it a
@@ -162,10 +162,10 @@ class ServerConfig:
     log_level: LogLevel | None = attrs.field(default=None, validator=_log_level)
 
     def __attrs_post_init__(self) -> None:
-        if not self.retention.keeps_everything and not isinstance(self.storage, MemoryStorage):
+        if not self.retention.keeps_everything and isinstance(self.storage, ExistingStore):
             raise ValueError(
-                "retention rules work with the memory storage only, for now:"
-                " a data directory or a store of your own would keep every point"
+                "retention rules work with the memory storage or a data directory:"
+                " a store of your own keeps its points as it likes"
             )
 
     @classmethod

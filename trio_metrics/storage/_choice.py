@@ -9,8 +9,9 @@ new kind of storage is one more class here and one more branch in
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeAlias
@@ -116,33 +117,47 @@ async def open_storage(
     see :func:`open_durable_store`, whose errors
     (:exc:`~trio_metrics.DataDirError`, :exc:`OSError`) this raises.
 
-    With ``retention`` rules, the memory store is a :class:`TieredStore`
-    whose roll-up runs in the background for the length of the block.
-    Rules for a data directory or a caller's own store are a
-    :exc:`ValueError` (not supported yet: they would keep every point).
+    With ``retention`` rules, the memory store (alone, or recovered from
+    and logged to the data directory) is a :class:`TieredStore` whose
+    roll-up runs in the background for the length of the block. Rules for
+    a caller's own store are a :exc:`ValueError`.
     """
-    if retention is not None and not retention.keeps_everything:
-        if not isinstance(storage, MemoryStorage):
-            raise ValueError(
-                "retention rules work with the memory store only, for now:"
-                " a data directory or a store of your own keeps every point"
+    tiered = _tiered_store(storage, retention)
+    if tiered is not None and isinstance(storage, MemoryStorage):
+        async with _rolling_up(tiered, None) as figures:
+            yield OpenedStorage(
+                tiered,
+                tiered,
+                lambda: tiered.figures(figures),
+                f"memory, {_describe_rules(tiered.rules)}",
+                reads=tiered,
             )
-        async with _open_tiered(retention) as opened:
-            yield opened
     elif isinstance(storage, DataDirStorage):
         async with open_durable_store(
             storage.directory,
             fsync=storage.fsync,
             repair=storage.repair,
             compact_min_bytes=storage.compact_min_bytes,
+            memory=tiered,
         ) as durable:
-            yield OpenedStorage(
-                durable,
-                durable.memory,
-                durable.figures_as_dict,
-                f"{storage.directory}, fsync {storage.fsync.value}",
-                reads=durable.memory,
-            )
+            description = f"{storage.directory}, fsync {storage.fsync.value}"
+            if tiered is None:
+                yield OpenedStorage(
+                    durable,
+                    durable.memory,
+                    durable.figures_as_dict,
+                    description,
+                    reads=durable.memory,
+                )
+            else:
+                async with _rolling_up(tiered, durable.roll_up) as figures:
+                    yield OpenedStorage(
+                        durable,
+                        durable.memory,
+                        lambda: {**durable.figures_as_dict(), **tiered.figures(figures)},
+                        f"{description}, {_describe_rules(tiered.rules)}",
+                        reads=durable.memory,
+                    )
     elif isinstance(storage, ExistingStore):
         store = storage.store
         watched = store if isinstance(store, MetricStore) else None
@@ -157,19 +172,26 @@ async def open_storage(
         raise TypeError(f"unknown storage {storage!r}")
 
 
-@asynccontextmanager
-async def _open_tiered(retention: RetentionRules) -> AsyncIterator[OpenedStorage]:
-    tiered = TieredStore(retention)
-    roll_up = RollUpFigures()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(roll_up_forever, tiered, roll_up)
-        yield OpenedStorage(
-            tiered,
-            tiered,
-            lambda: tiered.figures(roll_up),
-            f"TieredStore ({_describe_rules(retention)})",
-            reads=tiered,
+def _tiered_store(storage: Storage, retention: RetentionRules | None) -> TieredStore | None:
+    if retention is None or retention.keeps_everything:
+        return None
+    if isinstance(storage, ExistingStore):
+        raise ValueError(
+            "retention rules work with the memory store or a data directory:"
+            " a store of your own keeps its points as it likes"
         )
+    return TieredStore(retention)
+
+
+@asynccontextmanager
+async def _rolling_up(
+    tiered: TieredStore, log: Callable[[list[tuple[str, list[int]]]], Awaitable[None]] | None
+) -> AsyncIterator[RollUpFigures]:
+    """Run the roll-up task for the length of the block."""
+    figures = RollUpFigures()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(roll_up_forever, tiered, figures, log=log))
+        yield figures
         nursery.cancel_scope.cancel()
 
 

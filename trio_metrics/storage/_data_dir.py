@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,17 +35,21 @@ from ._log_format import (
     SNAPSHOT_MAGIC,
     Damage,
     FormatError,
+    RollUpRecord,
     Scan,
     SeriesRecord,
     decode_log_record,
     decode_series,
+    decode_tier_state,
     decode_trailer,
+    encode_tier_state,
     is_log_record,
     is_snapshot_record,
     scan_records,
     snapshot_pieces,
 )
 from ._store import MetricStore
+from ._tiers import TieredStore
 
 __all__ = [
     "DamagedFileError",
@@ -155,6 +160,11 @@ class Recovery:
     torn_bytes_dropped: int = 0
     repaired: list[str] = attrs.field(factory=list)
     seconds: float = 0.0
+    #: Records of the segment appended to, as replayed (log positions count on from them).
+    applied_in_segment: int = 0
+    #: For each key the snapshot copied with its tier state: the log position
+    #: ``(segment, applied)`` that copy reflects; replay skips those records for it.
+    skip: dict[str, tuple[int, int]] = attrs.field(factory=dict)
 
 
 def _numbered(directory: Path, kind: str) -> list[int]:
@@ -226,6 +236,7 @@ def _load_newest_snapshot(
             if not repair:
                 raise
             older_files = snapshots[:-1] or any(n < newest for n in _numbered(directory, "log"))
+            recovery.skip.clear()
             if not older_files:
                 # Nothing older holds these points: keep what is readable.
                 store.clear()
@@ -304,6 +315,7 @@ def _replay_segment(
     torn tail and is cut off; any other is damage (:func:`_damaged`).
     """
     data = _read_segment(path, is_last, recovery, repair)
+    recovery.applied_in_segment = 0
     if data:
         scan = scan_records(data, FILE_HEADER_SIZE, is_log_record)
         if _replay_records(path, scan, recovery, repair, progress) and scan.damage is not None:
@@ -339,6 +351,7 @@ def _replay_records(
 ) -> bool:
     """Put the scanned records into the store; False if one could not be decoded."""
     store = recovery.store
+    segment = _segment_number(path)
     for offset, payload in zip(scan.offsets, scan.payloads, strict=True):
         try:
             record = decode_log_record(payload)
@@ -346,16 +359,42 @@ def _replay_records(
             # A good checksum over a bad record: written wrong, not torn.
             _damaged(path, offset, str(exc), repair, recovery)
             return False
+        recovery.applied_in_segment += 1
+        position = (segment, recovery.applied_in_segment)
+        skip = recovery.skip
         if isinstance(record, list):
             # A delete, in its place among the puts: later puts of its keys stay.
+            # Replayed over a copy that holds later puts, those puts follow it again.
             store.delete_keys(record)
+        elif isinstance(record, RollUpRecord):
+            # Floors only move forward: one a snapshot's copy already passed changes nothing.
+            if isinstance(store, TieredStore):
+                store.roll_key_to(record.key, record.floors)
         else:
             keys, values, stamps = record
-            store.put_columns(keys, values, stamps)
+            if skip:
+                # Keys whose snapshot copy already holds this batch: replayed
+                # after a roll-up that copy holds, a point below the new
+                # floor would overwrite a coarser step instead of joining it.
+                kept = [i for i, key in enumerate(keys) if skip.get(key, _NOWHERE) < position]
+                if len(kept) < len(keys):
+                    keys = [keys[i] for i in kept]
+                    values = array("d", (values[i] for i in kept))
+                    stamps = array("q", (stamps[i] for i in kept))
+            store.store_admitted(keys, values, stamps)
             recovery.points_replayed += len(keys)
         recovery.records += 1
         progress.reached(offset)
     return True
+
+
+_NOWHERE = (-1, -1)
+
+
+def _segment_number(path: Path) -> int:
+    match = _NAME.fullmatch(path.name)
+    assert match is not None, path  # only numbered segments are replayed
+    return int(match.group(2))
 
 
 def _cut_torn_tail(path: Path, size: int, good_end: int, reason: str, recovery: Recovery) -> None:
@@ -391,7 +430,7 @@ def _load_snapshot(
 
     def rewrite(path: Path, offset: int) -> None:
         # A snapshot must end with its trailer: write what was good anew.
-        write_snapshot_file(path, store)
+        write_snapshot_file(path, store, recovery.skip)
 
     if data[:FILE_HEADER_SIZE] != SNAPSHOT_MAGIC:
         _damaged(path, 0, "not a trio-metrics snapshot file", repair, recovery, rewrite)
@@ -404,6 +443,13 @@ def _load_snapshot(
         if trailer is not None:
             break
         try:
+            state = decode_tier_state(payload)
+            if state is not None:
+                series.flush()
+                recovery.skip[state.key] = (state.segment, state.applied)
+                if state.floors and isinstance(store, TieredStore):
+                    store.restore_floors(state.key, state.floors)
+                continue
             series.add(decode_series(payload))
         except FormatError as exc:
             series.flush()
@@ -474,9 +520,15 @@ def _cut_at(path: Path, offset: int) -> None:
         os.fsync(damaged.fileno())
 
 
-def write_snapshot_file(path: Path, store: MetricStore) -> int:
+def write_snapshot_file(
+    path: Path, store: MetricStore, positions: dict[str, tuple[int, int]] | None = None
+) -> int:
     """Write ``store`` as a complete snapshot at ``path`` (via a fsynced ``.tmp``
     and a rename); return its size. Blocking; used by ``--repair``.
+
+    A :class:`TieredStore`'s keys get their tier state, with the log
+    position each copy reflects from ``positions`` (what the snapshot read
+    said; none: before any record).
 
     Written in pieces of about a MiB, as a compaction writes it. Raises
     :exc:`OSError` (the ``.tmp`` file may be left; the next start deletes it).
@@ -484,10 +536,25 @@ def write_snapshot_file(path: Path, store: MetricStore) -> int:
     temporary = path.with_name(path.name + ".tmp")
     size = 0
     with open(temporary, "wb") as snapshot:
-        for piece in snapshot_pieces(store.iter_series("*")):
+        after_key = None
+        if isinstance(store, TieredStore):
+            known = positions or {}
+
+            def after_key(key: str) -> bytes | None:
+                return tier_state_record(store, key, *known.get(key, (0, 0)))
+
+        for piece in snapshot_pieces(store.iter_series("*"), after_key=after_key):
             size += snapshot.write(b"".join(piece))
         snapshot.flush()
         os.fsync(snapshot.fileno())
     os.replace(temporary, path)
     fsync_directory(path.parent)
     return size
+
+
+def tier_state_record(store: TieredStore, key: str, segment: int, applied: int) -> bytes | None:
+    """The snapshot record of ``key``'s floors and the log position its copy
+    reflects, or None for a key without retention rules."""
+    if store.policy_for(key) is None:
+        return None
+    return encode_tier_state(key, segment, applied, store.floors_of(key) or ())

@@ -49,10 +49,19 @@ from ._data_dir import (
     fsync_directory,
     recover,
     snapshot_path,
+    tier_state_record,
 )
 from ._log_file import LogFile, NewSegmentError
-from ._log_format import LOG_MAGIC, encode_batch, encode_deletion, snapshot_pieces
+from ._log_format import (
+    LOG_MAGIC,
+    SNAPSHOT_PIECE_BYTES,
+    encode_batch,
+    encode_deletion,
+    encode_roll_up,
+    snapshot_pieces,
+)
 from ._store import MetricStore, Series, StoreUnavailableError
+from ._tiers import TieredStore
 
 __all__ = [
     "DEFAULT_COMPACT_MIN_BYTES",
@@ -100,13 +109,21 @@ class _Deletion:
 
 
 @attrs.define
+class _RollUp:
+    """A key's new retention floors, applied once the log holds the record."""
+
+    key: str
+    floors: Sequence[int]
+
+
+@attrs.define
 class _Commit:
     """Batches that go to the log in one write, and how that write went."""
 
     records: list[bytes] = attrs.field(factory=list)
     #: The same batches as columns (or deletes), applied in memory in
     #: order once the log holds them, so that reads show only what the log holds.
-    batches: list[_Columns | _Deletion] = attrs.field(factory=list)
+    batches: list[_Columns | _Deletion | _RollUp] = attrs.field(factory=list)
     done: trio.Event = attrs.field(factory=trio.Event)
     error: BaseException | None = None
 
@@ -122,6 +139,10 @@ class _Commit:
         deletion = _Deletion(keys)
         self.batches.append(deletion)
         return deletion
+
+    def add_roll_up(self, key: str, floors: Sequence[int]) -> None:
+        self.records.append(encode_roll_up(key, floors))
+        self.batches.append(_RollUp(key, floors))
 
     def data(self) -> bytes:
         return b"".join(self.records)
@@ -185,6 +206,9 @@ class DurableStore:
             recovery_ms=round(recovery.seconds * 1000),
             recovered_points=len(recovery.store),
         )
+        #: Bytes per piece of a snapshot written by a compaction (other tasks
+        #: run between pieces).
+        self.snapshot_piece_bytes = SNAPSHOT_PIECE_BYTES
         #: Called with each compaction step's name once it is done (tests
         #: copy the directory there to check that a crash at that step recovers).
         self.compaction_step_hook: Callable[[str], None] | None = None
@@ -204,6 +228,11 @@ class DurableStore:
         self._compaction_wanted = trio.Event()
         self._compacting = False
         self._compaction_lock = trio.Lock()
+        # The log position of the last record applied in memory: the
+        # segment, and how many of its records (a snapshot's tier states
+        # name it, so that replay skips what a key's copy already holds).
+        self._segment = recovery.segment
+        self._applied = recovery.applied_in_segment
 
     # -- the Store interface -------------------------------------------------
 
@@ -221,6 +250,9 @@ class DurableStore:
         """
         if self._error is not None or self._closed:
             raise self._unavailable()
+        # Retention rules drop points past their span here, so that the
+        # log holds only what is stored (replay then needs no clock).
+        keys, values, timestamps = self.memory.admit(keys, values, timestamps)
         if not keys and not values and not timestamps:
             return
         commit = self._queued
@@ -324,6 +356,25 @@ class DurableStore:
         self._writing = commit
         return commit
 
+    async def roll_up(self, due: Sequence[tuple[str, Sequence[int]]]) -> None:
+        """Log the keys' new retention floors, then apply them in log order
+        (:meth:`TieredStore.roll_key_to`), so that replay rebuilds the same tiers.
+
+        Errors as for :meth:`put_batch`.
+        """
+        if self._error is not None or self._closed:
+            raise self._unavailable()
+        if not due:
+            return
+        commit = self._queued
+        for key, floors in due:
+            commit.add_roll_up(key, floors)
+        self.figures.log_records += len(due)
+        self._wakeup.set()
+        await commit.done.wait()
+        if commit.error is not None:
+            raise self._unavailable() from commit.error
+
     def _written(self, commit: _Commit, *, synced: bool) -> None:
         self._writing = None
         if synced:
@@ -334,8 +385,12 @@ class DurableStore:
         for batch in commit.batches:
             if isinstance(batch, _Deletion):
                 batch.removed = memory.delete_keys(batch.keys)
+            elif isinstance(batch, _RollUp):
+                if isinstance(memory, TieredStore):
+                    memory.roll_key_to(batch.key, batch.floors)
             else:
-                memory.put_columns(*batch)
+                memory.store_admitted(*batch)
+        self._applied += len(commit.batches)
         commit.done.set()
 
     async def _fsync(self) -> None:
@@ -409,6 +464,7 @@ class DurableStore:
             self.figures.log_bytes = len(LOG_MAGIC)
             self._step("rotated")
             self._written(commit, synced=True)
+            self._segment, self._applied = number, 0
             # Taken in the same step: every key in memory now has all its
             # points up to here in this segment or before it.
             rotation.started = (number, self.memory.keys())
@@ -495,8 +551,16 @@ class DurableStore:
         pieces are made lazily), so each is a consistent series.
         """
         size = 0
-        series = (each for key in keys for each in self.memory.iter_series(key))
-        for piece in snapshot_pieces(series):
+        memory = self.memory
+        series = (each for key in keys for each in memory.iter_series(key))
+        after_key = None
+        if isinstance(memory, TieredStore):
+
+            def after_key(key: str) -> bytes | None:
+                # In the same step as the key's copy: the position it reflects.
+                return tier_state_record(memory, key, self._segment, self._applied)
+
+        for piece in snapshot_pieces(series, self.snapshot_piece_bytes, after_key):
             size += await trio.to_thread.run_sync(_write_all, snapshot, piece)
         await trio.to_thread.run_sync(_sync_and_close, snapshot)
         return size
@@ -616,6 +680,7 @@ async def open_durable_store(
     repair: bool = False,
     compact_min_bytes: int = DEFAULT_COMPACT_MIN_BYTES,
     log_file_factory: Callable[[Path, int], LogFile] = LogFile,
+    memory: MetricStore | None = None,
 ) -> AsyncIterator[DurableStore]:
     """Lock and recover ``directory`` (created if missing); yield its store.
 
@@ -630,6 +695,8 @@ async def open_durable_store(
     ``log_file_factory(directory, segment)`` opens the log's file, in a
     worker thread, once recovery is done; tests give a
     :class:`~trio_metrics.storage.LogFile` subclass whose methods fail.
+    ``memory`` is the empty in-memory store to recover into (a
+    :class:`TieredStore` for retention rules; default a new :class:`MetricStore`).
     """
     policy = FsyncPolicy(fsync)
     if compact_min_bytes < 0:
@@ -637,7 +704,7 @@ async def open_durable_store(
     path = Path(directory)
     lock = await _lock(path)
     try:
-        recovery = await _recover(path, repair, policy)
+        recovery = await _recover(path, repair, policy, memory)
         log_file = await trio.to_thread.run_sync(log_file_factory, path, recovery.segment)
         store = DurableStore(path, recovery, policy, compact_min_bytes, log_file)
         try:
@@ -662,9 +729,11 @@ async def _lock(path: Path) -> DataDirLock:
         raise DataDirError(f"cannot use data directory {path}: {exc.strerror or exc}") from exc
 
 
-async def _recover(path: Path, repair: bool, policy: FsyncPolicy) -> Recovery:
+async def _recover(
+    path: Path, repair: bool, policy: FsyncPolicy, memory: MetricStore | None
+) -> Recovery:
     try:
-        recovery = await trio.to_thread.run_sync(lambda: recover(path, repair=repair))
+        recovery = await trio.to_thread.run_sync(lambda: recover(path, repair=repair, store=memory))
     except OSError as exc:
         raise DataDirError(
             f"cannot recover data directory {path}: {exc.strerror or exc}"

@@ -36,6 +36,18 @@ with the ``count`` keys in UTF-8 joined by ``\\n``. Its mark is no batch's
 count: a batch of that many points would be over :data:`MAX_RECORD_SIZE`.
 Replay applies batches and deletes in log order.
 
+A log record may also move one key's retention floors (a roll-up: see
+:mod:`trio_metrics.storage._tiers`), applied in its place among the others::
+
+    0xFFFFFFFD u32 LE | n u32 LE | n x floor i64 LE | key UTF-8
+
+and a snapshot of a store with retention rules holds, after each such key's
+series, the key's floors and the log position its copy reflects (the
+segment and how many of that segment's records were applied), so that
+replay skips for that key the records the copy already holds::
+
+    0xFFFFFFFC u32 LE | segment u64 LE | applied u64 LE | n u32 LE | n x floor i64 LE | key UTF-8
+
 A snapshot ends with a trailer record (``count`` = 0xFFFFFFFF, then the number of
 keys and of points as u64 LE) so that a cut-off snapshot is never mistaken
 for a complete one. Nothing here touches a file.
@@ -61,16 +73,22 @@ __all__ = [
     "SNAPSHOT_PIECE_BYTES",
     "Damage",
     "FormatError",
+    "RollUpRecord",
     "Scan",
     "SeriesRecord",
+    "TierState",
     "decode_batch",
     "decode_deletion",
     "decode_log_record",
+    "decode_roll_up",
     "decode_series",
+    "decode_tier_state",
     "decode_trailer",
     "encode_batch",
     "encode_deletion",
+    "encode_roll_up",
     "encode_series",
+    "encode_tier_state",
     "encode_trailer",
     "frame",
     "is_batch_record",
@@ -93,6 +111,10 @@ _TRAILER = struct.Struct("<IQQ")
 _TRAILER_MARK = 0xFFFFFFFF
 _DELETION = struct.Struct("<II")
 _DELETION_MARK = 0xFFFFFFFE
+_ROLL_UP = struct.Struct("<II")
+_ROLL_UP_MARK = 0xFFFFFFFD
+_TIER_STATE = struct.Struct("<IQQI")
+_TIER_STATE_MARK = 0xFFFFFFFC
 
 #: No record is larger: a length beyond it is damage, not data.
 MAX_RECORD_SIZE = 1 << 30
@@ -344,15 +366,101 @@ def decode_deletion(payload: bytes | memoryview) -> list[str] | None:
     return keys
 
 
+@attrs.frozen
+class RollUpRecord:
+    """A log record that moves one key's retention floors."""
+
+    key: str
+    floors: tuple[int, ...]
+
+
+def encode_roll_up(key: str, floors: Sequence[int]) -> bytes:
+    """A framed log record that moves ``key``'s floors to ``floors``.
+
+    Raises :exc:`ValueError` for no floors or a key holding a newline.
+    """
+    if not floors or "\n" in key or not key:
+        raise ValueError("a roll-up needs a key without a newline and at least one floor")
+    payload = _ROLL_UP.pack(_ROLL_UP_MARK, len(floors)) + _floors_bytes(floors) + key.encode()
+    return frame(payload)
+
+
+def decode_roll_up(payload: bytes | memoryview) -> RollUpRecord | None:
+    """The roll-up in a log record's payload; None if it is not one.
+
+    Raises :exc:`FormatError` for a payload marked as a roll-up that does not decode.
+    """
+    view = memoryview(payload)
+    if len(view) < _ROLL_UP.size or _COUNT.unpack_from(view, 0)[0] != _ROLL_UP_MARK:
+        return None
+    count = _ROLL_UP.unpack_from(view, 0)[1]
+    floors, key = _floors_and_key(view, _ROLL_UP.size, count, "roll-up")
+    return RollUpRecord(key, floors)
+
+
+@attrs.frozen
+class TierState:
+    """A snapshot record: one key's floors, and the log position its copy reflects."""
+
+    key: str
+    segment: int
+    applied: int
+    floors: tuple[int, ...]
+
+
+def encode_tier_state(key: str, segment: int, applied: int, floors: Sequence[int]) -> bytes:
+    """A framed snapshot record of ``key``'s floors (maybe none yet) and log position."""
+    head = _TIER_STATE.pack(_TIER_STATE_MARK, segment, applied, len(floors))
+    return frame(head + _floors_bytes(floors) + key.encode())
+
+
+def decode_tier_state(payload: bytes | memoryview) -> TierState | None:
+    """The tier state in a snapshot record's payload; None if it is not one."""
+    view = memoryview(payload)
+    if len(view) < _TIER_STATE.size or _COUNT.unpack_from(view, 0)[0] != _TIER_STATE_MARK:
+        return None
+    _, segment, applied, count = _TIER_STATE.unpack_from(view, 0)
+    floors, key = _floors_and_key(view, _TIER_STATE.size, count, "tier state")
+    return TierState(key, segment, applied, floors)
+
+
+def _floors_bytes(floors: Sequence[int]) -> bytes:
+    column = array("q", floors)
+    if _SWAP:  # pragma: no cover
+        column.byteswap()
+    return column.tobytes()
+
+
+def _floors_and_key(
+    view: memoryview, start: int, count: int, what: str
+) -> tuple[tuple[int, ...], str]:
+    key_start = start + 8 * count
+    if len(view) <= key_start:
+        raise FormatError(f"{what} record of the wrong size")
+    column = array("q")
+    column.frombytes(view[start:key_start])
+    if _SWAP:  # pragma: no cover
+        column.byteswap()
+    try:
+        key = bytes(view[key_start:]).decode()
+    except UnicodeDecodeError as exc:
+        raise FormatError(f"{what} record key is not UTF-8") from exc
+    return tuple(column), key
+
+
 def decode_log_record(
     payload: bytes | memoryview,
-) -> tuple[list[str], array[float], array[int]] | list[str]:
-    """A log record: a batch's ``(keys, values, timestamps)``, or a delete's list of keys.
+) -> tuple[list[str], array[float], array[int]] | list[str] | RollUpRecord:
+    """A log record: a batch's ``(keys, values, timestamps)``, a delete's list of
+    keys, or a :class:`RollUpRecord`.
 
-    Raises :exc:`FormatError` for a payload that is neither.
+    Raises :exc:`FormatError` for a payload that is none of them.
     """
     deleted = decode_deletion(payload)
-    return decode_batch(payload) if deleted is None else deleted
+    if deleted is not None:
+        return deleted
+    rolled = decode_roll_up(payload)
+    return decode_batch(payload) if rolled is None else rolled
 
 
 @attrs.frozen
@@ -415,13 +523,16 @@ SNAPSHOT_PIECE_BYTES = 1 << 20
 def snapshot_pieces(
     series: Iterable[tuple[str, Sequence[int], Sequence[float]]],
     piece_bytes: int = SNAPSHOT_PIECE_BYTES,
+    after_key: Callable[[str], bytes | None] | None = None,
 ) -> Iterator[list[bytes]]:
     """A whole snapshot file of ``series`` (in order), as pieces to write one after another.
 
     Each piece is a list of encoded parts: the first starts with the file
     header, the last ends with the trailer. A piece is under
     ``piece_bytes`` plus its last record. ``series`` is read lazily, one
-    key per step, so the caller decides when each key is copied.
+    key per step, so the caller decides when each key is copied;
+    ``after_key(key)``, called in the same step as the copy, may give one
+    more record to write after the key's series (its :class:`TierState`).
     """
     piece: list[bytes] = [SNAPSHOT_MAGIC]
     size = len(SNAPSHOT_MAGIC)
@@ -429,7 +540,11 @@ def snapshot_pieces(
     for key, timestamps, values in series:
         keys += 1
         points += len(timestamps)
-        for record in _series_records(key, _column("q", timestamps), _column("d", values)):
+        records = list(_series_records(key, _column("q", timestamps), _column("d", values)))
+        extra = None if after_key is None else after_key(key)
+        if extra is not None:
+            records.append(extra)
+        for record in records:
             piece.append(record)
             size += len(record)
             if size >= piece_bytes:
@@ -493,11 +608,13 @@ def is_log_record(payload: bytes | memoryview) -> bool:
 
 
 def is_snapshot_record(payload: bytes | memoryview) -> bool:
-    """Whether ``payload`` decodes as a snapshot's series or trailer record (never raises)."""
+    """Whether ``payload`` decodes as a snapshot's series, tier state or trailer
+    record (never raises)."""
     if decode_trailer(payload) is not None:
         return True
     try:
-        decode_series(payload)
+        if decode_tier_state(payload) is None:
+            decode_series(payload)
     except FormatError:
         return False
     return True

@@ -187,6 +187,19 @@ class MetricStore:
                     self._changed(key, index)
         self._points += added
 
+    def admit(
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
+    ) -> tuple[Sequence[str], Sequence[float], Sequence[int]]:
+        """The points of a batch that will be stored: all of them (a store with
+        retention rules drops those past their span, before they are logged)."""
+        return keys, values, timestamps
+
+    def store_admitted(
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
+    ) -> None:
+        """Store points already admitted (:meth:`admit`): :meth:`put_columns`."""
+        self.put_columns(keys, values, timestamps)
+
     def series_between(self, key: str, start: int, end: int) -> Series | None:
         """A snapshot of ``key``'s points with ``start <= timestamp <= end``, or None if none.
 

@@ -34,15 +34,14 @@ from __future__ import annotations
 import time
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Sequence
-from itertools import islice
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Final
 
 import attrs
 import trio
 
 from ._retention import RetentionPolicy, RetentionRules
-from ._store import MetricStore, Series
+from ._store import MetricStore, Series, StoreUnavailableError
 
 __all__ = [
     "ROLL_UP_INTERVAL",
@@ -140,6 +139,7 @@ class TieredStore(MetricStore):
         self._policies: dict[str, RetentionPolicy | None] = {}
         self._floors: dict[str, list[int]] = {}
         self._next_key = 0
+        self._round: list[str] = []
         #: Puts dropped because they were older than their key's longest span.
         self.expired_points = 0
         #: Steps dropped for the same reason, during roll-up.
@@ -285,19 +285,24 @@ class TieredStore(MetricStore):
         logs each roll-up first, then applies it in log order).
         """
         now = int(self._clock())
-        keys = list(islice(self._series, self._next_key, self._next_key + keys_per_step))
+        if self._next_key == 0:
+            # The round's keys, taken at its start: keys that roll-up removes
+            # (all their time expired) do not shift the rest.
+            self._round = list(self._series)
+        keys = self._round[self._next_key : self._next_key + keys_per_step]
         due = []
         for key in keys:
             policy = self.policy_for(key)
-            if policy is None:
+            if policy is None or key not in self._series:
                 continue
             target = self.target_floors(policy, now)
             if self._floors.get(key) != target:
                 due.append((key, target))
         self._next_key += len(keys)
-        wrapped = len(keys) < keys_per_step or self._next_key >= len(self._series)
+        wrapped = self._next_key >= len(self._round)
         if wrapped:
             self._next_key = 0
+            self._round = []
         return due, wrapped
 
     def floors_of(self, key: str) -> list[int] | None:
@@ -446,19 +451,33 @@ async def roll_up_forever(
     store: TieredStore,
     figures: RollUpFigures,
     *,
+    log: Callable[[list[tuple[str, list[int]]]], Awaitable[None]] | None = None,
     interval: float = ROLL_UP_INTERVAL,
     keys_per_step: int = ROLL_UP_KEYS_PER_STEP,
 ) -> None:
     """Keep ``store`` within its rules: a round over every key each ``interval``
     seconds, in steps of ``keys_per_step`` keys with other tasks run between
     steps, so that no step is one long pause. Runs until cancelled.
+
+    With ``log`` (a durable store's :meth:`~DurableStore.roll_up`), each
+    step's roll-ups are handed to it, which logs them and applies them in
+    log order; a log that fails (:exc:`StoreUnavailableError`) ends the
+    round, and the next round tries again.
     """
     while True:
         deadline = trio.current_time() + interval
         while True:
             began = time.perf_counter()
-            _, wrapped = store.roll_up(keys_per_step)
+            due, wrapped = store.due_roll_ups(keys_per_step)
+            if log is None:
+                for key, floors in due:
+                    store.roll_key_to(key, floors)
             figures.longest_step = max(figures.longest_step, time.perf_counter() - began)
+            if log is not None and due:
+                try:
+                    await log(due)
+                except StoreUnavailableError:
+                    break  # the store's own errors say why; puts fail too
             if wrapped:
                 break
             await trio.lowlevel.checkpoint()
