@@ -5,12 +5,21 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import trio
 from http_requests import request
 from net import NETWORK_TIMEOUT
 from processes import run_cli
 
-from trio_metrics import AsyncClient, ServerConfig, ServerInfo, open_client, serve
+from trio_metrics import (
+    AsyncClient,
+    ExistingStore,
+    MetricStore,
+    ServerConfig,
+    ServerInfo,
+    open_client,
+    serve,
+)
 from trio_metrics.storage import RetentionRules, parse_retention
 
 
@@ -77,10 +86,12 @@ def test_a_bad_schema_file_stops_the_start_with_file_and_line(tmp_path: Path) ->
     assert "listening" not in done.stdout + done.stderr
 
 
-def test_retention_with_a_data_dir_is_refused_for_now(tmp_path: Path) -> None:
-    done = run_cli("serve", "--port", "0", "--retention", "10s:1d", "--data-dir", str(tmp_path))
-    assert done.returncode == 2
-    assert "retention rules work with the memory storage only" in done.stderr
+def test_rules_for_a_store_of_ones_own_are_refused() -> None:
+    with pytest.raises(ValueError, match="a store of your own keeps its points as it likes"):
+        ServerConfig(
+            storage=ExistingStore(MetricStore()),
+            retention=RetentionRules(default=parse_retention("10s:1d")),
+        )
 
 
 def test_a_bad_retention_flag_says_what_is_wrong() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from array import array
 
 import hypothesis.strategies as st
 from hypothesis import given, settings
@@ -209,3 +210,35 @@ def test_keys_without_a_rule_keep_every_point() -> None:
     roll_all(store)
     assert visible(store, "x") == [(1, 1.0), (2, 2.0), (3, 3.0)]
     assert store.expired_points == 0
+
+
+def test_changed_rules_keep_old_steps_until_the_new_horizon_passes_them() -> None:
+    clock = Clock(100_000)
+    before = store_with("1s:10s,5s:100s", clock, "max")
+    stamps = list(range(100_000 - 60, 100_000))
+    before.put_columns(["k"] * len(stamps), [float(s % 7) for s in stamps], stamps)
+    roll_all(before)
+    rolled = visible(before, "k")
+    floors = before.floors_of("k")
+    assert floors is not None and rolled[0][0] == 100_000 - 60  # 5 s steps from here
+    # Restarted with three tiers and a shorter horizon: what was rolled stays as it
+    # was, newer points follow the new rules, and the new horizon drops the oldest.
+    after = store_with("1s:10s,10s:40s,20s:80s", clock, "max")
+    series = before.series("k")[0]
+    after.restore_series("k", array("q", series.timestamps), array("d", series.values))
+    after.restore_floors("k", floors)
+    assert after.floors_of("k") == [floors[0]] * 3
+    roll_all(after)
+    got = visible(after, "k")
+    assert got[0][0] >= 100_000 - 80 - 19  # older than the new horizon: gone
+    old_steps = [p for p in rolled if p[0] < floors[0] and p[0] >= got[0][0]]
+    assert [p for p in got if p[0] < floors[0]] == old_steps  # kept as they were
+    # Floors never move back: the coarser tiers begin where the old data ends.
+    target = after.target_floors(store_policy(after), clock.now)
+    assert after.floors_of("k") == [max(floors[0], floor) for floor in target]
+
+
+def store_policy(store: TieredStore) -> RetentionPolicy:
+    policy = store.policy_for("k")
+    assert policy is not None
+    return policy

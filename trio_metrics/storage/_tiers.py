@@ -311,8 +311,15 @@ class TieredStore(MetricStore):
         return None if floors is None else list(floors)
 
     def restore_floors(self, key: str, floors: Sequence[int]) -> None:
-        """Set ``key``'s floors as recovery reads them from a snapshot."""
-        self._floors[key] = list(floors)
+        """Set ``key``'s floors as recovery reads them from a snapshot.
+
+        Floors kept under other rules (another number of tiers) keep what
+        they hold as it is: all of it counts as coarse data older than the
+        finest tier, and leaves when the new longest span passes it.
+        """
+        policy = self.policy_for(key)
+        tiers = len(floors) if policy is None else len(policy.retention.archives)
+        self._floors[key] = list(floors) if len(floors) == tiers else [floors[0]] * tiers
 
     def roll_key_to(self, key: str, target: Sequence[int]) -> None:
         """Move ``key``'s floors to ``target``, aggregating and dropping as they pass.
@@ -326,6 +333,8 @@ class TieredStore(MetricStore):
         if policy is None or columns is None or len(target) != len(policy.retention.archives):
             return
         current = self._floors.get(key) or [_NO_FLOOR] * len(target)
+        if len(current) != len(target):  # the rules changed since the floors were set
+            current = [current[0]] * len(target)
         target = [max(old, new) for old, new in zip(current, target, strict=True)]
         if current == target:
             return
