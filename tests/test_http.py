@@ -238,7 +238,9 @@ async def test_series_range_bounds_are_inclusive(
     stored: ServerInfo, query: str, expected: list[list[float]]
 ) -> None:
     answer = await get_json(http_port(stored), "/api/v1/series?key=a.b" + query)
-    assert answer["series"] == [{"key": "a.b", "total": len(expected), "points": expected}]
+    assert answer["series"] == [
+        {"key": "a.b", "step": 0, "total": len(expected), "points": expected}
+    ]
 
 
 async def test_series_of_several_keys_and_an_unknown_one(stored: ServerInfo) -> None:
@@ -249,9 +251,9 @@ async def test_series_of_several_keys_and_an_unknown_one(stored: ServerInfo) -> 
         "from": 20,
         "until": 25,
         "series": [
-            {"key": "c.d", "total": 1, "points": [[25, -7.25]]},
-            {"key": "nope", "total": 0, "points": []},
-            {"key": "a.b", "total": 1, "points": [[20, 2.0]]},
+            {"key": "c.d", "step": 0, "total": 1, "points": [[25, -7.25]]},
+            {"key": "nope", "step": 0, "total": 0, "points": []},
+            {"key": "a.b", "step": 0, "total": 1, "points": [[20, 2.0]]},
         ],
     }
 
@@ -363,7 +365,9 @@ async def test_points_put_through_the_protocol_are_served_as_json(web: ServerInf
         await client.put("x.y", 0.1, 5)
         await client.put("x.y", 2.5e-8, 6)
     answer = await get_json(http_port(web), "/api/v1/series?key=x.y")
-    assert answer["series"] == [{"key": "x.y", "total": 2, "points": [[5, 0.1], [6, 2.5e-8]]}]
+    assert answer["series"] == [
+        {"key": "x.y", "step": 0, "total": 2, "points": [[5, 0.1], [6, 2.5e-8]]}
+    ]
 
 
 async def test_an_empty_batch_stores_nothing(web: ServerInfo) -> None:
@@ -748,7 +752,7 @@ async def test_a_long_series_is_encoded_whole(nursery: trio.Nursery) -> None:
     [series, other] = answer["series"]
     assert series["total"] == count - 1
     assert series["points"] == [[i, values[i]] for i in range(1, count)]
-    assert other == {"key": "other", "total": 1, "points": [[3, 1.5]]}
+    assert other == {"key": "other", "step": 0, "total": 1, "points": [[3, 1.5]]}
     assert answer["from"] == 1 and answer["until"] == MAX_TIMESTAMP
     # The same text json.dumps would give: repr-exact values.
     assert body == json.dumps(answer, separators=(",", ":")).encode()

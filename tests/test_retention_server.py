@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import trio
-from http_requests import request
+from http_requests import get_json, request
 from net import NETWORK_TIMEOUT
 from processes import run_cli
 
@@ -63,6 +63,16 @@ async def test_old_points_roll_up_and_too_old_ones_expire(nursery: trio.Nursery)
     assert stats["points_expired"] == 1
     assert stats["points_rolled_up"] == 60
     assert (stats["tier0_points"], stats["tier1_points"]) == (2, 1)
+    # Range readers take the finest tier that covers the whole range.
+    port = info.http_port or 0
+    recent_only = await get_json(port, f"/api/v1/series?key=web.load&from={now - 300}")
+    assert recent_only["series"][0]["step"] == 0
+    assert recent_only["series"][0]["points"] == [list(point) for point in recent]
+    reaching_back = await get_json(port, f"/api/v1/series?key=web.load&from={hour}")
+    # One hour step; the two recent minutes are 2 of an hour's 60 slots,
+    # under the xFilesFactor of 0.5, so their hour has no value.
+    assert reaching_back["series"][0]["step"] == 3600
+    assert reaching_back["series"][0]["points"] == [[hour, sum(range(60)) / 60]]
     _, _, body = await request(info.http_port or 0, "GET", "/metrics")
     text = body.decode()
     assert "trio_metrics_points_expired_total 1" in text

@@ -207,6 +207,11 @@ OPENAPI: Final[dict[str, Any]] = {
                             "type": "object",
                             "properties": {
                                 "key": {"type": "string"},
+                                "step": {
+                                    "type": "integer",
+                                    "description": "Seconds per point of the retention tier"
+                                    " that answered; 0: the points as put.",
+                                },
                                 "total": {
                                     "type": "integer",
                                     "description": "Points in the range, before max_points.",

@@ -12,14 +12,13 @@ other tasks run between chunks.
 from __future__ import annotations
 
 import json
-from bisect import bisect_left, bisect_right
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from typing import Final
 
 import attrs
 import trio
 
-from ..storage import Store
+from ..storage import Store, query_tier
 from ..wire import MAX_TIMESTAMP, is_valid_key
 from ._chart import chart_steps
 from ._messages import CHUNK_BYTES, BadRequest, Request, Response
@@ -90,29 +89,31 @@ async def series_response(store: Store, query: SeriesQuery, limit: int) -> Respo
 
 
 class _Range:
-    """A key's points within the bounds: a copy of its columns and where the range is."""
+    """A key's points within the bounds, on the step of the retention tier that
+    covers them (0: as put): a copy of the range's columns."""
 
-    __slots__ = ("start", "stop", "timestamps", "values")
+    __slots__ = ("start", "step", "stop", "timestamps", "values")
 
-    def __init__(self, timestamps: Sequence[int], values: Sequence[float], query: SeriesQuery):
+    def __init__(self, timestamps: Sequence[int], values: Sequence[float], step: int):
         self.timestamps = timestamps
         self.values = values
-        # Indexes, not slices: slicing would copy the range a second time.
-        self.start = bisect_left(timestamps, query.first)
-        self.stop = bisect_right(timestamps, query.last)
+        self.step = step
+        self.start = 0
+        self.stop = len(timestamps)
 
     def __len__(self) -> int:
         return self.stop - self.start
 
 
 async def _range_of(store: Store, key: str, query: SeriesQuery) -> _Range:
-    """``key``'s range; lets other tasks run after the copy (a store that does
-    not suspend would otherwise copy every key of a request in one go)."""
-    found = next(iter(await store.query(key)), None)
+    """``key``'s range from the finest tier that covers it; lets other tasks run
+    after the copy (a store that does not suspend would otherwise copy every
+    key of a request in one go)."""
+    step, found = await query_tier(store, key, query.first, query.last)
     await trio.lowlevel.checkpoint()
     if found is None:
-        return _Range((), (), query)
-    return _Range(found.timestamps, found.values, query)
+        return _Range((), (), step)
+    return _Range(found.timestamps, found.values, step)
 
 
 async def _encode(store: Store, query: SeriesQuery) -> AsyncGenerator[bytes, None]:
@@ -120,9 +121,10 @@ async def _encode(store: Store, query: SeriesQuery) -> AsyncGenerator[bytes, Non
     buffer = bytearray(b'{"from":%d,"until":%d,"series":[' % (query.first, query.last))
     for number, key in enumerate(query.keys):
         found = await _range_of(store, key, query)
-        buffer += b'%s{"key":%s,"total":%d,"points":[' % (
+        buffer += b'%s{"key":%s,"step":%d,"total":%d,"points":[' % (
             b"," if number else b"",
             json.dumps(key).encode(),
+            found.step,
             len(found),
         )
         separator = b""

@@ -84,8 +84,10 @@ from ._store import (
     Series,
     Store,
     StoreUnavailableError,
+    TierRange,
+    query_tier,
 )
-from ._tiers import ROLL_UP_KEYS_PER_STEP, TieredStore, TierRange, aggregate_steps
+from ._tiers import ROLL_UP_KEYS_PER_STEP, TieredStore, aggregate_steps
 
 __all__ = [
     "AGGREGATION_METHODS",
@@ -151,6 +153,7 @@ __all__ = [
     "open_durable_store",
     "open_storage",
     "parse_retention",
+    "query_tier",
     "recover",
     "scan_records",
     "snapshot_path",

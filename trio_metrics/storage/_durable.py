@@ -60,7 +60,7 @@ from ._log_format import (
     encode_roll_up,
     snapshot_pieces,
 )
-from ._store import MetricStore, Series, StoreUnavailableError
+from ._store import MetricStore, Series, StoreUnavailableError, TierRange
 from ._tiers import TieredStore
 
 __all__ = [
@@ -270,6 +270,10 @@ class DurableStore:
     async def query_range(self, key: str, start: int, end: int) -> Iterable[Series]:
         """:class:`Store` interface: read from memory."""
         return await self.memory.query_range(key, start, end)
+
+    async def query_tier(self, key: str, start: int, end: int) -> TierRange:
+        """Read from memory: the finest retention tier that covers the range."""
+        return await self.memory.query_tier(key, start, end)
 
     async def delete(self, keys: Sequence[str]) -> int:
         """Remove ``keys``; return once the log holds the delete as the policy promises.

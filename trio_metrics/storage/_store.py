@@ -18,7 +18,15 @@ from typing import Final, NamedTuple, Protocol
 from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom, Taken
 from ._key_index import SortedKeys
 
-__all__ = ["KEY_PAGE", "MetricStore", "Series", "Store", "StoreUnavailableError"]
+__all__ = [
+    "KEY_PAGE",
+    "MetricStore",
+    "Series",
+    "Store",
+    "StoreUnavailableError",
+    "TierRange",
+    "query_tier",
+]
 
 #: Keys per page of :meth:`MetricStore.sorted_keys` unless told.
 KEY_PAGE: Final = 1024
@@ -38,6 +46,13 @@ class Series(NamedTuple):
     key: str
     timestamps: Sequence[int]
     values: Sequence[float]
+
+
+class TierRange(NamedTuple):
+    """What a range reader gets: the points, and the step they are on (0: as put)."""
+
+    step: int
+    series: Series | None
 
 
 class Store(Protocol):
@@ -75,6 +90,9 @@ class Store(Protocol):
         One series, a snapshot of the range only, or none when nothing is in it.
         """
         ...
+
+    # A store may also have ``async def query_tier(key, start, end) -> TierRange``:
+    # the finest retention tier that covers the range (see :func:`query_tier`).
 
     async def delete(self, keys: Sequence[str]) -> int:
         """Remove ``keys`` and all their points; return how many of them were stored.
@@ -332,6 +350,24 @@ class MetricStore:
         found = self.series_between(key, start, end)
         return [] if found is None else [found]
 
+    async def query_tier(self, key: str, start: int, end: int) -> TierRange:
+        """The points in range, as put (no retention tiers here: step 0)."""
+        return TierRange(0, self.series_between(key, start, end))
+
     async def delete(self, keys: Sequence[str]) -> int:
         """:class:`Store` interface: :meth:`delete_keys` (never suspends)."""
         return self.delete_keys(keys)
+
+
+async def query_tier(store: Store, key: str, start: int, end: int) -> TierRange:
+    """``key``'s points within ``[start, end]`` from the finest retention tier that
+    covers the whole range, with that tier's step (0: the points as put).
+
+    A store without tiers (no ``query_tier`` method) answers with
+    :meth:`Store.query_range`, step 0.
+    """
+    reader = getattr(store, "query_tier", None)
+    if reader is not None:
+        found: TierRange = await reader(key, start, end)
+        return found
+    return TierRange(0, next(iter(await store.query_range(key, start, end)), None))

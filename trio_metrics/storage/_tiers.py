@@ -41,13 +41,12 @@ import attrs
 import trio
 
 from ._retention import RetentionPolicy, RetentionRules
-from ._store import MetricStore, Series, StoreUnavailableError
+from ._store import MetricStore, Series, StoreUnavailableError, TierRange
 
 __all__ = [
     "ROLL_UP_INTERVAL",
     "ROLL_UP_KEYS_PER_STEP",
     "RollUpFigures",
-    "TierRange",
     "TieredStore",
     "aggregate_steps",
     "roll_up_forever",
@@ -56,14 +55,6 @@ __all__ = [
 #: Keys :meth:`TieredStore.roll_up` looks at per call, unless told.
 ROLL_UP_KEYS_PER_STEP: Final = 512
 _NO_FLOOR: Final = -(2**63)
-
-
-@attrs.frozen
-class TierRange:
-    """What a range reader gets: the points, and the step they are on (0: as put)."""
-
-    step: int
-    series: Series | None
 
 
 def aggregate_steps(
@@ -405,6 +396,10 @@ class TieredStore(MetricStore):
                 counts[tier] += upper - lower
                 upper = lower
         return counts
+
+    async def query_tier(self, key: str, start: int, end: int) -> TierRange:
+        """:class:`Store` interface: :meth:`tier_between` (never suspends)."""
+        return self.tier_between(key, start, end)
 
     def tier_between(self, key: str, start: int, end: int) -> TierRange:
         """``key``'s points within ``[start, end]`` from the finest tier that covers
