@@ -46,6 +46,7 @@ from ._store import MetricStore, Series, StoreUnavailableError, TierRange
 __all__ = [
     "ROLL_UP_INTERVAL",
     "ROLL_UP_KEYS_PER_STEP",
+    "ROLL_UP_POINTS_PER_STEP",
     "RollUpFigures",
     "TieredStore",
     "aggregate_steps",
@@ -54,6 +55,8 @@ __all__ = [
 
 #: Keys :meth:`TieredStore.roll_up` looks at per call, unless told.
 ROLL_UP_KEYS_PER_STEP: Final = 512
+#: Points one call of :meth:`TieredStore.roll_up` handles at most, about.
+ROLL_UP_POINTS_PER_STEP: Final = 4096
 _NO_FLOOR: Final = -(2**63)
 
 
@@ -191,32 +194,39 @@ class TieredStore(MetricStore):
         tier's floor is dropped and counted as expired.
         """
         floors_of = self._floors
-        raw_keys: list[str] = []
-        raw_values: list[float] = []
-        raw_stamps: list[int] = []
+        if not floors_of:
+            super().put_columns(keys, values, timestamps)
+            return
+        out_keys: list[str] = []
+        out_values: list[float] = []
+        out_stamps: list[int] = []
         for key, value, timestamp in zip(keys, values, timestamps, strict=True):
             floors = floors_of.get(key)
             if floors is not None and timestamp < floors[0]:
-                policy = self.policy_for(key)
-                if policy is not None:
-                    self._put_into_tier(key, value, timestamp, policy, floors)
+                step = self._tier_step(key, timestamp, floors)
+                if step is None:
+                    # Below the coarsest floor: roll-up has dropped that time already.
+                    self.expired_points += 1
                     continue
-            raw_keys.append(key)
-            raw_values.append(value)
-            raw_stamps.append(timestamp)
-        super().put_columns(raw_keys, raw_values, raw_stamps)
+                # Tier k's steps lie in [floors[k], floors[k - 1]): floors align to them.
+                timestamp -= timestamp % step
+            out_keys.append(key)
+            out_values.append(value)
+            out_stamps.append(timestamp)
+        # One call, in order: a later point still wins over an earlier one.
+        super().put_columns(out_keys, out_values, out_stamps)
 
-    def _put_into_tier(
-        self, key: str, value: float, timestamp: int, policy: RetentionPolicy, floors: list[int]
-    ) -> None:
-        tier = next((k for k in range(1, len(floors)) if timestamp >= floors[k]), None)
-        if tier is None:
-            # Below the coarsest floor: roll-up has dropped that time already.
-            self.expired_points += 1
-            return
-        start = timestamp - timestamp % policy.retention.archives[tier].step
-        # Tier k's steps lie in [floors[k], floors[k - 1]): floors are aligned to them.
-        super().put_columns((key,), (value,), (start,))
+    def _tier_step(self, key: str, timestamp: int, floors: list[int]) -> int | None:
+        """The step of the coarser tier that holds ``timestamp`` (below the finest
+        tier's floor), or None below the coarsest floor."""
+        policy = self.policy_for(key)
+        if policy is None:
+            return 1  # rules gone since the floors were set: kept as put
+        archives = policy.retention.archives
+        for tier in range(1, len(floors)):
+            if timestamp >= floors[tier]:
+                return archives[tier].step
+        return None
 
     def delete_keys(self, keys: Iterable[str]) -> int:
         """Remove keys as :meth:`MetricStore.delete_keys`, forgetting their tiers."""
@@ -255,25 +265,34 @@ class TieredStore(MetricStore):
                 )
         return floors
 
-    def roll_up(self, keys_per_step: int = ROLL_UP_KEYS_PER_STEP) -> tuple[int, bool]:
-        """Bring up to ``keys_per_step`` keys within their rules at the clock's time.
+    def roll_up(
+        self,
+        keys_per_step: int = ROLL_UP_KEYS_PER_STEP,
+        points_per_step: int = ROLL_UP_POINTS_PER_STEP,
+    ) -> tuple[int, bool]:
+        """Bring up to ``keys_per_step`` keys (closer to) within their rules at the
+        clock's time (see :meth:`due_roll_ups`).
 
         Returns how many keys changed, and whether a full round over every
         key has just ended (the next call starts again at the first key).
         """
-        due, wrapped = self.due_roll_ups(keys_per_step)
-        for key, floors in due:
-            self.roll_key_to(key, floors)
-        return len(due), wrapped
+        due, wrapped = self.due_roll_ups(keys_per_step, points_per_step)
+        moved = sum(self.roll_key_to(key, floors) for key, floors in due)
+        return moved, wrapped
 
     def due_roll_ups(
-        self, keys_per_step: int = ROLL_UP_KEYS_PER_STEP
+        self,
+        keys_per_step: int = ROLL_UP_KEYS_PER_STEP,
+        points_per_step: int = ROLL_UP_POINTS_PER_STEP,
     ) -> tuple[list[tuple[str, list[int]]], bool]:
         """The next ``keys_per_step`` keys' new floors at the clock's time, for
         those whose floors move; and whether a round over every key has ended.
 
-        Nothing changes until :meth:`roll_key_to` is called (a durable store
-        logs each roll-up first, then applies it in log order).
+        The step rolls about ``points_per_step`` points at most, over all its
+        keys (the rest waits for later steps and rounds), so that no step is
+        a long pause, even after days of data arrived at once. Nothing changes until
+        :meth:`roll_key_to` is called (a durable store logs each roll-up
+        first, then applies it in log order).
         """
         now = int(self._clock())
         if self._next_key == 0:
@@ -282,19 +301,61 @@ class TieredStore(MetricStore):
             self._round = list(self._series)
         keys = self._round[self._next_key : self._next_key + keys_per_step]
         due = []
+        budget = points_per_step
+        examined = 0
         for key in keys:
+            if budget <= 0:
+                break  # the rest of this slice waits for the next step
+            examined += 1
             policy = self.policy_for(key)
-            if policy is None or key not in self._series:
+            columns = self._series.get(key)
+            if policy is None or columns is None:
                 continue
             target = self.target_floors(policy, now)
-            if self._floors.get(key) != target:
-                due.append((key, target))
+            current = self._floors.get(key)
+            if current != target:
+                limited, cost = self._within_budget(columns[0], policy, current, target, budget)
+                due.append((key, limited))
+                budget -= cost
+        keys = keys[:examined]
         self._next_key += len(keys)
         wrapped = self._next_key >= len(self._round)
         if wrapped:
             self._next_key = 0
             self._round = []
         return due, wrapped
+
+    def _within_budget(
+        self,
+        stamps: array[int],
+        policy: RetentionPolicy,
+        current: list[int] | None,
+        target: list[int],
+        budget: int,
+    ) -> tuple[list[int], int]:
+        """``target``, held back where a tier would roll more than ``budget``
+        points in one go (held-back floors stay on the coarser tier's steps);
+        and about how many points the roll-up to it handles."""
+        archives = policy.retention.archives
+        limited: list[int] = []
+        cost = 0
+        for tier, wanted in enumerate(target):
+            floor = _NO_FLOOR if current is None or len(current) != len(target) else current[tier]
+            first = bisect_left(stamps, floor)
+            if tier + 1 < len(archives):
+                last = first + max(budget, 1)
+                if last < len(stamps) and stamps[last] < wanted:
+                    # To the end of the coarser step that holds the budget's last
+                    # point: whole steps roll, and every call moves on.
+                    step = archives[tier + 1].step
+                    wanted = min(wanted, stamps[last] - stamps[last] % step + step)
+            if limited:
+                # A coarser floor never passes a finer one, and stays on its steps.
+                step = archives[min(tier + 1, len(archives) - 1)].step
+                wanted = min(wanted, limited[-1] - limited[-1] % step)
+            limited.append(wanted)
+            cost += max(0, bisect_left(stamps, wanted) - first)
+        return limited, cost + 1
 
     def floors_of(self, key: str) -> list[int] | None:
         """Where ``key``'s tiers begin, finest first; None before its first roll-up."""
@@ -312,51 +373,50 @@ class TieredStore(MetricStore):
         tiers = len(floors) if policy is None else len(policy.retention.archives)
         self._floors[key] = list(floors) if len(floors) == tiers else [floors[0]] * tiers
 
-    def roll_key_to(self, key: str, target: Sequence[int]) -> None:
+    def roll_key_to(self, key: str, target: Sequence[int]) -> bool:
         """Move ``key``'s floors to ``target``, aggregating and dropping as they pass.
 
         Depends only on the key's points, floors and policy, so replaying the
         same roll-ups in the same order rebuilds the same tiers. A key that
         is gone or has no policy is left alone; floors never move back.
+        Returns whether the floors moved.
         """
         policy = self.policy_for(key)
         columns = self._series.get(key)
         if policy is None or columns is None or len(target) != len(policy.retention.archives):
-            return
+            return False
         current = self._floors.get(key) or [_NO_FLOOR] * len(target)
         if len(current) != len(target):  # the rules changed since the floors were set
             current = [current[0]] * len(target)
         target = [max(old, new) for old, new in zip(current, target, strict=True)]
         if current == target:
-            return
+            return False
         stamps, numbers = columns
         archives = policy.retention.archives
-        old = bisect_left(stamps, target[0])
-        new_stamps: list[int] = list(stamps[:old])
-        new_values: list[float] = list(numbers[:old])
-        # Finer to coarser: what leaves tier k joins tier k + 1 (or is dropped).
+        before = len(stamps)
+        # Finer to coarser, in place: what leaves tier k joins tier k + 1 (the
+        # points in [current, target) of each tier), or leaves the coarsest.
         for tier in range(len(archives)):
-            begin = bisect_left(new_stamps, current[tier])
-            end = bisect_left(new_stamps, target[tier])
+            end = bisect_left(stamps, target[tier])
             if tier + 1 == len(archives):
                 self.expired_steps += end
-                del new_stamps[:end], new_values[:end]
+                del stamps[:end], numbers[:end]
                 break
+            begin = bisect_left(stamps, current[tier], hi=end)
+            if begin == end:
+                continue
             rolled_stamps, rolled_values = aggregate_steps(
-                new_stamps[begin:end],
-                new_values[begin:end],
+                stamps[begin:end],
+                numbers[begin:end],
                 archives[tier].step,
                 archives[tier + 1].step,
                 policy,
             )
             if tier == 0:
                 self.rolled_points += end - begin
-            new_stamps[begin:end] = rolled_stamps
-            new_values[begin:end] = rolled_values
+            stamps[begin:end] = array("q", rolled_stamps)
+            numbers[begin:end] = array("d", rolled_values)
         self._floors[key] = target
-        before = len(stamps)
-        stamps[:old] = array("q", new_stamps)
-        numbers[:old] = array("d", new_values)
         self._points += len(stamps) - before
         if not stamps:
             del self._series[key]
@@ -364,6 +424,7 @@ class TieredStore(MetricStore):
             self._floors.pop(key, None)
         if self._listeners:
             self._changed(key, 0)
+        return True
 
     # --- reads ----------------------------------------------------------------
 

@@ -1,0 +1,222 @@
+"""A month of traffic in fast-forward: memory and disk under retention rules.
+
+    python bench/retention.py                                  # 1,000 series, 30 days
+    python bench/retention.py --series 100 --days 30           # a tenth of it
+    python bench/retention.py --series 20 --days 3 --data-dir  # a quick look, with a log
+
+Timestamps are the client's, so the benchmark replays ``--days`` of
+``--series`` series at one point every 10 s, oldest first, into a real
+``trio-metrics serve --retention 10s:1d,1m:30d`` process (pipelined puts over
+one connection, ``--batch`` lines per send), then waits until roll-up has
+made two rounds over every key. It prints, from /proc and the server's own
+``stats``:
+
+- the replay's rate and the server's CPU-seconds per million points;
+- the points (steps) held per tier, and what the rules imply at most;
+- the server's RSS, and RSS per point held (the rules' points at 16 bytes
+  a point are the "implied" size; the target is RSS <= 1.5x that);
+- with ``--data-dir``: the directory's size as the replay goes, which must
+  stop growing once the 30-day horizon is reached (compaction drops what
+  expired).
+
+The values are collectd-like gauges: a random walk at one decimal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+RULE = "10s:1d,1m:30d"
+STEP = 10
+DAY = 86400
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of process ``pid``."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise SystemExit("no VmRSS")
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes of the files in ``path``."""
+    return sum(entry.stat().st_size for entry in path.iterdir() if entry.is_file())
+
+
+class Server:
+    """``trio-metrics serve`` with the retention rule, on a free port."""
+
+    def __init__(self, workdir: Path, data_dir: Path | None) -> None:
+        storage = [] if data_dir is None else ["--data-dir", str(data_dir), "--fsync", "everysec"]
+        self.out = workdir / "server.out"
+        with self.out.open("wb") as out, (workdir / "server.err").open("wb") as err:
+            self.process = subprocess.Popen(
+                [
+                    *(sys.executable, "-m", "trio_metrics", "serve", "--port", "0"),
+                    *("--retention", RULE, "--log-level", "warning", *storage),
+                ],
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+            )
+        deadline = time.monotonic() + 60
+        while b"listening on" not in self.out.read_bytes():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the server did not start: see {workdir / 'server.err'}")
+            time.sleep(0.01)
+        self.port = int(self.out.read_bytes().split(b"127.0.0.1:")[1].split()[0].rstrip(b","))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def ask(sock: socket.socket, request: bytes) -> bytes:
+    """Send one request and read its whole answer (up to the blank line)."""
+    sock.sendall(request)
+    answer = b""
+    while not answer.endswith(b"\n\n"):
+        chunk = sock.recv(1 << 16)
+        if not chunk:
+            raise SystemExit("the server closed the connection")
+        answer += chunk
+    return answer
+
+
+def stats(sock: socket.socket) -> dict[str, int]:
+    """The server's ``stats`` counters."""
+    lines = ask(sock, b"stats\n").decode().split("\n")[1:-2]
+    # Lines as a get answers them: "trio_metrics.<name> <value> <timestamp>".
+    return {
+        name.removeprefix("trio_metrics."): int(float(value))
+        for name, value, _ in (line.split(" ") for line in lines)
+    }
+
+
+def replay(sock: socket.socket, series: int, days: int, batch: int, now: int) -> int:
+    """Send every point, oldest first, ``batch`` lines per send; return how many."""
+    rng = random.Random(1)
+    values = [20.0 + rng.random() * 60 for _ in range(series)]
+    names = [f"host{n // 10}.cpu{n % 10}.percent".encode() for n in range(series)]
+    start = now - days * DAY + STEP
+    lines: list[bytes] = []
+    sent = 0
+    expected = b"ok\n\n"
+    for stamp in range(start, now, STEP):
+        for n in range(series):
+            values[n] = round(max(0.0, min(100.0, values[n] + rng.gauss(0, 0.3))), 1)
+            lines.append(b"put %s %r %d\n" % (names[n], values[n], stamp))
+        if len(lines) >= batch:
+            sent += _send(sock, lines, expected)
+            lines = []
+    if lines:
+        sent += _send(sock, lines, expected)
+    return sent
+
+
+def _send(sock: socket.socket, lines: list[bytes], expected: bytes) -> int:
+    sock.sendall(b"".join(lines))
+    want = len(expected) * len(lines)
+    got = 0
+    while got < want:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            raise SystemExit("the server closed the connection")
+        got += len(chunk)
+    return len(lines)
+
+
+def until_rounds(sock: socket.socket, more: int) -> dict[str, int]:
+    """Wait until roll-up has made ``more`` rounds; return the stats then."""
+    first = stats(sock)["roll_up_rounds"]
+    deadline = time.monotonic() + 600
+    while True:
+        current = stats(sock)
+        if current["roll_up_rounds"] >= first + more:
+            return current
+        if time.monotonic() > deadline:
+            raise SystemExit("roll-up made no progress")
+        time.sleep(0.2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=20_000, help="put lines per send")
+    parser.add_argument("--data-dir", action="store_true", help="also keep a data directory")
+    args = parser.parse_args(argv)
+    now = int(time.time()) // STEP * STEP
+    with tempfile.TemporaryDirectory() as scratch:
+        workdir = Path(scratch)
+        data_dir = workdir / "data" if args.data_dir else None
+        server = Server(workdir, data_dir)
+        try:
+            with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
+                cpu_before = cpu_seconds(server.process.pid)
+                began = time.monotonic()
+                sizes: list[tuple[int, int]] = []
+                sent = 0
+                # A day at a time, so that the directory's size can be watched.
+                for day in range(args.days, 0, -1):
+                    day_now = now - (day - 1) * DAY
+                    sent += replay(sock, args.series, 1, args.batch, day_now)
+                    if data_dir is not None:
+                        sizes.append((args.days - day + 1, directory_bytes(data_dir)))
+                seconds = time.monotonic() - began
+                final = until_rounds(sock, 2)
+                cpu = cpu_seconds(server.process.pid) - cpu_before
+                rss = rss_bytes(server.process.pid)
+            held = final.get("tier0_points", 0) + final.get("tier1_points", 0)
+            implied = args.series * (DAY // STEP + 30 * DAY // 60)
+            print(
+                f"replayed {sent:,} points ({args.series} series x {args.days} days at {STEP} s)"
+                f" in {seconds:.1f} s: {sent / seconds:,.0f} points/s,"
+                f" {cpu / sent * 1e6:.2f} server CPU-s per million points"
+            )
+            print(
+                f"held: tier 0 (10 s, as put) {final.get('tier0_points', 0):,},"
+                f" tier 1 (1 min) {final.get('tier1_points', 0):,};"
+                f" the rules allow at most {implied:,}"
+            )
+            print(
+                f"expired puts {final.get('points_expired', 0):,},"
+                f" rolled up {final.get('points_rolled_up', 0):,},"
+                f" longest roll-up step {final.get('roll_up_longest_step_us', 0) / 1000:.1f} ms"
+            )
+            print(
+                f"server RSS {rss / 2**20:.1f} MiB = {rss / max(held, 1):.1f} bytes per point held;"
+                f" {rss / (implied * 16):.2f}x the rules' size at 16 bytes a point"
+                f" ({implied * 16 / 2**20:.1f} MiB)"
+            )
+            if sizes:
+                print(
+                    "data directory by day replayed: "
+                    + ", ".join(f"{day}: {size / 2**20:.1f} MiB" for day, size in sizes)
+                )
+        finally:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
