@@ -256,7 +256,13 @@ def test_read_request_refusals() -> None:
         st.lists(
             st.tuples(
                 st.lists(st.tuples(_texts, _texts), max_size=3),
-                st.lists(st.tuples(st.integers(0, 2**53), st.floats(allow_nan=False)), max_size=4),
+                st.lists(
+                    st.tuples(
+                        st.one_of(st.integers(0, 2**53), st.integers(1_500_000_000, 1_800_000_000)),
+                        st.floats(allow_nan=False),
+                    ),
+                    max_size=4,
+                ),
             ),
             max_size=3,
         ),
@@ -268,10 +274,11 @@ def test_protobuf_reads_what_our_encoder_writes(
 ) -> None:
     encoded = encode_read_response(
         [
-            [
-                (labels, encode_samples([t for t, _ in points], [v for _, v in points]))
-                for labels, points in result
-            ]
+            zip(
+                (labels for labels, _ in result),
+                encode_samples([([t for t, _ in p], [v for _, v in p]) for _, p in result]),
+                strict=True,
+            )
             for result in results
         ]
     )

@@ -226,7 +226,13 @@ class RemoteStorage:
             self.stats.read_seconds += time.perf_counter() - began
             return _refusal(exc)
         encoded = [
-            [(labels, encode_samples(timestamps, values)) for labels, timestamps, values in found]
+            list(
+                zip(
+                    (labels for labels, _, _ in found),
+                    encode_samples([(t, v) for _, t, v in found]),
+                    strict=True,
+                )
+            )
             for found in results
         ]
         body = compress(encode_read_response(encoded))

@@ -22,6 +22,8 @@ test decodes what the protobuf runtime encodes, and the other way round.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 import re
 import struct
@@ -476,28 +478,68 @@ def encode_read_response(
     for series_list in results:
         result = bytearray()
         for labels, samples in series_list:
-            series = bytearray()
-            for name, value in labels:
-                label = bytearray()
-                _write_bytes(0x0A, name.encode(), label)
-                _write_bytes(0x12, value.encode(), label)
-                _write_bytes(0x0A, bytes(label), series)
-            series += samples
-            _write_bytes(0x0A, bytes(series), result)
+            series = b"".join([*map(_label_field, labels), samples])
+            _write_bytes(0x0A, series, result)
         _write_bytes(0x0A, bytes(result), out)
     return bytes(out)
 
 
-def encode_samples(timestamps: Sequence[int], values: Sequence[float]) -> bytes:
-    """The ``samples`` fields of a ``TimeSeries``: ``timestamps`` in seconds, sent as ms."""
-    out = bytearray()
-    pack = _DOUBLE.pack
-    for timestamp, value in zip(timestamps, values, strict=True):
-        body = bytearray(b"\x09")
-        body += pack(value)
-        body.append(0x10)
-        _write_varint(timestamp * 1000, body)
-        out.append(0x12)
-        out.append(len(body))
-        out += body
-    return bytes(out)
+@functools.lru_cache(maxsize=65_536)
+def _label_field(label: tuple[str, str]) -> bytes:
+    """One ``labels`` field of a ``TimeSeries`` (labels repeat from series to series)."""
+    body = bytearray()
+    _write_bytes(0x0A, label[0].encode(), body)
+    _write_bytes(0x12, label[1].encode(), body)
+    field = bytearray()
+    _write_bytes(0x0A, bytes(body), field)
+    return bytes(field)
+
+
+def encode_samples(series: Sequence[tuple[Sequence[int], Sequence[float]]]) -> list[bytes]:
+    """The ``samples`` fields of each ``TimeSeries``: ``(timestamps, values)``, seconds sent as ms.
+
+    Every timestamp must be at most ``(2**63 - 1) // 1000`` (an int64 of ms).
+    Written with numpy, all series at once, a row of bytes per sample (the
+    samples whose timestamp varints have one length are one matrix): a
+    Python loop over a read's samples would cost about a microsecond each.
+    """
+    import numpy as np  # loaded with the first read, as for Graphite queries
+
+    counts = [len(timestamps) for timestamps, _ in series]
+    if not sum(counts):
+        return [b""] * len(series)
+    millis = np.concatenate([np.asarray(t, dtype=np.int64) for t, _ in series]) * 1000
+    numbers = np.concatenate([np.asarray(v, dtype="<f8") for _, v in series])
+    sizes = np.ones(len(millis), dtype=np.int64)
+    for shift in range(7, 63, 7):
+        sizes += millis >= (1 << shift)
+    widths = 12 + sizes
+    ends = np.cumsum(widths)
+    starts = ends - widths
+
+    def rows_of(chosen: slice | np.ndarray) -> np.ndarray:
+        size = int(sizes[chosen][0])
+        rows = np.empty((len(millis[chosen]), 12 + size), dtype=np.uint8)
+        rows[:, 0] = 0x12
+        rows[:, 1] = 10 + size
+        rows[:, 2] = 0x09
+        rows[:, 3:11] = numbers[chosen].view(np.uint8).reshape(-1, 8)
+        rows[:, 11] = 0x10
+        stamps = millis[chosen]
+        for index in range(size):
+            more = 0x80 if index < size - 1 else 0
+            rows[:, 12 + index] = ((stamps >> (7 * index)) & 0x7F) | more
+        return rows
+
+    if sizes[0] == sizes[-1] and (sizes == sizes[0]).all():
+        data = rows_of(slice(None)).tobytes()  # the usual case: one matrix is the answer
+    else:
+        flat = np.empty(int(ends[-1]), dtype=np.uint8)
+        for size in np.unique(sizes).tolist():
+            chosen = np.flatnonzero(sizes == size)
+            flat[starts[chosen][:, None] + np.arange(12 + size)] = rows_of(chosen)
+        data = flat.tobytes()
+    # Series k's samples are [firsts[k], firsts[k + 1]); its bytes start where its first does.
+    firsts = np.cumsum([0, *counts])
+    bounds = np.append(starts, len(data))[firsts].tolist()
+    return [data[begin:end] for begin, end in itertools.pairwise(bounds)]
