@@ -32,10 +32,8 @@ from typing import Final
 
 import attrs
 import cramjam
-from google.protobuf.message import DecodeError
 
 from ..wire import MAX_KEY_BYTES, key_from_labels
-from ._prompb import remote_pb2, types_pb2
 
 __all__ = [
     "STALE_NAN_BITS",
@@ -62,7 +60,6 @@ _USUAL_SAMPLE: Final = struct.Struct("<3sdc6s")
 _LABEL_NAME: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _INT64_WRAP: Final = 1 << 64
 _INT64_MAX: Final = (1 << 63) - 1
-_SERVED_RESPONSE_TYPES: Final = frozenset({remote_pb2.ReadRequest.SAMPLES})
 
 
 class RemoteFormatError(ValueError):
@@ -425,12 +422,8 @@ class Query:
     matchers: tuple[Matcher, ...]
 
 
-_KINDS: Final = {
-    types_pb2.LabelMatcher.EQ: "=",
-    types_pb2.LabelMatcher.NEQ: "!=",
-    types_pb2.LabelMatcher.RE: "=~",
-    types_pb2.LabelMatcher.NRE: "!~",
-}
+# LabelMatcher.Type's values: EQ, NEQ, RE, NRE.
+_KINDS: Final = {0: "=", 1: "!=", 2: "=~", 3: "!~"}
 
 
 def decode_read_request(data: bytes) -> list[Query]:
@@ -440,12 +433,17 @@ def decode_read_request(data: bytes) -> list[Query]:
     regular expression that does not compile, or a request that accepts only
     response types other than ``SAMPLES``.
     """
+    # Loaded with the first read: the protobuf runtime is not needed before.
+    from google.protobuf.message import DecodeError
+
+    from ._prompb import remote_pb2
+
     try:
         request = remote_pb2.ReadRequest.FromString(data)
     except DecodeError as exc:
         raise RemoteFormatError(f"the body is not a ReadRequest: {exc}") from None
     accepted = set(request.accepted_response_types)
-    if accepted and not accepted & _SERVED_RESPONSE_TYPES:
+    if accepted and remote_pb2.ReadRequest.SAMPLES not in accepted:
         raise RemoteFormatError("only the SAMPLES response type is served")
     queries = []
     for query in request.queries:
