@@ -26,5 +26,5 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy, strict on the package."""
-    session.install("-e", ".[test]", "mypy")
+    session.install("-e", ".[test]", "mypy", "types-protobuf")
     session.run("mypy")

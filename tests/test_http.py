@@ -582,7 +582,9 @@ async def test_openapi_describes_exactly_the_served_routes(web: ServerInfo) -> N
         query = "?key=a" if path == "/api/v1/series" else ""
         code, _, _ = await request(port, method, concrete + query, b"[]")
         documented = document["paths"][path][method.lower()]["responses"]
-        assert str(code) in documented and code == 200, (path, code)
+        # Prometheus' remote storage routes take only snappy bodies.
+        expected = 415 if path in ("/api/v1/write", "/api/v1/read") else 200
+        assert str(code) in documented and code == expected, (path, code)
 
 
 def _api_of(info: ServerInfo) -> Any:

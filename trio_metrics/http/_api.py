@@ -36,6 +36,7 @@ from ._messages import BadRequest, Request, Response
 from ._openapi import OPENAPI
 from ._prometheus import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ._prometheus import Figure, render_metrics
+from ._remote import RemoteStorage
 from ._sending import Receive, Scope, Send, send_response
 from ._series import SeriesQuery, series_response
 from ._stats import HttpStats
@@ -86,6 +87,7 @@ class HttpApi:
         self._extra_figures = extra_figures
         self._clock = clock
         self._warnings = ThrottledLogger(logger)
+        self.remote = RemoteStorage(store, self.limits)
         self._bodies = BodyReader(
             self.limits, BodyBudget(self.limits.body_budget_bytes), self.http_stats
         )
@@ -99,6 +101,8 @@ class HttpApi:
             "/api/v1/series": {"GET": self._series, "DELETE": self._delete_series},
             "/api/v1/points": {"POST": self._points},
             "/api/v1/openapi.json": {"GET": self._openapi},
+            "/api/v1/write": {"POST": self.remote.write},
+            "/api/v1/read": {"POST": self.remote.read},
         }
 
     # --- routing --------------------------------------------------------------
@@ -166,7 +170,10 @@ class HttpApi:
         except UnicodeDecodeError:
             self.http_stats.count(self.route_of(scope["path"]) or "other", 400)
             return Response.error(400, "the query string is not UTF-8")
-        request = Request(scope["method"], scope["path"], query, body)
+        headers = tuple(
+            (n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in scope["headers"]
+        )
+        request = Request(scope["method"], scope["path"], query, body, headers)
         try:
             return await self.handle(request)
         except StoreUnavailableError as exc:
@@ -198,6 +205,7 @@ class HttpApi:
             "Bytes of HTTP request bodies held now (charged to --http-body-budget-bytes).",
             self._bodies.budget.held,
         )
+        extra.update(self.remote.figures())
         if self._extra_figures is not None:
             extra.update(self._extra_figures())
         text = render_metrics(self.stats.as_dict(), keys, points, extra)

@@ -33,6 +33,12 @@ class Request:
     #: Query parameters as :func:`urllib.parse.parse_qs` gives them.
     query: Mapping[str, Sequence[str]] = attrs.field(factory=dict)
     body: bytes = b""
+    #: Header names (lower case) and values, as sent.
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def header(self, name: str) -> str | None:
+        """The value of header ``name`` (lower case), or None; the first if sent twice."""
+        return next((value for each, value in self.headers if each == name), None)
 
     def param(self, name: str) -> str | None:
         """The query parameter ``name``, or None; raises :exc:`BadRequest` if it is

@@ -263,3 +263,43 @@ OPENAPI["paths"]["/api/v1/series"]["delete"] = {
 for _path in ("/metrics", "/api/v1/keys", "/api/v1/series", "/api/v1/points"):
     for _operation in OPENAPI["paths"][_path].values():
         _operation["responses"]["500"] = _error("The store failed; the server's log says why.")
+
+# Prometheus' remote storage (docs/prometheus.md): protobuf bodies in snappy blocks.
+_SNAPPY_PROTOBUF: Final = {
+    "required": True,
+    "content": {"application/x-protobuf": {"schema": {"type": "string", "format": "binary"}}},
+}
+OPENAPI["paths"]["/api/v1/write"] = {
+    "post": {
+        "summary": "Prometheus remote write 1.0: a snappy-compressed protobuf WriteRequest"
+        " (`Content-Encoding: snappy`).",
+        "requestBody": _SNAPPY_PROTOBUF,
+        "responses": {
+            "204": {"description": "Every point is stored (as durably as --fsync promises)."},
+            "400": _error("The body is not a snappy WriteRequest, or a series cannot be a key."),
+            "413": _error("The body is over the limit (1 MiB by default)."),
+            "415": _error("`Content-Encoding` is not snappy."),
+            "500": _error("The store failed; the server's log says why."),
+            "503": _error("The store cannot take points now (a failed log): Prometheus retries."),
+        },
+    }
+}
+OPENAPI["paths"]["/api/v1/read"] = {
+    "post": {
+        "summary": "Prometheus remote read, SAMPLES response type: a snappy-compressed"
+        " protobuf ReadRequest in, a snappy-compressed ReadResponse out.",
+        "requestBody": _SNAPPY_PROTOBUF,
+        "responses": {
+            "200": _text(
+                "application/x-protobuf", "The ReadResponse (`Content-Encoding: snappy`)."
+            ),
+            "400": _error(
+                "The body is not a snappy ReadRequest, a regular expression does not compile,"
+                " or the answer would pass --http-max-points samples."
+            ),
+            "413": _error("The body is over the limit (1 MiB by default)."),
+            "415": _error("`Content-Encoding` is not snappy."),
+            "500": _error("The store failed; the server's log says why."),
+        },
+    }
+}

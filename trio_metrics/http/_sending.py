@@ -32,7 +32,7 @@ async def send_response(send: Send, receive: Receive, response: Response, *, hea
         (b"x-content-type-options", b"nosniff"),
         *((name.encode(), value.encode()) for name, value in response.headers),
     ]
-    if chunks is None:
+    if chunks is None and response.status != 204:  # RFC 9110: a 204 has no Content-Length
         headers.append((b"content-length", str(len(response.body)).encode()))
     try:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})

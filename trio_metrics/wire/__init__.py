@@ -101,6 +101,14 @@ from ._protocol import (
     plain_point_columns,
     points_per_piece,
 )
+from ._tags import (
+    GRAPHITE_PATH_LABEL,
+    METRIC_NAME_LABEL,
+    key_from_labels,
+    labels_from_key,
+    prometheus_labels,
+    prometheus_name,
+)
 
 __all__ = [
     "ALL_KEYS",
@@ -109,12 +117,14 @@ __all__ = [
     "ERROR_ANSWER",
     "GET_ANSWER_END",
     "GET_ANSWER_START",
+    "GRAPHITE_PATH_LABEL",
     "MAX_GLOB_BYTES",
     "MAX_GLOB_VARIANTS",
     "MAX_KEY_BYTES",
     "MAX_PUT_LINE_BYTES",
     "MAX_TIMESTAMP",
     "MAX_TIMESTAMP_DIGITS",
+    "METRIC_NAME_LABEL",
     "NEED_DATA",
     "OK_ANSWER",
     "PIECE_BYTES",
@@ -180,7 +190,9 @@ __all__ = [
     "is_valid_pattern",
     "iter_get_answer",
     "iter_point_lines",
+    "key_from_labels",
     "keys_from_answer",
+    "labels_from_key",
     "metrics_from_answer",
     "parse_command",
     "parse_put_block",
@@ -188,5 +200,7 @@ __all__ = [
     "parse_value",
     "plain_point_columns",
     "points_per_piece",
+    "prometheus_labels",
+    "prometheus_name",
     "stats_from_answer",
 ]
