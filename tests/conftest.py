@@ -45,7 +45,14 @@ def server_in_thread(**options: Any) -> Iterator[ServerInfo]:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            info = await nursery.start(functools.partial(serve, "127.0.0.1", 0, **options))
+            # A whole ServerConfig (config=...) for settings serve's keywords lack.
+            config = options.pop("config", None)
+            run = (
+                functools.partial(serve, config)
+                if config
+                else functools.partial(serve, "127.0.0.1", 0, **options)
+            )
+            info = await nursery.start(run)
             started.put((info, trio.lowlevel.current_trio_token(), nursery.cancel_scope))
 
     def run() -> None:

@@ -11,7 +11,8 @@ from conftest import server_in_thread
 from net import NETWORK_TIMEOUT
 from playwright.sync_api import Page
 
-from trio_metrics import Client, ServerInfo
+from trio_metrics import Client, ServerConfig, ServerInfo
+from trio_metrics.storage import RetentionRules, parse_retention
 
 # The page polls every 2 s: a new point must show within this many ms.
 LIVE_WITHIN_MS = 6000
@@ -159,4 +160,35 @@ def test_a_key_with_a_comma_is_named_by_a_repeated_keys(
     browser_page.reload()
     browser_page.wait_for_function("document.querySelectorAll('.chart .last strong').length === 1")
     assert browser_page.evaluate("[...window.dashboard.plots().keys()]") == ["a,b"]
+    assert errors == []
+
+
+def test_a_range_past_the_finest_tier_is_charted_from_a_coarser_one(
+    page: tuple[Page, list[str]],
+) -> None:
+    browser_page, errors = page
+    rules = RetentionRules(default=parse_retention("1min:2h,1h:7d"))
+    config = ServerConfig(host="127.0.0.1", port=0, http_port=0, retention=rules)
+    with server_in_thread(config=config) as web:
+        now = int(time.time())
+        hour = now // 3600 * 3600
+        with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+            # Ten hours a point a minute: after roll-up, hours older than two are hourly.
+            for minute in range(600, 0, -1):
+                client.put("web.load", float(minute % 7), hour - 60 * minute)
+            deadline = time.monotonic() + NETWORK_TIMEOUT
+            while client.stats()["roll_up_rounds"] < 2:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        browser_page.goto(f"http://127.0.0.1:{web.http_port}/#keys=web.load&range=86400")
+        last = browser_page.locator(".chart .last")
+        last.wait_for()
+        browser_page.wait_for_function(
+            "document.querySelector('.chart .last')?.textContent.includes('one per 1 h')"
+        )
+        # The last five minutes lie in the finest tier: the points as put.
+        browser_page.select_option("#range", "300")
+        browser_page.wait_for_function(
+            "!document.querySelector('.chart .last')?.textContent.includes('one per')"
+        )
     assert errors == []

@@ -281,7 +281,7 @@
     $("empty").hidden = state.selected.length > 0;
   }
 
-  function show(key, points, total) {
+  function show(key, points, total, step) {
     const chart = state.charts.get(key);
     if (!chart) return;
     const xs = points.map((p) => p[0]);
@@ -295,9 +295,18 @@
     const strong = document.createElement("strong");
     strong.className = "value";
     strong.textContent = valueText(value);
+    // With retention rules, a range past the finest tier comes from a coarser one.
+    const tier = step ? ` · one per ${stepText(step)}` : "";
     chart.last.replaceChildren(
-      "last ", strong, ` at ${timeText(ts)} · ${total} point${total === 1 ? "" : "s"}`
+      "last ", strong, ` at ${timeText(ts)} · ${total} point${total === 1 ? "" : "s"}${tier}`
     );
+  }
+
+  function stepText(seconds) {
+    for (const [size, unit] of [[86400, "d"], [3600, "h"], [60, "min"]]) {
+      if (seconds % size === 0) return `${seconds / size} ${unit}`;
+    }
+    return `${seconds} s`;
   }
 
   async function refresh() {
@@ -311,7 +320,9 @@
       params.set("from", String(Math.max(0, Math.floor(Date.now() / 1000) - Number(state.range))));
     }
     const answer = await fetchJson("/api/v1/series?" + params.toString());
-    for (const series of answer.series) show(series.key, series.points, series.total);
+    for (const series of answer.series) {
+      show(series.key, series.points, series.total, series.step);
+    }
   }
 
   async function poll() {
