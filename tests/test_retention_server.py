@@ -76,6 +76,7 @@ async def test_old_points_roll_up_and_too_old_ones_expire(nursery: trio.Nursery)
     _, _, body = await request(info.http_port or 0, "GET", "/metrics")
     text = body.decode()
     assert "trio_metrics_points_expired_total 1" in text
+    assert "trio_metrics_compressed_bytes " in text
     assert 'trio_metrics_tier_points{tier="1"} 1' in text
 
 

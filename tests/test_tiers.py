@@ -46,15 +46,17 @@ def store_with(
 
 
 def roll_all(store: TieredStore, points_per_step: int = 4096) -> None:
-    """Roll up until no key has anything left to roll."""
+    """Roll up until no key has anything left to roll, then compress what may be."""
     changed_in_round = 0
     while True:
         changed, wrapped = store.roll_up(keys_per_step=3, points_per_step=points_per_step)
         changed_in_round += changed
         if wrapped:
             if not changed_in_round:
-                return
+                break
             changed_in_round = 0
+    while store.freeze(max_blocks=2):
+        pass
 
 
 def visible(store: TieredStore, key: str) -> list[tuple[int, float]]:
@@ -135,6 +137,7 @@ def test_any_puts_read_back_through_the_tiers_as_the_model(
 ) -> None:
     clock = Clock(1000)
     store = store_with(MODEL_RULE, clock, method, factor)
+    store.block_points = 2  # compressed blocks on these few points too
     store.put_columns(["k"] * len(puts), [v for _, v in puts], [t for t, _ in puts])
     model: dict[int, float] = {}
     for stamp, value in puts:

@@ -30,7 +30,9 @@ class Clock:
 
 
 def tiered(clock: Clock) -> TieredStore:
-    return TieredStore(RetentionRules(default=parse_retention(RULE)), clock=clock)
+    store = TieredStore(RetentionRules(default=parse_retention(RULE)), clock=clock)
+    store.block_points = 2  # compressed blocks on these few points too
+    return store
 
 
 def state(store: TieredStore) -> dict[str, tuple[list[int], list[float], list[int] | None]]:
@@ -57,6 +59,7 @@ async def roll_up_round(
             alone.roll_key_to(key, floors)
         if wrapped:
             break
+    memory.freeze(max_blocks=3)
 
 
 puts = st.lists(

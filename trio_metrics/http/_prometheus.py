@@ -194,6 +194,8 @@ _DURABILITY_GAUGES: Final = {
     "log_bytes": ("log_bytes", "Bytes of the log segments since the snapshot."),
     "snapshot_bytes": ("snapshot_bytes", "Bytes of the newest snapshot."),
     "recovered_points": ("recovered_points", "Points recovered at start-up."),
+    "compressed_points": ("compressed_points", "Points held in compressed blocks."),
+    "compressed_bytes": ("compressed_bytes", "Bytes of the compressed blocks."),
 }
 _DURABILITY_MILLISECONDS: Final[dict[str, tuple[str, Kind, str]]] = {
     "fsync_ms": ("log_fsync_seconds", "counter", "Time spent in fsyncs of the log."),

@@ -33,13 +33,15 @@ from __future__ import annotations
 
 import time
 from array import array
-from bisect import bisect_left
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Awaitable, Callable, Generator, Iterable, Iterator, Sequence
 from typing import Final
 
 import attrs
 import trio
 
+from ._blocks import BLOCK_POINTS, Block, compress_block, load_codec
+from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom, Taken
 from ._retention import RetentionPolicy, RetentionRules
 from ._store import MetricStore, Series, StoreUnavailableError, TierRange
 
@@ -134,6 +136,14 @@ class TieredStore(MetricStore):
         self._floors: dict[str, list[int]] = {}
         self._next_key = 0
         self._round: list[str] = []
+        # The oldest points of a key, compressed: its visible series is these
+        # blocks' points, then its arrays (which are never left empty).
+        self._cold: dict[str, list[Block]] = {}
+        self._next_freeze = 0
+        #: Points per compressed block.
+        self.block_points = BLOCK_POINTS
+        # Loaded now, at start-up: loading them later would pause the event loop.
+        load_codec()
         #: Puts dropped because they were older than their key's longest span.
         self.expired_points = 0
         #: Steps dropped for the same reason, during roll-up.
@@ -194,7 +204,7 @@ class TieredStore(MetricStore):
         tier's floor is dropped and counted as expired.
         """
         floors_of = self._floors
-        if not floors_of:
+        if not floors_of and not self._cold:
             super().put_columns(keys, values, timestamps)
             return
         out_keys: list[str] = []
@@ -213,6 +223,13 @@ class TieredStore(MetricStore):
             out_keys.append(key)
             out_values.append(value)
             out_stamps.append(timestamp)
+        cold = self._cold
+        if cold:
+            # A put into compressed time (a late write, a replay): thaw the key first.
+            for key, timestamp in zip(out_keys, out_stamps, strict=True):
+                blocks = cold.get(key)
+                if blocks is not None and timestamp <= blocks[-1].last:
+                    self._thaw(key)
         # One call, in order: a later point still wins over an earlier one.
         super().put_columns(out_keys, out_values, out_stamps)
 
@@ -233,12 +250,164 @@ class TieredStore(MetricStore):
         keys = list(keys)
         for key in keys:
             self._floors.pop(key, None)
+            for block in self._cold.pop(key, ()):
+                self._points -= block.count
         return super().delete_keys(keys)
 
     def clear(self) -> None:
         """Forget every point and every tier."""
         super().clear()
         self._floors.clear()
+        self._cold.clear()
+
+    def restore_series(self, key: str, timestamps: array[int], values: array[float]) -> None:
+        """As :meth:`MetricStore.restore_series` (the key's compressed blocks go too)."""
+        for block in self._cold.pop(key, ()):
+            self._points -= block.count
+        super().restore_series(key, timestamps, values)
+
+    # --- compressed blocks ----------------------------------------------------
+
+    def _freeze_limit(self, key: str) -> int | None:
+        """Points before this are not rolled up any more, only dropped when
+        they expire: they may be compressed. None: nothing to compress."""
+        floors = self._floors.get(key)
+        if floors is None:
+            return None
+        if len(floors) > 1:
+            return floors[-2]  # below it: the coarsest tier
+        policy = self.policy_for(key)
+        return None if policy is None else floors[0] + policy.retention.longest // 2
+
+    def freeze(self, max_blocks: int) -> int:
+        """Compress up to ``max_blocks`` blocks of old points, a few keys at a
+        time from where the last call stopped; return how many were made.
+
+        Only time that roll-up will not rewrite is compressed (the coarsest
+        tier's, or the older half of a lone tier's span), in blocks of
+        :attr:`block_points`, and each key keeps at least a block's worth of
+        points uncompressed. Reads, puts and roll-ups see the same points.
+        """
+        made = 0
+        keys = list(self._floors)
+        if not keys:
+            return 0
+        start = self._next_freeze % len(keys)
+        for offset in range(len(keys)):
+            if made >= max_blocks:
+                break
+            key = keys[(start + offset) % len(keys)]
+            self._next_freeze = start + offset + 1
+            limit = self._freeze_limit(key)
+            columns = self._series.get(key)
+            if limit is None or columns is None:
+                continue
+            stamps, numbers = columns
+            size = self.block_points
+            while made < max_blocks and len(stamps) >= 2 * size:
+                if stamps[size - 1] >= limit:
+                    break
+                block = compress_block(stamps[:size], numbers[:size])
+                self._cold.setdefault(key, []).append(block)
+                del stamps[:size], numbers[:size]
+                made += 1
+        return made
+
+    def _thaw(self, key: str) -> None:
+        """Put ``key``'s compressed points back into its arrays."""
+        blocks = self._cold.pop(key, None)
+        if not blocks:
+            return
+        stamps, numbers = self._series[key]
+        parts = [block.decompress() for block in blocks]
+        new_stamps: array[int] = array("q")
+        new_values: array[float] = array("d")
+        for block_stamps, block_values in parts:
+            new_stamps.extend(block_stamps)
+            new_values.extend(block_values)
+        new_stamps.extend(stamps)
+        new_values.extend(numbers)
+        self._series[key] = (new_stamps, new_values)
+
+    def _whole(self, key: str) -> tuple[array[int], array[float]] | None:
+        """``key``'s visible points as arrays (new ones when some are compressed)."""
+        columns = self._series.get(key)
+        blocks = self._cold.get(key)
+        if columns is None or not blocks:
+            return columns
+        stamps: array[int] = array("q")
+        values: array[float] = array("d")
+        for block in blocks:
+            block_stamps, block_values = block.decompress()
+            stamps.extend(block_stamps)
+            values.extend(block_values)
+        stamps.extend(columns[0])
+        values.extend(columns[1])
+        return stamps, values
+
+    def compressed(self) -> tuple[int, int]:
+        """Points held in compressed blocks, and their bytes."""
+        points = size = 0
+        for blocks in self._cold.values():
+            for block in blocks:
+                points += block.count
+                size += block.nbytes
+        return points, size
+
+    def series_between(self, key: str, start: int, end: int) -> Series | None:
+        """As :meth:`MetricStore.series_between`, compressed points included."""
+        blocks = self._cold.get(key)
+        if not blocks or start > blocks[-1].last:
+            return super().series_between(key, start, end)
+        whole = self._whole(key)
+        assert whole is not None
+        stamps, numbers = whole
+        first = bisect_left(stamps, start)
+        stop = bisect_right(stamps, end, lo=first)
+        if first == stop:
+            return None
+        return Series(key, stamps[first:stop], numbers[first:stop])
+
+    def iter_series(self, key: str) -> Iterator[Series]:
+        """As :meth:`MetricStore.iter_series`, compressed points included."""
+        if not self._cold:
+            yield from super().iter_series(key)
+            return
+        for each in list(self._series) if key == "*" else [key]:
+            whole = self._whole(each)
+            if whole is not None:
+                stamps, numbers = whole
+                if whole is self._series.get(each):
+                    stamps, numbers = stamps[:], numbers[:]
+                yield Series(each, stamps, numbers)
+
+    def iter_series_within(
+        self, key: str, budget: CopyBudget
+    ) -> Generator[Series | NeedRoom, None, None]:
+        """As :meth:`MetricStore.iter_series_within`; a key with compressed
+        points is counted at 16 bytes a point of what it decompresses to."""
+        if not self._cold:
+            yield from super().iter_series_within(key, budget)
+            return
+        held: Taken | None = None
+        try:
+            for each in list(self._series) if key == "*" else [key]:
+                if held is not None:
+                    budget.give_back(held)
+                    held = None
+                while each in self._series:
+                    need = self._count(each) * BYTES_PER_POINT
+                    held = budget.try_take(need)
+                    if held is not None:
+                        yield from self.iter_series(each)
+                        break
+                    yield NeedRoom(budget, need)
+        finally:
+            if held is not None:
+                budget.give_back(held)
+
+    def _count(self, key: str) -> int:
+        return len(self._series[key][0]) + sum(block.count for block in self._cold.get(key, ()))
 
     # --- roll-up --------------------------------------------------------------
 
@@ -391,8 +560,24 @@ class TieredStore(MetricStore):
         target = [max(old, new) for old, new in zip(current, target, strict=True)]
         if current == target:
             return False
-        stamps, numbers = columns
         archives = policy.retention.archives
+        blocks = self._cold.get(key)
+        if blocks:
+            # Compressed points lie in the coarsest tier: whole blocks that
+            # expire go as they are; one that straddles the floor is cut.
+            while blocks and blocks[0].last < target[-1]:
+                dropped = blocks.pop(0)
+                self.expired_steps += dropped.count
+                self._points -= dropped.count
+            if blocks and blocks[0].first < target[-1]:
+                block_stamps, block_values = blocks[0].decompress()
+                cut = bisect_left(block_stamps, target[-1])
+                blocks[0] = compress_block(block_stamps[cut:], block_values[cut:])
+                self.expired_steps += cut
+                self._points -= cut
+            if not blocks:
+                del self._cold[key]
+        stamps, numbers = self._series[key]
         before = len(stamps)
         # Finer to coarser, in place: what leaves tier k joins tier k + 1 (the
         # points in [current, target) of each tier), or leaves the coarsest.
@@ -418,10 +603,11 @@ class TieredStore(MetricStore):
             numbers[begin:end] = array("d", rolled_values)
         self._floors[key] = target
         self._points += len(stamps) - before
-        if not stamps:
+        if not stamps and not self._cold.get(key):
             del self._series[key]
             self._sorted.remove(key)
             self._floors.pop(key, None)
+            self._cold.pop(key, None)
         if self._listeners:
             self._changed(key, 0)
         return True
@@ -437,6 +623,9 @@ class TieredStore(MetricStore):
             "roll_up_rounds": roll_up.rounds,
             "roll_up_longest_step_us": round(roll_up.longest_step * 1e6),
         }
+        points, size = self.compressed()
+        figures["compressed_points"] = points
+        figures["compressed_bytes"] = size
         for tier, points in enumerate(self.tiers_held()):
             figures[f"tier{tier}_points"] = points
         return figures
@@ -456,6 +645,8 @@ class TieredStore(MetricStore):
                     counts.append(0)
                 counts[tier] += upper - lower
                 upper = lower
+            # Compressed points are the coarsest tier's.
+            counts[len(floors) - 1] += sum(block.count for block in self._cold.get(key, ()))
         return counts
 
     async def query_tier(self, key: str, start: int, end: int) -> TierRange:
@@ -478,7 +669,9 @@ class TieredStore(MetricStore):
         tier = next((k for k in range(1, len(floors)) if start >= floors[k]), len(floors) - 1)
         step = archives[tier].step
         first = start - start % step
-        stamps, numbers = self._series[key]
+        whole = self._whole(key)
+        assert whole is not None
+        stamps, numbers = whole
 
         def region(low: int, high: int | None) -> tuple[list[int], list[float]]:
             begin = bisect_left(stamps, max(low, first))
@@ -501,6 +694,8 @@ class TieredStore(MetricStore):
 
 #: Seconds between two rounds of roll-up over every key.
 ROLL_UP_INTERVAL: Final = 1.0
+#: Blocks compressed per step of the roll-up task (each about 0.2 ms).
+FREEZE_BLOCKS_PER_STEP: Final = 8
 
 
 @attrs.define
@@ -544,6 +739,14 @@ async def roll_up_forever(
                 except StoreUnavailableError:
                     break  # the store's own errors say why; puts fail too
             if wrapped:
+                break
+            await trio.lowlevel.checkpoint()
+        # Then compress what roll-up is done with, a few blocks per step.
+        while True:
+            began = time.perf_counter()
+            made = store.freeze(FREEZE_BLOCKS_PER_STEP)
+            figures.longest_step = max(figures.longest_step, time.perf_counter() - began)
+            if not made:
                 break
             await trio.lowlevel.checkpoint()
         figures.rounds += 1
