@@ -62,16 +62,17 @@ def directory_bytes(path: Path) -> int:
 
 
 class Server:
-    """``trio-metrics serve`` with the retention rule, on a free port."""
+    """``trio-metrics serve`` with the retention rule (or none), on a free port."""
 
-    def __init__(self, workdir: Path, data_dir: Path | None) -> None:
+    def __init__(self, workdir: Path, data_dir: Path | None, *, retention: bool = True) -> None:
         storage = [] if data_dir is None else ["--data-dir", str(data_dir), "--fsync", "everysec"]
+        rules = ["--retention", RULE] if retention else []
         self.out = workdir / "server.out"
         with self.out.open("wb") as out, (workdir / "server.err").open("wb") as err:
             self.process = subprocess.Popen(
                 [
                     *(sys.executable, "-m", "trio_metrics", "serve", "--port", "0"),
-                    *("--retention", RULE, "--log-level", "warning", *storage),
+                    *(*rules, "--log-level", "warning", *storage),
                 ],
                 cwd=REPO,
                 stdin=subprocess.DEVNULL,

@@ -58,7 +58,7 @@ __all__ = [
 #: Keys :meth:`TieredStore.roll_up` looks at per call, unless told.
 ROLL_UP_KEYS_PER_STEP: Final = 512
 #: Points one call of :meth:`TieredStore.roll_up` handles at most, about.
-ROLL_UP_POINTS_PER_STEP: Final = 4096
+ROLL_UP_POINTS_PER_STEP: Final = 2048
 _NO_FLOOR: Final = -(2**63)
 
 
@@ -695,7 +695,7 @@ class TieredStore(MetricStore):
 #: Seconds between two rounds of roll-up over every key.
 ROLL_UP_INTERVAL: Final = 1.0
 #: Blocks compressed per step of the roll-up task (each about 0.2 ms).
-FREEZE_BLOCKS_PER_STEP: Final = 8
+FREEZE_BLOCKS_PER_STEP: Final = 4
 
 
 @attrs.define
