@@ -8,7 +8,8 @@ Timestamps are the client's, so the benchmark replays ``--days`` of
 ``--series`` series at one point every 10 s, oldest first, into a real
 ``trio-metrics serve --retention 10s:1d,1m:30d`` process (pipelined puts over
 one connection, ``--batch`` lines per send), then waits until roll-up has
-made two rounds over every key. It prints, from /proc and the server's own
+caught up (a round that rolls and compresses nothing more). It prints, from
+/proc and the server's own
 ``stats``:
 
 - the replay's rate and the server's CPU-seconds per million points;
@@ -146,17 +147,23 @@ def _send(sock: socket.socket, lines: list[bytes], expected: bytes) -> int:
     return len(lines)
 
 
-def until_rounds(sock: socket.socket, more: int) -> dict[str, int]:
-    """Wait until roll-up has made ``more`` rounds; return the stats then."""
-    first = stats(sock)["roll_up_rounds"]
-    deadline = time.monotonic() + 600
+def until_settled(sock: socket.socket) -> dict[str, int]:
+    """Wait until roll-up has caught up (a round that rolled nothing more and
+    compressed nothing more); return the stats then."""
+    deadline = time.monotonic() + 1800
+    last: tuple[int, int] | None = None
     while True:
         current = stats(sock)
-        if current["roll_up_rounds"] >= first + more:
+        rounds = current["roll_up_rounds"]
+        while stats(sock)["roll_up_rounds"] < rounds + 1:
+            time.sleep(0.1)
+        current = stats(sock)
+        progress = (current["points_rolled_up"], current.get("compressed_points", 0))
+        if progress == last:
             return current
+        last = progress
         if time.monotonic() > deadline:
-            raise SystemExit("roll-up made no progress")
-        time.sleep(0.2)
+            raise SystemExit("roll-up did not catch up")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with socket.create_connection(("127.0.0.1", server.port), timeout=120) as sock:
                 cpu_before = cpu_seconds(server.process.pid)
+                idle_rss = rss_bytes(server.process.pid)
                 began = time.monotonic()
                 sizes: list[tuple[int, int]] = []
                 sent = 0
@@ -184,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
                     if data_dir is not None:
                         sizes.append((args.days - day + 1, directory_bytes(data_dir)))
                 seconds = time.monotonic() - began
-                final = until_rounds(sock, 2)
+                final = until_settled(sock)
                 cpu = cpu_seconds(server.process.pid) - cpu_before
                 rss = rss_bytes(server.process.pid)
             held = final.get("tier0_points", 0) + final.get("tier1_points", 0)
@@ -199,13 +207,20 @@ def main(argv: list[str] | None = None) -> int:
                 f" tier 1 (1 min) {final.get('tier1_points', 0):,};"
                 f" the rules allow at most {implied:,}"
             )
+            compressed = final.get("compressed_points", 0)
+            print(
+                f"compressed: {compressed:,} points in {final.get('compressed_bytes', 0):,} bytes"
+                f" ({final.get('compressed_bytes', 0) / max(compressed, 1):.2f} bytes a point)"
+            )
             print(
                 f"expired puts {final.get('points_expired', 0):,},"
                 f" rolled up {final.get('points_rolled_up', 0):,},"
                 f" longest roll-up step {final.get('roll_up_longest_step_us', 0) / 1000:.1f} ms"
             )
+            grown = rss - idle_rss
             print(
-                f"server RSS {rss / 2**20:.1f} MiB = {rss / max(held, 1):.1f} bytes per point held;"
+                f"server RSS {rss / 2**20:.1f} MiB ({idle_rss / 2**20:.1f} MiB at start):"
+                f" {grown / max(held, 1):.1f} bytes per point held above the start;"
                 f" {rss / (implied * 16):.2f}x the rules' size at 16 bytes a point"
                 f" ({implied * 16 / 2**20:.1f} MiB)"
             )

@@ -337,3 +337,46 @@ def test_cli_get_bench_reports_first_line_and_memory(form: list[str]) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "filled 1500 points" in completed.stdout
     assert re.search(r"first line after [\d.]+ s, .* CLI peak RSS \d+ MiB", completed.stdout)
+
+
+def test_retention_fast_forward_reports_tiers_memory_and_the_directory() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "retention.py"), "--series", "3", "--days", "3", "--data-dir"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    replayed = re.search(r"^replayed ([\d,]+) points", completed.stdout, re.MULTILINE)
+    # Each day's replay sends its 8,639 steps after its first instant.
+    assert replayed is not None and int(replayed.group(1).replace(",", "")) == 3 * 3 * 8639
+    held = re.search(r"tier 0 \(10 s, as put\) ([\d,]+), tier 1 \(1 min\) ([\d,]+)", output)
+    assert held is not None
+    # A day at 10 s in the finest tier (give or take the floor's minute), two days of minutes.
+    assert abs(int(held.group(1).replace(",", "")) - 3 * 8640) <= 3 * 12
+    assert abs(int(held.group(2).replace(",", "")) - 3 * 2 * 1440) <= 3 * 2
+    assert re.search(r"^server RSS [\d.]+ MiB", completed.stdout, re.MULTILINE)
+    assert re.search(r"^data directory by day replayed: 1: [\d.]+ MiB", completed.stdout, re.M)
+
+
+def test_retention_pause_compares_latency_with_and_without_rules() -> None:
+    completed = subprocess.run(
+        [
+            *(sys.executable, str(BENCH / "retention_pause.py")),
+            *("--series", "3", "--days", "2", "--seconds", "0.5", "--rate", "500"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert re.search(r"^no rules  : p50 [\d.]+ ms, p99 [\d.]+ ms", completed.stdout, re.M)
+    rolled = re.search(r"^with rules: .* roll-up: ([\d,]+) points rolled", completed.stdout, re.M)
+    assert rolled is not None and int(rolled.group(1).replace(",", "")) > 0
+    assert re.search(r"^p99 with roll-up / without: [\d.]+", completed.stdout, re.MULTILINE)
