@@ -142,6 +142,14 @@ class TieredStore(MetricStore):
         self._next_freeze = 0
         #: Points per compressed block.
         self.block_points = BLOCK_POINTS
+        # For the common case, live traffic, one check per batch instead of
+        # one per point: no point newer than these needs a look of its own.
+        spans = [rule.retention.longest for rule in rules.schemas]
+        if rules.default is not None:
+            spans.append(rules.default.longest)
+        self._shortest_horizon = min(spans, default=0)
+        self._highest_floor = _NO_FLOOR  # of any key's finest tier
+        self._newest_cold = _NO_FLOOR  # of any compressed point
         # Loaded now, at start-up: loading them later would pause the event loop.
         load_codec()
         #: Puts dropped because they were older than their key's longest span.
@@ -173,7 +181,7 @@ class TieredStore(MetricStore):
 
     def admit(
         self, keys: Iterable[str], values: Iterable[float], timestamps: Iterable[int]
-    ) -> tuple[list[str], list[float], list[int]]:
+    ) -> tuple[Sequence[str], Sequence[float], Sequence[int]]:
         """The points that are not past their key's longest span at the clock's
         time; the others are counted in :attr:`expired_points`.
 
@@ -181,6 +189,13 @@ class TieredStore(MetricStore):
         holds only what was stored, and replaying it needs no clock.
         """
         now = int(self._clock())
+        if (
+            isinstance(keys, Sequence)
+            and isinstance(values, Sequence)
+            and isinstance(timestamps, Sequence)
+            and (not timestamps or min(timestamps) >= now - self._shortest_horizon)
+        ):
+            return keys, values, timestamps  # none can have expired
         keep_keys: list[str] = []
         keep_values: list[float] = []
         keep_stamps: list[int] = []
@@ -204,7 +219,9 @@ class TieredStore(MetricStore):
         tier's floor is dropped and counted as expired.
         """
         floors_of = self._floors
-        if not floors_of and not self._cold:
+        if not timestamps or min(timestamps) > max(self._highest_floor, self._newest_cold):
+            # Every point is newer than every key's finest floor and every
+            # compressed point: stored as put.
             super().put_columns(keys, values, timestamps)
             return
         out_keys: list[str] = []
@@ -309,6 +326,7 @@ class TieredStore(MetricStore):
                     break
                 block = compress_block(stamps[:size], numbers[:size])
                 self._cold.setdefault(key, []).append(block)
+                self._newest_cold = max(self._newest_cold, block.last)
                 del stamps[:size], numbers[:size]
                 made += 1
         return made
@@ -541,6 +559,7 @@ class TieredStore(MetricStore):
         policy = self.policy_for(key)
         tiers = len(floors) if policy is None else len(policy.retention.archives)
         self._floors[key] = list(floors) if len(floors) == tiers else [floors[0]] * tiers
+        self._highest_floor = max(self._highest_floor, floors[0])
 
     def roll_key_to(self, key: str, target: Sequence[int]) -> bool:
         """Move ``key``'s floors to ``target``, aggregating and dropping as they pass.
@@ -602,6 +621,7 @@ class TieredStore(MetricStore):
             stamps[begin:end] = array("q", rolled_stamps)
             numbers[begin:end] = array("d", rolled_values)
         self._floors[key] = target
+        self._highest_floor = max(self._highest_floor, target[0])
         self._points += len(stamps) - before
         if not stamps and not self._cold.get(key):
             del self._series[key]
