@@ -1,0 +1,142 @@
+"""``/graphite/render``: the series of targets over a time range, as JSON or as a pickle.
+
+- ``format=json`` (Grafana): ``[{"target", "tags", "datapoints": [[value or null, ts], ...]}]``;
+- ``format=pickle`` (graphite-web's cluster fetch, with ``local=1``): a pickled
+  list of ``{'name', 'start', 'end', 'step', 'values', 'pathExpression'}``,
+  ``values`` one slot per step with ``None`` for a gap, ``end = start +
+  len(values) * step``, ``pathExpression`` the target exactly as sent.
+
+Parameters as graphite-web takes them: repeated ``target``, ``from`` (default
+``-1d``), ``until`` (default ``now``), ``now``, ``format``, ``maxDataPoints``,
+``noNullPoints``; ``cacheTimeout``, ``noCache`` and ``local`` change nothing.
+The series come from the store through :func:`trio_metrics.query.fetch_series`
+(its step rule), within the request's budget of series and points.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Final
+
+import attrs
+
+from ..storage import Store
+from ..wire import GlobError
+from ._graphite_params import GraphiteInputError, GraphiteParams, parse_time
+from ._limits import HttpLimits
+from ._messages import Response
+
+if TYPE_CHECKING:
+    from ..query import TimeSeries
+
+__all__ = ["DEFAULT_FROM", "RenderContext", "render_response"]
+
+#: graphite-web's default start of a render: a day ago.
+DEFAULT_FROM: Final = "-1d"
+_FORMATS: Final = frozenset({"json", "pickle"})
+_PICKLE_PROTOCOL: Final = 2
+_PICKLE_CONTENT_TYPE: Final = "application/pickle"
+
+Fetch = Callable[[str, int, int], Awaitable[list["TimeSeries"]]]
+
+
+@attrs.frozen
+class RenderContext:
+    """What a render asks for besides its targets: the range, ``now``, ``maxDataPoints``."""
+
+    start: int
+    end: int
+    now: int
+    max_data_points: int | None
+
+
+async def render_response(
+    store: Store, params: GraphiteParams, limits: HttpLimits, wallclock: int
+) -> Response:
+    """The answer to a render; raises :exc:`GraphiteInputError` for bad input or a
+    request over the limits (``limits.max_points`` slots in all)."""
+    from ..query import FetchBudget, FetchLimitError, FindLimitError, fetch_series
+
+    answer_format = "pickle" if params.has("pickle") else params.get("format")
+    if answer_format not in _FORMATS:
+        raise GraphiteInputError(
+            f"Invalid value {answer_format!r} for param format: json and pickle are served"
+        )
+    targets = [target for target in params.all("target") if target.strip()]
+    now_text = params.get("now")
+    now = wallclock if not now_text else parse_time(now_text, wallclock, "now")
+    start = parse_time(params.get("from") or DEFAULT_FROM, now, "from")
+    end = parse_time(params.get("until") or "now", now, "until")
+    if start >= end:
+        raise GraphiteInputError("Invalid empty time range")
+    max_data_points = params.whole("maxDataPoints", 0, minimum=1) or None
+    context = RenderContext(start, end, now, max_data_points)
+    budget = FetchBudget(max_points=limits.max_points)
+    fetch: Fetch = partial(fetch_series, store, budget=budget)
+    try:
+        series = await _evaluate(targets, context, fetch)
+    except GlobError as exc:
+        raise GraphiteInputError(f"Invalid target: {exc}") from None
+    except (FetchLimitError, FindLimitError) as exc:
+        raise GraphiteInputError(str(exc)) from None
+    if answer_format == "pickle":
+        return Response(200, _pickled(series), _PICKLE_CONTENT_TYPE)
+    return Response(200, _json(series, drop_nulls=params.has("noNullPoints")))
+
+
+async def _evaluate(
+    targets: Sequence[str], context: RenderContext, fetch: Fetch
+) -> list[TimeSeries]:
+    """The series of every target, in order: path expressions (globs) only, for now.
+
+    The one place where target expressions are evaluated; the query
+    package's evaluator, with its functions, takes its place.
+    """
+    found: list[TimeSeries] = []
+    for target in targets:
+        if any(char in target for char in "(),\"'= "):
+            raise GraphiteInputError(
+                f"Invalid target {target!r}: only path expressions are rendered"
+            )
+        found += await fetch(target, context.start, context.end)
+    return found
+
+
+def _plain(value: float) -> float | None:
+    """A slot's value for an answer: None for a gap (NaN), and for an infinity, which
+    neither JSON nor graphite-web's charts can hold."""
+    return value if math.isfinite(value) else None
+
+
+def _pickled(series: list[TimeSeries]) -> bytes:
+    document = [
+        {
+            "name": each.name,
+            "start": int(each.start),
+            "end": int(each.end),
+            "step": int(each.step),
+            "values": [_plain(value) for value in each.values.tolist()],
+            "pathExpression": each.path_expression,
+        }
+        for each in series
+    ]
+    return pickle.dumps(document, protocol=_PICKLE_PROTOCOL)
+
+
+def _json(series: list[TimeSeries], *, drop_nulls: bool) -> bytes:
+    document = []
+    for each in series:
+        points = [
+            [_plain(value), stamp]
+            for value, stamp in zip(each.values.tolist(), each.timestamps(), strict=True)
+        ]
+        if drop_nulls:
+            points = [point for point in points if point[0] is not None]
+            if not points:
+                continue
+        document.append({"target": each.name, "tags": dict(each.tags), "datapoints": points})
+    return json.dumps(document, separators=(",", ":")).encode()
