@@ -98,7 +98,7 @@ async def _evaluate(
     """
     found: list[TimeSeries] = []
     for target in targets:
-        if any(char in target for char in "(),\"'= "):
+        if any(char in target for char in "()\"'"):
             raise GraphiteInputError(
                 f"Invalid target {target!r}: only path expressions are rendered"
             )

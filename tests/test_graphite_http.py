@@ -1,0 +1,350 @@
+"""The Graphite API under /graphite over real sockets, with the request forms Grafana
+and graphite-web send (a real server with ``http_port=0`` on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import pytest
+import trio
+from http_requests import request
+
+from trio_metrics import ServerConfig, ServerInfo, serve
+from trio_metrics.http import HttpLimits
+
+FORM = {"content-type": "application/x-www-form-urlencoded"}
+# Points of the stored fixture: two hosts' cpu every 10 s, and one key that is a
+# leaf and a branch at once.
+BASE = 1_700_000_000
+STAMPS = [BASE + 10 * i for i in range(30)]
+
+
+def web_server(limits: HttpLimits | None = None) -> Any:
+    config = ServerConfig(host="127.0.0.1", port=0, http_port=0, http_limits=limits or HttpLimits())
+
+    async def start(task_status: Any) -> None:
+        await serve(config, task_status=task_status)
+
+    return start
+
+
+@pytest.fixture
+async def web(nursery: trio.Nursery) -> AsyncIterator[ServerInfo]:
+    info: ServerInfo = await nursery.start(web_server())
+    store = info.store
+    keys, values, stamps = [], [], []
+    for index, stamp in enumerate(STAMPS):
+        for key, value in (("srv.a.cpu", index), ("srv.b.cpu", 100 + index), ("srv.a", -index)):
+            keys.append(key)
+            values.append(float(value))
+            stamps.append(stamp)
+    await store.put_batch(keys, values, stamps)
+    await store.put_batch(["srv.a.mem", "other"], [5.0, 6.0], [BASE, BASE])
+    yield info
+
+
+def port_of(info: ServerInfo) -> int:
+    assert info.http_port is not None
+    return info.http_port
+
+
+async def get(info: ServerInfo, path: str, params: list[tuple[str, str]]) -> tuple[int, str, bytes]:
+    code, headers, body = await request(port_of(info), "GET", path + "?" + urlencode(params))
+    return code, headers["content-type"], body
+
+
+async def get_json(info: ServerInfo, path: str, params: list[tuple[str, str]]) -> Any:
+    code, content_type, body = await get(info, path, params)
+    assert (code, content_type) == (200, "application/json"), body
+    return json.loads(body)
+
+
+class _PlainOnly(pickle.Unpickler):
+    """Refuses every class: a pickle of plain lists, dicts, tuples, str, numbers and None
+    loads; anything else fails (graphite-web's own unpickler allows little more)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"{module}.{name} is not a plain type")
+
+
+def plain_unpickle(data: bytes) -> Any:
+    return _PlainOnly(io.BytesIO(data)).load()
+
+
+# --- version, tags --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/graphite/version", "/graphite/version/"])
+async def test_version_is_graphite_webs_in_plain_text(web: ServerInfo, path: str) -> None:
+    assert await get(web, path, []) == (200, "text/plain; charset=utf-8", b"1.1.8")
+
+
+@pytest.mark.parametrize("what", ["tags", "values"])
+async def test_tag_completion_is_an_empty_list(web: ServerInfo, what: str) -> None:
+    assert await get_json(web, f"/graphite/tags/autoComplete/{what}", [("tagPrefix", "")]) == []
+
+
+# --- find -------------------------------------------------------------------------
+
+BRANCH = {"allowChildren": 1, "expandable": 1, "leaf": 0}
+LEAF = {"allowChildren": 0, "expandable": 0, "leaf": 1}
+
+
+@pytest.mark.parametrize("path", ["/graphite/metrics/find", "/graphite/metrics/find/"])
+async def test_find_answers_graphites_tree_json(web: ServerInfo, path: str) -> None:
+    assert await get_json(web, path, [("query", "srv.*")]) == [
+        {"text": "a", "id": "srv.a", **BRANCH},
+        {"text": "b", "id": "srv.b", **BRANCH},
+    ]
+    assert await get_json(web, path, [("query", "srv.a.*")]) == [
+        {"text": "cpu", "id": "srv.a.cpu", **LEAF},
+        {"text": "mem", "id": "srv.a.mem", **LEAF},
+    ]
+    assert await get_json(web, path, [("query", "*")]) == [
+        {"text": "srv", "id": "srv", **BRANCH},
+        {"text": "other", "id": "other", **LEAF},
+    ]
+    assert await get_json(web, path, [("query", "nothing.*")]) == []
+
+
+async def test_find_by_post_form_as_grafana_sends_it(web: ServerInfo) -> None:
+    code, _, body = await request(
+        port_of(web), "POST", "/graphite/metrics/find", b"query=srv.%7Ba%2Cb%7D.cpu", FORM
+    )
+    assert code == 200, body
+    assert json.loads(body) == [
+        {"text": "cpu", "id": "srv.{a,b}.cpu", **LEAF},
+    ]
+
+
+async def test_find_leaves_only_and_wildcards(web: ServerInfo) -> None:
+    leaves = await get_json(web, "/graphite/metrics/find", [("query", "*"), ("leavesOnly", "1")])
+    assert leaves == [{"text": "other", "id": "other", **LEAF}]
+    starred = await get_json(
+        web, "/graphite/metrics/find", [("query", "srv.*"), ("wildcards", "1")]
+    )
+    assert starred[0] == {"text": "*", "id": "srv.*", **BRANCH}
+    assert [entry["id"] for entry in starred[1:]] == ["srv.a", "srv.b"]
+
+
+async def test_find_as_json_nodes(web: ServerInfo) -> None:
+    assert await get_json(
+        web, "/graphite/metrics/find", [("query", "srv.*"), ("format", "json")]
+    ) == [
+        {"path": "srv.a", "is_leaf": False},
+        {"path": "srv.a", "is_leaf": True, "intervals": []},
+        {"path": "srv.b", "is_leaf": False},
+    ]
+
+
+async def test_find_as_pickle_for_graphite_webs_remote_finder(web: ServerInfo) -> None:
+    code, content_type, body = await get(
+        web, "/graphite/metrics/find/", [("local", "1"), ("format", "pickle"), ("query", "srv.*.*")]
+    )
+    assert (code, content_type) == (200, "application/pickle")
+    assert plain_unpickle(body) == [
+        {"path": "srv.a.cpu", "is_leaf": True, "intervals": []},
+        {"path": "srv.b.cpu", "is_leaf": True, "intervals": []},
+        {"path": "srv.a.mem", "is_leaf": True, "intervals": []},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ([], "Missing required parameter 'query'"),
+        ([("query", "")], "Required parameter 'query' is empty"),
+        ([("query", "srv.{a")], "has no closing"),
+        ([("query", "srv.*"), ("format", "svg")], "Invalid value for 'format' parameter"),
+        (
+            [("query", "srv.*"), ("leavesOnly", "yes")],
+            "Invalid int value 'yes' for param leavesOnly",
+        ),
+    ],
+)
+async def test_find_refuses_bad_input_in_graphites_words(
+    web: ServerInfo, params: list[tuple[str, str]], message: str
+) -> None:
+    code, content_type, body = await get(web, "/graphite/metrics/find", params)
+    assert (code, content_type) == (400, "text/plain; charset=utf-8")
+    assert message in body.decode()
+
+
+# --- expand -----------------------------------------------------------------------
+
+
+async def test_expand_unions_or_groups_the_paths_of_its_queries(web: ServerInfo) -> None:
+    queries = [("query", "srv.*"), ("query", "srv.*.cpu")]
+    assert await get_json(web, "/graphite/metrics/expand", queries) == {
+        "results": ["srv.a", "srv.a.cpu", "srv.b", "srv.b.cpu"]
+    }
+    grouped = await get_json(web, "/graphite/metrics/expand", [*queries, ("groupByExpr", "1")])
+    assert grouped == {
+        "results": {"srv.*": ["srv.a", "srv.b"], "srv.*.cpu": ["srv.a.cpu", "srv.b.cpu"]}
+    }
+    leaves = await get_json(web, "/graphite/metrics/expand/", [*queries, ("leavesOnly", "1")])
+    assert leaves == {"results": ["srv.a", "srv.a.cpu", "srv.b.cpu"]}
+
+
+# --- render -------------------------------------------------------------------------
+
+
+def expected_datapoints(values: list[float], first: int, last: int) -> list[list[Any]]:
+    """The slots of a 10 s series from ``first`` to ``last``: a stored value or null."""
+    stored = dict(zip(STAMPS, values, strict=True))
+    return [[stored.get(stamp), stamp] for stamp in range(first, last + 1, 10)]
+
+
+@pytest.mark.parametrize("path", ["/graphite/render", "/graphite/render/"])
+async def test_render_json_of_a_path_and_a_glob(web: ServerInfo, path: str) -> None:
+    window = [("from", str(BASE + 50)), ("until", str(BASE + 400)), ("format", "json")]
+    answer = await get_json(web, path, [("target", "srv.a.cpu"), ("target", "srv.*.cpu"), *window])
+    cpu_a = expected_datapoints([float(i) for i in range(30)], BASE + 50, BASE + 400)
+    cpu_b = expected_datapoints([float(100 + i) for i in range(30)], BASE + 50, BASE + 400)
+    assert answer == [
+        {"target": "srv.a.cpu", "tags": {"name": "srv.a.cpu"}, "datapoints": cpu_a},
+        {"target": "srv.a.cpu", "tags": {"name": "srv.a.cpu"}, "datapoints": cpu_a},
+        {"target": "srv.b.cpu", "tags": {"name": "srv.b.cpu"}, "datapoints": cpu_b},
+    ]
+    # The last stored point is at BASE + 290: the slots after it are null.
+    assert cpu_a[-1] == [None, BASE + 400] and cpu_a[0] == [5.0, BASE + 50]
+
+
+async def test_render_no_null_points_drops_gaps_and_empty_series(web: ServerInfo) -> None:
+    answer = await get_json(
+        web,
+        "/graphite/render",
+        [
+            ("target", "srv.a.cpu"),
+            ("target", "other"),
+            ("from", str(BASE + 280)),
+            ("until", str(BASE + 400)),
+            ("format", "json"),
+            ("noNullPoints", ""),
+        ],
+    )
+    assert answer == [
+        {
+            "target": "srv.a.cpu",
+            "tags": {"name": "srv.a.cpu"},
+            "datapoints": [[28.0, BASE + 280], [29.0, BASE + 290]],
+        }
+    ]
+
+
+async def test_render_pickle_for_graphite_webs_cluster_fetch(web: ServerInfo) -> None:
+    code, content_type, body = await get(
+        web,
+        "/graphite/render/",
+        [
+            ("format", "pickle"),
+            ("local", "1"),
+            ("noCache", "1"),
+            ("from", str(BASE + 100)),
+            ("until", str(BASE + 330)),
+            ("target", "srv.{a,b}.cpu"),
+            ("now", str(BASE + 1000)),
+        ],
+    )
+    assert (code, content_type) == (200, "application/pickle")
+    answer = plain_unpickle(body)
+    first, last = BASE + 100, BASE + 330
+    for entry, offset in zip(answer, (0, 100), strict=True):
+        expected = [float(offset + i) for i in range(30)]
+        values = [point[0] for point in expected_datapoints(expected, first, last)]
+        assert entry["values"] == values
+        assert entry["start"] == first and entry["step"] == 10
+        assert entry["end"] == entry["start"] + len(entry["values"]) * entry["step"]
+        assert entry["pathExpression"] == "srv.{a,b}.cpu"
+    assert [entry["name"] for entry in answer] == ["srv.a.cpu", "srv.b.cpu"]
+    assert set(answer[0]) == {"name", "start", "end", "step", "values", "pathExpression"}
+
+
+async def test_render_by_post_form_as_grafana_sends_it(nursery: trio.Nursery) -> None:
+    """Grafana's datasource posts target, from, until, format and maxDataPoints as a form,
+    with times relative to now."""
+    info: ServerInfo = await nursery.start(web_server())
+    now = int(time.time())
+    stamps = list(range(now - now % 10 - 3000, now - 600, 10))
+    await info.store.put_batch(["g.cpu"] * len(stamps), [1.5] * len(stamps), stamps)
+    form = "target=g.cpu&from=-1h&until=now&format=json&maxDataPoints=1703"
+    code, headers, body = await request(
+        port_of(info), "POST", "/graphite/render", form.encode(), FORM
+    )
+    assert (code, headers["content-type"]) == (200, "application/json"), body
+    (series,) = json.loads(body)
+    assert series["target"] == "g.cpu"
+    values = {stamp: value for value, stamp in series["datapoints"]}
+    assert all(values[stamp] == 1.5 for stamp in stamps if stamp >= now - 3600 + 10)
+    assert series["datapoints"][-1][0] is None  # the last ten minutes hold no point
+    assert series["datapoints"][-1][1] <= int(time.time())
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ([("target", "a"), ("format", "json"), ("from", "-1m")], "invalid offset unit 'm'"),
+        ([("target", "a"), ("format", "json"), ("from", "yesterday")], "param from"),
+        ([("target", "a"), ("format", "png")], "Invalid value 'png' for param format"),
+        ([("target", "a")], "for param format"),
+        ([("target", "a"), ("format", "json"), ("from", "100"), ("until", "50")], "empty time"),
+        ([("target", "srv.{a"), ("format", "json")], "Invalid target"),
+        ([("target", "a"), ("format", "json"), ("maxDataPoints", "x")], "maxDataPoints"),
+        ([("target", "nosuchfunction(a)"), ("format", "json")], "Invalid target"),
+    ],
+)
+async def test_render_refuses_bad_input_with_a_400_in_plain_text(
+    web: ServerInfo, params: list[tuple[str, str]], message: str
+) -> None:
+    code, content_type, body = await get(web, "/graphite/render", params)
+    assert (code, content_type) == (400, "text/plain; charset=utf-8"), body
+    assert message in body.decode()
+
+
+async def test_time_units_are_graphites(web: ServerInfo) -> None:
+    """``5min``, ``2h``, ``1w``, ``1mon`` (30 days) and ``1y`` (365 days) before ``now``."""
+    now = BASE + 10_000_000
+    for text, seconds in [("5min", 300), ("2h", 7200), ("1w", 604800), ("1mon", 2592000)]:
+        code, _, body = await get(
+            web,
+            "/graphite/render",
+            [("target", "other"), ("format", "json"), ("now", str(now)), ("from", "-" + text)],
+        )
+        assert code == 200, body
+        (series,) = json.loads(body)
+        # "other" has a single point: the default step of 60 s aligns the first slot.
+        first = now - seconds
+        assert series["datapoints"][0][1] == first - first % 60
+
+
+async def test_a_render_over_the_point_limit_is_a_400(nursery: trio.Nursery) -> None:
+    info: ServerInfo = await nursery.start(web_server(HttpLimits(max_points=100)))
+    await info.store.put_batch(["a", "a"], [1.0, 2.0], [0, 1])
+    ok = await get(
+        info,
+        "/graphite/render",
+        [("target", "a"), ("format", "json"), ("from", "0"), ("until", "99")],
+    )
+    assert ok[0] == 200
+    code, _, body = await get(
+        info,
+        "/graphite/render",
+        [("target", "a"), ("format", "json"), ("from", "0"), ("until", "100")],
+    )
+    assert code == 400
+    assert "over 100 points" in body.decode()
+
+
+async def test_a_find_of_a_key_with_quoting_characters_is_listed_as_graphite_shows_it(
+    web: ServerInfo,
+) -> None:
+    await web.store.put_batch(["q.a+b"], [1.0], [BASE])
+    answer = await get_json(web, "/graphite/metrics/find", [("query", "q.*")])
+    assert answer == [{"text": "a b", "id": "q.a+b", **LEAF}]
+    assert quote("q.a+b", safe="") == "q.a%2Bb"
