@@ -205,7 +205,8 @@ def _tree_json(nodes: list[Node], base: str, wildcards: bool) -> list[dict[str, 
             continue
         seen.add(node.name)
         # graphite-web shows names unquoted (a "+" as a space); the id keeps the path.
-        entry: dict[str, object] = {"text": unquote_plus(node.name), "id": base + node.name}
+        text = unquote_plus(node.name) if "%" in node.name or "+" in node.name else node.name
+        entry: dict[str, object] = {"text": text, "id": base + node.name}
         if node.is_leaf:
             leaves.append({**entry, **_LEAF})
         else:

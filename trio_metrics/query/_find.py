@@ -23,7 +23,7 @@ import attrs
 import trio
 
 from ..storage import Store
-from ..wire import compile_glob
+from ..wire import Glob, compile_glob
 
 __all__ = ["DEFAULT_MAX_FIND_NODES", "FindLimitError", "Node", "find_nodes"]
 
@@ -31,7 +31,7 @@ __all__ = ["DEFAULT_MAX_FIND_NODES", "FindLimitError", "Node", "find_nodes"]
 DEFAULT_MAX_FIND_NODES: Final = 1_000_000
 # Keys read per lookup of the skip scan: enough for a run of leaves, few to
 # skip when a branch follows.
-_PAGE: Final = 32
+_PAGE: Final = 128
 # Lookups between two chances for other tasks to run.
 _LOOKUPS_PER_CHECKPOINT: Final = 64
 # No key holds this character (keys are printable), so ``p + "." + _BEYOND``
@@ -54,11 +54,12 @@ class Node:
 
     path: str
     is_leaf: bool
-
-    @property
-    def name(self) -> str:
-        """The last node of the path (graphite's ``node.name``)."""
-        return self.path.rpartition(".")[2]
+    #: The last node of the path (graphite's ``node.name``).
+    name: str = attrs.field(
+        default=attrs.Factory(lambda node: node.path.rpartition(".")[2], takes_self=True),
+        eq=False,
+        order=False,
+    )
 
 
 async def find_nodes(
@@ -80,9 +81,16 @@ async def find_nodes(
     found: list[Node] = []
     for depth, node_pattern in enumerate(node_patterns):
         last = depth == len(node_patterns) - 1
+        literals = _literal_alternatives(node_pattern)
+        glob = None if literals is not None else compile_glob(node_pattern)
         next_bases: list[str] = []
         for base in bases:
-            for name, is_leaf, is_branch in await walk.children(base, node_pattern, last):
+            if literals is not None:
+                children = await walk.exact_children(base, literals, last)
+            else:
+                assert glob is not None
+                children = await walk.matching_children(base, glob)
+            for name, is_leaf, is_branch in children:
                 path = base + name
                 if not last:
                     if is_branch:
@@ -95,8 +103,13 @@ async def find_nodes(
         bases = next_bases
         if not bases and not last:
             break
-    found.sort()
+    # A key, not attrs' ordering: the comparison of many nodes would cost more than the walk.
+    found.sort(key=_path_then_kind)
     return found
+
+
+def _path_then_kind(node: Node) -> tuple[str, bool]:
+    return node.path, node.is_leaf
 
 
 class _Walk:
@@ -121,19 +134,17 @@ class _Walk:
                 f"the query visits over {self._max_nodes} nodes, the limit per request: narrow it"
             )
 
-    async def children(
-        self, base: str, node_pattern: str, last: bool
+    async def exact_children(
+        self, base: str, names: list[str], last: bool
     ) -> list[tuple[str, bool, bool]]:
-        """``(name, is_leaf, is_branch)`` of each node under ``base`` that matches
-        ``node_pattern``; for a node that is not the last, only its branches matter."""
-        literals = _literal_alternatives(node_pattern)
-        if literals is not None:
-            return [
-                entry
-                for name in dict.fromkeys(literals)
-                if (entry := await self._exact(base, name, last)) is not None
-            ]
-        glob = compile_glob(node_pattern)
+        """``(name, is_leaf, is_branch)`` of each of ``names`` under ``base`` that exists;
+        for a node that is not the last, only its branches matter."""
+        return [
+            entry for name in names if (entry := await self._exact(base, name, last)) is not None
+        ]
+
+    async def matching_children(self, base: str, glob: Glob) -> list[tuple[str, bool, bool]]:
+        """``(name, is_leaf, is_branch)`` of each node under ``base`` that ``glob`` matches."""
         return [
             (name, is_leaf, is_branch)
             for name, (is_leaf, is_branch) in (await self._scan(base, glob.prefix)).items()
@@ -146,11 +157,18 @@ class _Walk:
         if not last:
             # Whether the branch exists shows at the next level, for free.
             return name, False, True
-        first = await self._page(path, "", 1)
-        if not first:
-            return None
-        is_leaf = first[0] == path
-        is_branch = bool(await self._page(path + ".", "", 1))
+        # The first keys from ``path`` on usually tell both: ``path`` itself, then
+        # either a key under ``path.`` or one past them all. Only a key like
+        # ``path-x`` (a character before "." follows) leaves it open.
+        first = await self._page(path, "", 2)
+        is_leaf = bool(first) and first[0] == path
+        rest = first[1:] if is_leaf else first
+        if not rest:
+            is_branch = False
+        elif rest[0][len(path)] >= ".":
+            is_branch = rest[0][len(path)] == "."
+        else:
+            is_branch = bool(await self._page(path + ".", "", 1))
         return (name, is_leaf, is_branch) if is_leaf or is_branch else None
 
     async def _scan(self, base: str, name_prefix: str) -> dict[str, tuple[bool, bool]]:
@@ -200,4 +218,4 @@ def _literal_alternatives(node_pattern: str) -> list[str] | None:
         choices = rest[opening + 1 : closing].split(",")
         names = [name + head + choice for name in names for choice in choices]
         rest = rest[closing + 1 :]
-    return names
+    return list(dict.fromkeys(names))
