@@ -114,12 +114,19 @@ async def test_find_answers_graphites_tree_json(web: ServerInfo, path: str) -> N
 
 
 async def test_find_by_post_form_as_grafana_sends_it(web: ServerInfo) -> None:
+    """Grafana posts ``query=`` + the glob as it is (not URL-encoded), with the range
+    in the query string (``now-1h`` becomes ``-1h``)."""
     code, _, body = await request(
-        port_of(web), "POST", "/graphite/metrics/find", b"query=srv.%7Ba%2Cb%7D.cpu", FORM
+        port_of(web),
+        "POST",
+        "/graphite/metrics/find?from=-1h&until=now",
+        b"query=srv.{a,b}.*",
+        FORM,
     )
     assert code == 200, body
     assert json.loads(body) == [
         {"text": "cpu", "id": "srv.{a,b}.cpu", **LEAF},
+        {"text": "mem", "id": "srv.{a,b}.mem", **LEAF},
     ]
 
 
@@ -273,7 +280,9 @@ async def test_render_by_post_form_as_grafana_sends_it(nursery: trio.Nursery) ->
     now = int(time.time())
     stamps = list(range(now - now % 10 - 3000, now - 600, 10))
     await info.store.put_batch(["g.cpu"] * len(stamps), [1.5] * len(stamps), stamps)
-    form = "target=g.cpu&from=-1h&until=now&format=json&maxDataPoints=1703"
+    # Grafana's order: the targets (URI-encoded), then from, until, format,
+    # cacheTimeout and maxDataPoints.
+    form = "target=g.cpu&from=-1h&until=now&format=json&cacheTimeout=60&maxDataPoints=1703"
     code, headers, body = await request(
         port_of(info), "POST", "/graphite/render", form.encode(), FORM
     )
@@ -348,3 +357,11 @@ async def test_a_find_of_a_key_with_quoting_characters_is_listed_as_graphite_sho
     answer = await get_json(web, "/graphite/metrics/find", [("query", "q.*")])
     assert answer == [{"text": "a b", "id": "q.a+b", **LEAF}]
     assert quote("q.a+b", safe="") == "q.a%2Bb"
+
+
+async def test_a_render_of_nothing_is_an_empty_list(web: ServerInfo) -> None:
+    assert await get_json(web, "/graphite/render", [("format", "json")]) == []
+    nothing = [("target", "no.such.*"), ("format", "json"), ("from", "0"), ("until", "10")]
+    assert await get_json(web, "/graphite/render", nothing) == []
+    code, _, body = await get(web, "/graphite/render", [*nothing[:-1], ("format", "pickle")])
+    assert (code, plain_unpickle(body)) == (200, [])

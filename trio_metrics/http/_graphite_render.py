@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import pickle
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Final
 
@@ -85,7 +85,7 @@ async def render_response(
         raise GraphiteInputError(str(exc)) from None
     if answer_format == "pickle":
         return Response(200, _pickled(series), _PICKLE_CONTENT_TYPE)
-    return Response(200, _json(series, drop_nulls=params.has("noNullPoints")))
+    return Response.streamed(_json(series, drop_nulls=params.has("noNullPoints")))
 
 
 async def _evaluate(
@@ -127,8 +127,9 @@ def _pickled(series: list[TimeSeries]) -> bytes:
     return pickle.dumps(document, protocol=_PICKLE_PROTOCOL)
 
 
-def _json(series: list[TimeSeries], *, drop_nulls: bool) -> bytes:
-    document = []
+async def _json(series: list[TimeSeries], *, drop_nulls: bool) -> AsyncGenerator[bytes, None]:
+    """The JSON answer a series at a time: the sender lets other tasks run between them."""
+    separator = b"["
     for each in series:
         points = [
             [_plain(value), stamp]
@@ -138,5 +139,7 @@ def _json(series: list[TimeSeries], *, drop_nulls: bool) -> bytes:
             points = [point for point in points if point[0] is not None]
             if not points:
                 continue
-        document.append({"target": each.name, "tags": dict(each.tags), "datapoints": points})
-    return json.dumps(document, separators=(",", ":")).encode()
+        entry = {"target": each.name, "tags": dict(each.tags), "datapoints": points}
+        yield separator + json.dumps(entry, separators=(",", ":")).encode()
+        separator = b","
+    yield b"[]" if separator == b"[" else b"]"
