@@ -3,6 +3,7 @@ key index against a regular-expression model, and the step and slot rules."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 
@@ -242,3 +243,47 @@ def test_the_budget_bounds_series_and_slots_over_a_request() -> None:
         # step 1 over 0..10: 11 slots a series, 55 in all.
         fetch(store, "*.cpu", 0, 10, budget=FetchBudget(max_points=50))
     assert len(fetch(store, "*.cpu", 0, 10, budget=FetchBudget(max_points=55))) == 5
+
+
+def test_regular_points_off_the_slot_boundaries_each_keep_their_slot() -> None:
+    store = MetricStore()
+    for timestamp in (105, 115, 125):
+        store.put("a", float(timestamp), timestamp)
+    (series,) = fetch(store, "a", 100, 140)
+    assert (series.start, series.step) == (100, 10)
+    assert [None if math.isnan(v) else v for v in series.values] == [
+        105.0,
+        115.0,
+        125.0,
+        None,
+        None,
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    points=st.dictionaries(st.integers(0, 400), st.floats(-1e6, 1e6), min_size=1, max_size=60),
+    start=st.integers(0, 200),
+    length=st.integers(0, 300),
+)
+def test_fetch_matches_a_direct_computation(
+    points: dict[int, float], start: int, length: int
+) -> None:
+    """Slot by slot, against the rule written out plainly: the points in range, the
+    lower median gap, whisper's slots, the last point of a slot wins."""
+    store = MetricStore()
+    for timestamp, value in sorted(points.items()):
+        store.put("k", value, timestamp)
+    end = start + length
+    (series,) = fetch(store, "k", start, end)
+    inside = sorted(stamp for stamp in points if start <= stamp <= end)
+    gaps = sorted(b - a for a, b in itertools.pairwise(inside))
+    step = max(1, gaps[(len(gaps) - 1) // 2]) if gaps else DEFAULT_STEP
+    first = start - start % step
+    expected: dict[int, float] = {}
+    for stamp in inside:
+        expected[stamp - stamp % step] = points[stamp]
+    slots = range(first, end - end % step + 1, step)
+    assert (series.start, series.step, series.end) == (first, step, slots[-1] + step)
+    got = [None if math.isnan(v) else v for v in series.values]
+    assert got == [expected.get(slot) for slot in slots]

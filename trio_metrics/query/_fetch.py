@@ -85,11 +85,20 @@ class FetchBudget:
 
 def step_of(timestamps: Stamps) -> int:
     """The step of a series stored at ``timestamps`` (ascending, distinct): see the module."""
+    return _step_and_regularity(timestamps)[0]
+
+
+def _step_and_regularity(timestamps: Stamps) -> tuple[int, bool]:
+    """The step, and whether every gap is that step (then each point has a slot of its
+    own, the next one's: the common case, copied without computing slots)."""
     if len(timestamps) < 2:
-        return DEFAULT_STEP
+        return DEFAULT_STEP, False
     gaps = np.diff(timestamps)
+    smallest, largest = int(gaps.min()), int(gaps.max())
+    if smallest == largest:
+        return max(1, smallest), True
     middle = (len(gaps) - 1) // 2
-    return max(1, int(np.partition(gaps, middle)[middle]))
+    return max(1, int(np.partition(gaps, middle)[middle])), False
 
 
 async def fetch_series(
@@ -125,16 +134,22 @@ async def fetch_series(
         else:
             timestamps = np.asarray(stored.timestamps, dtype=np.int64)
             values = np.asarray(stored.values, dtype=np.float64)
-        step = step_of(timestamps)
+        step, regular = _step_and_regularity(timestamps)
         first = start - start % step
         slots = (end - first) // step + 1
         budget.charge(0, slots)
+        if regular:
+            aligned = np.full(slots, np.nan, dtype=np.float64)
+            offset = (int(timestamps[0]) - first) // step
+            aligned[offset : offset + len(values)] = values
+        else:
+            aligned = _aligned(timestamps, values, first, step, slots)
         found.append(
             TimeSeries(
                 name=leaf.path,
                 start=first,
                 step=step,
-                values=_aligned(timestamps, values, first, step, slots),
+                values=aligned,
                 path_expression=path_expression,
             )
         )
