@@ -2,6 +2,7 @@
 
     python bench/graphite_find.py                 # 100k keys, 50 requests per glob
     python bench/graphite_find.py --requests 10   # a quick look
+    python bench/graphite_find.py --hosts 100     # 10,000 keys
 
 A server with its HTTP API on 127.0.0.1 runs in a thread of this process,
 holding ``dc{0..9}.host{000..999}.metric{0..9}`` (100,000 keys, one point
@@ -95,8 +96,11 @@ def measure(port: int, glob: str, requests: int) -> tuple[list[float], int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=50, help="requests per glob")
+    parser.add_argument(
+        "--hosts", type=int, default=1000, help="hosts per datacenter (10 keys each)"
+    )
     args = parser.parse_args()
-    all_keys = keys()
+    all_keys = keys(hosts=args.hosts)
     command = "python bench/graphite_find.py" + " ".join(sys.argv[1:]).join([" ", ""]).rstrip()
     print(f"$ {command}")
     print(f"{len(all_keys)} keys; {args.requests} requests per glob over one connection")

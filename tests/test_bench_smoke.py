@@ -337,3 +337,19 @@ def test_cli_get_bench_reports_first_line_and_memory(form: list[str]) -> None:
     assert completed.returncode == 0, completed.stderr
     assert "filled 1500 points" in completed.stdout
     assert re.search(r"first line after [\d.]+ s, .* CLI peak RSS \d+ MiB", completed.stdout)
+
+
+def test_graphite_find_bench_reports_each_glob_with_what_it_found() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "graphite_find.py"), "--requests", "3", "--hosts", "200"],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 6,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "20000 keys; 3 requests per glob" in completed.stdout
+    # dc3.* lists the 200 hosts of dc3; dc3.host*.metric5 one leaf per host.
+    assert re.search(r"^  dc3\.\* +200 nodes  median +[\d.]+ ms", completed.stdout, re.MULTILINE)
+    assert re.search(r"dc3\.host\*\.metric5 +200 nodes", completed.stdout)
+    assert re.search(r"^slowest median [\d.]+ ms: (within|OVER) the target", completed.stdout, re.M)
