@@ -42,8 +42,9 @@ def graphite_web_installed() -> bool:
     return SYSTEM_PYTHON.exists() and (GRAPHITE_PACKAGE / "settings.py").exists()
 
 
-def settings_text(directory: Path, cluster_server: str) -> str:
-    """graphite-web's local settings: ``cluster_server`` as its only store, all in ``directory``."""
+def settings_text(directory: Path, cluster_server: str, extra: str = "") -> str:
+    """graphite-web's local settings: ``cluster_server`` as its only store, all in ``directory``
+    (then ``extra`` settings lines)."""
     storage = directory / "storage"
     return f"""\
 SECRET_KEY = "trio-metrics-tests"
@@ -68,7 +69,7 @@ DATABASES = {{
 }}
 LOG_ROTATION = False
 FUNCTION_PLUGINS = []
-"""
+{extra}"""
 
 
 class GraphiteWeb:
@@ -124,7 +125,9 @@ def _environment(directory: Path) -> dict[str, str]:
 
 
 @contextmanager
-def running_graphite_web(directory: Path, cluster_server: str) -> Iterator[GraphiteWeb]:
+def running_graphite_web(
+    directory: Path, cluster_server: str, extra_settings: str = ""
+) -> Iterator[GraphiteWeb]:
     """graphite-web federating to ``cluster_server`` (``host:port/prefix``), stopped on exit.
 
     Migrates a fresh sqlite database in ``directory``, runs Django's
@@ -133,7 +136,8 @@ def running_graphite_web(directory: Path, cluster_server: str) -> Iterator[Graph
     """
     for sub in ("storage/whisper", "log"):
         (directory / sub).mkdir(parents=True, exist_ok=True)
-    (directory / f"{_SETTINGS_MODULE}.py").write_text(settings_text(directory, cluster_server))
+    settings = settings_text(directory, cluster_server, extra_settings)
+    (directory / f"{_SETTINGS_MODULE}.py").write_text(settings)
     env = _environment(directory)
     migrate = subprocess.run(
         [str(SYSTEM_PYTHON), "-m", "django", "migrate", "--verbosity", "0", "--noinput"],

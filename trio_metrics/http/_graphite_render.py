@@ -31,7 +31,7 @@ from ._limits import HttpLimits
 from ._messages import Response
 
 if TYPE_CHECKING:
-    from ..query import TimeSeries
+    from ..query import TimeSeries, Values
 
 __all__ = ["DEFAULT_FROM", "RenderContext", "render_response"]
 
@@ -112,6 +112,21 @@ def _plain(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _plain_values(values: Values) -> list[float | None]:
+    """The slots as Python floats, None for a gap or an infinity (see :func:`_plain`),
+    converted in numpy rather than a call per slot."""
+    import numpy as np  # loaded with the query package, on the first Graphite query
+
+    finite = np.isfinite(values)
+    if finite.all():
+        plain: list[float | None] = values.tolist()
+        return plain
+    boxed = values.astype(object)
+    boxed[~finite] = None
+    mixed: list[float | None] = boxed.tolist()
+    return mixed
+
+
 def _pickled(series: list[TimeSeries]) -> bytes:
     document = [
         {
@@ -119,7 +134,7 @@ def _pickled(series: list[TimeSeries]) -> bytes:
             "start": int(each.start),
             "end": int(each.end),
             "step": int(each.step),
-            "values": [_plain(value) for value in each.values.tolist()],
+            "values": _plain_values(each.values),
             "pathExpression": each.path_expression,
         }
         for each in series
