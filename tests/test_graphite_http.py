@@ -13,7 +13,7 @@ from urllib.parse import quote, urlencode
 
 import pytest
 import trio
-from http_requests import request
+from http_requests import Pinger, request
 
 from trio_metrics import ServerConfig, ServerInfo, serve
 from trio_metrics.http import HttpLimits
@@ -365,3 +365,36 @@ async def test_a_render_of_nothing_is_an_empty_list(web: ServerInfo) -> None:
     assert await get_json(web, "/graphite/render", nothing) == []
     code, _, body = await get(web, "/graphite/render", [*nothing[:-1], ("format", "pickle")])
     assert (code, plain_unpickle(body)) == (200, [])
+
+
+async def test_large_finds_and_renders_do_not_stall_the_main_port(nursery: trio.Nursery) -> None:
+    """100,000 keys walked by one find, and a million slots rendered, while a client
+    of the main port puts points back to back: none of its round trips waits long."""
+    info: ServerInfo = await nursery.start(web_server())
+    hosts, metrics = 1000, 100
+    keys = [f"h{host:04d}.m{metric:03d}" for host in range(hosts) for metric in range(metrics)]
+    await info.store.put_batch(keys, [1.0] * len(keys), [0] * len(keys))
+    stamps = list(range(100_000))
+    for number in range(10):
+        await info.store.put_batch([f"big.k{number}"] * len(stamps), [2.0] * len(stamps), stamps)
+    pinger = Pinger()
+    nursery.start_soon(pinger.run, info.port)
+    await trio.sleep(0.1)
+    code, _, found = await get(
+        info, "/graphite/metrics/find", [("query", "*.*"), ("format", "json")]
+    )
+    assert code == 200
+    bodies = []
+    for answer_format in ("json", "pickle"):
+        window = [("from", "0"), ("until", str(len(stamps) - 1)), ("format", answer_format)]
+        code, _, body = await get(info, "/graphite/render", [("target", "big.*"), *window])
+        assert code == 200
+        bodies.append(body)
+    await trio.sleep(0.05)
+    # Read before parsing: parsing megabytes here holds this same event loop.
+    longest, count = pinger.longest, pinger.count
+    assert len(json.loads(found)) == len(keys) + 10
+    assert [len(s["datapoints"]) for s in json.loads(bodies[0])] == [len(stamps)] * 10
+    assert [len(s["values"]) for s in plain_unpickle(bodies[1])] == [len(stamps)] * 10
+    assert count > 10
+    assert longest <= 0.25, longest

@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TYPE_CHECKING, Final
 from urllib.parse import unquote_plus
 
 from ..storage import Store
 from ..wire import GlobError
-from ._graphite_params import GraphiteInputError, graphite_params, text_error
+from ._graphite_params import (
+    GraphiteInputError,
+    graphite_params,
+    load_query_package,
+    off_the_loop,
+    text_error,
+)
 from ._graphite_render import render_response
 from ._limits import HttpLimits
 from ._messages import Request, Response
@@ -93,18 +100,13 @@ class GraphiteApi:
         if answer_format not in _FIND_FORMATS:
             raise GraphiteInputError("Invalid value for 'format' parameter")
         leaves_only = params.whole("leavesOnly", 0) != 0
+        position = params.whole("position", -1, minimum=-(1 << 30))
+        wildcards = params.whole("wildcards", 0) != 0
         nodes = await _find(self.store, query, leaves_only=leaves_only)
-        # graphite-web orders its matches by the last node's name.
-        nodes.sort(key=lambda node: node.name)
-        if answer_format == "pickle":
-            return Response(200, _pickle(_pickled_nodes(nodes)), PICKLE_CONTENT_TYPE)
-        if answer_format == "json":
-            return Response.json(200, _json_nodes(nodes))
-        if answer_format == "nodelist":
-            position = params.whole("position", -1, minimum=-(1 << 30))
-            return Response.json(200, _node_list(nodes, position))
         base = query.rsplit(".", 1)[0] + "." if "." in query else ""
-        return Response.json(200, _tree_json(nodes, base, params.whole("wildcards", 0) != 0))
+        return await off_the_loop(
+            len(nodes), partial(_find_answer, nodes, answer_format, base, position, wildcards)
+        )
 
     async def _expand(self, request: Request) -> Response:
         params = graphite_params(request)
@@ -123,7 +125,23 @@ class GraphiteApi:
 _FIND_FORMATS: Final = frozenset({"treejson", "json", "pickle", "nodelist"})
 
 
+def _find_answer(
+    nodes: list[Node], answer_format: str, base: str, position: int, wildcards: bool
+) -> Response:
+    """The answer to a find in ``answer_format``, as graphite-web gives it."""
+    # graphite-web orders its matches by the last node's name.
+    nodes = sorted(nodes, key=lambda node: node.name)
+    if answer_format == "pickle":
+        return Response(200, _pickle(_pickled_nodes(nodes)), PICKLE_CONTENT_TYPE)
+    if answer_format == "json":
+        return Response.json(200, _json_nodes(nodes))
+    if answer_format == "nodelist":
+        return Response.json(200, _node_list(nodes, position))
+    return Response.json(200, _tree_json(nodes, base, wildcards))
+
+
 async def _find(store: Store, pattern: str, *, leaves_only: bool) -> list[Node]:
+    await load_query_package()
     from ..query import FindLimitError, find_nodes
 
     try:

@@ -9,14 +9,31 @@ the same. Its errors are plain text with status 400, as graphite-web's
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Mapping, Sequence
-from typing import Final
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, TypeVar
 from urllib.parse import parse_qs
+
+import trio
 
 from ._messages import Request, Response
 
-__all__ = ["GraphiteInputError", "GraphiteParams", "graphite_params", "parse_time", "text_error"]
+_T = TypeVar("_T")
+
+__all__ = [
+    "GraphiteInputError",
+    "GraphiteParams",
+    "graphite_params",
+    "load_query_package",
+    "off_the_loop",
+    "parse_time",
+    "text_error",
+]
+
+#: Work on more items than this (nodes, slots) is done in a worker thread.
+INLINE_ITEMS: Final = 20_000
 
 _OFFSET: Final = re.compile(r"([0-9]+)([a-z]+)")
 # graphite's units, matched by prefix as graphite-web's getUnitString does;
@@ -34,6 +51,26 @@ _UNITS: Final = (
 
 class GraphiteInputError(ValueError):
     """A request graphite-web would refuse as bad input: a 400 with this message."""
+
+
+async def load_query_package() -> None:
+    """Import :mod:`trio_metrics.query` (numpy, pyparsing) in a worker thread the first
+    time: the import takes a few hundred milliseconds that the event loop goes on
+    running through."""
+    if "trio_metrics.query" not in sys.modules:
+        await trio.to_thread.run_sync(importlib.import_module, "trio_metrics.query")
+
+
+async def off_the_loop(items: int, function: Callable[[], _T]) -> _T:
+    """``function()``, in a worker thread when it handles over :data:`INLINE_ITEMS` items.
+
+    Encoding a million slots takes the GIL for about a second; in a thread,
+    the interpreter hands the GIL back every few milliseconds, so the
+    event loop (the main port's connections among them) keeps running.
+    """
+    if items <= INLINE_ITEMS:
+        return function()
+    return await trio.to_thread.run_sync(function, abandon_on_cancel=True)
 
 
 def text_error(message: str) -> Response:

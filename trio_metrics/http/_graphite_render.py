@@ -26,7 +26,13 @@ import attrs
 
 from ..storage import Store
 from ..wire import GlobError
-from ._graphite_params import GraphiteInputError, GraphiteParams, parse_time
+from ._graphite_params import (
+    GraphiteInputError,
+    GraphiteParams,
+    load_query_package,
+    off_the_loop,
+    parse_time,
+)
 from ._limits import HttpLimits
 from ._messages import Response
 
@@ -40,6 +46,9 @@ DEFAULT_FROM: Final = "-1d"
 _FORMATS: Final = frozenset({"json", "pickle"})
 _PICKLE_PROTOCOL: Final = 2
 _PICKLE_CONTENT_TYPE: Final = "application/pickle"
+# Points encoded per piece of a JSON answer (about 100 KiB of text).
+_SLICE_POINTS: Final = 4096
+_POINT_TEXT: Final = "[{},{}]"
 
 Fetch = Callable[[str, int, int], Awaitable[list["TimeSeries"]]]
 
@@ -59,6 +68,7 @@ async def render_response(
 ) -> Response:
     """The answer to a render; raises :exc:`GraphiteInputError` for bad input or a
     request over the limits (``limits.max_points`` slots in all)."""
+    await load_query_package()
     from ..query import FetchBudget, FetchLimitError, FindLimitError, fetch_series
 
     answer_format = "pickle" if params.has("pickle") else params.get("format")
@@ -84,7 +94,10 @@ async def render_response(
     except (FetchLimitError, FindLimitError) as exc:
         raise GraphiteInputError(str(exc)) from None
     if answer_format == "pickle":
-        return Response(200, _pickled(series), _PICKLE_CONTENT_TYPE)
+        slots = sum(len(each.values) for each in series)
+        return Response(
+            200, await off_the_loop(slots, partial(_pickled, series)), _PICKLE_CONTENT_TYPE
+        )
     return Response.streamed(_json(series, drop_nulls=params.has("noNullPoints")))
 
 
@@ -143,18 +156,39 @@ def _pickled(series: list[TimeSeries]) -> bytes:
 
 
 async def _json(series: list[TimeSeries], *, drop_nulls: bool) -> AsyncGenerator[bytes, None]:
-    """The JSON answer a series at a time: the sender lets other tasks run between them."""
-    separator = b"["
+    """The JSON answer in slices of :data:`_SLICE_POINTS` points: the sender lets other
+    tasks run after each (encoding a million points at once would hold the loop for a
+    second, and in a worker thread the GIL would still keep the loop waiting)."""
+    opening = b"["
     for each in series:
-        points = [
-            [_plain(value), stamp]
-            for value, stamp in zip(each.values.tolist(), each.timestamps(), strict=True)
-        ]
-        if drop_nulls:
-            points = [point for point in points if point[0] is not None]
-            if not points:
+        head = json.dumps({"target": each.name, "tags": dict(each.tags)}, separators=(",", ":"))
+        # The object without its closing brace, then the datapoints.
+        head_bytes = head[:-1].encode() + b',"datapoints":['
+        values = each.values.tolist()
+        separator = b""
+        started = False
+        for low in range(0, len(values), _SLICE_POINTS):
+            stamps = range(each.start + low * each.step, each.end, each.step)
+            pieces = [
+                _POINT_TEXT.format("null" if value is None else repr(value), stamp)
+                for value, stamp in zip(
+                    map(_plain, values[low : low + _SLICE_POINTS]), stamps, strict=False
+                )
+                if value is not None or not drop_nulls
+            ]
+            if not pieces:
                 continue
-        entry = {"target": each.name, "tags": dict(each.tags), "datapoints": points}
-        yield separator + json.dumps(entry, separators=(",", ":")).encode()
-        separator = b","
-    yield b"[]" if separator == b"[" else b"]"
+            text = ",".join(pieces).encode()
+            if not started:
+                yield opening + head_bytes + text
+                opening = b","
+                started = True
+            else:
+                yield separator + text
+            separator = b","
+        if started:
+            yield b"]}"
+        elif not drop_nulls:
+            yield opening + head_bytes + b"]}"
+            opening = b","
+    yield b"[]" if opening == b"[" else b"]"

@@ -11,15 +11,15 @@ store's sorted key index (:meth:`Store.keys_with_prefix`): after a branch
 holds, and no request reads every key.
 
 The work is bounded: a walk that visits more than ``max_nodes`` nodes is
-refused with :exc:`FindLimitError`, and other tasks run every few lookups.
+refused with :exc:`FindLimitError`, and other tasks run every thousand keys
+or lookups or so.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
-from typing import Final
+from typing import Final, NamedTuple
 
-import attrs
 import trio
 
 from ..storage import Store
@@ -32,34 +32,43 @@ DEFAULT_MAX_FIND_NODES: Final = 1_000_000
 # Keys read per lookup of the skip scan: enough for a run of leaves, few to
 # skip when a branch follows.
 _PAGE: Final = 128
-# Lookups between two chances for other tasks to run.
-_LOOKUPS_PER_CHECKPOINT: Final = 64
+# Work (a lookup, or a key read from a page) between two chances for other
+# tasks to run: about a millisecond of it.
+_WORK_PER_CHECKPOINT: Final = 1024
 # No key holds this character (keys are printable), so ``p + "." + _BEYOND``
 # sorts after every key under ``p.``.
 _BEYOND: Final = "\U0010ffff"
 _WILDCARDS: Final = "*?["
+# More nodes than this are sorted in a worker thread.
+_INLINE_SORT: Final = 20_000
 
 
 class FindLimitError(ValueError):
     """A glob that would visit more nodes than allowed; the message says the limit."""
 
 
-@attrs.frozen(order=True)
-class Node:
+# What a name under a base is, as bits: a leaf (a stored key), a branch (a prefix).
+_LEAF: Final = 1
+_BRANCH: Final = 2
+
+
+class Node(NamedTuple):
     """A matched path: a leaf (a stored key) or a branch (a prefix of keys, up to a dot).
 
     A path may be both, when ``a.b`` and ``a.b.c`` are both stored: it is
-    then found twice, once of each kind.
+    then found twice, once of each kind. Nodes sort by path, branch first.
+    (A tuple: a find may make a million of them.)
     """
 
     path: str
     is_leaf: bool
     #: The last node of the path (graphite's ``node.name``).
-    name: str = attrs.field(
-        default=attrs.Factory(lambda node: node.path.rpartition(".")[2], takes_self=True),
-        eq=False,
-        order=False,
-    )
+    name: str
+
+    @classmethod
+    def of(cls, path: str, is_leaf: bool) -> Node:
+        """The node at ``path``, its name taken from it."""
+        return cls(path, is_leaf, path.rpartition(".")[2])
 
 
 async def find_nodes(
@@ -85,31 +94,28 @@ async def find_nodes(
         glob = None if literals is not None else compile_glob(node_pattern)
         next_bases: list[str] = []
         for base in bases:
-            if literals is not None:
-                children = await walk.exact_children(base, literals, last)
+            if glob is None:
+                children = await walk.exact_children(base, literals or [], last)
             else:
-                assert glob is not None
                 children = await walk.matching_children(base, glob)
-            for name, is_leaf, is_branch in children:
-                path = base + name
+            for name, kinds in children.items():
                 if not last:
-                    if is_branch:
-                        next_bases.append(path + ".")
+                    if kinds & _BRANCH:
+                        next_bases.append(base + name + ".")
                     continue
-                if is_branch and not leaves_only:
-                    found.append(Node(path, is_leaf=False))
-                if is_leaf:
-                    found.append(Node(path, is_leaf=True))
+                path = base + name
+                if kinds & _BRANCH and not leaves_only:
+                    found.append(Node(path, False, name))
+                if kinds & _LEAF:
+                    found.append(Node(path, True, name))
         bases = next_bases
         if not bases and not last:
             break
-    # A key, not attrs' ordering: the comparison of many nodes would cost more than the walk.
-    found.sort(key=_path_then_kind)
-    return found
-
-
-def _path_then_kind(node: Node) -> tuple[str, bool]:
-    return node.path, node.is_leaf
+    if len(found) <= _INLINE_SORT:
+        found.sort()
+        return found
+    # In a worker thread the sort hands the GIL back to the event loop every few ms.
+    return await trio.to_thread.run_sync(sorted, found, abandon_on_cancel=True)
 
 
 class _Walk:
@@ -119,13 +125,15 @@ class _Walk:
         self._store = store
         self._max_nodes = max_nodes
         self._visited = 0
-        self._lookups = 0
+        self._work = 0
 
     async def _page(self, prefix: str, after: str, limit: int) -> list[str]:
-        self._lookups += 1
-        if self._lookups % _LOOKUPS_PER_CHECKPOINT == 0:
+        if self._work >= _WORK_PER_CHECKPOINT:
+            self._work = 0
             await trio.lowlevel.checkpoint()
-        return await self._store.keys_with_prefix(prefix, after, limit)
+        page = await self._store.keys_with_prefix(prefix, after, limit)
+        self._work += 1 + len(page)
+        return page
 
     def _visit(self, count: int = 1) -> None:
         self._visited += count
@@ -134,29 +142,28 @@ class _Walk:
                 f"the query visits over {self._max_nodes} nodes, the limit per request: narrow it"
             )
 
-    async def exact_children(
-        self, base: str, names: list[str], last: bool
-    ) -> list[tuple[str, bool, bool]]:
-        """``(name, is_leaf, is_branch)`` of each of ``names`` under ``base`` that exists;
-        for a node that is not the last, only its branches matter."""
-        return [
-            entry for name in names if (entry := await self._exact(base, name, last)) is not None
-        ]
+    async def exact_children(self, base: str, names: list[str], last: bool) -> dict[str, int]:
+        """What each of ``names`` under ``base`` is (:data:`_LEAF`, :data:`_BRANCH` bits),
+        for those that exist; for a node that is not the last, only branches matter."""
+        children: dict[str, int] = {}
+        for name in names:
+            kinds = await self._exact(base, name, last)
+            if kinds:
+                children[name] = kinds
+        return children
 
-    async def matching_children(self, base: str, glob: Glob) -> list[tuple[str, bool, bool]]:
-        """``(name, is_leaf, is_branch)`` of each node under ``base`` that ``glob`` matches."""
-        return [
-            (name, is_leaf, is_branch)
-            for name, (is_leaf, is_branch) in (await self._scan(base, glob.prefix)).items()
-            if glob.matches(name)
-        ]
+    async def matching_children(self, base: str, glob: Glob) -> dict[str, int]:
+        """What each node under ``base`` that ``glob`` matches is."""
+        matches = glob.matches
+        scanned = await self._scan(base, glob.prefix)
+        return {name: kinds for name, kinds in scanned.items() if matches(name)}
 
-    async def _exact(self, base: str, name: str, last: bool) -> tuple[str, bool, bool] | None:
+    async def _exact(self, base: str, name: str, last: bool) -> int:
         path = base + name
         self._visit()
         if not last:
             # Whether the branch exists shows at the next level, for free.
-            return name, False, True
+            return _BRANCH
         # The first keys from ``path`` on usually tell both: ``path`` itself, then
         # either a key under ``path.`` or one past them all. Only a key like
         # ``path-x`` (a character before "." follows) leaves it open.
@@ -169,29 +176,32 @@ class _Walk:
             is_branch = rest[0][len(path)] == "."
         else:
             is_branch = bool(await self._page(path + ".", "", 1))
-        return (name, is_leaf, is_branch) if is_leaf or is_branch else None
+        return (_LEAF if is_leaf else 0) | (_BRANCH if is_branch else 0)
 
-    async def _scan(self, base: str, name_prefix: str) -> dict[str, tuple[bool, bool]]:
-        """The distinct nodes under ``base`` that start with ``name_prefix``."""
+    async def _scan(self, base: str, name_prefix: str) -> dict[str, int]:
+        """The distinct nodes under ``base`` that start with ``name_prefix``, and what each is."""
         prefix = base + name_prefix
-        found: dict[str, tuple[bool, bool]] = {}
+        found: dict[str, int] = {}
         after = ""
+        start = len(base)
         while True:
             page = await self._page(prefix, after, _PAGE)
             index = 0
             while index < len(page):
                 key = page[index]
-                name, dot, _ = key[len(base) :].partition(".")
-                is_leaf, is_branch = found.get(name, (False, False))
-                if name not in found:
+                dot = key.find(".", start)
+                name = key[start:] if dot < 0 else key[start:dot]
+                kinds = found.get(name)
+                if kinds is None:
                     self._visit()
-                if dot:
-                    found[name] = (is_leaf, True)
+                    kinds = 0
+                if dot >= 0:
+                    found[name] = kinds | _BRANCH
                     # Every key under this branch sorts before this bound.
-                    after = base + name + "." + _BEYOND
+                    after = key[: dot + 1] + _BEYOND
                     index = bisect_right(page, after, index)
                 else:
-                    found[name] = (True, is_branch)
+                    found[name] = kinds | _LEAF
                     after = key
                     index += 1
             if len(page) < _PAGE:
