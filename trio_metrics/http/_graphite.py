@@ -16,7 +16,6 @@ request that needs it, not with the server.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -25,10 +24,12 @@ from urllib.parse import unquote_plus
 from ..storage import Store
 from ..wire import GlobError
 from ._graphite_params import (
+    PICKLE_CONTENT_TYPE,
     GraphiteInputError,
     graphite_params,
     load_query_package,
     off_the_loop,
+    plain_pickle,
     text_error,
 )
 from ._graphite_render import render_response
@@ -38,16 +39,12 @@ from ._messages import Request, Response
 if TYPE_CHECKING:
     from ..query import Node
 
-__all__ = ["GRAPHITE_PREFIX", "GRAPHITE_VERSION", "PICKLE_CONTENT_TYPE", "GraphiteApi"]
+__all__ = ["GRAPHITE_PREFIX", "GRAPHITE_VERSION", "GraphiteApi"]
 
 #: Where the Graphite API lives on the HTTP server.
 GRAPHITE_PREFIX: Final = "/graphite"
 #: The graphite-web version whose API this follows (Grafana picks its features by it).
 GRAPHITE_VERSION: Final = "1.1.8"
-#: The content type of graphite-web's pickled answers.
-PICKLE_CONTENT_TYPE: Final = "application/pickle"
-# Plain types only, which every Python 3 (and graphite-web's safe unpickler) reads.
-_PICKLE_PROTOCOL: Final = 2
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -132,7 +129,7 @@ def _find_answer(
     # graphite-web orders its matches by the last node's name.
     nodes = sorted(nodes, key=lambda node: node.name)
     if answer_format == "pickle":
-        return Response(200, _pickle(_pickled_nodes(nodes)), PICKLE_CONTENT_TYPE)
+        return Response(200, plain_pickle(_pickled_nodes(nodes)), PICKLE_CONTENT_TYPE)
     if answer_format == "json":
         return Response.json(200, _json_nodes(nodes))
     if answer_format == "nodelist":
@@ -162,10 +159,6 @@ def _answering_bad_input(handler: Handler) -> Handler:
             return text_error(str(exc))
 
     return guarded
-
-
-def _pickle(document: object) -> bytes:
-    return pickle.dumps(document, protocol=_PICKLE_PROTOCOL)
 
 
 def _pickled_nodes(nodes: list[Node]) -> list[dict[str, object]]:

@@ -1,4 +1,4 @@
-"""What every Graphite endpoint shares: its parameters, its errors, and its time forms.
+"""What every Graphite endpoint shares: its parameters, its errors, its time forms, pickles.
 
 graphite-web reads a request's parameters from the query string and a
 form-encoded POST body together (Grafana posts its renders), the last
@@ -10,6 +10,7 @@ the same. Its errors are plain text with status 400, as graphite-web's
 from __future__ import annotations
 
 import importlib
+import pickle
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -23,14 +24,22 @@ from ._messages import Request, Response
 _T = TypeVar("_T")
 
 __all__ = [
+    "PICKLE_CONTENT_TYPE",
     "GraphiteInputError",
     "GraphiteParams",
     "graphite_params",
     "load_query_package",
     "off_the_loop",
     "parse_time",
+    "plain_pickle",
     "text_error",
 ]
+
+#: The content type of graphite-web's pickled answers.
+PICKLE_CONTENT_TYPE: Final = "application/pickle"
+# Plain types only need protocol 2, which every Python 3 (and graphite-web's
+# safe unpickler) reads.
+_PICKLE_PROTOCOL: Final = 2
 
 #: Work on more items than this (nodes, slots) is done in a worker thread.
 INLINE_ITEMS: Final = 20_000
@@ -71,6 +80,11 @@ async def off_the_loop(items: int, function: Callable[[], _T]) -> _T:
     if items <= INLINE_ITEMS:
         return function()
     return await trio.to_thread.run_sync(function, abandon_on_cancel=True)
+
+
+def plain_pickle(document: object) -> bytes:
+    """``document`` (plain lists, dicts, str, numbers, None) pickled for graphite-web."""
+    return pickle.dumps(document, protocol=_PICKLE_PROTOCOL)
 
 
 def text_error(message: str) -> Response:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -27,11 +26,13 @@ import attrs
 from ..storage import Store
 from ..wire import GlobError
 from ._graphite_params import (
+    PICKLE_CONTENT_TYPE,
     GraphiteInputError,
     GraphiteParams,
     load_query_package,
     off_the_loop,
     parse_time,
+    plain_pickle,
 )
 from ._limits import HttpLimits
 from ._messages import Response
@@ -44,8 +45,6 @@ __all__ = ["DEFAULT_FROM", "RenderContext", "render_response"]
 #: graphite-web's default start of a render: a day ago.
 DEFAULT_FROM: Final = "-1d"
 _FORMATS: Final = frozenset({"json", "pickle"})
-_PICKLE_PROTOCOL: Final = 2
-_PICKLE_CONTENT_TYPE: Final = "application/pickle"
 # Points encoded per piece of a JSON answer (about 100 KiB of text).
 _SLICE_POINTS: Final = 4096
 _POINT_TEXT: Final = "[{},{}]"
@@ -96,7 +95,7 @@ async def render_response(
     if answer_format == "pickle":
         slots = sum(len(each.values) for each in series)
         return Response(
-            200, await off_the_loop(slots, partial(_pickled, series)), _PICKLE_CONTENT_TYPE
+            200, await off_the_loop(slots, partial(_pickled, series)), PICKLE_CONTENT_TYPE
         )
     return Response.streamed(_json(series, drop_nulls=params.has("noNullPoints")))
 
@@ -152,7 +151,7 @@ def _pickled(series: list[TimeSeries]) -> bytes:
         }
         for each in series
     ]
-    return pickle.dumps(document, protocol=_PICKLE_PROTOCOL)
+    return plain_pickle(document)
 
 
 async def _json(series: list[TimeSeries], *, drop_nulls: bool) -> AsyncGenerator[bytes, None]:
