@@ -14,9 +14,13 @@ from urllib.parse import quote, urlencode
 import pytest
 import trio
 from http_requests import Pinger, request
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from trio_metrics import ServerConfig, ServerInfo, serve
-from trio_metrics.http import HttpLimits
+from trio_metrics.http import HttpApi, HttpLimits, Request
+from trio_metrics.storage import MetricStore
+from trio_metrics.transport import ServerStats
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 # Points of the stored fixture: two hosts' cpu every 10 s, and one key that is a
@@ -398,3 +402,70 @@ async def test_large_finds_and_renders_do_not_stall_the_main_port(nursery: trio.
     assert [len(s["values"]) for s in plain_unpickle(bodies[1])] == [len(stamps)] * 10
     assert count > 10
     assert longest <= 0.25, longest
+
+
+_PARAM_NAMES = (
+    *("target", "query", "from", "until", "now", "format", "maxDataPoints", "position"),
+    *("leavesOnly", "groupByExpr", "wildcards", "noNullPoints"),
+)
+# Values that make the handlers go far (a served format, a matching glob, a time)
+# mixed with any text of the characters that matter to them.
+_PARAM_TEXT = st.one_of(
+    st.sampled_from(["json", "pickle", "treejson", "nodelist", "-1h", "now", "1", "0", "150"]),
+    st.sampled_from(["a.*", "{a,ab}.b", "*", "a", "-1", "-5min", "now-2d", "99999999999"]),
+    st.text(alphabet=st.sampled_from("ab.*?[]{},!-+ ()'\"\\%:0123456789hminsdwmoy\x00é")),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    path=st.sampled_from(
+        ["/graphite/render", "/graphite/metrics/find/", "/graphite/metrics/expand"]
+    ),
+    params=st.lists(
+        st.tuples(
+            st.sampled_from(_PARAM_NAMES),
+            _PARAM_TEXT,
+        ),
+        max_size=6,
+    ),
+    method=st.sampled_from(["GET", "POST"]),
+    usual=st.tuples(
+        st.tuples(st.just("target"), st.sampled_from(["a.*", "{a,ab}.b", "*.b", "a"])),
+        st.tuples(st.just("query"), st.sampled_from(["a.*", "{a,ab}.b", "*", "a"])),
+        st.tuples(st.just("format"), st.sampled_from(["json", "pickle"])),
+        st.tuples(st.just("from"), st.sampled_from(["0", "-1h", "now-20min", "50"])),
+    ),
+)
+def test_any_parameters_get_an_answer_never_a_500(
+    path: str, params: list[tuple[str, str]], method: str, usual: tuple[tuple[str, str], ...]
+) -> None:
+    """The handlers, without sockets: whatever the parameters, a 200 or a plain 400."""
+    store = MetricStore()
+    for key in ("a.b", "a.c", "ab.b", "a"):
+        store.put(key, 1.0, 100)
+    api = HttpApi(store, ServerStats(), clock=lambda: 1000.0)
+    params = [*usual, *params]
+    query: dict[str, list[str]] = {}
+    for name, value in params:
+        query.setdefault(name, []).append(value)
+    body = urlencode(params).encode() if method == "POST" else b""
+    request_ = Request(method, path, {} if method == "POST" else query, body)
+
+    async def main() -> tuple[int, str, bytes]:
+        response = await api.handle(request_)
+        body = response.body
+        if response.chunks is not None:
+            body = b"".join([chunk async for chunk in response.chunks])
+        return response.status, response.content_type, body
+
+    status, content_type, body = trio.run(main)
+    assert (status, content_type) in {
+        (200, "application/json"),
+        (200, "application/pickle"),
+        (400, "text/plain; charset=utf-8"),
+    }
+    if content_type == "application/json":
+        json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in {body!r}"))
+    elif content_type == "application/pickle":
+        assert isinstance(plain_unpickle(body), list)
