@@ -22,7 +22,14 @@ from trio_metrics.query import (
     find_nodes,
 )
 from trio_metrics.query._fetch import DEFAULT_STEP, step_of
-from trio_metrics.storage import MetricStore
+from trio_metrics.storage import (
+    Aggregation,
+    MetricStore,
+    RetentionPolicy,
+    RetentionRules,
+    TieredStore,
+    parse_retention,
+)
 from trio_metrics.wire import GlobError
 
 
@@ -287,3 +294,23 @@ def test_fetch_matches_a_direct_computation(
     assert (series.start, series.step, series.end) == (first, step, slots[-1] + step)
     got = [None if math.isnan(v) else v for v in series.values]
     assert got == [expected.get(slot) for slot in slots]
+
+
+def test_a_range_in_a_rolled_up_tier_takes_that_tiers_step() -> None:
+    """Retention 1s:10s,5s:30s,15s:90s at t=1000: from 931 only the 15 s tier reaches back."""
+    clock_now = 1000
+    rules = RetentionRules(default=parse_retention("1s:10s,5s:30s,15s:90s"))
+    store = TieredStore(rules, clock=lambda: float(clock_now))
+    policy = RetentionPolicy(parse_retention("1s:10s,5s:30s,15s:90s"), Aggregation("average", 0.5))
+    store.policy_for = lambda key: policy  # type: ignore[method-assign]
+    stamps = list(range(930, 1000))
+    store.put_columns(["k"] * len(stamps), [float(s) for s in stamps], stamps)
+    while not store.roll_up(keys_per_step=3)[1]:
+        pass
+    (old,) = fetch(store, "k", 931, 999)
+    assert (old.start, old.step, old.end) == (930, 15, 1005)
+    # Each 15 s step averages the seconds it holds (the last one, 990..999, ten of them).
+    assert list(old.values) == [937.0, 952.0, 967.0, 982.0, 994.5]
+    (recent,) = fetch(store, "k", 995, 999)
+    assert (recent.start, recent.step) == (995, 1)
+    assert list(recent.values) == [995.0, 996.0, 997.0, 998.0, 999.0]

@@ -5,10 +5,13 @@ functions want each series on a fixed step. The rule, the same for every
 answer (our own render and graphite-web's cluster fetch), so that both see
 the same series:
 
-- the points are those stored with ``start <= timestamp <= end``;
-- the step is the lower median of the gaps between consecutive stored
-  timestamps in that range, at least 1 s; a series with fewer than two
-  points there gets :data:`DEFAULT_STEP`;
+- the points are those stored with ``start <= timestamp <= end``, from the
+  finest retention tier that covers the range (:func:`storage.query_tier
+  <trio_metrics.storage.query_tier>`, whisper's rule);
+- the step is that tier's step when the range reaches into a rolled-up
+  tier; otherwise (the points as put) the lower median of the gaps between
+  consecutive stored timestamps in the range, at least 1 s; a series with
+  fewer than two points there gets :data:`DEFAULT_STEP`;
 - slots are aligned as whisper aligns them: a point at ``ts`` goes to the
   slot starting at ``ts - ts % step``, the last point wins within a slot,
   and a slot without a point is NaN;
@@ -28,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
-from ..storage import Store
+from ..storage import Store, query_tier
 from ._find import DEFAULT_MAX_FIND_NODES, find_nodes
 from ._series import TimeSeries, Values
 
@@ -127,7 +130,7 @@ async def fetch_series(
     budget.charge(len(leaves), 0)
     found: list[TimeSeries] = []
     for leaf in leaves:
-        stored = next(iter(await store.query_range(leaf.path, start, end)), None)
+        tier_step, stored = await query_tier(store, leaf.path, start, end)
         if stored is None:
             timestamps = np.empty(0, dtype=np.int64)
             values = np.empty(0, dtype=np.float64)
@@ -135,6 +138,9 @@ async def fetch_series(
             timestamps = np.asarray(stored.timestamps, dtype=np.int64)
             values = np.asarray(stored.values, dtype=np.float64)
         step, regular = _step_and_regularity(timestamps)
+        if tier_step:
+            regular = regular and step == tier_step
+            step = tier_step
         first = start - start % step
         slots = (end - first) // step + 1
         budget.charge(0, slots)
