@@ -9,15 +9,22 @@ the points we stored.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import queue
 import random
+import threading
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trio
 from conftest import server_in_thread, skip_or_fail
 from graphite_web import (
     GRAPHITE_WEB_MISSING,
@@ -27,7 +34,8 @@ from graphite_web import (
 )
 from net import NETWORK_TIMEOUT
 
-from trio_metrics import Client
+from trio_metrics import Client, ServerConfig, ServerInfo, serve
+from trio_metrics.storage import RetentionRules, parse_retention
 
 pytestmark = pytest.mark.e2e
 
@@ -193,3 +201,62 @@ def test_graphite_webs_functions_over_our_series_equal_a_direct_computation(
     (series,) = both.web.get_json("/render/", render_params(target))
     assert series["target"] == target
     assert_same_series([series], [{"target": target, "datapoints": direct(combine, keys)}])
+
+
+# --- retention tiers: graphite-web gets the rolled-up tier's step ---------------------
+
+
+@contextmanager
+def tiered_server(rule: str) -> Iterator[ServerInfo]:
+    """A server in a thread that keeps every key by ``rule``, with its HTTP API."""
+    started: queue.Queue[Any] = queue.Queue()
+    config = ServerConfig(
+        host="127.0.0.1",
+        port=0,
+        http_port=0,
+        retention=RetentionRules(default=parse_retention(rule)),
+    )
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            info = await nursery.start(serve, config)
+            started.put((info, trio.lowlevel.current_trio_token(), nursery.cancel_scope))
+
+    thread = threading.Thread(target=lambda: trio.run(main), daemon=True)
+    thread.start()
+    info, token, scope = started.get(timeout=NETWORK_TIMEOUT)
+    try:
+        yield info
+    finally:
+        trio.from_thread.run_sync(scope.cancel, trio_token=token)
+        thread.join(NETWORK_TIMEOUT)
+
+
+def test_graphite_web_renders_a_rolled_up_tier_as_we_do(tmp_path: Path) -> None:
+    if not graphite_web_installed():
+        skip_or_fail(GRAPHITE_WEB_MISSING)
+    now = int(time.time())
+    with tiered_server("10s:10min,60s:3h") as info:
+        assert info.http_port is not None
+        with Client("127.0.0.1", info.port, timeout=NETWORK_TIMEOUT) as client:
+            for stamp in range(now - now % 10 - 7200, now, 10):
+                client.put("tier.a", float(stamp % 600), stamp)
+                client.put("tier.b", 1.0, stamp)
+        cluster = f"127.0.0.1:{info.http_port}/graphite"
+        with running_graphite_web(tmp_path, cluster) as web:
+            # From an hour ago: past the 10-minute finest tier, so the 60 s tier.
+            window = [("from", str(now - 3600)), ("until", str(now - 60)), ("format", "json")]
+            ours = Both(info.http_port, web).ours("/render", [("target", "tier.*"), *window])
+            theirs = web.get_json("/render/", [("target", "tier.*"), *window])
+            summed = web.get_json("/render/", [("target", "sumSeries(tier.*)"), *window])
+    assert [s["target"] for s in ours] == ["tier.a", "tier.b"]
+    stamps = [stamp for _, stamp in ours[0]["datapoints"]]
+    assert {b - a for a, b in itertools.pairwise(stamps)} == {60}
+    assert_same_series(by_target(theirs), by_target(ours))
+    # Each 60 s step of tier.b averages six 1.0s; sumSeries adds tier.a's step.
+    (total,) = summed
+    expected = [
+        [None if a is None else a + b, stamp]
+        for (a, stamp), (b, _) in zip(ours[0]["datapoints"], ours[1]["datapoints"], strict=True)
+    ]
+    assert_same_series([total], [{"target": total["target"], "datapoints": expected}])
