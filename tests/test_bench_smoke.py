@@ -380,3 +380,42 @@ def test_retention_pause_compares_latency_with_and_without_rules() -> None:
     rolled = re.search(r"^with rules: .* roll-up: ([\d,]+) points rolled", completed.stdout, re.M)
     assert rolled is not None and int(rolled.group(1).replace(",", "")) > 0
     assert re.search(r"^p99 with roll-up / without: [\d.]+", completed.stdout, re.MULTILINE)
+
+
+def test_graphite_find_bench_reports_each_glob_with_what_it_found() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "graphite_find.py"), "--requests", "3", "--hosts", "200"],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 6,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "20000 keys; 3 requests per glob" in completed.stdout
+    # dc3.* lists the 200 hosts of dc3; dc3.host*.metric5 one leaf per host.
+    assert re.search(r"^  dc3\.\* +200 nodes  median +[\d.]+ ms", completed.stdout, re.MULTILINE)
+    assert re.search(r"dc3\.host\*\.metric5 +200 nodes", completed.stdout)
+    assert re.search(r"^slowest median [\d.]+ ms: (within|OVER) the target", completed.stdout, re.M)
+
+
+def test_graphite_render_bench_times_graphite_web_over_us() -> None:
+    from conftest import skip_or_fail
+    from graphite_web import GRAPHITE_WEB_MISSING, graphite_web_installed
+
+    if not graphite_web_installed():
+        skip_or_fail(GRAPHITE_WEB_MISSING)
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "graphite_render.py"),
+            *("--series", "5", "--points", "100", "--repeat", "1"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 12,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "5 series x 100 points; 1 runs" in completed.stdout
+    assert re.search(r"^  graphite-web sumSeries +median +\d+ ms", completed.stdout, re.MULTILINE)
+    assert re.search(r"^  our cluster answer +median +\d+ ms", completed.stdout, re.MULTILINE)

@@ -579,12 +579,20 @@ async def test_openapi_describes_exactly_the_served_routes(web: ServerInfo) -> N
     # And each described route answers over HTTP with a status it documents.
     for path, method in sorted(described):
         concrete = path.replace("{name}", "uPlot.min.css")
-        query = "?key=a" if path == "/api/v1/series" else ""
+        query = _EXAMPLE_QUERIES.get(path.rstrip("/"), "")
         code, _, _ = await request(port, method, concrete + query, b"[]")
         documented = document["paths"][path][method.lower()]["responses"]
         # Prometheus' remote storage routes take only snappy bodies.
         expected = 415 if path in ("/api/v1/write", "/api/v1/read") else 200
         assert str(code) in documented and code == expected, (path, code)
+
+
+_EXAMPLE_QUERIES = {
+    "/api/v1/series": "?key=a",
+    "/graphite/render": "?target=a&format=json",
+    "/graphite/metrics/find": "?query=a",
+    "/graphite/metrics/expand": "?query=a",
+}
 
 
 def _api_of(info: ServerInfo) -> Any:

@@ -30,6 +30,7 @@ from ..storage import Store, StoreUnavailableError
 from ..transport import ServerStats, ThrottledLogger
 from ..wire import ProtocolError, check_key, check_timestamp, check_value, echo
 from ._bodies import BodyBudget, BodyReader, Disconnected
+from ._graphite import GraphiteApi
 from ._keys import delete_response, keys_response
 from ._limits import HttpLimits
 from ._messages import BadRequest, Request, Response
@@ -62,7 +63,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 class HttpApi:
-    """The ASGI application: JSON API, ``/metrics``, ``/healthz`` and the dashboard.
+    """The ASGI application: JSON API, ``/metrics``, ``/healthz``, the dashboard, and the
+    Graphite API under ``/graphite`` (:class:`~trio_metrics.http._graphite.GraphiteApi`).
 
     ``store`` and ``stats`` are the metrics server's own. ``extra_figures``,
     if given, is called on each ``/metrics`` request for more figures to
@@ -104,6 +106,7 @@ class HttpApi:
             "/api/v1/write": {"POST": self.remote.write},
             "/api/v1/read": {"POST": self.remote.read},
         }
+        self.routes.update(GraphiteApi(store, self.limits, clock).routes())
 
     # --- routing --------------------------------------------------------------
 

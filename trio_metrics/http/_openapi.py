@@ -303,3 +303,75 @@ OPENAPI["paths"]["/api/v1/read"] = {
         },
     }
 }
+
+
+_GRAPHITE_PARAMETERS: Final = {
+    "/graphite/render": [
+        ("target", True, "A target: a path expression (a glob). Repeat for more."),
+        (
+            "from",
+            False,
+            "Start: `now`, `-1h`-style offsets (`s`, `min`, `h`, `d`, `w`, `mon`,"
+            " `y`) or unix seconds; `-1d` when absent.",
+        ),
+        ("until", False, "End, in the same forms; `now` when absent."),
+        ("now", False, "The time `now` stands for (unix seconds); the server's clock when absent."),
+        ("format", True, "`json`, or `pickle` (graphite-web's cluster protocol)."),
+        ("maxDataPoints", False, "The most points per series Grafana wants."),
+        ("noNullPoints", False, "Leave out empty slots (and series left empty)."),
+    ],
+    "/graphite/metrics/find": [
+        ("query", True, "A glob, node by node: `*`, `?`, `[a-z]`, `{a,b}`."),
+        ("format", False, "`treejson` (default), `json`, `nodelist` or `pickle`."),
+        ("leavesOnly", False, "`1`: leaves only."),
+        ("wildcards", False, "`1`: a `*` entry first when there are several matches."),
+    ],
+    "/graphite/metrics/expand": [
+        ("query", True, "A glob. Repeat for more."),
+        ("leavesOnly", False, "`1`: leaves only."),
+        ("groupByExpr", False, "`1`: the paths of each query apart."),
+    ],
+    "/graphite/version": [],
+    "/graphite/tags/autoComplete/tags": [],
+    "/graphite/tags/autoComplete/values": [],
+}
+_GRAPHITE_SUMMARIES: Final = {
+    "/graphite/render": "The series of Graphite targets over a time range (JSON or pickle).",
+    "/graphite/metrics/find": "The nodes a glob matches, as graphite-web's tree JSON or pickle.",
+    "/graphite/metrics/expand": "The paths that globs match.",
+    "/graphite/version": "The graphite-web version whose API is served (plain text).",
+    "/graphite/tags/autoComplete/tags": "Tag names for completion: none, keys carry no tags.",
+    "/graphite/tags/autoComplete/values": "Tag values for completion: none, keys carry no tags.",
+}
+
+
+def _graphite_operation(path: str) -> dict[str, Any]:
+    return {
+        "summary": _GRAPHITE_SUMMARIES[path],
+        "description": "graphite-web's API: parameters in the query string or a form-encoded"
+        " POST body. Bad input is a 400 with a plain-text message.",
+        "parameters": [
+            {
+                "name": name,
+                "in": "query",
+                "required": required,
+                "description": description,
+                "schema": {"type": "string"},
+            }
+            for name, required, description in _GRAPHITE_PARAMETERS[path]
+        ],
+        "responses": {
+            "200": _json({}, "graphite-web's answer (a pickle for `format=pickle`)."),
+            "400": _text("text/plain", "The input is malformed or over a limit."),
+            "500": _error("The store failed; the server's log says why."),
+        },
+    }
+
+
+# Graphite's clients ask with and without a trailing slash; both are served.
+for _graphite_path in _GRAPHITE_PARAMETERS:
+    for _variant in (_graphite_path, _graphite_path + "/"):
+        OPENAPI["paths"][_variant] = {
+            "get": _graphite_operation(_graphite_path),
+            "post": _graphite_operation(_graphite_path),
+        }

@@ -10,6 +10,18 @@ request.
 
 from __future__ import annotations
 
+from ._fetch import FetchBudget, FetchLimitError, fetch_series
+from ._find import FindLimitError, Node, find_nodes
 from ._series import CONSOLIDATIONS, TimeSeries, Values
 
-__all__ = ["CONSOLIDATIONS", "TimeSeries", "Values"]
+__all__ = [
+    "CONSOLIDATIONS",
+    "FetchBudget",
+    "FetchLimitError",
+    "FindLimitError",
+    "Node",
+    "TimeSeries",
+    "Values",
+    "fetch_series",
+    "find_nodes",
+]
