@@ -138,11 +138,17 @@ def render_datapoints(
     max_data_points: int | None = None,
     no_null_points: bool = False,
 ) -> list[RenderedSeries]:
-    """The JSON render answer's entries: consolidated for ``maxDataPoints``, and with
-    ``noNullPoints`` the gaps left out (a series left with no point is left out)."""
+    """The JSON render answer's entries, as graphite-web's renderViewJson makes them:
+    consolidated for ``maxDataPoints``; each series' points cut at graphite's ``end``
+    (a function may leave more values than its time range holds); with
+    ``noNullPoints`` the gaps left out (a series left with no point is left out);
+    and nothing at all when no series has a value slot."""
+    if not any(len(series.values) for series in series_list):
+        return []
     rendered = []
     for series in consolidate_for_render(series_list, max_data_points):
-        points = series.datapoints()
+        stamps = len(range(series.start, graphite_end(series) + 1, series.step))
+        points = series.datapoints()[:stamps]
         if no_null_points:
             points = [point for point in points if point[0] is not None]
             if not points:

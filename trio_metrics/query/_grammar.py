@@ -100,7 +100,7 @@ class Call:
 Expression = PathExpression | String | Number | Boolean | NoneLiteral | Call
 
 
-def _build_grammar() -> pp.ParserElement:
+def _build_grammar() -> tuple[pp.ParserElement, pp.ParserElement]:
     expression = pp.Forward()
 
     int_text = r"-?\d+"
@@ -156,7 +156,7 @@ def _build_grammar() -> pp.ParserElement:
 
     piped = pp.Suppress("|") + call
     expression <<= ((call | path) + pp.ZeroOrMore(piped)).set_parse_action(_apply_pipes)
-    return expression
+    return expression, path
 
 
 def _make_call(tokens: pp.ParseResults) -> Call:
@@ -172,7 +172,7 @@ def _apply_pipes(tokens: pp.ParseResults) -> Expression:
     return head
 
 
-_GRAMMAR: Final = _build_grammar()
+_GRAMMAR, _PATH = _build_grammar()
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -247,7 +247,12 @@ def first_path_expression(name: str) -> str | None:
     try:
         expression: Expression = _GRAMMAR.parse_string(name, parse_all=False)[0]
     except (pp.ParseBaseException, RecursionError):
-        return None
+        # graphite-web's grammar backtracks from a broken call to the path before
+        # its parenthesis ("movingAverage(a b)" gives "movingAverage").
+        try:
+            expression = _PATH.parse_string(name, parse_all=False)[0]
+        except pp.ParseBaseException:
+            return None
     while isinstance(expression, Call) and expression.args:
         expression = expression.args[0]
     return expression.text if isinstance(expression, PathExpression) else None
