@@ -5,7 +5,7 @@ lists with None) that hypothesis compares against."""
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -78,7 +78,8 @@ def test_max_data_points_nudges_the_start_as_graphite_web() -> None:
     so each point is stamped one step after its first slot."""
     one = series([float(i) for i in range(60)])
     [rendered] = render_datapoints([one], max_data_points=20)
-    expected = [(2.0 + 3 * k, 1020 + 30 * k) for k in range(19)] + [(58.5, 1590)]
+    expected: list[tuple[float | None, int]] = [(2.0 + 3 * k, 1020 + 30 * k) for k in range(19)]
+    expected.append((58.5, 1590))
     assert rendered.datapoints == expected
     assert rendered == RenderedSeries("a.b", {"name": "a.b"}, expected)
 
@@ -139,7 +140,7 @@ def test_max_data_points_below_one_is_refused() -> None:
 def model_consolidate(
     values: list[float | None], per_point: int, function: str, x_files_factor: float
 ) -> list[float | None]:
-    functions = {
+    functions: dict[str, Callable[[list[float]], float]] = {
         "sum": sum,
         "average": lambda usable: sum(usable) / len(usable),
         "avg_zero": lambda usable: sum(usable) / len(usable),
