@@ -122,25 +122,34 @@ def aggregate_columns(columns: Sequence[Values], function: str, x_files_factor: 
     it has a value and ``values / len(columns) >= x_files_factor``."""
     function = canonical_aggregation(function)
     length = max((len(c) for c in columns), default=0)
-    counts = np.zeros(length)
-    for column in columns:
-        counts[: len(column)] += ~np.isnan(column)
-    usable = (counts > 0) & (counts / max(len(columns), 1) >= x_files_factor)
+    counts = np.zeros(length, dtype=np.int64)
+    present = np.empty(length, dtype=bool)
     if function in ("sum", "average"):
-        # Series by series, left to right: no copy of the whole table.
-        total = np.zeros(length)
+        # Series by series, left to right (Python's sum), with no copy of the table:
+        # each column is added only where it has values.
+        result = np.zeros(length)
         for column in columns:
-            total[: len(column)] += np.nan_to_num(column, nan=0.0, posinf=np.inf, neginf=-np.inf)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            result = total if function == "sum" else total / counts
-    elif function in ("min", "max"):
-        pick = np.fmin if function == "min" else np.fmax
-        result = np.full(length, np.nan)
-        for column in columns:
-            result[: len(column)] = pick(result[: len(column)], column)
+            size = len(column)
+            mask = present[:size]
+            np.isnan(column, out=mask)
+            np.logical_not(mask, out=mask)
+            counts[:size] += mask
+            np.add(result[:size], column, out=result[:size], where=mask)
+        if function == "average":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                result = result / counts
     else:
-        table = np.full((length, len(columns)), np.nan)
-        for i, column in enumerate(columns):
-            table[: len(column), i] = column
-        result = reduce_rows(table, function, np.full(length, len(columns)))
+        for column in columns:
+            counts[: len(column)] += ~np.isnan(column)
+        if function in ("min", "max"):
+            pick = np.fmin if function == "min" else np.fmax
+            result = np.full(length, np.nan)
+            for column in columns:
+                result[: len(column)] = pick(result[: len(column)], column)
+        else:
+            table = np.full((length, len(columns)), np.nan)
+            for i, column in enumerate(columns):
+                table[: len(column), i] = column
+            result = reduce_rows(table, function, np.full(length, len(columns)))
+    usable = (counts > 0) & (counts / max(len(columns), 1) >= x_files_factor)
     return np.where(usable, result, np.nan)

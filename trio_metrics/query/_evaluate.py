@@ -55,12 +55,7 @@ class _Evaluation:
             # graphite-web gives fetched series the request's xFilesFactor and
             # orders them by name.
             self.fetched[key] = sorted(
-                (
-                    attrs.evolve(
-                        series, path_expression=path, x_files_factor=context.x_files_factor
-                    )
-                    for series in found
-                ),
+                (_as_fetched(series, path, context.x_files_factor) for series in found),
                 key=lambda series: series.name,
             )
         return list(self.fetched[key])
@@ -103,6 +98,12 @@ class _Evaluation:
         except EmptyResult:
             return []
         return result
+
+
+def _as_fetched(series: TimeSeries, path: str, x_files_factor: float) -> TimeSeries:
+    if series.path_expression == path and series.x_files_factor == x_files_factor:
+        return series
+    return attrs.evolve(series, path_expression=path, x_files_factor=x_files_factor)
 
 
 def _first_argument(expression: Call, name: str) -> Expression:
