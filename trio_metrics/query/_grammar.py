@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 from typing import Final
 
 import attrs
@@ -173,6 +174,9 @@ def _apply_pipes(tokens: pp.ParseResults) -> Expression:
 
 
 _GRAMMAR, _PATH = _build_grammar()
+# pyparsing's parser objects are not promised to be thread-safe (graphite-web
+# locks its grammar too); a caller may parse in worker threads.
+_GRAMMAR_LOCK: Final = threading.Lock()
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -222,7 +226,8 @@ def parse_target(text: str) -> Expression:
     if commas >= MAX_ARGUMENTS:
         raise TargetError(f"target has more than {MAX_ARGUMENTS} arguments in all")
     try:
-        result = _GRAMMAR.parse_string(text, parse_all=True)
+        with _GRAMMAR_LOCK:
+            result = _GRAMMAR.parse_string(text, parse_all=True)
     except pp.ParseBaseException as error:
         raise TargetError(
             f"invalid target {text!r}: {error.msg}, found {_found(text, error.loc)}"
@@ -245,12 +250,14 @@ def first_path_expression(name: str) -> str | None:
     ``_getFirstPathExpression``: read as far as the grammar goes, then the first
     argument of each call down to a path)."""
     try:
-        expression: Expression = _GRAMMAR.parse_string(name, parse_all=False)[0]
+        with _GRAMMAR_LOCK:
+            expression: Expression = _GRAMMAR.parse_string(name, parse_all=False)[0]
     except (pp.ParseBaseException, RecursionError):
         # graphite-web's grammar backtracks from a broken call to the path before
         # its parenthesis ("movingAverage(a b)" gives "movingAverage").
         try:
-            expression = _PATH.parse_string(name, parse_all=False)[0]
+            with _GRAMMAR_LOCK:
+                expression = _PATH.parse_string(name, parse_all=False)[0]
         except pp.ParseBaseException:
             return None
     while isinstance(expression, Call) and expression.args:
