@@ -7,6 +7,7 @@ import importlib.util
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from query_data import END, START, MemoryFetch, slots
 
@@ -379,3 +380,16 @@ def test_the_catalog_generator_lists_exactly_the_implemented_functions() -> None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert sorted(module.NAMES) == sorted(FUNCTIONS)
+
+
+def test_per_second_rounds_to_six_decimals_as_pythons_round() -> None:
+    """graphite-web rounds each rate with Python's round(x, 6); the fast path must
+    give the same double, ties and huge values included."""
+    from trio_metrics.query._functions_transform import _round6
+
+    tricky = [k / 1e6 + 5e-7 for k in range(-2000, 2000)]
+    tricky += [0.0000005, 2.5e-7, 1.0000005, 0.1234565, 3 / 7, 1e20, -1e15, 123456.7890125]
+    tricky += [x / 10 for x in range(-1000, 1000)]
+    rounded = _round6(np.array(tricky))
+    assert rounded.tolist() == [round(value, 6) for value in tricky]
+    assert np.isnan(_round6(np.array([math.nan]))[0])

@@ -195,8 +195,7 @@ def perSecond(
     results = []
     for series in seriesList:
         rates = _non_negative_deltas(series.values, maxValue, minValue) / series.step
-        # Python's round (exact decimal rounding), as graphite-web uses it.
-        rounded = np.array([round(rate, 6) for rate in rates.tolist()], dtype=np.float64)
+        rounded = _round6(rates)
         results.append(
             copy_series(
                 series,
@@ -206,6 +205,20 @@ def perSecond(
             )
         )
     return results
+
+
+def _round6(values: Values) -> Values:
+    """Python's ``round(x, 6)`` (exact decimal rounding, as graphite-web uses it) for
+    each value: numpy's multiply-round-divide gives the same double unless ``x * 1e6``
+    lies near a half, or is huge; those few are rounded by Python."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = values * 1e6
+        fraction = scaled - np.floor(scaled)
+        risky = ~(np.abs(fraction - 0.5) > 1e-3) | ~(np.abs(scaled) < 1e12)
+        rounded = np.round(values, 6)
+    for index in np.flatnonzero(risky & ~np.isnan(values)).tolist():
+        rounded[index] = round(float(values[index]), 6)
+    return rounded
 
 
 def _interval_seconds(text: str, function: str) -> int:
