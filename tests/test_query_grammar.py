@@ -196,3 +196,59 @@ def test_glob_free_expressions_round_trip(expression: Expression) -> None:
     text = format_expression(expression)
     assert parse_target(text) == expression
     assert format_expression(parse_target(text)) == text
+
+
+name_pieces = st.sampled_from(
+    [
+        "f(",
+        "scale(",
+        "g2(",
+        "a.b",
+        "web1.cpu",
+        "x",
+        "1.5",
+        "2",
+        "inf",
+        "None",
+        '"1h"',
+        "'s'",
+        ",",
+        ", ",
+        ")",
+        " ",
+        "=",
+        "a=1",
+        "{a,b}",
+        "\\(",
+        "|",
+        "é",
+        ".",
+        '"',
+        "e5",
+    ]
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(name_pieces, min_size=1, max_size=10).map("".join))
+def test_first_path_of_a_name_reads_as_graphites_parser(name: str) -> None:
+    """The regular-expression shortcut for common names agrees with the parser."""
+    from trio_metrics.query._grammar import _first_path_parsed, first_path_expression
+
+    assert first_path_expression(name) == _first_path_parsed(name)
+
+
+@pytest.mark.parametrize(
+    ("name", "first"),
+    [
+        ("perSecond(servers.web1.cpu)", "servers.web1.cpu"),
+        ('movingAverage(scale(a.b.c,2),"5min")', "a.b.c"),
+        ("f(a=1)", "f"),  # no call: graphite-web backtracks to the path before "("
+        ("scale(1.5,2)", None),  # a number first: no path
+        ("plain.name", "plain.name"),
+    ],
+)
+def test_first_path_of_a_name(name: str, first: str | None) -> None:
+    from trio_metrics.query._grammar import first_path_expression
+
+    assert first_path_expression(name) == first
