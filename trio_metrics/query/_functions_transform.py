@@ -34,8 +34,6 @@ __all__ = [
 
 #: The most buckets summarize makes for one series (``summarize(x, "1s")`` over years).
 MAX_BUCKETS: Final = 1_000_000
-#: Cells of movingAverage's window table handled at once (memory bound).
-_WINDOW_CELLS: Final = 1 << 20
 
 
 def _renamed(
@@ -118,14 +116,16 @@ def keepLastValue(call: CallContext, seriesList: SeriesList, limit: float) -> Se
     """Each run of at most ``limit`` gaps after a value filled with that value."""
     results = []
     for series in seriesList:
-        values = series.values.copy()
+        values = series.values
         gaps = np.isnan(values)
-        edges = np.diff(np.concatenate(([0], gaps.astype(np.int8), [0])))
-        starts = np.flatnonzero(edges == 1)
-        ends = np.flatnonzero(edges == -1)
-        for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-            if start > 0 and end - start <= limit:
-                values[start:end] = values[start - 1]
+        if gaps.any():
+            positions = np.arange(len(values))
+            last_value = np.maximum.accumulate(np.where(gaps, -1, positions))
+            run = np.cumsum(np.diff(np.concatenate(([0], gaps.astype(np.int8)))) == 1)
+            run_lengths = np.bincount(run[gaps], minlength=int(run[-1]) + 1)
+            fill = gaps & (last_value >= 0)
+            fill &= run_lengths[run] <= limit
+            values = np.where(fill, values[np.maximum(last_value, 0)], values)
         name = f"keepLastValue({series.name})"
         results.append(attrs.evolve(series, name=name, path_expression=name, values=values))
     return results
@@ -330,21 +330,30 @@ def movingAverage(
 
 
 def _moving_average(values: Values, window: int, x_files_factor: float) -> Values:
+    """Slot i: the average of the values of slots i - window .. i - 1. Each window is
+    summed left to right, as graphite-web's ``sum`` does, so the doubles agree."""
     count = len(values) - window
     if count <= 0:
         return np.empty(0)
     if window == 0:
         return np.full(count, np.nan)
-    windows = np.lib.stride_tricks.sliding_window_view(values, window)[:count]
-    result = np.empty(count)
-    rows = max(1, _WINDOW_CELLS // window)
-    for first in range(0, count, rows):
-        chunk = windows[first : first + rows]
-        present = (~np.isnan(chunk)).sum(axis=1)
-        averages = reduce_rows(chunk, "average")
-        usable = (present > 0) & (present / window >= x_files_factor)
-        result[first : first + rows] = np.where(usable, averages, np.nan)
-    return result
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    sums = np.zeros(count)
+    counts = np.zeros(count, dtype=np.int64)
+    if window <= count:
+        # One pass per position in the window, over all windows at once.
+        for offset in range(window):
+            sums += filled[offset : offset + count]
+            counts += present[offset : offset + count]
+    else:
+        for first in range(count):
+            sums[first] = np.cumsum(filled[first : first + window])[-1]
+            counts[first] = np.count_nonzero(present[first : first + window])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        averages = sums / counts
+    usable = (counts > 0) & (counts / window >= x_files_factor)
+    return np.where(usable, averages, np.nan)
 
 
 def _shift_text(timeShift: str) -> str:
