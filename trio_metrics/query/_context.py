@@ -18,7 +18,9 @@ SeriesList = list[TimeSeries]
 class RenderContext:
     """One render request: ``[start, end)`` in unix seconds, ``now``, the
     ``xFilesFactor`` given to fetched series (graphite's default 0) and
-    ``maxDataPoints`` (None: no consolidation)."""
+    ``maxDataPoints`` (None: none asked). The functions do not look at
+    ``max_data_points``: it travels with the request for the render step
+    (:func:`render_datapoints`)."""
 
     start: int
     end: int
