@@ -393,3 +393,15 @@ def test_per_second_rounds_to_six_decimals_as_pythons_round() -> None:
     rounded = _round6(np.array(tricky))
     assert rounded.tolist() == [round(value, 6) for value in tricky]
     assert np.isnan(_round6(np.array([math.nan]))[0])
+
+
+async def test_overflow_is_infinity_and_zero_over_zero_a_gap_without_warnings() -> None:
+    """Warnings are errors in this test run: numpy must stay quiet, as graphite's floats do."""
+    assert await named("scale(web1.cpu,1e308)|scale(10)") == [
+        ("scale(scale(web1.cpu,1e+308),10)", [math.inf, math.inf, N, math.inf, math.inf, math.inf])
+    ]
+    assert await named("divideSeries(scale(web1.cpu,0),scale(web1.cpu,0))") == [
+        ("divideSeries(scale(web1.cpu,0),scale(web1.cpu,0))", [N] * 6)
+    ]
+    series = await evaluate('summarize(scale(web1.cpu,1e308),"20s","stddev")')
+    assert [r.datapoints for r in render_datapoints(series, max_data_points=1)] == [[(None, 1000)]]

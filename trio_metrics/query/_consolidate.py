@@ -146,7 +146,9 @@ def render_datapoints(
     if not any(len(series.values) for series in series_list):
         return []
     rendered = []
-    for series in consolidate_for_render(series_list, max_data_points):
+    with np.errstate(all="ignore"):
+        consolidated = consolidate_for_render(series_list, max_data_points)
+    for series in consolidated:
         stamps = len(range(series.start, graphite_end(series) + 1, series.step))
         points = series.datapoints()[:stamps]
         if no_null_points:

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import attrs
+import numpy as np
 
 from ._catalog import bind_arguments
 from ._context import CallContext, RenderContext, SeriesList
@@ -94,7 +95,9 @@ class _Evaluation:
                 refetched = await self.value(first, window)
                 call = attrs.evolve(call, refetched=refetched)
         try:
-            result: SeriesList = implementation.run(call, *bound)
+            # Overflow to inf and 0/0 are values here, as in graphite-web's floats.
+            with np.errstate(all="ignore"):
+                result: SeriesList = implementation.run(call, *bound)
         except EmptyResult:
             return []
         return result
