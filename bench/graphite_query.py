@@ -1,7 +1,7 @@
 """The Graphite query layer alone: sumSeries over 1,000 series of a day at 10 s.
 
-    python bench/graphite_render.py                       # 1,000 x 8,640, 7 runs
-    python bench/graphite_render.py --series 100 --repeat 3   # a quick look
+    python bench/graphite_query.py                       # 1,000 x 8,640, 7 runs
+    python bench/graphite_query.py --series 100 --repeat 3   # a quick look
 
 Each run evaluates ``sumSeries(bench.*.cpu)`` (and, as Grafana sends it,
 ``aliasSub(sumSeries(bench.*.cpu), "(^.*$)", "\\1 A")``) through
