@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
+import attrs
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -17,6 +18,7 @@ from trio_metrics.query import (
     TimeSeries,
     consolidate_values,
     render_datapoints,
+    render_series,
 )
 
 NAN = math.nan
@@ -266,3 +268,15 @@ def test_render_consolidation_matches_graphite_webs_loop(
     assert [[t for _, t in points] for points in got] == [[t for _, t in p] for p in expected]
     for points, wanted in zip(got, expected, strict=True):
         assert close([v for v, _ in points], [v for v, _ in wanted])
+
+
+def test_render_series_cuts_at_graphites_end_for_encoders_of_their_own() -> None:
+    """A function may leave more values than its time range holds (graphite-web zips
+    them with the stamps from start to end inclusive): render_series cuts them."""
+    longer = attrs.evolve(series([1.0, 2.0, 3.0, 4.0, 5.0]), end_override=1020)
+    [cut] = render_series([longer])
+    assert (cut.start, cut.step, cut.end_override) == (1000, 10, None)
+    assert cut.datapoints() == [(1.0, 1000), (2.0, 1010), (3.0, 1020)]
+    assert render_series([series([]), series([], name="b")]) == []
+    plain = series([1.0, None])
+    assert render_series([plain]) == [plain]

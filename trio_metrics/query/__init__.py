@@ -16,6 +16,7 @@ from ._consolidate import (
     consolidate_for_render,
     consolidate_values,
     render_datapoints,
+    render_series,
 )
 from ._context import RenderContext
 from ._evaluate import MAX_CALLS, Fetch, evaluate_targets
@@ -67,5 +68,6 @@ __all__ = [
     "parse_target",
     "parse_time",
     "render_datapoints",
+    "render_series",
     "time_range",
 ]

@@ -22,6 +22,7 @@ __all__ = [
     "consolidate_for_render",
     "consolidate_values",
     "render_datapoints",
+    "render_series",
 ]
 
 
@@ -133,24 +134,38 @@ class RenderedSeries:
     datapoints: list[tuple[float | None, int]]
 
 
+def render_series(
+    series_list: Sequence[TimeSeries], max_data_points: int | None = None
+) -> list[TimeSeries]:
+    """The series as graphite-web's renderViewJson lists their points: consolidated for
+    ``maxDataPoints``; each cut at graphite's ``end`` (a function may leave more values
+    than its time range holds), so that ``datapoints()`` gives exactly its points; and
+    none at all when no series has a value slot. For a caller that encodes the
+    answer itself (in slices); :func:`render_datapoints` gives the points at once."""
+    if not any(len(series.values) for series in series_list):
+        return []
+    with np.errstate(all="ignore"):
+        consolidated = consolidate_for_render(series_list, max_data_points)
+    result = []
+    for series in consolidated:
+        stamps = len(range(series.start, graphite_end(series) + 1, series.step))
+        if stamps < len(series.values) or series.end_override is not None:
+            series = attrs.evolve(series, values=series.values[:stamps], end_override=None)
+        result.append(series)
+    return result
+
+
 def render_datapoints(
     series_list: Sequence[TimeSeries],
     max_data_points: int | None = None,
     no_null_points: bool = False,
 ) -> list[RenderedSeries]:
-    """The JSON render answer's entries, as graphite-web's renderViewJson makes them:
-    consolidated for ``maxDataPoints``; each series' points cut at graphite's ``end``
-    (a function may leave more values than its time range holds); with
-    ``noNullPoints`` the gaps left out (a series left with no point is left out);
-    and nothing at all when no series has a value slot."""
-    if not any(len(series.values) for series in series_list):
-        return []
+    """The JSON render answer's entries, as graphite-web's renderViewJson makes them
+    (see :func:`render_series`); with ``noNullPoints`` the gaps left out, and a series
+    left with no point left out."""
     rendered = []
-    with np.errstate(all="ignore"):
-        consolidated = consolidate_for_render(series_list, max_data_points)
-    for series in consolidated:
-        stamps = len(range(series.start, graphite_end(series) + 1, series.step))
-        points = series.datapoints()[:stamps]
+    for series in render_series(series_list, max_data_points):
+        points = series.datapoints()
         if no_null_points:
             points = [point for point in points if point[0] is not None]
             if not points:
