@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 NAMES = [
+    "absolute",
     "alias",
     "aliasByNode",
     "aliasSub",
@@ -35,8 +36,11 @@ NAMES = [
     "derivative",
     "divideSeries",
     "drawAsInfinite",
+    "exclude",
+    "grep",
     "group",
     "groupByNode",
+    "integral",
     "keepLastValue",
     "legendValue",
     "lineWidth",
@@ -46,6 +50,7 @@ NAMES = [
     "nonNegativeDerivative",
     "offset",
     "perSecond",
+    "removeEmptySeries",
     "scale",
     "secondYAxis",
     "stacked",

@@ -192,6 +192,22 @@ def approx(values: list[float | None]) -> list[object]:
                 ("web2", [10, 20, 30, N, 50, 60]),
             ],
         ),
+        ("absolute(offset(web1.cpu,-3))", [("absolute(offset(web1.cpu,-3))", [2, 1, N, 1, 2, 3])]),
+        ("integral(web1.cpu)", [("integral(web1.cpu)", [1, 3, N, 7, 12, 18])]),
+        ('exclude(*.cpu,"web")', [("db1.cpu", [100, N, N, N, 500, 600])]),
+        (
+            'grep(*.cpu,"^web")',
+            [("web1.cpu", [1, 2, N, 4, 5, 6]), ("web2.cpu", [10, 20, 30, N, 50, 60])],
+        ),
+        (
+            "removeEmptySeries(group(db1.cpu,divideSeries(web1.cpu,nosuch.x)))",
+            [("db1.cpu", [100, N, N, N, 500, 600])],
+        ),
+        # Valued slots: db1 3 of 6, web1 and web2 5 of 6.
+        (
+            "removeEmptySeries(*.cpu,0.7)",
+            [("web1.cpu", [1, 2, N, 4, 5, 6]), ("web2.cpu", [10, 20, 30, N, 50, 60])],
+        ),
         ('color(web1.cpu,"red")', [("web1.cpu", [1, 2, N, 4, 5, 6])]),
         ("lineWidth(web1.cpu,3)", [("web1.cpu", [1, 2, N, 4, 5, 6])]),
         ("alpha(web1.cpu,0.5)", [("web1.cpu", [1, 2, N, 4, 5, 6])]),
@@ -316,6 +332,7 @@ async def test_time_shift_starts_at_the_request() -> None:
         ("asPercent(web*.cpu,*.cpu)", "same number of series"),
         ('asPercent(web*.cpu,"x")', "total must be"),
         ('groupByNode(*.cpu,1,"nope")', "Invalid option specified"),
+        ('exclude(web1.cpu,"(")', "invalid regular expression"),
         ("sumSeries(web1.cpu", "Expected ')'"),
     ],
 )

@@ -126,6 +126,13 @@ FIXED = [
     "nosuch.*",
     "sumSeries(nosuch.*)",
     "perSecond(movingAverage(constantLine(2.5),3))",
+    "absolute(offset(a.h1.cpu,-60))",
+    "integral(a.h1.cpu)",
+    "integral(c.*.cpu)",
+    'exclude(a.*.*,"net")',
+    'grep(a.*.*,"h[12]")',
+    "removeEmptySeries(group(a.h1.cpu,divideSeries(a.h2.cpu,x.y)))",
+    "removeEmptySeries(a.*.cpu,0.9)",
 ]
 
 WINDOWS = ["3", "1", '"5min"', '"2min",0.5']

@@ -10,6 +10,7 @@ import attrs
 
 from . import _functions_alias as alias
 from . import _functions_combine as combine
+from . import _functions_filter as filters
 from . import _functions_style as style
 from . import _functions_transform as transform
 from ._catalog import FunctionInfo, catalog
@@ -30,6 +31,7 @@ class Implementation:
 
 
 _RUN: Final[Mapping[str, Callable[..., SeriesList]]] = {
+    "absolute": transform.absolute,
     "alias": alias.alias,
     "aliasByNode": alias.aliasByNode,
     "aliasSub": alias.aliasSub,
@@ -45,8 +47,11 @@ _RUN: Final[Mapping[str, Callable[..., SeriesList]]] = {
     "derivative": transform.derivative,
     "divideSeries": combine.divideSeries,
     "drawAsInfinite": style.drawAsInfinite,
+    "exclude": filters.exclude,
+    "grep": filters.grep,
     "group": combine.group,
     "groupByNode": combine.groupByNode,
+    "integral": transform.integral,
     "keepLastValue": transform.keepLastValue,
     "legendValue": style.legendValue,
     "lineWidth": style.lineWidth,
@@ -56,6 +61,7 @@ _RUN: Final[Mapping[str, Callable[..., SeriesList]]] = {
     "nonNegativeDerivative": transform.nonNegativeDerivative,
     "offset": transform.offset,
     "perSecond": transform.perSecond,
+    "removeEmptySeries": filters.removeEmptySeries,
     "scale": transform.scale,
     "secondYAxis": style.secondYAxis,
     "stacked": style.stacked,

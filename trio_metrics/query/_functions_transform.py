@@ -16,9 +16,11 @@ from ._series import TimeSeries, Values, graphite_end
 from ._times import TimeFormatError, parse_interval
 
 __all__ = [
+    "absolute",
     "consolidateBy",
     "constantLine",
     "derivative",
+    "integral",
     "keepLastValue",
     "movingAverage",
     "moving_average_window",
@@ -128,6 +130,32 @@ def keepLastValue(call: CallContext, seriesList: SeriesList, limit: float) -> Se
             values = np.where(fill, values[np.maximum(last_value, 0)], values)
         name = f"keepLastValue({series.name})"
         results.append(attrs.evolve(series, name=name, path_expression=name, values=values))
+    return results
+
+
+def absolute(call: CallContext, seriesList: SeriesList) -> SeriesList:
+    """Each value's absolute value (``absolute(name)``)."""
+    return [
+        _renamed(series, f"absolute({series.name})", np.abs(series.values), "absolute", 1)
+        for series in seriesList
+    ]
+
+
+def integral(call: CallContext, seriesList: SeriesList) -> SeriesList:
+    """The running total of the values (gaps stay gaps and add nothing)."""
+    results = []
+    for series in seriesList:
+        present = ~np.isnan(series.values)
+        # cumsum adds left to right, as graphite-web's running "current += val".
+        totals = np.cumsum(np.where(present, series.values, 0.0))
+        results.append(
+            copy_series(
+                series,
+                f"integral({series.name})",
+                np.where(present, totals, np.nan),
+                tags=with_tag(series, "integral", 1),
+            )
+        )
     return results
 
 
