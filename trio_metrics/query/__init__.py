@@ -10,18 +10,72 @@ request.
 
 from __future__ import annotations
 
+from ._catalog import function_index
+from ._consolidate import (
+    RenderedSeries,
+    consolidate_for_render,
+    consolidate_values,
+    render_datapoints,
+    render_series,
+)
+from ._context import RenderContext
+from ._evaluate import MAX_CALLS, Fetch, evaluate_targets
 from ._fetch import FetchBudget, FetchLimitError, fetch_series
 from ._find import FindLimitError, Node, find_nodes
-from ._series import CONSOLIDATIONS, TimeSeries, Values
+from ._grammar import (
+    MAX_ARGUMENTS,
+    MAX_NESTING,
+    MAX_TARGET_LENGTH,
+    Boolean,
+    Call,
+    Expression,
+    NoneLiteral,
+    Number,
+    PathExpression,
+    String,
+    TargetError,
+    format_expression,
+    parse_target,
+)
+from ._series import CONSOLIDATIONS, TimeSeries, Values, graphite_end
+from ._times import TimeFormatError, parse_interval, parse_time, time_range
 
 __all__ = [
     "CONSOLIDATIONS",
+    "MAX_ARGUMENTS",
+    "MAX_CALLS",
+    "MAX_NESTING",
+    "MAX_TARGET_LENGTH",
+    "Boolean",
+    "Call",
+    "Expression",
+    "Fetch",
     "FetchBudget",
     "FetchLimitError",
     "FindLimitError",
     "Node",
+    "NoneLiteral",
+    "Number",
+    "PathExpression",
+    "RenderContext",
+    "RenderedSeries",
+    "String",
+    "TargetError",
+    "TimeFormatError",
     "TimeSeries",
     "Values",
+    "consolidate_for_render",
+    "consolidate_values",
+    "evaluate_targets",
     "fetch_series",
     "find_nodes",
+    "format_expression",
+    "function_index",
+    "graphite_end",
+    "parse_interval",
+    "parse_target",
+    "parse_time",
+    "render_datapoints",
+    "render_series",
+    "time_range",
 ]

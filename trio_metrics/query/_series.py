@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CONSOLIDATIONS", "TimeSeries", "Values"]
+__all__ = ["CONSOLIDATIONS", "TimeSeries", "Values", "graphite_end"]
 
 #: A series' slots: float64, NaN where there is no value.
 Values = npt.NDArray[np.float64]
@@ -46,6 +46,10 @@ class TimeSeries:
     consolidation: str = "average"
     x_files_factor: float = 0.0
     tags: Mapping[str, str] = attrs.field(default=attrs.Factory(_plain_tags, takes_self=True))
+    #: graphite-web's ``end`` where a function left it elsewhere than ``start +
+    #: len(values) * step`` (``constantLine``'s three points span the request);
+    #: only :func:`graphite_end` reads it, for the arithmetic graphite bases on ``end``.
+    end_override: int | None = None
 
     @property
     def end(self) -> int:
@@ -62,3 +66,8 @@ class TimeSeries:
             (None if value != value else float(value), stamp)
             for value, stamp in zip(self.values.tolist(), self.timestamps(), strict=True)
         ]
+
+
+def graphite_end(series: TimeSeries) -> int:
+    """The ``end`` graphite-web would hold for this series (see ``end_override``)."""
+    return series.end if series.end_override is None else series.end_override
