@@ -4,7 +4,9 @@ and graphite-web send (a real server with ``http_port=0`` on 127.0.0.1)."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import math
 import pickle
 import time
 from collections.abc import AsyncIterator
@@ -302,14 +304,16 @@ async def test_render_by_post_form_as_grafana_sends_it(nursery: trio.Nursery) ->
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ([("target", "a"), ("format", "json"), ("from", "-1m")], "invalid offset unit 'm'"),
-        ([("target", "a"), ("format", "json"), ("from", "yesterday")], "param from"),
+        ([("target", "a"), ("format", "json"), ("from", "-1m")], "Invalid offset unit 'm'"),
+        ([("target", "a"), ("format", "json"), ("from", "notatime")], "Unknown day reference"),
         ([("target", "a"), ("format", "png")], "Invalid value 'png' for param format"),
         ([("target", "a")], "for param format"),
-        ([("target", "a"), ("format", "json"), ("from", "100"), ("until", "50")], "empty time"),
-        ([("target", "srv.{a"), ("format", "json")], "Invalid target"),
+        ([("target", "a"), ("format", "json"), ("from", "100"), ("until", "100")], "empty time"),
+        ([("target", "srv.{a"), ("format", "json")], "invalid target 'srv.{a'"),
         ([("target", "a"), ("format", "json"), ("maxDataPoints", "x")], "maxDataPoints"),
-        ([("target", "nosuchfunction(a)"), ("format", "json")], "Invalid target"),
+        ([("target", "nosuchfunction(a)"), ("format", "json")], "unknown function: nosuchfunc"),
+        ([("target", "scale(a)"), ("format", "json")], "scale"),
+        ([("target", "sumSeries("), ("format", "json")], "Expected ')'"),
     ],
 )
 async def test_render_refuses_bad_input_with_a_400_in_plain_text(
@@ -469,3 +473,54 @@ def test_any_parameters_get_an_answer_never_a_500(
         json.loads(body, parse_constant=lambda name: pytest.fail(f"{name} in {body!r}"))
     elif content_type == "application/pickle":
         assert isinstance(plain_unpickle(body), list)
+
+
+# --- functions, as Grafana calls them ----------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/graphite/functions", "/graphite/functions/"])
+async def test_functions_lists_what_we_implement_in_graphites_shape(
+    web: ServerInfo, path: str
+) -> None:
+    code, content_type, body = await get(web, path, [])
+    assert (code, content_type) == (200, "application/json")
+    document = json.loads(body)  # strict JSON: an infinite default is written 1e9999
+    for name in ("sumSeries", "aliasSub", "constantLine", "movingAverage", "groupByNode"):
+        entry = document[name]
+        assert entry["name"] == name
+        assert {"function", "description", "module", "group", "params"} <= entry.keys()
+    assert "highestCurrent" not in document  # not implemented: not offered
+    assert math.isinf(document["keepLastValue"]["params"][1]["default"])
+
+
+async def test_grafanas_health_check_renders_constant_line_100(web: ServerInfo) -> None:
+    # Grafana's datasource test: POST /render target=constantLine(100) from=-1h until=now.
+    form = urlencode(
+        [("target", "constantLine(100)"), ("from", "-1h"), ("until", "now"), ("format", "json")]
+    )
+    code, _, body = await request(port_of(web), "POST", "/graphite/render", form.encode(), FORM)
+    assert code == 200, body
+    (series,) = json.loads(body)
+    assert series["target"] == "100.0"  # graphite-web: str(value) of a parsed float
+    assert {value for value, _ in series["datapoints"]} == {100.0}
+
+
+async def test_grafanas_wrapped_targets_and_max_data_points(web: ServerInfo) -> None:
+    """Grafana 11.6+ wraps each target in aliasSub(<target>, "(^.*$)", "\\1 A") and asks
+    for maxDataPoints: 30 points at 10 s become at most 10, 30 s apart (where they
+    start follows graphite-web's nudge, which the graphite-web tests check)."""
+    params = [
+        ("target", 'aliasSub(sumSeries(srv.*.cpu),"(^.*$)","\\1 A")'),
+        ("from", str(BASE)),
+        ("until", str(STAMPS[-1])),
+        ("format", "json"),
+        ("maxDataPoints", "10"),
+    ]
+    (series,) = await get_json(web, "/graphite/render", params)
+    assert series["target"] == "sumSeries(srv.*.cpu) A"
+    points = series["datapoints"]
+    assert len(points) <= 10
+    stamps = [stamp for _, stamp in points]
+    assert all(later - earlier == 30 for earlier, later in itertools.pairwise(stamps))
+    # Both hosts' sum at slot i is 100 + 2i: an average of three slots lies between.
+    assert all(100 <= value <= 160 for value, _ in points if value is not None)

@@ -260,3 +260,56 @@ def test_graphite_web_renders_a_rolled_up_tier_as_we_do(tmp_path: Path) -> None:
         for (a, stamp), (b, _) in zip(ours[0]["datapoints"], ours[1]["datapoints"], strict=True)
     ]
     assert_same_series([total], [{"target": total["target"], "datapoints": expected}])
+
+
+# --- render: every function of ours against graphite-web's over the same data -------
+
+FUNCTION_TARGETS = [
+    'alias(e2e.h1.cpu,"one")',
+    r'aliasSub(e2e.h1.cpu,"e2e\.(\w+)\.cpu","\1 A")',
+    'aliasSub(sumSeries(e2e.*.cpu),"(^.*$)","\\1 A")',  # Grafana 11.6's wrapping
+    "aliasByNode(e2e.*.cpu,1)",
+    "constantLine(100)",
+    "sumSeries(e2e.*.cpu)",
+    "sum(e2e.h1.cpu,e2e.h3.cpu)",
+    "averageSeries(e2e.*.cpu)",
+    "avg(e2e.h[12].cpu)",
+    "maxSeries(e2e.*.cpu)",
+    "minSeries(e2e.*.cpu)",
+    "group(e2e.h1.cpu,e2e.h2.cpu)",
+    "scale(e2e.h2.cpu,2.5)",
+    "offset(e2e.h2.cpu,-3)",
+    "transformNull(e2e.h3.cpu,0)",
+    "keepLastValue(e2e.h3.cpu)",
+    "derivative(e2e.h1.cpu)",
+    "nonNegativeDerivative(e2e.h1.cpu)",
+    "perSecond(e2e.h1.cpu)",
+    'summarize(e2e.h1.cpu,"1min","sum")',
+    'summarize(e2e.h3.cpu,"2min","avg",true)',
+    "movingAverage(e2e.h1.cpu,5)",
+    'movingAverage(e2e.h3.cpu,"1min")',
+    'timeShift(e2e.h1.cpu,"1min")',
+    'consolidateBy(e2e.h1.cpu,"max")',
+    "divideSeries(e2e.h1.cpu,e2e.h2.cpu)",
+    "asPercent(e2e.h1.cpu,e2e.h2.cpu)",
+    'groupByNode(e2e.*.cpu,1,"sumSeries")',
+    'color(e2e.h1.cpu,"red")',
+    "e2e.h1.cpu|scale(2)|offset(1)",
+]
+
+
+@pytest.mark.parametrize("max_data_points", [None, 17])
+@pytest.mark.parametrize("target", FUNCTION_TARGETS)
+def test_our_functions_render_as_graphite_webs_over_our_data(
+    both: Both, target: str, max_data_points: int | None
+) -> None:
+    """graphite-web fetches our raw series (the cluster protocol) and runs its own
+    functions; our native render must give the same names, timestamps and values."""
+    params = render_params(target)
+    if max_data_points is not None:
+        params.append(("maxDataPoints", str(max_data_points)))
+    theirs = both.web.get_json("/render/", params)
+    ours = both.ours("/render", params)
+    assert theirs, "graphite-web answered no series"
+    assert_same_series(theirs, ours)
+    assert [s.get("tags") for s in ours] == [s.get("tags") for s in theirs]

@@ -16,6 +16,7 @@ request that needs it, not with the server.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import TYPE_CHECKING, Final
@@ -64,6 +65,7 @@ class GraphiteApi:
             "/metrics/find": self._find,
             "/metrics/expand": self._expand,
             "/version": self._version,
+            "/functions": self._functions,
             "/tags/autoComplete/tags": self._no_tags,
             "/tags/autoComplete/values": self._no_tags,
         }
@@ -77,6 +79,16 @@ class GraphiteApi:
 
     async def _version(self, request: Request) -> Response:
         return Response(200, GRAPHITE_VERSION.encode(), "text/plain; charset=utf-8")
+
+    async def _functions(self, request: Request) -> Response:
+        """The functions a target may use, in graphite-web's ``/functions`` shape."""
+        await load_query_package()
+        from ..query import function_index
+
+        # JSON has no infinity; graphite-web writes a default of inf as 1e9999.
+        text = json.dumps(_marking_infinities(function_index()))
+        text = text.replace(f'"-{_INFINITY}"', "-1e9999").replace(f'"{_INFINITY}"', "1e9999")
+        return Response(200, text.encode(), "application/json")
 
     async def _no_tags(self, request: Request) -> Response:
         return Response.json(200, [])
@@ -223,3 +235,17 @@ def _tree_json(nodes: list[Node], base: str, wildcards: bool) -> list[dict[str, 
         else:
             branches.append({**entry, **_BRANCH})
     return results + branches + leaves
+
+
+# Stands for an infinite number until the JSON text is written (no key or text holds it).
+_INFINITY: Final = "__trio_metrics_infinity__"
+
+
+def _marking_infinities(document: object) -> object:
+    if isinstance(document, float) and document in (float("inf"), float("-inf")):
+        return _INFINITY if document > 0 else "-" + _INFINITY
+    if isinstance(document, dict):
+        return {key: _marking_infinities(value) for key, value in document.items()}
+    if isinstance(document, list | tuple):
+        return [_marking_infinities(value) for value in document]
+    return document

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib
 import pickle
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final, TypeVar
@@ -30,7 +29,6 @@ __all__ = [
     "graphite_params",
     "load_query_package",
     "off_the_loop",
-    "parse_time",
     "plain_pickle",
     "text_error",
 ]
@@ -43,19 +41,6 @@ _PICKLE_PROTOCOL: Final = 2
 
 #: Work on more items than this (nodes, slots) is done in a worker thread.
 INLINE_ITEMS: Final = 20_000
-
-_OFFSET: Final = re.compile(r"([0-9]+)([a-z]+)")
-# graphite's units, matched by prefix as graphite-web's getUnitString does;
-# "min" and "mon" are tested before "m" could mean either, and a bare "m" is an error.
-_UNITS: Final = (
-    ("s", 1),
-    ("min", 60),
-    ("h", 3600),
-    ("d", 86400),
-    ("w", 7 * 86400),
-    ("mon", 30 * 86400),
-    ("y", 365 * 86400),
-)
 
 
 class GraphiteInputError(ValueError):
@@ -135,44 +120,3 @@ def graphite_params(request: Request) -> GraphiteParams:
         for name, values in form.items():
             merged.setdefault(name, []).extend(values)
     return GraphiteParams(merged)
-
-
-def parse_time(text: str, now: int, name: str) -> int:
-    """Unix seconds for ``now``, ``-1h``-style offsets (``now-1h`` too) or plain seconds.
-
-    A small stand-in for graphite's full time grammar (``noon yesterday``,
-    ``20260101``), which the query package's time parsing replaces.
-    """
-    cleaned = text.strip().lower().replace("_", "").replace(",", "").replace(" ", "")
-    if cleaned.isascii() and cleaned.isdigit():
-        return int(cleaned)
-    reference, sign, offset = cleaned, "", ""
-    for mark in "+-":
-        if mark in cleaned:
-            reference, _, offset = cleaned.partition(mark)
-            sign = mark
-            break
-    if reference not in ("", "now"):
-        raise GraphiteInputError(f"Invalid value {text!r} for param {name}: unknown time form")
-    if not sign:
-        return now
-    seconds = 0
-    position = 0
-    while position < len(offset):
-        match = _OFFSET.match(offset, position)
-        if match is None:
-            raise GraphiteInputError(f"Invalid value {text!r} for param {name}: bad offset")
-        unit = next((size for prefix, size in _UNIT_ORDER if match[2].startswith(prefix)), None)
-        if unit is None:
-            raise GraphiteInputError(
-                f"Invalid value {text!r} for param {name}: invalid offset unit {match[2]!r}"
-            )
-        seconds += int(match[1]) * unit
-        position = match.end()
-    if not offset:
-        raise GraphiteInputError(f"Invalid value {text!r} for param {name}: bad offset")
-    return now - seconds if sign == "-" else now + seconds
-
-
-# Longest prefixes first, so "min" and "mon" are not taken for another unit.
-_UNIT_ORDER: Final = sorted(_UNITS, key=lambda unit: -len(unit[0]))

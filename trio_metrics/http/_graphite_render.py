@@ -6,22 +6,24 @@
   ``values`` one slot per step with ``None`` for a gap, ``end = start +
   len(values) * step``, ``pathExpression`` the target exactly as sent.
 
-Parameters as graphite-web takes them: repeated ``target``, ``from`` (default
-``-1d``), ``until`` (default ``now``), ``now``, ``format``, ``maxDataPoints``,
+Parameters as graphite-web takes them: repeated ``target`` (an expression of
+the functions :mod:`trio_metrics.query` implements), ``from`` (default
+``-1d``), ``until`` (default ``now``), ``now`` (graphite's time forms),
+``format``, ``maxDataPoints`` (consolidates the JSON answer as graphite-web
+does; the pickle, for graphite-web to consolidate, is left whole),
 ``noNullPoints``; ``cacheTimeout``, ``noCache`` and ``local`` change nothing.
 The series come from the store through :func:`trio_metrics.query.fetch_series`
-(its step rule), within the request's budget of series and points.
+(its step rule), within the request's budget of series and points; a bad
+target, time or parameter is a 400 with graphite's message.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator
 from functools import partial
 from typing import TYPE_CHECKING, Final
-
-import attrs
 
 from ..storage import Store
 from ..wire import GlobError
@@ -31,7 +33,6 @@ from ._graphite_params import (
     GraphiteParams,
     load_query_package,
     off_the_loop,
-    parse_time,
     plain_pickle,
 )
 from ._limits import HttpLimits
@@ -40,26 +41,12 @@ from ._messages import Response
 if TYPE_CHECKING:
     from ..query import TimeSeries, Values
 
-__all__ = ["DEFAULT_FROM", "RenderContext", "render_response"]
+__all__ = ["render_response"]
 
-#: graphite-web's default start of a render: a day ago.
-DEFAULT_FROM: Final = "-1d"
 _FORMATS: Final = frozenset({"json", "pickle"})
 # Points encoded per piece of a JSON answer (about 100 KiB of text).
 _SLICE_POINTS: Final = 4096
 _POINT_TEXT: Final = "[{},{}]"
-
-Fetch = Callable[[str, int, int], Awaitable[list["TimeSeries"]]]
-
-
-@attrs.frozen
-class RenderContext:
-    """What a render asks for besides its targets: the range, ``now``, ``maxDataPoints``."""
-
-    start: int
-    end: int
-    now: int
-    max_data_points: int | None
 
 
 async def render_response(
@@ -75,19 +62,32 @@ async def render_response(
         raise GraphiteInputError(
             f"Invalid value {answer_format!r} for param format: json and pickle are served"
         )
+    from ..query import (
+        RenderContext,
+        TargetError,
+        TimeFormatError,
+        evaluate_targets,
+        parse_time,
+        render_series,
+        time_range,
+    )
+
     targets = [target for target in params.all("target") if target.strip()]
-    now_text = params.get("now")
-    now = wallclock if not now_text else parse_time(now_text, wallclock, "now")
-    start = parse_time(params.get("from") or DEFAULT_FROM, now, "from")
-    end = parse_time(params.get("until") or "now", now, "until")
-    if start >= end:
-        raise GraphiteInputError("Invalid empty time range")
     max_data_points = params.whole("maxDataPoints", 0, minimum=1) or None
+    try:
+        now_text = params.get("now")
+        now = wallclock if not now_text else parse_time(now_text, wallclock)
+        start, end = time_range(params.get("from") or None, params.get("until") or None, now)
+    except TimeFormatError as exc:
+        raise GraphiteInputError(str(exc)) from None
     context = RenderContext(start, end, now, max_data_points)
     budget = FetchBudget(max_points=limits.max_points)
-    fetch: Fetch = partial(fetch_series, store, budget=budget)
     try:
-        series = await _evaluate(targets, context, fetch)
+        series = await evaluate_targets(
+            targets, context, partial(fetch_series, store, budget=budget)
+        )
+    except (TargetError, TimeFormatError) as exc:
+        raise GraphiteInputError(str(exc)) from None
     except GlobError as exc:
         raise GraphiteInputError(f"Invalid target: {exc}") from None
     except (FetchLimitError, FindLimitError) as exc:
@@ -97,25 +97,11 @@ async def render_response(
         return Response(
             200, await off_the_loop(slots, partial(_pickled, series)), PICKLE_CONTENT_TYPE
         )
-    return Response.streamed(_json(series, drop_nulls=params.has("noNullPoints")))
-
-
-async def _evaluate(
-    targets: Sequence[str], context: RenderContext, fetch: Fetch
-) -> list[TimeSeries]:
-    """The series of every target, in order: path expressions (globs) only, for now.
-
-    The one place where target expressions are evaluated; the query
-    package's evaluator, with its functions, takes its place.
-    """
-    found: list[TimeSeries] = []
-    for target in targets:
-        if any(char in target for char in "()\"'"):
-            raise GraphiteInputError(
-                f"Invalid target {target!r}: only path expressions are rendered"
-            )
-        found += await fetch(target, context.start, context.end)
-    return found
+    # graphite-web's JSON: consolidated for maxDataPoints, each cut at graphite's end.
+    rendered = await off_the_loop(
+        sum(len(each.values) for each in series), partial(render_series, series, max_data_points)
+    )
+    return Response.streamed(_json(rendered, drop_nulls=params.has("noNullPoints")))
 
 
 def _plain(value: float) -> float | None:
