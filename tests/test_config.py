@@ -348,11 +348,17 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--http-body-timeout": "25",
         "--http-max-points": "21",
         "--log-level": "error",
+        "--tls-cert": "other.pem",
+        "--tls-key": "other-key.pem",
+        "--tls-client-ca": "ca.pem",
+        "--tls-handshake-timeout": "26",
     }
     assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, "--data-dir"}
-    base = config_from_args(_parse_serve("--data-dir", "d"))
+    # The TLS flags are changed on a base that has TLS on: alone, most are refused.
+    tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem"]
+    base = config_from_args(_parse_serve("--data-dir", "d", *tls))
     for flag, value in changed.items():
-        args = _parse_serve("--data-dir", "d", flag, *([] if value is None else [value]))
+        args = _parse_serve("--data-dir", "d", *tls, flag, *([] if value is None else [value]))
         assert config_from_args(args) != base, flag
 
 

@@ -28,7 +28,7 @@ from .storage import (
     Store,
     StoreUnavailableError,
 )
-from .transport import Limits, ServerStats
+from .transport import Limits, ServerStats, TlsFilesError, TlsSettings
 from .wire import (
     ConnectionStateError,
     ForeignAnswerError,
@@ -77,6 +77,8 @@ __all__ = [
     "Store",
     "StoreUnavailableError",
     "ThreadClient",
+    "TlsFilesError",
+    "TlsSettings",
     "__version__",
     "open_client",
     "run_server",

@@ -49,7 +49,9 @@ from ..transport import (
     DEFAULT_MAX_BUFFERED_ANSWER,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
     Limits,
+    TlsSettings,
 )
 from . import _argument_types as types
 from ._output import PROG, fail, silence_stdout
@@ -58,6 +60,7 @@ __all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
 
 _STORAGE_GROUP = "storage (default: memory only)"
 _HTTP_GROUP = "HTTP limits (with --http-port)"
+_SECURITY_GROUP = "security (see docs/security.md)"
 
 logger = logging.getLogger("trio_metrics.server")
 
@@ -289,6 +292,43 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         group=_HTTP_GROUP,
     ),
     Flag(
+        ("--tls-cert",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "speak TLS on every port with this PEM certificate (chain); needs --tls-key",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--tls-key",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "the PEM private key of --tls-cert",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--tls-client-ca",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "require client certificates signed by these PEM CAs (mutual TLS)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--tls-handshake-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "time a new connection has to finish its TLS handshake (default: %(default)s)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
         ("--log-level",),
         {
             "default": "info",
@@ -370,6 +410,24 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         answer_copy_budget_bytes=args.answer_copy_budget_bytes,
         shutdown_grace=args.shutdown_grace,
         log_level=args.log_level,
+        tls=_tls_from_args(args),
+    )
+
+
+def _tls_from_args(args: argparse.Namespace) -> TlsSettings | None:
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        if args.tls_handshake_timeout != DEFAULT_TLS_HANDSHAKE_TIMEOUT:
+            raise ValueError("--tls-handshake-timeout needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    return TlsSettings(
+        args.tls_cert,
+        args.tls_key,
+        client_ca=args.tls_client_ca,
+        handshake_timeout=args.tls_handshake_timeout,
     )
 
 

@@ -34,6 +34,7 @@ from ..wire import (
 )
 from ._environment import resolve_address
 from ._errors import map_exceptions
+from ._tls import SslOption, client_context
 
 __all__ = ["Client", "check_timeout", "default_timestamp"]
 
@@ -55,7 +56,10 @@ def default_timestamp(timestamp: SupportsInt | None) -> SupportsInt:
 class Client:
     """A blocking connection to a trio-metrics server.
 
-    ``Client(host, port, timeout=None)`` connects at once. A ``host`` or
+    ``Client(host, port, timeout=None)`` connects at once. ``ssl`` (an
+    :class:`ssl.SSLContext`, or ``True`` for the standard library's default
+    one) speaks TLS, checking the server's certificate and that it names
+    ``host``; without it the connection is plaintext. A ``host`` or
     ``port`` left out (or ``None``) comes from ``TRIO_METRICS_HOST`` /
     ``TRIO_METRICS_PORT``, else 127.0.0.1:8888; a ``TRIO_METRICS_PORT`` that
     is not a port raises :class:`~trio_metrics.ClientError`. ``timeout`` (in
@@ -69,16 +73,30 @@ class Client:
     """
 
     def __init__(
-        self, host: str | None = None, port: int | None = None, timeout: float | None = None
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        *,
+        ssl: SslOption = None,
     ) -> None:
         check_timeout(timeout)
+        context = client_context(ssl)
         host, port = resolve_address(host, port)
         self._address = f"{host}:{port}"
         self._timeout = timeout
         self._conn = ClientConnection()
         with map_exceptions(self._address, connecting=True):
             # Looked up on the module at call time, so it can be replaced.
-            self._sock = socket.create_connection((host, port), timeout)
+            sock = socket.create_connection((host, port), timeout)
+            if context is not None:
+                try:
+                    # The socket's timeout bounds the handshake too.
+                    sock = context.wrap_socket(sock, server_hostname=host)
+                except BaseException:
+                    sock.close()
+                    raise
+            self._sock = sock
 
     def put(self, key: str, value: object, timestamp: SupportsInt | None = None) -> None:
         """Store ``value`` for ``key`` at ``timestamp`` (default: now).

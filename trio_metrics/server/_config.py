@@ -24,7 +24,7 @@ from ..storage import (
     Storage,
     Store,
 )
-from ..transport import Limits
+from ..transport import Limits, TlsSettings
 from ._answer_cache import DEFAULT_ANSWER_CACHE_BYTES
 
 __all__ = [
@@ -117,6 +117,8 @@ class ServerConfig:
       every connection's ``get`` holds at once (16 bytes a point); past it a
       ``get`` waits for another to finish (0: no bound).
     - ``shutdown_grace``: seconds a stopping server gives its connections.
+    - ``tls``: :class:`~trio_metrics.TlsSettings` to speak TLS on every
+      listener (main, Graphite, HTTP), or ``None`` (the default) for plaintext.
     - ``log_level``: applied by :func:`~trio_metrics.run_server` and the CLI
       when set; :func:`~trio_metrics.serve` leaves logging to its caller.
 
@@ -153,6 +155,10 @@ class ServerConfig:
         default=DEFAULT_SHUTDOWN_GRACE, validator=_non_negative_seconds
     )
     log_level: LogLevel | None = attrs.field(default=None, validator=_log_level)
+    tls: TlsSettings | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_instance_of(TlsSettings, what="a TlsSettings")),
+    )
 
     @classmethod
     def from_options(

@@ -30,7 +30,9 @@ from ..transport import (
     ListenerCounters,
     ServerStats,
     ThrottledLogger,
+    TlsServer,
     guarded_connection,
+    stream_socket,
 )
 from ..wire import (
     ALL_KEYS,
@@ -93,6 +95,8 @@ class ConnectionHandler:
     #: reads then come from ``reads``, the in-memory store behind ``store``.
     copy_budget: CopyBudget | None = None
     reads: MetricStore | None = None
+    #: Speak TLS (each connection's handshake first), or plaintext for ``None``.
+    tls: TlsServer | None = None
     _streams: set[trio.abc.Stream] = attrs.field(factory=set, init=False)
     _draining: bool = attrs.field(default=False, init=False)
     _all_closed: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -107,8 +111,8 @@ class ConnectionHandler:
         """
         self._draining = True
         for stream in self._streams:
-            sock = getattr(stream, "socket", None)
-            if isinstance(sock, socket.socket):
+            sock = stream_socket(stream)
+            if sock is not None:
                 # An OSError means already reset or closed: its handler is ending.
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RD)
@@ -136,9 +140,10 @@ class ConnectionHandler:
             logger=logger,
             what="connection",
             quiet_failures=(StoreUnavailableError,),
-        ) as admitted:
-            if admitted:
-                await self._converse_tracked(stream)
+            tls=self.tls,
+        ) as conversation:
+            if conversation is not None:
+                await self._converse_tracked(conversation)
 
     async def _converse_tracked(self, stream: trio.abc.Stream) -> None:
         # Known to drain() while open; the endings that are no failure end here.

@@ -24,6 +24,7 @@ from ..storage import CopyBudget, MemoryStorage, OpenedStorage, Store, open_stor
 from ..transport import (
     Limits,
     ServerStats,
+    TlsServer,
     accept_forever,
     sole_exception,
     take_listening_sockets,
@@ -58,6 +59,9 @@ class ServerInfo:
     graphite_port: int | None = None
     #: The settings the server runs with.
     config: ServerConfig = attrs.field(factory=ServerConfig, repr=False)
+    #: The TLS context of every listener (``reload()`` after rotating the
+    #: certificate), or ``None`` for plaintext.
+    tls: TlsServer | None = attrs.field(default=None, repr=False)
     _stop_requested: trio.Event = attrs.field(factory=trio.Event, repr=False, init=False)
 
     def shutdown(self) -> None:
@@ -150,6 +154,8 @@ async def _serve_storage(
     storage: OpenedStorage,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
+    # Loaded before listening: a bad certificate or key stops the start.
+    tls = None if config.tls is None else TlsServer(config.tls)
     try:
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     except OSError as exc:
@@ -165,6 +171,7 @@ async def _serve_storage(
         limits=config.limits,
         addresses=addresses,
         config=config,
+        tls=tls,
     )
     started = time.monotonic()
     # A start that fails (a taken Graphite or HTTP port) ran nothing to sum up.
@@ -179,6 +186,7 @@ async def _serve_storage(
                 extra_counters=storage.figures,
                 copy_budget=_copy_budget(config, storage),
                 reads=storage.reads,
+                tls=tls,
             )
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
@@ -240,6 +248,7 @@ async def _start_side_listeners(
                 store=info.store,
                 stats=info.stats,
                 limits=config.limits,
+                tls=info.tls,
             )
         )
         info = attrs.evolve(info, graphite_port=graphite[0][1])
@@ -303,7 +312,8 @@ def _describe(info: ServerInfo, storage: OpenedStorage, cache: AnswerCache | Non
         f" answer copy budget {config.answer_copy_budget_bytes or 'off'}"
         f"{' B' if config.answer_copy_budget_bytes else ''};"
         f" shutdown grace {config.shutdown_grace:g}s;"
-        f" graphite {graphite}; http {http})"
+        f" graphite {graphite}; http {http};"
+        f" {'plaintext' if config.tls is None else config.tls.describe()})"
     )
 
 

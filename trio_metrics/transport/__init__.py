@@ -41,11 +41,20 @@ from ._stats import (
 from ._throttled_log import (
     ThrottledLogger,
 )
+from ._tls import (
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    TlsFilesError,
+    TlsServer,
+    TlsSettings,
+    server_context,
+    stream_socket,
+)
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_ANSWER",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_LINE_LENGTH",
+    "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
     "LINE_TOO_LONG",
     "PEER_GONE_ERRORS",
     "RECEIVE_SIZE",
@@ -58,8 +67,13 @@ __all__ = [
     "ListenerCounters",
     "ServerStats",
     "ThrottledLogger",
+    "TlsFilesError",
+    "TlsServer",
+    "TlsSettings",
     "accept_forever",
     "guarded_connection",
+    "server_context",
     "sole_exception",
+    "stream_socket",
     "take_listening_sockets",
 ]

@@ -48,6 +48,15 @@ class ServerStats:
     graphite_lines_too_long: int = 0
     #: Well-formed lines with a ``nan`` value, dropped without a warning.
     graphite_nan_values: int = 0
+    # TLS, every listener together; zero when TLS is off.
+    #: Handshakes completed.
+    tls_handshakes: int = 0
+    #: Handshakes that failed (a certificate refused either way, a bad protocol version ...).
+    tls_handshake_failures: int = 0
+    #: Connections closed for not finishing their handshake in time.
+    tls_handshake_timeouts: int = 0
+    #: Connections closed because they spoke plaintext to a TLS port.
+    tls_plaintext_refused: int = 0
 
     @property
     def commands(self) -> int:
