@@ -352,10 +352,17 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--tls-key": "other-key.pem",
         "--tls-client-ca": "ca.pem",
         "--tls-handshake-timeout": "26",
+        "--auth-token-file": "other-tokens",
+        "--auth-timeout": "27",
+        "--max-unauthenticated-connections": "28",
+        "--http-metrics-open": None,
+        "--graphite-allow-unauthenticated": None,
     }
     assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, "--data-dir"}
-    # The TLS flags are changed on a base that has TLS on: alone, most are refused.
-    tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem"]
+    # The TLS and auth flags are changed on a base that has them on: alone, most are refused.
+    # (Mutual TLS, so that a Graphite port may go with auth.)
+    tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "base-ca.pem"]
+    tls += ["--auth-token-file", "tokens"]
     base = config_from_args(_parse_serve("--data-dir", "d", *tls))
     for flag, value in changed.items():
         args = _parse_serve("--data-dir", "d", *tls, flag, *([] if value is None else [value]))

@@ -28,7 +28,14 @@ from .storage import (
     Store,
     StoreUnavailableError,
 )
-from .transport import Limits, ServerStats, TlsFilesError, TlsSettings
+from .transport import (
+    AuthSettings,
+    Limits,
+    ServerStats,
+    TlsFilesError,
+    TlsSettings,
+    TokenFileError,
+)
 from .wire import (
     ConnectionStateError,
     ForeignAnswerError,
@@ -44,6 +51,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "AuthSettings",
     "Client",
     "ClientError",
     "ConnectionStateError",
@@ -79,6 +87,7 @@ __all__ = [
     "ThreadClient",
     "TlsFilesError",
     "TlsSettings",
+    "TokenFileError",
     "__version__",
     "open_client",
     "run_server",

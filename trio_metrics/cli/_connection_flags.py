@@ -1,14 +1,22 @@
-"""The client verbs' TLS flags, and the one place they connect: :func:`connect`."""
+"""The client verbs' TLS and token flags, and the one place they connect: :func:`connect`."""
 
 from __future__ import annotations
 
 import argparse
+import os
 import ssl
+from pathlib import Path
+from typing import Final
 
 from ..client import Client, ClientError
 from ..client._tls import context_from_files
+from ..transport import TokenFileError, is_valid_token, load_tokens
 
-__all__ = ["add_tls_flags", "connect"]
+__all__ = ["TOKEN_VARIABLE", "add_tls_flags", "connect"]
+
+#: The environment variable a token may come from (never the command line,
+#: where every user of the machine can read it).
+TOKEN_VARIABLE: Final = "TRIO_METRICS_TOKEN"
 
 
 def add_tls_flags(connection: argparse.ArgumentParser) -> None:
@@ -30,6 +38,33 @@ def add_tls_flags(connection: argparse.ArgumentParser) -> None:
     connection.add_argument(
         "--tls-key", metavar="FILE", default=None, help="the PEM private key of --tls-cert"
     )
+    connection.add_argument(
+        "--token-file",
+        metavar="FILE",
+        default=None,
+        help=f"authenticate with the token in FILE (its first token; mode 600);"
+        f" else from ${TOKEN_VARIABLE} if set",
+    )
+
+
+def token(args: argparse.Namespace) -> str | None:
+    """The token to authenticate with: ``--token-file``'s, else the environment's, else none.
+
+    Raises :class:`ClientError` for a file that cannot be used or a bad token.
+    """
+    if args.token_file is not None:
+        try:
+            return next(iter(load_tokens(Path(args.token_file)).values()))
+        except TokenFileError as exc:
+            raise ClientError(str(exc)) from None
+    value = os.environ.get(TOKEN_VARIABLE, "").strip()
+    if not value:
+        return None
+    if not is_valid_token(value):
+        raise ClientError(
+            f"${TOKEN_VARIABLE} is not a token: at least 16 of A-Z a-z 0-9 . _ ~ + / = -"
+        )
+    return value
 
 
 def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
@@ -50,4 +85,6 @@ def tls_context(args: argparse.Namespace) -> ssl.SSLContext | None:
 
 def connect(args: argparse.Namespace) -> Client:
     """A :class:`Client` to the server the parsed connection flags name."""
-    return Client(args.host, args.port, timeout=args.timeout, ssl=tls_context(args))
+    return Client(
+        args.host, args.port, timeout=args.timeout, ssl=tls_context(args), token=token(args)
+    )

@@ -46,10 +46,13 @@ from ..storage import (
     Storage,
 )
 from ..transport import (
+    DEFAULT_AUTH_TIMEOUT,
     DEFAULT_MAX_BUFFERED_ANSWER,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_MAX_UNAUTHENTICATED,
     DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    AuthSettings,
     Limits,
     TlsSettings,
 )
@@ -329,6 +332,55 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         group=_SECURITY_GROUP,
     ),
     Flag(
+        ("--auth-token-file",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "require a token from FILE (one per line, optionally name:token; mode 600):"
+            " 'auth <token>' on the main port, 'Authorization: Bearer <token>' over HTTP",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--auth-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_AUTH_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "with --auth-token-file, close a connection that has not authenticated"
+            " in this time (default: %(default)s)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--max-unauthenticated-connections",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_MAX_UNAUTHENTICATED,
+            "metavar": "N",
+            "help": "with --auth-token-file, connections not yet authenticated served at once;"
+            " more are closed at once (default: %(default)s)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--http-metrics-open",),
+        {
+            "action": "store_true",
+            "help": "with --auth-token-file, serve /metrics without a token (/healthz always is)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--graphite-allow-unauthenticated",),
+        {
+            "action": "store_true",
+            "help": "with --auth-token-file, let the Graphite port take points without client"
+            " certificates (its lines have no place for a token)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
         ("--log-level",),
         {
             "default": "info",
@@ -411,6 +463,34 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         shutdown_grace=args.shutdown_grace,
         log_level=args.log_level,
         tls=_tls_from_args(args),
+        auth=_auth_from_args(args),
+    )
+
+
+def _auth_from_args(args: argparse.Namespace) -> AuthSettings | None:
+    if args.auth_token_file is None:
+        given = [
+            flag
+            for flag, changed in (
+                ("--auth-timeout", args.auth_timeout != DEFAULT_AUTH_TIMEOUT),
+                (
+                    "--max-unauthenticated-connections",
+                    args.max_unauthenticated_connections != DEFAULT_MAX_UNAUTHENTICATED,
+                ),
+                ("--http-metrics-open", args.http_metrics_open),
+                ("--graphite-allow-unauthenticated", args.graphite_allow_unauthenticated),
+            )
+            if changed
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs --auth-token-file FILE")
+        return None
+    return AuthSettings(
+        args.auth_token_file,
+        metrics_open=args.http_metrics_open,
+        graphite_allow_unauthenticated=args.graphite_allow_unauthenticated,
+        max_unauthenticated=args.max_unauthenticated_connections,
+        auth_timeout=args.auth_timeout,
     )
 
 

@@ -21,6 +21,7 @@ import trio
 from ..transport import RECEIVE_SIZE
 from ..wire import (
     NEED_DATA,
+    AuthRequest,
     ClientConnection,
     ClientState,
     DeleteRequest,
@@ -37,7 +38,7 @@ from ..wire import (
 )
 from ._environment import resolve_address
 from ._errors import ClientError, map_exceptions
-from ._sync import check_timeout, default_timestamp
+from ._sync import check_timeout, default_timestamp, refused_token_message
 from ._tls import SslOption, client_context
 
 __all__ = ["AsyncClient", "ThreadClient", "open_client"]
@@ -53,12 +54,13 @@ async def open_client(
     timeout: float | None = None,  # noqa: ASYNC109 - the signature of Client(host, port, timeout)
     *,
     ssl: SslOption = None,
+    token: str | None = None,
 ) -> AsyncIterator[AsyncClient]:
     """Connect to a server; yield an :class:`AsyncClient`; close it on exit.
 
     ``timeout`` (seconds, more than 0) bounds the connect (TLS handshake
-    included) and each later request. ``ssl`` speaks TLS as for
-    :class:`~trio_metrics.Client`. A ``host`` or ``port`` left out comes
+    included) and each later request. ``ssl`` speaks TLS, and ``token``
+    authenticates, as for :class:`~trio_metrics.Client`. A ``host`` or ``port`` left out comes
     from the environment, as for :class:`~trio_metrics.Client`. Raises
     :class:`ClientError` if the connection cannot be made or
     ``TRIO_METRICS_PORT`` is not a port, :exc:`ValueError` for a timeout
@@ -81,6 +83,11 @@ async def open_client(
                 raise
             stream = tls_stream
     async with AsyncClient(stream, timeout=timeout, address=address) as client:
+        if token is not None:
+            try:
+                await client._round_trip(AuthRequest(token))
+            except ClientError as exc:
+                raise ClientError(refused_token_message(address, exc)) from exc.__cause__
         yield client
 
 

@@ -19,6 +19,7 @@ from typing import SupportsInt, TypeVar
 from ..transport import RECEIVE_SIZE
 from ..wire import (
     NEED_DATA,
+    AuthRequest,
     ClientConnection,
     ClientState,
     DeleteRequest,
@@ -29,14 +30,15 @@ from ..wire import (
     PutRequest,
     RangeRequest,
     Request,
+    ServerRefusedError,
     StatsRequest,
     StreamedPoint,
 )
 from ._environment import resolve_address
-from ._errors import map_exceptions
+from ._errors import ClientError, map_exceptions
 from ._tls import SslOption, client_context
 
-__all__ = ["Client", "check_timeout", "default_timestamp"]
+__all__ = ["Client", "check_timeout", "default_timestamp", "refused_token_message"]
 
 
 ResultT = TypeVar("ResultT")
@@ -46,6 +48,15 @@ def check_timeout(timeout: float | None) -> None:
     """Raise :exc:`ValueError` unless ``timeout`` is ``None`` or a positive number."""
     if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
         raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
+
+
+def refused_token_message(address: str, exc: ClientError) -> str:
+    """What to say when ``auth`` failed with ``exc`` (a refusal, or any other failure)."""
+    if isinstance(exc.__cause__, ServerRefusedError):
+        return (
+            f"{address} refused the token (a wrong token, or a server without token authentication)"
+        )
+    return str(exc)
 
 
 def default_timestamp(timestamp: SupportsInt | None) -> SupportsInt:
@@ -59,7 +70,9 @@ class Client:
     ``Client(host, port, timeout=None)`` connects at once. ``ssl`` (an
     :class:`ssl.SSLContext`, or ``True`` for the standard library's default
     one) speaks TLS, checking the server's certificate and that it names
-    ``host``; without it the connection is plaintext. A ``host`` or
+    ``host``; without it the connection is plaintext. ``token`` sends
+    ``auth <token>`` first, for a server that requires it (a refused token
+    closes the connection and raises :class:`~trio_metrics.ClientError`). A ``host`` or
     ``port`` left out (or ``None``) comes from ``TRIO_METRICS_HOST`` /
     ``TRIO_METRICS_PORT``, else 127.0.0.1:8888; a ``TRIO_METRICS_PORT`` that
     is not a port raises :class:`~trio_metrics.ClientError`. ``timeout`` (in
@@ -79,6 +92,7 @@ class Client:
         timeout: float | None = None,
         *,
         ssl: SslOption = None,
+        token: str | None = None,
     ) -> None:
         check_timeout(timeout)
         context = client_context(ssl)
@@ -97,6 +111,15 @@ class Client:
                     sock.close()
                     raise
             self._sock = sock
+        if token is not None:
+            self._authenticate(token)
+
+    def _authenticate(self, token: str) -> None:
+        try:
+            self._round_trip(AuthRequest(token))
+        except ClientError as exc:
+            self.close()
+            raise ClientError(refused_token_message(self._address, exc)) from exc.__cause__
 
     def put(self, key: str, value: object, timestamp: SupportsInt | None = None) -> None:
         """Store ``value`` for ``key`` at ``timestamp`` (default: now).

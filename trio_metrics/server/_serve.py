@@ -22,6 +22,7 @@ import trio
 from ..ingest import serve_graphite
 from ..storage import CopyBudget, MemoryStorage, OpenedStorage, Store, open_storage
 from ..transport import (
+    Authenticator,
     Limits,
     ServerStats,
     TlsServer,
@@ -62,6 +63,9 @@ class ServerInfo:
     #: The TLS context of every listener (``reload()`` after rotating the
     #: certificate), or ``None`` for plaintext.
     tls: TlsServer | None = attrs.field(default=None, repr=False)
+    #: The token checks of every listener (``reload()`` after editing the
+    #: token file), or ``None`` without authentication.
+    auth: Authenticator | None = attrs.field(default=None, repr=False)
     _stop_requested: trio.Event = attrs.field(factory=trio.Event, repr=False, init=False)
 
     def shutdown(self) -> None:
@@ -154,8 +158,9 @@ async def _serve_storage(
     storage: OpenedStorage,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
-    # Loaded before listening: a bad certificate or key stops the start.
+    # Loaded before listening: a bad certificate, key or token file stops the start.
     tls = None if config.tls is None else TlsServer(config.tls)
+    auth = None if config.auth is None else Authenticator(config.auth)
     try:
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     except OSError as exc:
@@ -172,6 +177,7 @@ async def _serve_storage(
         addresses=addresses,
         config=config,
         tls=tls,
+        auth=auth,
     )
     started = time.monotonic()
     # A start that fails (a taken Graphite or HTTP port) ran nothing to sum up.
@@ -187,6 +193,7 @@ async def _serve_storage(
                 copy_budget=_copy_budget(config, storage),
                 reads=storage.reads,
                 tls=tls,
+                auth=auth,
             )
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
@@ -277,6 +284,7 @@ async def _start_http(
                 stats=info.stats,
                 limits=info.config.http_limits,
                 extra_figures=extra,
+                auth=info.auth,
             )
         )
     except HttpListenError:
