@@ -357,6 +357,7 @@ def test_every_serve_flag_reaches_the_config() -> None:
         "--max-unauthenticated-connections": "28",
         "--http-metrics-open": None,
         "--graphite-allow-unauthenticated": None,
+        "--insecure-open": None,
     }
     assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, "--data-dir"}
     # The TLS and auth flags are changed on a base that has them on: alone, most are refused.

@@ -13,7 +13,14 @@ needs, every public exception included, is importable from here.
 from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
 from .http import HttpLimits, HttpListenError
 from .ingest import GraphiteLineError, GraphiteListenError, NotANumber
-from .server import ListenError, ServerConfig, ServerInfo, run_server, serve
+from .server import (
+    ListenError,
+    ProtectedModeError,
+    ServerConfig,
+    ServerInfo,
+    run_server,
+    serve,
+)
 from .storage import (
     DamagedFileError,
     DataDirError,
@@ -75,6 +82,7 @@ __all__ = [
     "MetricStore",
     "NotANumber",
     "OutOfStepError",
+    "ProtectedModeError",
     "ProtocolError",
     "Series",
     "ServerClosedError",

@@ -31,9 +31,11 @@ from ..server import (
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_GRACE,
     ListenError,
+    ProtectedModeError,
     ServerConfig,
     ServerInfo,
     configure_logging,
+    describe_protection,
     serve_until_signal,
 )
 from ..storage import (
@@ -332,6 +334,15 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         group=_SECURITY_GROUP,
     ),
     Flag(
+        ("--insecure-open",),
+        {
+            "action": "store_true",
+            "help": "listen on a non-loopback --host with neither tokens nor client certificates:"
+            " anyone who reaches the port can read and overwrite every point",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
         ("--auth-token-file",),
         {
             "metavar": "FILE",
@@ -464,6 +475,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         log_level=args.log_level,
         tls=_tls_from_args(args),
         auth=_auth_from_args(args),
+        insecure_open=args.insecure_open,
     )
 
 
@@ -521,7 +533,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_level)
     try:
         trio.run(serve_until_signal, config, _print_banner)
-    except DataDirError as exc:
+    except (DataDirError, ProtectedModeError) as exc:
         fail(str(exc))
     except HttpListenError as exc:
         fail(f"cannot listen for HTTP on {config.host}:{config.http_port}: {exc.strerror}")
@@ -559,6 +571,7 @@ def _write_banner(info: ServerInfo) -> None:
     )
     if info.http_port is not None:
         print(f"dashboard on http://{_url_host(info.host)}:{info.http_port}/", flush=True)
+    print(describe_protection(info.config), flush=True)
 
 
 def _url_host(host: str) -> str:

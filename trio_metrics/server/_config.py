@@ -124,6 +124,9 @@ class ServerConfig:
       Bearer``), or ``None`` (the default) for no authentication. With a
       Graphite port, it also needs ``tls.client_ca`` (mutual TLS) or
       ``auth.graphite_allow_unauthenticated``.
+    - ``insecure_open``: listen on a non-loopback address without tokens or
+      client certificates; without it such a start raises
+      :exc:`~trio_metrics.ProtectedModeError` (protected mode).
     - ``log_level``: applied by :func:`~trio_metrics.run_server` and the CLI
       when set; :func:`~trio_metrics.serve` leaves logging to its caller.
 
@@ -168,6 +171,8 @@ class ServerConfig:
         default=None,
         validator=attrs.validators.optional(_instance_of(AuthSettings, what="an AuthSettings")),
     )
+
+    insecure_open: bool = attrs.field(default=False, validator=_instance_of(bool, what="a bool"))
 
     def __attrs_post_init__(self) -> None:
         auth = self.auth

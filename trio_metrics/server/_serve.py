@@ -33,6 +33,7 @@ from ..transport import (
 from ._answer_cache import AnswerCache
 from ._config import DEFAULT_HOST, DEFAULT_PORT, ServeOptions, ServerConfig
 from ._connection import ConnectionHandler
+from ._protection import check_protected_mode, describe_protection
 
 __all__ = ["ListenError", "ServerInfo", "serve"]
 
@@ -132,7 +133,10 @@ async def serve(
     cannot be bound (:exc:`~trio_metrics.GraphiteListenError` or
     :exc:`~trio_metrics.HttpListenError` for the other ports), and
     :exc:`~trio_metrics.DataDirError` if the data directory is locked by
-    another server or damaged.
+    another server or damaged, :exc:`~trio_metrics.ProtectedModeError` for a
+    non-loopback address without tokens or client certificates (unless
+    ``config.insecure_open``), :exc:`~trio_metrics.TlsFilesError` or
+    :exc:`~trio_metrics.TokenFileError` for a file that cannot be used.
     """
     if isinstance(host, ServerConfig):
         if port is not None or options:
@@ -158,6 +162,9 @@ async def _serve_storage(
     storage: OpenedStorage,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
+    # Refused before anything is bound when the address says it already
+    # (every address, or a literal one); a host name is checked once resolved.
+    check_protected_mode(config, [config.host or "0.0.0.0"], literal_only=True)
     # Loaded before listening: a bad certificate, key or token file stops the start.
     tls = None if config.tls is None else TlsServer(config.tls)
     auth = None if config.auth is None else Authenticator(config.auth)
@@ -168,6 +175,12 @@ async def _serve_storage(
         raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
     sockets = take_listening_sockets(listeners)
     addresses = [sock.getsockname()[:2] for sock in sockets]
+    try:
+        check_protected_mode(config, [host for host, _ in addresses])
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     info = ServerInfo(
         host=addresses[0][0],
         port=addresses[0][1],
@@ -200,6 +213,7 @@ async def _serve_storage(
                     info = await _start_side_listeners(accepting, info, storage)
                     _warn_if_memory_only(config)
                     logger.info("listening on %s", _describe(info, storage, cache))
+                    logger.info("%s", describe_protection(config))
                     running = True
                     # The sockets are bound and listening already: a client
                     # that connects now waits in the backlog until accepted.
