@@ -101,7 +101,7 @@ def test_the_banner_always_says_what_is_protected() -> None:
             ),
             "security: main port: mutual TLS, token required;"
             " Graphite: mutual TLS, client certificate required;"
-            " HTTP: plaintext, bearer token required but on /healthz and /metrics",
+            " HTTP: mutual TLS, bearer token required but on /healthz and /metrics",
         ),
         (
             ServerConfig(tls=MUTUAL),

@@ -22,7 +22,15 @@ from net import NETWORK_TIMEOUT
 from processes import ServeProcess, run_cli
 from test_robustness import wait_until
 
-from trio_metrics import Client, ClientError, ServerConfig, ServerInfo, open_client, serve
+from trio_metrics import (
+    AuthSettings,
+    Client,
+    ClientError,
+    ServerConfig,
+    ServerInfo,
+    open_client,
+    serve,
+)
 from trio_metrics.transport import Limits, TlsFilesError, TlsServer, TlsSettings
 
 
@@ -306,3 +314,70 @@ def test_serve_refuses_half_a_tls_setting(pki: Pki) -> None:
     bad = run_cli("serve", "--port", "0", "--tls-cert", str(pki.cert_file), "--tls-key", "nope")
     assert bad.returncode == 1
     assert "nope" in bad.stderr
+
+
+def _curl() -> str:
+    path = shutil.which("curl")
+    if path is None:
+        skip_or_fail("curl is missing: apt-get install curl")
+    return path
+
+
+def test_https_with_curl_cacert(pki: Pki, tmp_path: Path) -> None:
+    token = "curl-token-0123456789abcdef"
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"curl:{token}\n")
+    tokens.chmod(0o600)
+    config = ServerConfig(port=0, http_port=0, tls=pki.settings(), auth=AuthSettings(tokens))
+    with server_in_thread(config) as info:
+        base = f"https://127.0.0.1:{info.http_port}"
+        curl = [_curl(), "--silent", "--show-error", "--max-time", "10"]
+        health = subprocess.run(
+            [*curl, "--cacert", str(pki.ca_file), f"{base}/healthz"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (health.returncode, health.stdout) == (0, '{"status":"ok"}'), health.stderr
+        posted = subprocess.run(
+            [
+                *curl,
+                "--cacert",
+                str(pki.ca_file),
+                "-H",
+                f"Authorization: Bearer {token}",
+                "--data-binary",
+                '[{"key": "https.key", "value": 4, "timestamp": 9}]',
+                f"{base}/api/v1/points",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert posted.returncode == 0, posted.stderr
+        keys = subprocess.run(
+            [*curl, "--cacert", str(pki.ca_file), "-w", " %{http_code}", f"{base}/api/v1/keys"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert keys.stdout.endswith(" 401")
+        untrusted = subprocess.run(
+            [*curl, f"{base}/healthz"], capture_output=True, text=True, check=False
+        )
+        assert untrusted.returncode == 60  # curl: the peer's certificate cannot be verified
+        with Client("127.0.0.1", info.port, timeout=5, ssl=pki.client_context(), token=token) as c:
+            assert c.get("https.key") == {"https.key": [(9, 4.0)]}
+
+
+async def test_plain_http_to_the_https_port_is_closed_and_counted(
+    nursery: trio.Nursery, pki: Pki
+) -> None:
+    info = await _start(nursery, ServerConfig(port=0, http_port=0, tls=pki.settings()))
+    assert info.http_port is not None
+    with trio.socket.socket() as plain:
+        await plain.connect(("127.0.0.1", info.http_port))
+        await plain.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(NETWORK_TIMEOUT), contextlib.suppress(ConnectionResetError):
+            assert await plain.recv(100) == b""
+    assert info.stats.tls_plaintext_refused == 1

@@ -22,7 +22,13 @@ from hypercorn.config import Config
 from hypercorn.typing import ASGIFramework
 
 from ..storage import Store
-from ..transport import Authenticator, ServerStats, accept_forever, take_listening_sockets
+from ..transport import (
+    Authenticator,
+    ServerStats,
+    TlsServer,
+    accept_forever,
+    take_listening_sockets,
+)
 from ._api import HttpApi
 from ._connections import HttpConnections
 from ._limits import HttpLimits
@@ -55,6 +61,7 @@ async def serve_http(
     limits: HttpLimits | None = None,
     extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
     auth: Authenticator | None = None,
+    tls: TlsServer | None = None,
     task_status: trio.TaskStatus[HttpInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the HTTP API and dashboard on ``host:port`` until cancelled.
@@ -64,7 +71,8 @@ async def serve_http(
     server's; ``limits`` (:class:`~trio_metrics.http.HttpLimits`, the
     defaults if None) bound what clients may use; ``extra_figures`` is
     :class:`~trio_metrics.http.HttpApi`'s; ``auth`` requires a bearer token
-    on every path but ``/healthz``. Cancelling the surrounding scope
+    on every path but ``/healthz``; ``tls`` speaks HTTPS (its handshake
+    counted as on the other ports, in ``stats``). Cancelling the surrounding scope
     closes the listener and every open HTTP connection at once (requests in
     flight are not finished). Raises :exc:`OSError` if the address cannot
     be bound (nothing is left open then).
@@ -83,6 +91,8 @@ async def serve_http(
         _hypercorn_config(limits),
         limits.max_connections,
         api.http_stats,
+        tls=tls,
+        tls_stats=stats,
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(accept_forever, sockets, connections.handle)

@@ -85,8 +85,9 @@ def describe_protection(config: ServerConfig) -> str:
         if auth is not None:
             opened = "/healthz and /metrics" if auth.metrics_open else "/healthz"
             who = f"bearer token required but on {opened}"
+        elif mutual:
+            who = "client certificate required"
         else:
             who = "open to anyone who reaches it"
-        # The HTTP listener does not speak TLS (yet): say so.
-        parts.append(f"HTTP: plaintext, {who}")
+        parts.append(f"HTTP: {wire}, {who}")
     return "security: " + "; ".join(parts)

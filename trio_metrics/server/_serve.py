@@ -299,6 +299,7 @@ async def _start_http(
                 limits=info.config.http_limits,
                 extra_figures=extra,
                 auth=info.auth,
+                tls=info.tls,
             )
         )
     except HttpListenError:
