@@ -7,6 +7,7 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -381,3 +382,61 @@ async def test_plain_http_to_the_https_port_is_closed_and_counted(
         with trio.fail_after(NETWORK_TIMEOUT), contextlib.suppress(ConnectionResetError):
             assert await plain.recv(100) == b""
     assert info.stats.tls_plaintext_refused == 1
+
+
+def test_sighup_rotates_the_certificate_while_clients_stay_connected(
+    pki: Pki, tmp_path: Path
+) -> None:
+    server = ServeProcess(
+        "--tls-cert", str(pki.cert_file), "--tls-key", str(pki.key_file), "--log-level", "info"
+    )
+    try:
+        port = server.port
+        old = Client("127.0.0.1", port, timeout=5, ssl=pki.client_context())
+        old.put("before", 1, 1)
+        rotated = make_pki(tmp_path / "rotated")
+        # The new files replace the old ones in place, as a renewal does.
+        shutil.copy(rotated.cert_file, pki.cert_file)
+        shutil.copy(rotated.key_file, pki.key_file)
+        server.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + NETWORK_TIMEOUT
+        while True:
+            try:
+                new = Client("127.0.0.1", port, timeout=5, ssl=rotated.client_context())
+                break
+            except ClientError:
+                # The old certificate until the server has read the signal.
+                assert time.monotonic() < deadline, "the new certificate was never served"
+                time.sleep(0.05)
+        with new:
+            new.put("after", 2, 2)
+        # The connection made before the rotation goes on, on its own session.
+        assert old.get("after") == {"after": [(2, 2.0)]}
+        old.close()
+        with pytest.raises(ClientError, match="certificate verify failed"):
+            Client("127.0.0.1", port, timeout=5, ssl=pki.client_context())
+        # A bad file on the next SIGHUP keeps the rotated certificate in use.
+        pki.key_file.write_text("not a key\n")
+        server.process.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        with Client("127.0.0.1", port, timeout=5, ssl=rotated.client_context()) as again:
+            again.ping()
+        code, err = server.stop(signal.SIGTERM)
+        assert code == 0
+        assert "reloaded the TLS files" in err
+        assert "reloading failed, so the old files stay in use" in err
+    finally:
+        server.ensure_stopped()
+
+
+async def test_reload_credentials_of_a_running_server(nursery: trio.Nursery, pki: Pki) -> None:
+    info = await _start(nursery, ServerConfig(port=0, tls=pki.settings()))
+    assert info.tls is not None
+    before = info.tls.context
+    info.reload_credentials()
+    assert info.tls.context is not before
+    pki.cert_file.write_text("")
+    with pytest.raises(TlsFilesError):
+        info.reload_credentials()
+    async with open_client("127.0.0.1", info.port, timeout=5, ssl=pki.client_context()) as c:
+        await c.ping()

@@ -80,6 +80,20 @@ class ServerInfo:
         """
         self._stop_requested.set()
 
+    def reload_credentials(self) -> None:
+        """Read the TLS certificate, key and CA files and the token file again.
+
+        New connections use them; open ones keep the session and the
+        authentication they have. A file that cannot be used raises
+        (:exc:`~trio_metrics.TlsFilesError`, :exc:`~trio_metrics.TokenFileError`)
+        and leaves what was in use in place. SIGHUP calls this for
+        :func:`~trio_metrics.run_server` and the CLI.
+        """
+        if self.tls is not None:
+            self.tls.reload()
+        if self.auth is not None:
+            self.auth.reload()
+
     @property
     def stop_requested(self) -> bool:
         """Whether :meth:`shutdown` has been called."""
