@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from certificates import Pki, make_pki, write_expired_server_cert
 from conftest import server_in_thread, skip_or_fail
-from net import NETWORK_TIMEOUT
+from net import NETWORK_TIMEOUT, receive_exactly
 from processes import ServeProcess, run_cli
 from test_robustness import wait_until
 
@@ -32,6 +33,8 @@ from trio_metrics import (
     open_client,
     serve,
 )
+from trio_metrics.server import ConnectionHandler
+from trio_metrics.storage import MetricStore
 from trio_metrics.transport import Limits, TlsFilesError, TlsServer, TlsSettings
 
 
@@ -146,7 +149,9 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(
 ) -> None:
     info = await _start(nursery, ServerConfig(port=0, tls=pki.settings(mutual=True)))
     # Under TLS 1.3 the client learns of the refusal on its first read.
-    with pytest.raises(ClientError, match=r"certificate required|alert|closed the connection"):
+    with pytest.raises(
+        ClientError, match=r"certificate required|alert|closed the connection|reset"
+    ):
         async with open_client("127.0.0.1", info.port, timeout=5, ssl=pki.client_context()) as c:
             await c.ping()
     assert info.stats.puts == 0
@@ -440,3 +445,40 @@ async def test_reload_credentials_of_a_running_server(nursery: trio.Nursery, pki
         info.reload_credentials()
     async with open_client("127.0.0.1", info.port, timeout=5, ssl=pki.client_context()) as c:
         await c.ping()
+
+
+async def test_a_graceful_stop_answers_then_closes_tls_connections(pki: Pki) -> None:
+    async with trio.open_nursery() as nursery:
+        info = await _start(nursery, ServerConfig(port=0, tls=pki.settings(), shutdown_grace=5))
+        async with open_client("127.0.0.1", info.port, timeout=5, ssl=pki.client_context()) as c:
+            await c.put("kept", 1, 1)
+            raw = trio.SSLStream(
+                await trio.open_tcp_stream("127.0.0.1", info.port),
+                pki.client_context(),
+                server_hostname="127.0.0.1",
+                https_compatible=True,
+            )
+            await raw.send_all(b"put late 2 2\n")
+            assert await receive_exactly(raw, 4) == b"ok\n\n"
+            info.shutdown()
+            # The read side is shut: the connection ends, and nothing arrives in plaintext.
+            with trio.fail_after(NETWORK_TIMEOUT):
+                assert await raw.receive_some() == b""
+            with pytest.raises(ClientError):
+                await c.ping()
+            await raw.aclose()
+    assert info.stats.connections_closed_at_stop == 0
+    assert [s.values[0] for s in await info.store.query("late")] == [2.0]
+
+
+async def test_tls_over_a_stream_without_a_socket(nursery: trio.Nursery, pki: Pki) -> None:
+    """A memory stream (no socket to hand to the ssl module) gets trio's SSLStream."""
+    handler = ConnectionHandler(MetricStore(), tls=TlsServer(pki.settings()))
+    server_side, client_side = trio.testing.memory_stream_pair()
+    nursery.start_soon(handler.handle, server_side)
+    client = trio.SSLStream(client_side, pki.client_context(), server_hostname="127.0.0.1")
+    await client.send_all(b"put a 1 1\nget a\n")
+    expected = b"ok\n\nok\na 1.0 1\n\n"
+    assert await receive_exactly(client, len(expected)) == expected
+    assert handler.stats.tls_handshakes == 1
+    await client.aclose()

@@ -158,7 +158,8 @@ class ConnectionHandler:
             if sock is not None:
                 # An OSError means already reset or closed: its handler is ending.
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RD)
+                    # The plain socket's shutdown: an SSLSocket's own drops its TLS state.
+                    socket.socket.shutdown(sock, socket.SHUT_RD)
         if not self._streams:
             self._all_closed.set()
 

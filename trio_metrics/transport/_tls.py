@@ -15,13 +15,15 @@ import os
 import socket
 import ssl
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import attrs
 import trio
 
+from ._lean_stream import LeanSocketStream
 from ._stats import ServerStats
 from ._throttled_log import ThrottledLogger
+from ._tls_stream import LeanTlsStream, NonBlockingTlsSocket, lean_tls_handshake
 
 __all__ = [
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
@@ -91,6 +93,15 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     """
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # Renegotiation is a TLS 1.2 feature nobody here needs, and a write that
+    # must first read would spin the lean stream's send loop.
+    context.options |= ssl.OP_NO_RENEGOTIATION
+    # Most clients end without a close_notify, and a graceful stop shuts the
+    # read side: either is an end of stream, not an error answered with an
+    # alert (a cut-off last line is dropped by the line reader anyway).
+    context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    # Its sockets report "would block" as plain sockets do (LeanTlsStream).
+    context.sslsocket_class = NonBlockingTlsSocket
     for path in (settings.cert, settings.key, settings.client_ca):
         if path is not None and not os.access(path, os.R_OK):
             raise TlsFilesError(f"cannot read TLS file {path}")
@@ -110,7 +121,12 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
 
 
 def stream_socket(stream: trio.abc.Stream) -> socket.socket | None:
-    """The stdlib socket under ``stream`` (through a TLS layer), or ``None`` if it has none."""
+    """The stdlib socket under ``stream`` (through a TLS layer), or ``None`` if it has none.
+
+    For a :class:`LeanTlsStream` it is the :class:`ssl.SSLSocket`: shut it
+    down with ``socket.socket.shutdown(sock, how)``, since its own
+    ``shutdown`` drops the TLS state.
+    """
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
     sock = getattr(stream, "socket", None)
@@ -143,8 +159,12 @@ class TlsServer:
 
     async def handshake(
         self, stream: trio.abc.Stream, stats: ServerStats, warnings: ThrottledLogger
-    ) -> trio.SSLStream[Any] | None:
+    ) -> trio.abc.Stream | None:
         """The TLS stream over ``stream`` once its handshake is done, or ``None``.
+
+        A :class:`LeanSocketStream` becomes a :class:`LeanTlsStream` (TLS in
+        the standard library's socket, in C); any other stream (a test's
+        memory stream) a :class:`trio.SSLStream`.
 
         ``None`` (the caller closes the connection) for a plaintext client,
         a failed handshake or one that takes longer than the timeout; each
@@ -163,7 +183,7 @@ class TlsServer:
 
     async def _handshake(
         self, stream: trio.abc.Stream, stats: ServerStats, warnings: ThrottledLogger
-    ) -> trio.SSLStream[Any] | None:
+    ) -> trio.abc.Stream | None:
         first = await _peek_first_byte(stream)
         if first == b"":
             return None  # gone before it said anything (a port scan, a health check)
@@ -173,14 +193,20 @@ class TlsServer:
                 "tls-plaintext", "closed a plaintext connection to a TLS port (it began %r)", first
             )
             return None
-        # https_compatible: a peer may end without close_notify (most do);
-        # a cut-off last line is dropped by the line reader anyway.
-        tls_stream = trio.SSLStream(stream, self._context, server_side=True, https_compatible=True)
+        tls_stream: trio.abc.Stream
         try:
-            await tls_stream.do_handshake()
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            if isinstance(stream, LeanSocketStream) and not isinstance(stream, LeanTlsStream):
+                tls_stream = await lean_tls_handshake(stream, self._context)
+            else:
+                # https_compatible: a peer may end without close_notify (most
+                # do); a cut-off last line is dropped by the line reader anyway.
+                tls_stream = trio.SSLStream(
+                    stream, self._context, server_side=True, https_compatible=True
+                )
+                await tls_stream.do_handshake()
+        except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             stats.tls_handshake_failures += 1
-            reason = exc.__cause__ if exc.__cause__ is not None else exc
+            reason = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) else exc
             warnings.warning("tls-failed", "a TLS handshake failed: %s", reason)
             return None
         stats.tls_handshakes += 1
