@@ -482,3 +482,32 @@ async def test_tls_over_a_stream_without_a_socket(nursery: trio.Nursery, pki: Pk
     assert await receive_exactly(client, len(expected)) == expected
     assert handler.stats.tls_handshakes == 1
     await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("version", "accepted"), [("-tls1_1", False), ("-tls1_2", True), ("-tls1_3", True)]
+)
+def test_tls_1_2_is_the_lowest_version_served(pki: Pki, version: str, accepted: bool) -> None:
+    with server_in_thread(ServerConfig(port=0, tls=pki.settings())) as info:
+        # SECLEVEL=0 lets this client offer TLS 1.1 at all; the server must refuse it.
+        completed = subprocess.run(
+            [
+                _openssl(),
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{info.port}",
+                version,
+                "-cipher",
+                "DEFAULT@SECLEVEL=0",
+                "-CAfile",
+                str(pki.ca_file),
+            ],
+            input=b"",
+            capture_output=True,
+            timeout=NETWORK_TIMEOUT,
+            check=False,
+        )
+    assert (completed.returncode == 0) is accepted, completed.stderr[-300:]
+    if not accepted:
+        assert b"alert protocol version" in completed.stderr
+        assert info.stats.tls_handshake_failures == 1
