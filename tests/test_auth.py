@@ -357,8 +357,9 @@ async def test_every_http_route_but_healthz_needs_the_bearer_token(
         wrong = {"Authorization": f"Bearer {WRONG}"}
         assert (await request(port, method, path + query, body, wrong))[0] == 401, path
         if method == "GET":
+            # Past the token (a route that wants more parameters may then answer 400).
             right = {"Authorization": f"Bearer {TOKEN}"}
-            assert (await request(port, method, path + query, None, right))[0] == 200, path
+            assert (await request(port, method, path + query, None, right))[0] != 401, path
     # Nothing refused changed the store.
     assert await auth_server.store.counts() == (1, 1)
     posted = b'[{"key": "k", "value": 2, "timestamp": 2}]'
