@@ -17,7 +17,7 @@ from collectd_daemon import COLLECTD_MISSING, find_collectd
 from net import NETWORK_TIMEOUT
 from playwright.sync_api import ConsoleMessage, Error, Page
 
-from trio_metrics import ServerInfo, serve
+from trio_metrics import ServerConfig, ServerInfo, serve
 
 
 def skip_or_fail(reason: str) -> NoReturn:
@@ -39,20 +39,21 @@ async def server(nursery: trio.Nursery) -> AsyncIterator[ServerInfo]:
 
 
 @contextmanager
-def server_in_thread(**options: Any) -> Iterator[ServerInfo]:
-    """Run a real server in its own thread and trio run, for blocking clients."""
+def server_in_thread(config: ServerConfig | None = None, **options: Any) -> Iterator[ServerInfo]:
+    """Run a real server in its own thread and trio run, for blocking clients.
+
+    Made from ``config`` when given, else from ``serve``'s keyword ``options``.
+    """
     started: queue.Queue[Any] = queue.Queue()
+    start = (
+        functools.partial(serve, "127.0.0.1", 0, **options)
+        if config is None
+        else functools.partial(serve, config)
+    )
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            # A whole ServerConfig (config=...) for settings serve's keywords lack.
-            config = options.pop("config", None)
-            run = (
-                functools.partial(serve, config)
-                if config
-                else functools.partial(serve, "127.0.0.1", 0, **options)
-            )
-            info = await nursery.start(run)
+            info = await nursery.start(start)
             started.put((info, trio.lowlevel.current_trio_token(), nursery.cancel_scope))
 
     def run() -> None:

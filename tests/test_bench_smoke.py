@@ -419,3 +419,39 @@ def test_graphite_render_bench_times_graphite_web_over_us() -> None:
     assert "5 series x 100 points; 1 runs" in completed.stdout
     assert re.search(r"^  graphite-web sumSeries +median +\d+ ms", completed.stdout, re.MULTILINE)
     assert re.search(r"^  our cluster answer +median +\d+ ms", completed.stdout, re.MULTILINE)
+
+
+def test_tls_bench_reports_both_scenarios_for_both_modes(tmp_path: Path) -> None:
+    figures = tmp_path / "tls.json"
+    completed = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "tls.py"),
+            "--repeat",
+            "1",
+            "--requests",
+            "30",
+            "--seconds",
+            "1",
+            "--json",
+            str(figures),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 6,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert re.search(
+        r"^rr-50 server CPU per request: plaintext [\d.]+ us, TLS [\d.]+ us",
+        completed.stdout,
+        re.MULTILINE,
+    )
+    for mode in ("plaintext", "tls"):
+        assert re.search(
+            rf"^handshakes {mode}: \d+ new connections/s \(0 failed\)",
+            completed.stdout,
+            re.MULTILINE,
+        )
+    runs = json.loads(figures.read_text())
+    assert runs["handshakes"]["tls"][0]["new_connections_per_s"] > 0

@@ -358,11 +358,25 @@ def test_every_serve_flag_reaches_the_config(tmp_path: Path) -> None:
         "--http-body-timeout": "25",
         "--http-max-points": "21",
         "--log-level": "error",
+        "--tls-cert": "other.pem",
+        "--tls-key": "other-key.pem",
+        "--tls-client-ca": "ca.pem",
+        "--tls-handshake-timeout": "26",
+        "--auth-token-file": "other-tokens",
+        "--auth-timeout": "27",
+        "--max-unauthenticated-connections": "28",
+        "--http-metrics-open": None,
+        "--graphite-allow-unauthenticated": None,
+        "--insecure-open": None,
     }
     assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, *retention, "--data-dir"}
-    base = config_from_args(_parse_serve("--data-dir", "d"))
+    # The TLS and auth flags are changed on a base that has them on: alone, most are refused.
+    # (Mutual TLS, so that a Graphite port may go with auth.)
+    tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "base-ca.pem"]
+    tls += ["--auth-token-file", "tokens"]
+    base = config_from_args(_parse_serve("--data-dir", "d", *tls))
     for flag, value in changed.items():
-        args = _parse_serve("--data-dir", "d", flag, *([] if value is None else [value]))
+        args = _parse_serve("--data-dir", "d", *tls, flag, *([] if value is None else [value]))
         assert config_from_args(args) != base, flag
     ruled = config_from_args(_parse_serve("--retention", "10s:1d"))
     for flag, value in retention.items():

@@ -26,7 +26,7 @@ class _Quiet(Exception):
 
 def _guard(
     stream: trio.abc.Stream, stats: ServerStats, prefix: str = "graphite_"
-) -> AbstractAsyncContextManager[bool]:
+) -> AbstractAsyncContextManager[trio.abc.Stream | None]:
     return guarded_connection(
         stream,
         ListenerCounters(stats, prefix),

@@ -45,6 +45,7 @@ def test_server_counters_by_name_kind_and_label() -> None:
         ({"kind": "keys"}, 0.0),
         ({"kind": "range"}, 0.0),
         ({"kind": "delete"}, 0.0),
+        ({"kind": "auth"}, 0.0),
         ({"kind": "error"}, 4.0),
     ]
     assert parsed["trio_metrics_errors"][2] == [({}, 4.0)]

@@ -13,7 +13,14 @@ needs, every public exception included, is importable from here.
 from .client import AsyncClient, Client, ClientError, ThreadClient, open_client
 from .http import HttpLimits, HttpListenError
 from .ingest import GraphiteLineError, GraphiteListenError, NotANumber
-from .server import ListenError, ServerConfig, ServerInfo, run_server, serve
+from .server import (
+    ListenError,
+    ProtectedModeError,
+    ServerConfig,
+    ServerInfo,
+    run_server,
+    serve,
+)
 from .storage import (
     DamagedFileError,
     DataDirError,
@@ -29,7 +36,14 @@ from .storage import (
     Store,
     StoreUnavailableError,
 )
-from .transport import Limits, ServerStats
+from .transport import (
+    AuthSettings,
+    Limits,
+    ServerStats,
+    TlsFilesError,
+    TlsSettings,
+    TokenFileError,
+)
 from .wire import (
     ConnectionStateError,
     ForeignAnswerError,
@@ -45,6 +59,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncClient",
+    "AuthSettings",
     "Client",
     "ClientError",
     "ConnectionStateError",
@@ -68,6 +83,7 @@ __all__ = [
     "MetricStore",
     "NotANumber",
     "OutOfStepError",
+    "ProtectedModeError",
     "ProtocolError",
     "RetentionError",
     "Series",
@@ -79,6 +95,9 @@ __all__ = [
     "Store",
     "StoreUnavailableError",
     "ThreadClient",
+    "TlsFilesError",
+    "TlsSettings",
+    "TokenFileError",
     "__version__",
     "open_client",
     "run_server",

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from ..client import Client
 from ..client._environment import (
     HOST_VARIABLE,
     PORT_VARIABLE,
@@ -22,6 +21,7 @@ from ..client._environment import (
 from ..wire import ProtocolError, StreamedPoint, encode_put_request
 from . import _argument_types as types
 from ._command_verbs import add_command_verbs, add_range_options, run_range
+from ._connection_flags import add_tls_flags, connect
 
 __all__ = ["add_client_verbs", "resolve_address"]
 
@@ -40,6 +40,7 @@ def add_client_verbs(verbs: argparse._SubParsersAction[Any], parser_class: type)
         metavar="SECONDS",
         help="give up after this long (default: %(default)s)",
     )
+    add_tls_flags(connection)
     # main() fills in a --host or --port left out, from the environment.
     connection.set_defaults(resolve_address=resolve_address)
     _add_put(verbs, connection)
@@ -144,7 +145,7 @@ def _check_put(args: argparse.Namespace) -> None:
 
 
 def _put(args: argparse.Namespace) -> int:
-    with Client(args.host, args.port, timeout=args.timeout) as client:
+    with connect(args) as client:
         client.put(args.key, args.value, args.timestamp)
     return 0
 
@@ -152,7 +153,7 @@ def _put(args: argparse.Namespace) -> int:
 def _get(args: argparse.Namespace) -> int:
     # Printed as the answer arrives: the first line shows at once, and
     # memory stays bounded whatever the answer's size.
-    with Client(args.host, args.port, timeout=args.timeout) as client:
+    with connect(args) as client:
         ranged = args.start is not None or args.end is not None
         if ranged:
             metrics = run_range(args, client)
@@ -169,7 +170,7 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    with Client(args.host, args.port, timeout=args.timeout) as client:
+    with connect(args) as client:
         counters = client.stats()
     if args.json:
         print(json.dumps(counters))

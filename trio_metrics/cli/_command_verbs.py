@@ -10,6 +10,7 @@ from typing import Any
 from ..client import Client
 from ..wire import MAX_TIMESTAMP
 from . import _argument_types as types
+from ._connection_flags import connect
 from ._output import fail
 
 __all__ = ["add_command_verbs", "add_range_options", "run_range"]
@@ -77,14 +78,14 @@ def run_range(args: argparse.Namespace, client: Client) -> Any:
 
 
 def _ping(args: argparse.Namespace) -> int:
-    with Client(args.host, args.port, timeout=args.timeout) as client:
+    with connect(args) as client:
         client.ping()
     print("ok")
     return 0
 
 
 def _keys(args: argparse.Namespace) -> int:
-    with Client(args.host, args.port, timeout=args.timeout) as client:
+    with connect(args) as client:
         found = client.keys(args.glob)
     if args.json:
         print(json.dumps({"keys": found}))
@@ -110,7 +111,7 @@ def _delete(args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted", file=sys.stderr)
             return 1
-    with Client(args.host, args.port, timeout=args.timeout) as client:
+    with connect(args) as client:
         removed = client.delete(args.pattern)
     print(f"deleted {removed} key{'' if removed == 1 else 's'}")
     return 0

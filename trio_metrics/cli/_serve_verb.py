@@ -32,9 +32,11 @@ from ..server import (
     DEFAULT_PORT,
     DEFAULT_SHUTDOWN_GRACE,
     ListenError,
+    ProtectedModeError,
     ServerConfig,
     ServerInfo,
     configure_logging,
+    describe_protection,
     serve_until_signal,
 )
 from ..storage import (
@@ -52,10 +54,15 @@ from ..storage import (
     load_storage_schemas,
 )
 from ..transport import (
+    DEFAULT_AUTH_TIMEOUT,
     DEFAULT_MAX_BUFFERED_ANSWER,
     DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MAX_LINE_LENGTH,
+    DEFAULT_MAX_UNAUTHENTICATED,
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    AuthSettings,
     Limits,
+    TlsSettings,
 )
 from . import _argument_types as types
 from ._output import PROG, fail, silence_stdout
@@ -65,6 +72,7 @@ __all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
 _STORAGE_GROUP = "storage (default: memory only)"
 _HTTP_GROUP = "HTTP limits (with --http-port)"
 _RETENTION_GROUP = "retention (default: every point kept at full precision)"
+_SECURITY_GROUP = "security (see docs/security.md)"
 
 logger = logging.getLogger("trio_metrics.server")
 
@@ -329,6 +337,101 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         group=_HTTP_GROUP,
     ),
     Flag(
+        ("--tls-cert",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "speak TLS on every port with this PEM certificate (chain); needs --tls-key",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--tls-key",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "the PEM private key of --tls-cert",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--tls-client-ca",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "require client certificates signed by these PEM CAs (mutual TLS)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--tls-handshake-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "time a new connection has to finish its TLS handshake (default: %(default)s)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--insecure-open",),
+        {
+            "action": "store_true",
+            "help": "listen on a non-loopback --host with neither tokens nor client certificates:"
+            " anyone who reaches the port can read and overwrite every point",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--auth-token-file",),
+        {
+            "metavar": "FILE",
+            "default": None,
+            "help": "require a token from FILE (one per line, optionally name:token; mode 600):"
+            " 'auth <token>' on the main port, 'Authorization: Bearer <token>' over HTTP",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--auth-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": DEFAULT_AUTH_TIMEOUT,
+            "metavar": "SECONDS",
+            "help": "with --auth-token-file, close a connection that has not authenticated"
+            " in this time (default: %(default)s)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--max-unauthenticated-connections",),
+        {
+            "type": types.positive_int,
+            "default": DEFAULT_MAX_UNAUTHENTICATED,
+            "metavar": "N",
+            "help": "with --auth-token-file, connections not yet authenticated served at once;"
+            " more are closed at once (default: %(default)s)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--http-metrics-open",),
+        {
+            "action": "store_true",
+            "help": "with --auth-token-file, serve /metrics without a token (/healthz always is)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
+        ("--graphite-allow-unauthenticated",),
+        {
+            "action": "store_true",
+            "help": "with --auth-token-file, let the Graphite port take points without client"
+            " certificates (its lines have no place for a token)",
+        },
+        group=_SECURITY_GROUP,
+    ),
+    Flag(
         ("--log-level",),
         {
             "default": "info",
@@ -411,6 +514,53 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         answer_copy_budget_bytes=args.answer_copy_budget_bytes,
         shutdown_grace=args.shutdown_grace,
         log_level=args.log_level,
+        tls=_tls_from_args(args),
+        auth=_auth_from_args(args),
+        insecure_open=args.insecure_open,
+    )
+
+
+def _auth_from_args(args: argparse.Namespace) -> AuthSettings | None:
+    if args.auth_token_file is None:
+        given = [
+            flag
+            for flag, changed in (
+                ("--auth-timeout", args.auth_timeout != DEFAULT_AUTH_TIMEOUT),
+                (
+                    "--max-unauthenticated-connections",
+                    args.max_unauthenticated_connections != DEFAULT_MAX_UNAUTHENTICATED,
+                ),
+                ("--http-metrics-open", args.http_metrics_open),
+                ("--graphite-allow-unauthenticated", args.graphite_allow_unauthenticated),
+            )
+            if changed
+        ]
+        if given:
+            raise ValueError(f"{', '.join(given)} needs --auth-token-file FILE")
+        return None
+    return AuthSettings(
+        args.auth_token_file,
+        metrics_open=args.http_metrics_open,
+        graphite_allow_unauthenticated=args.graphite_allow_unauthenticated,
+        max_unauthenticated=args.max_unauthenticated_connections,
+        auth_timeout=args.auth_timeout,
+    )
+
+
+def _tls_from_args(args: argparse.Namespace) -> TlsSettings | None:
+    if args.tls_cert is None and args.tls_key is None:
+        if args.tls_client_ca is not None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key")
+        if args.tls_handshake_timeout != DEFAULT_TLS_HANDSHAKE_TIMEOUT:
+            raise ValueError("--tls-handshake-timeout needs --tls-cert and --tls-key")
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ValueError("--tls-cert and --tls-key go together")
+    return TlsSettings(
+        args.tls_cert,
+        args.tls_key,
+        client_ca=args.tls_client_ca,
+        handshake_timeout=args.tls_handshake_timeout,
     )
 
 
@@ -437,7 +587,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_level)
     try:
         trio.run(serve_until_signal, config, _print_banner)
-    except DataDirError as exc:
+    except (DataDirError, ProtectedModeError) as exc:
         fail(str(exc))
     except HttpListenError as exc:
         fail(f"cannot listen for HTTP on {config.host}:{config.http_port}: {exc.strerror}")
@@ -475,6 +625,7 @@ def _write_banner(info: ServerInfo) -> None:
     )
     if info.http_port is not None:
         print(f"dashboard on http://{_url_host(info.host)}:{info.http_port}/", flush=True)
+    print(describe_protection(info.config), flush=True)
 
 
 def _url_host(host: str) -> str:

@@ -21,6 +21,7 @@ import trio
 from ..transport import RECEIVE_SIZE
 from ..wire import (
     NEED_DATA,
+    AuthRequest,
     ClientConnection,
     ClientState,
     DeleteRequest,
@@ -37,7 +38,8 @@ from ..wire import (
 )
 from ._environment import resolve_address
 from ._errors import ClientError, map_exceptions
-from ._sync import check_timeout, default_timestamp
+from ._sync import check_timeout, default_timestamp, refused_token_message
+from ._tls import SslOption, client_context
 
 __all__ = ["AsyncClient", "ThreadClient", "open_client"]
 
@@ -50,21 +52,42 @@ async def open_client(
     host: str | None = None,
     port: int | None = None,
     timeout: float | None = None,  # noqa: ASYNC109 - the signature of Client(host, port, timeout)
+    *,
+    ssl: SslOption = None,
+    token: str | None = None,
 ) -> AsyncIterator[AsyncClient]:
     """Connect to a server; yield an :class:`AsyncClient`; close it on exit.
 
-    ``timeout`` (seconds, more than 0) bounds the connect and each later
-    request. A ``host`` or ``port`` left out comes from the environment, as
-    for :class:`~trio_metrics.Client`. Raises :class:`ClientError` if the
-    connection cannot be made or ``TRIO_METRICS_PORT`` is not a port,
-    :exc:`ValueError` for a timeout that is not a positive number.
+    ``timeout`` (seconds, more than 0) bounds the connect (TLS handshake
+    included) and each later request. ``ssl`` speaks TLS, and ``token``
+    authenticates, as for :class:`~trio_metrics.Client`. A ``host`` or ``port`` left out comes
+    from the environment, as for :class:`~trio_metrics.Client`. Raises
+    :class:`ClientError` if the connection cannot be made or
+    ``TRIO_METRICS_PORT`` is not a port, :exc:`ValueError` for a timeout
+    that is not a positive number.
     """
     check_timeout(timeout)
+    context = client_context(ssl)
     host, port = resolve_address(host, port)
     address = f"{host}:{port}"
     with map_exceptions(address, connecting=True), trio.fail_after(_seconds(timeout)):
-        stream = await trio.open_tcp_stream(host, port)
+        stream: trio.abc.Stream = await trio.open_tcp_stream(host, port)
+        if context is not None:
+            tls_stream = trio.SSLStream(
+                stream, context, server_hostname=host, https_compatible=True
+            )
+            try:
+                await tls_stream.do_handshake()
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+            stream = tls_stream
     async with AsyncClient(stream, timeout=timeout, address=address) as client:
+        if token is not None:
+            try:
+                await client._round_trip(AuthRequest(token))
+            except ClientError as exc:
+                raise ClientError(refused_token_message(address, exc)) from exc.__cause__
         yield client
 
 

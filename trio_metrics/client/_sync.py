@@ -19,6 +19,7 @@ from typing import SupportsInt, TypeVar
 from ..transport import RECEIVE_SIZE
 from ..wire import (
     NEED_DATA,
+    AuthRequest,
     ClientConnection,
     ClientState,
     DeleteRequest,
@@ -29,13 +30,15 @@ from ..wire import (
     PutRequest,
     RangeRequest,
     Request,
+    ServerRefusedError,
     StatsRequest,
     StreamedPoint,
 )
 from ._environment import resolve_address
-from ._errors import map_exceptions
+from ._errors import ClientError, map_exceptions
+from ._tls import SslOption, client_context
 
-__all__ = ["Client", "check_timeout", "default_timestamp"]
+__all__ = ["Client", "check_timeout", "default_timestamp", "refused_token_message"]
 
 
 ResultT = TypeVar("ResultT")
@@ -47,6 +50,15 @@ def check_timeout(timeout: float | None) -> None:
         raise ValueError(f"timeout must be a positive number of seconds or None, not {timeout!r}")
 
 
+def refused_token_message(address: str, exc: ClientError) -> str:
+    """What to say when ``auth`` failed with ``exc`` (a refusal, or any other failure)."""
+    if isinstance(exc.__cause__, ServerRefusedError):
+        return (
+            f"{address} refused the token (a wrong token, or a server without token authentication)"
+        )
+    return str(exc)
+
+
 def default_timestamp(timestamp: SupportsInt | None) -> SupportsInt:
     """The timestamp a put sends: ``timestamp``, or now for ``None``."""
     return int(time.time()) if timestamp is None else timestamp
@@ -55,7 +67,12 @@ def default_timestamp(timestamp: SupportsInt | None) -> SupportsInt:
 class Client:
     """A blocking connection to a trio-metrics server.
 
-    ``Client(host, port, timeout=None)`` connects at once. A ``host`` or
+    ``Client(host, port, timeout=None)`` connects at once. ``ssl`` (an
+    :class:`ssl.SSLContext`, or ``True`` for the standard library's default
+    one) speaks TLS, checking the server's certificate and that it names
+    ``host``; without it the connection is plaintext. ``token`` sends
+    ``auth <token>`` first, for a server that requires it (a refused token
+    closes the connection and raises :class:`~trio_metrics.ClientError`). A ``host`` or
     ``port`` left out (or ``None``) comes from ``TRIO_METRICS_HOST`` /
     ``TRIO_METRICS_PORT``, else 127.0.0.1:8888; a ``TRIO_METRICS_PORT`` that
     is not a port raises :class:`~trio_metrics.ClientError`. ``timeout`` (in
@@ -69,16 +86,40 @@ class Client:
     """
 
     def __init__(
-        self, host: str | None = None, port: int | None = None, timeout: float | None = None
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        timeout: float | None = None,
+        *,
+        ssl: SslOption = None,
+        token: str | None = None,
     ) -> None:
         check_timeout(timeout)
+        context = client_context(ssl)
         host, port = resolve_address(host, port)
         self._address = f"{host}:{port}"
         self._timeout = timeout
         self._conn = ClientConnection()
         with map_exceptions(self._address, connecting=True):
             # Looked up on the module at call time, so it can be replaced.
-            self._sock = socket.create_connection((host, port), timeout)
+            sock = socket.create_connection((host, port), timeout)
+            if context is not None:
+                try:
+                    # The socket's timeout bounds the handshake too.
+                    sock = context.wrap_socket(sock, server_hostname=host)
+                except BaseException:
+                    sock.close()
+                    raise
+            self._sock = sock
+        if token is not None:
+            self._authenticate(token)
+
+    def _authenticate(self, token: str) -> None:
+        try:
+            self._round_trip(AuthRequest(token))
+        except ClientError as exc:
+            self.close()
+            raise ClientError(refused_token_message(self._address, exc)) from exc.__cause__
 
     def put(self, key: str, value: object, timestamp: SupportsInt | None = None) -> None:
         """Store ``value`` for ``key`` at ``timestamp`` (default: now).

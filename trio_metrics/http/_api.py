@@ -27,7 +27,7 @@ import attrs
 
 from .. import wire
 from ..storage import Store, StoreUnavailableError
-from ..transport import ServerStats, ThrottledLogger
+from ..transport import Authenticator, ServerStats, ThrottledLogger
 from ..wire import ProtocolError, check_key, check_timestamp, check_value, echo
 from ._bodies import BodyBudget, BodyReader, Disconnected
 from ._graphite import GraphiteApi
@@ -81,8 +81,11 @@ class HttpApi:
         limits: HttpLimits | None = None,
         extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
         clock: Callable[[], float] = time.time,
+        auth: Authenticator | None = None,
     ) -> None:
         self.store = store
+        #: Require ``Authorization: Bearer <token>`` (but on ``/healthz``), or ``None``.
+        self.auth = auth
         self.stats = stats
         self.http_stats = HttpStats()
         self.limits = HttpLimits() if limits is None else limits
@@ -152,6 +155,13 @@ class HttpApi:
             return
         if scope["type"] != "http":
             raise ValueError(f"unsupported ASGI scope {scope['type']!r}")
+        if self.auth is not None:
+            # Before the body is read: a client without a token costs no body budget.
+            refusal = await self._bearer_refusal(scope, self.auth)
+            if refusal is not None:
+                self.http_stats.count(self.route_of(scope["path"]) or "other", refusal.status)
+                await send_response(send, receive, refusal, head=scope["method"] == "HEAD")
+                return
         try:
             async with self._bodies.read(scope, receive) as body:
                 if isinstance(body, Response):
@@ -162,6 +172,33 @@ class HttpApi:
         except Disconnected:
             return  # nobody to answer, and half a request is not run
         await send_response(send, receive, response, head=scope["method"] == "HEAD")
+
+    async def _bearer_refusal(self, scope: Scope, auth: Authenticator) -> Response | None:
+        """The 401 for a request without a known bearer token, or ``None`` to serve it."""
+        path = scope["path"]
+        if path == "/healthz" or (path == "/metrics" and auth.settings.metrics_open):
+            return None
+        header = next(
+            (value for name, value in scope["headers"] if name.lower() == b"authorization"), b""
+        )
+        scheme, _, token = header.decode("latin-1").strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            client = scope.get("client")
+            address = str(client[0]) if client else "unknown"
+            if await auth.authenticate(token.strip(), address) is not None:
+                return None
+            self._warnings.warning(
+                "auth-failed", "an HTTP request from %s gave a wrong token", address
+            )
+            message, challenge = "wrong token", 'Bearer realm="trio-metrics", error="invalid_token"'
+        else:
+            message, challenge = (
+                "a token is needed: Authorization: Bearer <token>",
+                ('Bearer realm="trio-metrics"'),
+            )
+        return attrs.evolve(
+            Response.error(401, message), headers=(("www-authenticate", challenge),)
+        )
 
     async def _answer(self, scope: Scope, body: bytes) -> Response:
         """The response to a request read whole; a failure of the store is a 500."""

@@ -26,7 +26,7 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import AppWrapper, ConnectionState
 from hypercorn.utils import parse_socket_addr
 
-from ..transport import LeanSocketStream, ThrottledLogger
+from ..transport import LeanSocketStream, ServerStats, ThrottledLogger, TlsServer, stream_socket
 from ._stats import HttpStats
 
 __all__ = ["HttpConnections"]
@@ -50,14 +50,26 @@ class HttpConnections:
     """Serves each HTTP connection, at most ``limit`` at once; more get a 503.
 
     ``app`` is the ASGI application as hypercorn wraps it; ``config`` is
-    hypercorn's (timeouts, header size).
+    hypercorn's (timeouts, header size). With ``tls``, each connection's
+    handshake comes first, counted under the limit and in ``tls_stats``.
     """
 
-    def __init__(self, app: AppWrapper, config: Config, limit: int, stats: HttpStats) -> None:
+    def __init__(
+        self,
+        app: AppWrapper,
+        config: Config,
+        limit: int,
+        stats: HttpStats,
+        *,
+        tls: TlsServer | None = None,
+        tls_stats: ServerStats | None = None,
+    ) -> None:
         self._app = app
         self._config = config
         self._limit = limit
         self._stats = stats
+        self._tls = tls
+        self._tls_stats = ServerStats() if tls_stats is None else tls_stats
         self._context = WorkerContext(None)
         self._warnings = ThrottledLogger(logger)
 
@@ -75,19 +87,30 @@ class HttpConnections:
                 "%d HTTP connections are open (the limit): answered 503 to a new one",
                 stats.connections_open,
             )
-            await _refuse(stream)
+            if self._tls is None:
+                await _refuse(stream)
+            else:
+                # A plaintext 503 means nothing to a TLS client: it sees the close.
+                await trio.aclose_forcefully(stream)
             return
         stats.connections_open += 1
         stats.connections_total += 1
+        conversation: trio.abc.Stream | None = stream
         try:
-            # hypercorn's type says a TLS stream; any trio stream with a .socket serves.
-            server = _Http11Server(self._app, self._config, self._context, {}, cast(Any, stream))
-            await server.run()
+            if self._tls is not None:
+                conversation = await self._tls.handshake(stream, self._tls_stats, self._warnings)
+            if conversation is not None:
+                # hypercorn's type says a TLS stream; any trio stream over a socket serves.
+                server = _Http11Server(
+                    self._app, self._config, self._context, {}, cast(Any, conversation)
+                )
+                server.over_tls = self._tls is not None
+                await server.run()
         except Exception:
             logger.exception("HTTP connection closed after an unexpected error")
         finally:
             stats.connections_open -= 1
-            await trio.aclose_forcefully(stream)
+            await trio.aclose_forcefully(stream if conversation is None else conversation)
 
 
 async def _refuse(stream: LeanSocketStream) -> None:
@@ -132,12 +155,17 @@ class _Http11Only(H11Protocol):
 class _Http11Server(TCPServer):
     """hypercorn's connection loop (timeouts, sending) over :class:`_Http11Only`.
 
-    Its ``run`` is hypercorn's, less TLS (never used here) and with the
-    protocol chosen here rather than by ALPN and the first request.
+    Its ``run`` is hypercorn's, with the TLS handshake done before (by
+    :class:`~trio_metrics.transport.TlsServer`, as on the other ports) and
+    the protocol chosen here rather than by ALPN and the first request.
     """
 
+    #: Whether the stream is TLS (the ASGI scope's scheme is then https).
+    over_tls = False
+
     async def run(self) -> None:
-        sock = self.stream.socket
+        sock = stream_socket(self.stream)
+        assert sock is not None, "an HTTP connection runs over a socket"
         try:
             client = parse_socket_addr(sock.family, sock.getpeername())
             server = parse_socket_addr(sock.family, sock.getsockname())
@@ -149,7 +177,7 @@ class _Http11Server(TCPServer):
                     self.context,
                     task_group,
                     ConnectionState(self.state.copy()),
-                    False,
+                    self.over_tls,
                     client,
                     server,
                     self.protocol_send,

@@ -81,6 +81,10 @@ _GAUGES: Final = {
         "graphite_connections_open",
         "Graphite plaintext connections open now.",
     ),
+    "connections_unauthenticated": (
+        "connections_unauthenticated",
+        "Connections open now that have not authenticated yet.",
+    ),
 }
 _COUNTERS: Final = {
     "connections_total": ("connections", "Connections accepted since start."),
@@ -129,6 +133,29 @@ _COUNTERS: Final = {
         "Graphite lines longer than max_line_length.",
     ),
     "graphite_nan_values": ("graphite_nan_values", "Graphite lines dropped for a nan value."),
+    "tls_handshakes": ("tls_handshakes", "TLS handshakes completed, every listener."),
+    "tls_handshake_failures": ("tls_handshake_failures", "TLS handshakes that failed."),
+    "tls_handshake_timeouts": (
+        "tls_handshake_timeouts",
+        "Connections closed for not finishing their TLS handshake in time.",
+    ),
+    "tls_plaintext_refused": (
+        "tls_plaintext_refused",
+        "Connections closed for speaking plaintext to a TLS port.",
+    ),
+    "auth_failures": ("auth_failures", "auth commands with a wrong token."),
+    "auth_refused_commands": (
+        "auth_refused_commands",
+        "Commands refused because their connection had not authenticated.",
+    ),
+    "connections_refused_unauthenticated": (
+        "connections_refused_unauthenticated",
+        "Connections closed at once because max_unauthenticated were open.",
+    ),
+    "auth_timeouts": (
+        "auth_timeouts",
+        "Connections closed for not authenticating within the auth timeout.",
+    ),
 }
 _COMMAND_KINDS: Final = {
     "puts": "put",
@@ -138,6 +165,7 @@ _COMMAND_KINDS: Final = {
     "keys_requests": "keys",
     "ranges": "range",
     "deletes": "delete",
+    "auth_successes": "auth",
     "errors": "error",
 }
 _NOT_RENDERED: Final = {"commands"}

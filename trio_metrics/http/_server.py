@@ -22,7 +22,13 @@ from hypercorn.config import Config
 from hypercorn.typing import ASGIFramework
 
 from ..storage import Store
-from ..transport import ServerStats, accept_forever, take_listening_sockets
+from ..transport import (
+    Authenticator,
+    ServerStats,
+    TlsServer,
+    accept_forever,
+    take_listening_sockets,
+)
 from ._api import HttpApi
 from ._connections import HttpConnections
 from ._limits import HttpLimits
@@ -54,6 +60,8 @@ async def serve_http(
     stats: ServerStats,
     limits: HttpLimits | None = None,
     extra_figures: Callable[[], Mapping[str, Figure]] | None = None,
+    auth: Authenticator | None = None,
+    tls: TlsServer | None = None,
     task_status: trio.TaskStatus[HttpInfo] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Serve the HTTP API and dashboard on ``host:port`` until cancelled.
@@ -62,7 +70,9 @@ async def serve_http(
     ...)`` tells it (``info.port``). ``store`` and ``stats`` are the metrics
     server's; ``limits`` (:class:`~trio_metrics.http.HttpLimits`, the
     defaults if None) bound what clients may use; ``extra_figures`` is
-    :class:`~trio_metrics.http.HttpApi`'s. Cancelling the surrounding scope
+    :class:`~trio_metrics.http.HttpApi`'s; ``auth`` requires a bearer token
+    on every path but ``/healthz``; ``tls`` speaks HTTPS (its handshake
+    counted as on the other ports, in ``stats``). Cancelling the surrounding scope
     closes the listener and every open HTTP connection at once (requests in
     flight are not finished). Raises :exc:`OSError` if the address cannot
     be bound (nothing is left open then).
@@ -70,7 +80,7 @@ async def serve_http(
     if not 0 <= port <= 65535:
         raise ValueError(f"port {port} is outside 0..65535")
     limits = HttpLimits() if limits is None else limits
-    api = HttpApi(store, stats, limits=limits, extra_figures=extra_figures)
+    api = HttpApi(store, stats, limits=limits, extra_figures=extra_figures, auth=auth)
     # Bound here, with trio's default backlog (as the main port): hypercorn's
     # 100 made a burst of 1,000 connects wait seconds for SYN retries.
     sockets = take_listening_sockets(await trio.open_tcp_listeners(port, host=host))
@@ -81,6 +91,8 @@ async def serve_http(
         _hypercorn_config(limits),
         limits.max_connections,
         api.http_stats,
+        tls=tls,
+        tls_stats=stats,
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(accept_forever, sockets, connections.handle)

@@ -25,15 +25,16 @@ from ..storage import Store, StoreUnavailableError
 from ..transport import (
     LINE_TOO_LONG,
     PEER_GONE_ERRORS,
-    LeanSocketStream,
     Limits,
     Line,
     LineReader,
     ListenerCounters,
     ServerStats,
     ThrottledLogger,
+    TlsServer,
     accept_forever,
     guarded_connection,
+    stream_socket,
     take_listening_sockets,
 )
 from ..wire import (
@@ -253,9 +254,10 @@ def _shorten(line: bytes) -> str:
 
 
 def _peer_name(stream: trio.abc.Stream) -> str:
-    if isinstance(stream, LeanSocketStream):
+    sock = stream_socket(stream)
+    if sock is not None:
         try:
-            host, port = stream.socket.getpeername()[:2]
+            host, port = sock.getpeername()[:2]
         except OSError:
             return "a vanished peer"
         return f"{host}:{port}"
@@ -285,6 +287,8 @@ class GraphiteHandler:
     limits: Limits = attrs.field(factory=Limits)
     clock: Callable[[], float] = time.time
     warnings: ThrottledLogger = attrs.field(factory=lambda: ThrottledLogger(logger))
+    #: Speak TLS (each connection's handshake first), or plaintext for ``None``.
+    tls: TlsServer | None = None
 
     async def handle(self, stream: trio.abc.Stream) -> None:
         """Read points from one connection until its peer closes it, then close it.
@@ -301,9 +305,10 @@ class GraphiteHandler:
             logger=logger,
             what="Graphite connection",
             quiet_failures=(StoreUnavailableError,),
-        ) as admitted:
-            if admitted:
-                await self._read_points(stream)
+            tls=self.tls,
+        ) as conversation:
+            if conversation is not None:
+                await self._read_points(conversation)
 
     async def _read_points(self, stream: trio.abc.Stream) -> None:
         reader = LineReader(stream, self.limits.max_line_length)
@@ -363,6 +368,7 @@ async def serve_graphite(
     store: Store,
     stats: ServerStats,
     limits: Limits,
+    tls: TlsServer | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> NoReturn:
     """Take Graphite plaintext lines on ``host:port`` into ``store`` until cancelled.
@@ -388,7 +394,7 @@ async def serve_graphite(
         raise GraphiteListenError(exc.errno, exc.strerror or str(exc)) from exc
     sockets = take_listening_sockets(listeners)
     addresses: list[tuple[str, int]] = [sock.getsockname()[:2] for sock in sockets]
-    handler = GraphiteHandler(store, stats, limits)
+    handler = GraphiteHandler(store, stats, limits, tls=tls)
     logger.debug(
         "Graphite plaintext on %s port %d",
         ", ".join(address for address, _ in addresses),

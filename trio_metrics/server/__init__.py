@@ -15,6 +15,7 @@ from ._config import (
     ServerConfig,
 )
 from ._connection import ConnectionHandler
+from ._protection import ProtectedModeError, describe_protection
 from ._run import configure_logging, run_server, serve_until_signal
 from ._serve import ListenError, ServerInfo, serve
 
@@ -27,10 +28,12 @@ __all__ = [
     "ConnectionHandler",
     "ListenError",
     "LogLevel",
+    "ProtectedModeError",
     "ServeOptions",
     "ServerConfig",
     "ServerInfo",
     "configure_logging",
+    "describe_protection",
     "run_server",
     "serve",
     "serve_until_signal",

@@ -25,7 +25,7 @@ from ..storage import (
     Storage,
     Store,
 )
-from ..transport import Limits
+from ..transport import AuthSettings, Limits, TlsSettings
 from ._answer_cache import DEFAULT_ANSWER_CACHE_BYTES
 
 __all__ = [
@@ -121,6 +121,16 @@ class ServerConfig:
       every connection's ``get`` holds at once (16 bytes a point); past it a
       ``get`` waits for another to finish (0: no bound).
     - ``shutdown_grace``: seconds a stopping server gives its connections.
+    - ``tls``: :class:`~trio_metrics.TlsSettings` to speak TLS on every
+      listener (main, Graphite, HTTP), or ``None`` (the default) for plaintext.
+    - ``auth``: :class:`~trio_metrics.AuthSettings` to require a token on
+      the main port (``auth <token>``) and the HTTP API (``Authorization:
+      Bearer``), or ``None`` (the default) for no authentication. With a
+      Graphite port, it also needs ``tls.client_ca`` (mutual TLS) or
+      ``auth.graphite_allow_unauthenticated``.
+    - ``insecure_open``: listen on a non-loopback address without tokens or
+      client certificates; without it such a start raises
+      :exc:`~trio_metrics.ProtectedModeError` (protected mode).
     - ``log_level``: applied by :func:`~trio_metrics.run_server` and the CLI
       when set; :func:`~trio_metrics.serve` leaves logging to its caller.
 
@@ -160,8 +170,31 @@ class ServerConfig:
         default=DEFAULT_SHUTDOWN_GRACE, validator=_non_negative_seconds
     )
     log_level: LogLevel | None = attrs.field(default=None, validator=_log_level)
+    tls: TlsSettings | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_instance_of(TlsSettings, what="a TlsSettings")),
+    )
+    auth: AuthSettings | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(_instance_of(AuthSettings, what="an AuthSettings")),
+    )
+
+    insecure_open: bool = attrs.field(default=False, validator=_instance_of(bool, what="a bool"))
 
     def __attrs_post_init__(self) -> None:
+        auth = self.auth
+        if (
+            auth is not None
+            and self.graphite_port is not None
+            and not auth.graphite_allow_unauthenticated
+            and (self.tls is None or self.tls.client_ca is None)
+        ):
+            # Graphite lines have no place for a token: an open Graphite port
+            # would let anyone write what the token keeps from them.
+            raise ValueError(
+                "with auth on, the Graphite port takes no token: require client certificates"
+                " (--tls-client-ca) or say --graphite-allow-unauthenticated"
+            )
         if not self.retention.keeps_everything and isinstance(self.storage, ExistingStore):
             raise ValueError(
                 "retention rules work with the memory storage or a data directory:"

@@ -24,13 +24,16 @@ from ..storage import (
 from ..transport import (
     LINE_TOO_LONG,
     PEER_GONE_ERRORS,
+    Authenticator,
     Limits,
     Line,
     LineReader,
     ListenerCounters,
     ServerStats,
     ThrottledLogger,
+    TlsServer,
     guarded_connection,
+    stream_socket,
 )
 from ..wire import (
     ALL_KEYS,
@@ -38,6 +41,7 @@ from ..wire import (
     GET_ANSWER_END,
     GET_ANSWER_START,
     OK_ANSWER,
+    Auth,
     Delete,
     Get,
     Keys,
@@ -74,6 +78,45 @@ class _PeerStalled(Exception):
     """The peer took none of an answer for the whole idle timeout."""
 
 
+class _Session:
+    """One connection's authentication, when the server requires it.
+
+    Counted in ``connections_unauthenticated`` from its start until it
+    authenticates or ends; ``login`` is the cancel scope of its deadline.
+    """
+
+    __slots__ = ("login", "name", "peer", "stats")
+
+    def __init__(self, stats: ServerStats) -> None:
+        self.stats = stats
+        self.name: str | None = None
+        self.peer = "unknown"
+        self.login: trio.CancelScope | None = None
+        stats.connections_unauthenticated += 1
+
+    def authenticated(self, name: str) -> None:
+        if self.name is None:
+            self.stats.connections_unauthenticated -= 1
+            if self.login is not None:
+                self.login.deadline = math.inf
+        self.name = name
+
+    def end(self) -> None:
+        if self.name is None:
+            self.stats.connections_unauthenticated -= 1
+            self.name = ""  # counted out once
+
+
+def _peer_address(stream: trio.abc.Stream) -> str:
+    sock = stream_socket(stream)
+    if sock is None:
+        return "local"
+    try:
+        return str(sock.getpeername()[0])
+    except OSError:
+        return "unknown"
+
+
 @attrs.define
 class ConnectionHandler:
     """Serves the protocol on one stream after another, for :func:`~trio_metrics.serve`.
@@ -93,6 +136,10 @@ class ConnectionHandler:
     #: reads then come from ``reads``, the in-memory store behind ``store``.
     copy_budget: CopyBudget | None = None
     reads: MetricStore | None = None
+    #: Speak TLS (each connection's handshake first), or plaintext for ``None``.
+    tls: TlsServer | None = None
+    #: Require ``auth <token>`` before any other command, or ``None`` for no auth.
+    auth: Authenticator | None = None
     _streams: set[trio.abc.Stream] = attrs.field(factory=set, init=False)
     _draining: bool = attrs.field(default=False, init=False)
     _all_closed: trio.Event = attrs.field(factory=trio.Event, init=False)
@@ -107,11 +154,12 @@ class ConnectionHandler:
         """
         self._draining = True
         for stream in self._streams:
-            sock = getattr(stream, "socket", None)
-            if isinstance(sock, socket.socket):
+            sock = stream_socket(stream)
+            if sock is not None:
                 # An OSError means already reset or closed: its handler is ending.
                 with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RD)
+                    # The plain socket's shutdown: an SSLSocket's own drops its TLS state.
+                    socket.socket.shutdown(sock, socket.SHUT_RD)
         if not self._streams:
             self._all_closed.set()
 
@@ -128,23 +176,43 @@ class ConnectionHandler:
         if self._draining:
             await trio.aclose_forcefully(stream)
             return
-        async with guarded_connection(
-            stream,
-            ListenerCounters(self.stats, ""),
-            max_connections=self.limits.max_connections,
-            warnings=self.warnings,
-            logger=logger,
-            what="connection",
-            quiet_failures=(StoreUnavailableError,),
-        ) as admitted:
-            if admitted:
-                await self._converse_tracked(stream)
+        session = None
+        if self.auth is not None:
+            if self.stats.connections_unauthenticated >= self.auth.settings.max_unauthenticated:
+                self.stats.connections_refused_unauthenticated += 1
+                self.warnings.warning(
+                    "max-unauthenticated",
+                    "%d connections have not authenticated yet (the limit): closed a new one",
+                    self.stats.connections_unauthenticated,
+                )
+                await trio.aclose_forcefully(stream)
+                return
+            session = _Session(self.stats)
+        try:
+            async with guarded_connection(
+                stream,
+                ListenerCounters(self.stats, ""),
+                max_connections=self.limits.max_connections,
+                warnings=self.warnings,
+                logger=logger,
+                what="connection",
+                quiet_failures=(StoreUnavailableError,),
+                tls=self.tls,
+            ) as conversation:
+                if conversation is not None:
+                    await self._converse_tracked(conversation, session)
+        finally:
+            if session is not None:
+                session.end()
 
-    async def _converse_tracked(self, stream: trio.abc.Stream) -> None:
+    async def _converse_tracked(self, stream: trio.abc.Stream, session: _Session | None) -> None:
         # Known to drain() while open; the endings that are no failure end here.
         self._streams.add(stream)
         try:
-            await self._converse(stream)
+            if session is None:
+                await self._converse(stream, None)
+            else:
+                await self._converse_logging_in(stream, session)
         except _PeerGone as exc:
             logger.debug("connection lost: %r", exc.__cause__)
         except trio.Cancelled:
@@ -159,7 +227,22 @@ class ConnectionHandler:
             if self._draining and not self._streams:
                 self._all_closed.set()
 
-    async def _converse(self, stream: trio.abc.Stream) -> None:
+    async def _converse_logging_in(self, stream: trio.abc.Stream, session: _Session) -> None:
+        """Converse, closing the connection unless it authenticates within the auth timeout."""
+        assert self.auth is not None
+        session.peer = _peer_address(stream)
+        with trio.move_on_after(self.auth.settings.auth_timeout) as session.login:
+            await self._converse(stream, session)
+        if session.login.cancelled_caught:
+            self.stats.auth_timeouts += 1
+            self.warnings.warning(
+                "auth-timeout",
+                "closed a connection from %s that did not authenticate in %gs",
+                session.peer,
+                self.auth.settings.auth_timeout,
+            )
+
+    async def _converse(self, stream: trio.abc.Stream, session: _Session | None) -> None:
         limits = self.limits
         reader = LineReader(stream, limits.max_line_length)
         writer = _AnswerWriter(stream, limits)
@@ -180,7 +263,7 @@ class ConnectionHandler:
                 # End of stream: everything complete was answered already;
                 # an unfinished last line is dropped as cut off.
                 return
-            await self._run_batch(lines, writer)
+            await self._run_batch(lines, writer, session)
 
     @staticmethod
     async def _receive(reader: LineReader) -> list[Line]:
@@ -189,13 +272,18 @@ class ConnectionHandler:
         except PEER_GONE_ERRORS as exc:
             raise _PeerGone from exc
 
-    async def _run_batch(self, lines: list[Line], writer: _AnswerWriter) -> None:
+    async def _run_batch(
+        self, lines: list[Line], writer: _AnswerWriter, session: _Session | None
+    ) -> None:
         """Run the lines of one read and write their answers, in order.
 
         Consecutive puts reach the store as one batch, before a later
         ``get`` of the batch reads it and before their ``ok``s are written.
         Answers are written as they pass ``max_buffered_answer`` bytes.
         """
+        if session is not None and session.name is None:
+            await self._run_unauthenticated(lines, writer, session)
+            return
         # parse_put_block turns down a list holding the over-long marker.
         plain_puts = parse_put_block(lines)  # type: ignore[arg-type]
         if plain_puts is not None:
@@ -207,9 +295,68 @@ class ConnectionHandler:
             writer.add(OK_ANSWER * len(keys))
             await writer.flush()
             return
-        await self._run_lines(lines, writer)
+        await self._run_lines(lines, writer, session)
 
-    async def _run_lines(self, lines: list[Line], writer: _AnswerWriter) -> None:
+    async def _run_unauthenticated(
+        self, lines: list[Line], writer: _AnswerWriter, session: _Session
+    ) -> None:
+        """Until an ``auth`` succeeds, every command gets the error answer, and runs not."""
+        stats = self.stats
+        limit = self.limits.max_buffered_answer
+        for index, line in enumerate(lines):
+            if writer.size >= limit:
+                await writer.flush(more_to_come=True)
+            if line is LINE_TOO_LONG:
+                stats.lines_too_long += 1
+                stats.errors += 1
+                writer.add(ERROR_ANSWER)
+                continue
+            try:
+                command = parse_command(line)
+            except ProtocolError:
+                stats.errors += 1
+                writer.add(ERROR_ANSWER)
+                continue
+            if command is None:
+                continue
+            if not isinstance(command, Auth):
+                stats.auth_refused_commands += 1
+                stats.errors += 1
+                writer.add(ERROR_ANSWER)
+                continue
+            # The answers so far go out before a failed attempt's delay.
+            await writer.flush()
+            writer.add(await self._answer_auth(command, session))
+            if session.name is not None:
+                await self._run_lines(lines[index + 1 :], writer, session)
+                return
+        await writer.flush()
+
+    async def _answer_auth(self, command: Auth, session: _Session | None) -> bytes:
+        """``ok`` for a known token; else (after the failure delay) the error answer.
+
+        A failed ``auth`` on an authenticated connection leaves it authenticated as before.
+        """
+        stats = self.stats
+        if self.auth is None or session is None:
+            stats.errors += 1  # no tokens here: as on a server without the word
+            return ERROR_ANSWER
+        name = await self.auth.authenticate(command.token, session.peer)
+        if name is None:
+            stats.auth_failures += 1
+            stats.errors += 1
+            self.warnings.warning(
+                "auth-failed", "a connection from %s gave a wrong token", session.peer
+            )
+            return ERROR_ANSWER
+        stats.auth_successes += 1
+        session.authenticated(name)
+        logger.debug("a connection from %s authenticated as %s", session.peer, name)
+        return OK_ANSWER
+
+    async def _run_lines(
+        self, lines: list[Line], writer: _AnswerWriter, session: _Session | None = None
+    ) -> None:
         stats = self.stats
         limit = self.limits.max_buffered_answer
         puts = _PendingPuts(self.store)
@@ -240,6 +387,9 @@ class ConnectionHandler:
                 elif isinstance(command, Stats):
                     stats.stats_requests += 1
                     writer.add(await self._stats_answer())
+                elif isinstance(command, Auth):
+                    await writer.flush()
+                    writer.add(await self._answer_auth(command, session))
                 else:
                     await self._answer_extension(command, writer)
             if writer.size >= limit:

@@ -1,4 +1,4 @@
-"""Blocking entry points: :func:`run_server`, and serving until SIGINT or SIGTERM."""
+"""Blocking entry points: :func:`run_server`, serving until SIGINT or SIGTERM; SIGHUP reloads."""
 
 from __future__ import annotations
 
@@ -70,6 +70,7 @@ async def serve_until_signal(
 
     The first signal stops the server gracefully (:meth:`ServerInfo.shutdown`);
     a second one, or one before the server listens, stops it at once.
+    SIGHUP reloads the TLS and token files (:meth:`ServerInfo.reload_credentials`).
     Raises the bare error when the server cannot start, as :func:`run_server`.
     """
     try:
@@ -99,6 +100,19 @@ async def _serve_then_cancel(
     scope.cancel()
 
 
+def _reload(server: list[ServerInfo]) -> None:
+    """SIGHUP: new certificates and tokens for new connections; open ones go on."""
+    if not server:
+        logger.warning("received SIGHUP before the server listens: nothing to reload")
+        return
+    try:
+        server[0].reload_credentials()
+    except OSError as exc:  # TlsFilesError and TokenFileError included
+        logger.error("received SIGHUP; reloading failed, so the old files stay in use: %s", exc)
+        return
+    logger.info("received SIGHUP: reloaded the TLS files and tokens for new connections")
+
+
 async def _stop_on_signal(
     scope: trio.CancelScope,
     server: list[ServerInfo],
@@ -107,10 +121,13 @@ async def _stop_on_signal(
 ) -> None:
     # The receiver is installed before the server starts, so no early
     # signal can kill the process the default way.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         task_status.started()
         async for signum in signals:
             name = signal.Signals(signum).name
+            if signum == signal.SIGHUP:
+                _reload(server)
+                continue
             if server and not server[0].stop_requested:
                 logger.info("received %s, shutting down (again to stop at once)", name)
                 server[0].shutdown()

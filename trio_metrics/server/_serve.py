@@ -22,8 +22,10 @@ import trio
 from ..ingest import serve_graphite
 from ..storage import CopyBudget, MemoryStorage, OpenedStorage, Store, open_storage
 from ..transport import (
+    Authenticator,
     Limits,
     ServerStats,
+    TlsServer,
     accept_forever,
     sole_exception,
     take_listening_sockets,
@@ -31,6 +33,7 @@ from ..transport import (
 from ._answer_cache import AnswerCache
 from ._config import DEFAULT_HOST, DEFAULT_PORT, ServeOptions, ServerConfig
 from ._connection import ConnectionHandler
+from ._protection import check_protected_mode, describe_protection
 
 __all__ = ["ListenError", "ServerInfo", "serve"]
 
@@ -58,6 +61,12 @@ class ServerInfo:
     graphite_port: int | None = None
     #: The settings the server runs with.
     config: ServerConfig = attrs.field(factory=ServerConfig, repr=False)
+    #: The TLS context of every listener (``reload()`` after rotating the
+    #: certificate), or ``None`` for plaintext.
+    tls: TlsServer | None = attrs.field(default=None, repr=False)
+    #: The token checks of every listener (``reload()`` after editing the
+    #: token file), or ``None`` without authentication.
+    auth: Authenticator | None = attrs.field(default=None, repr=False)
     _stop_requested: trio.Event = attrs.field(factory=trio.Event, repr=False, init=False)
 
     def shutdown(self) -> None:
@@ -70,6 +79,20 @@ class ServerInfo:
         does nothing. Must be called from the server's trio thread.
         """
         self._stop_requested.set()
+
+    def reload_credentials(self) -> None:
+        """Read the TLS certificate, key and CA files and the token file again.
+
+        New connections use them; open ones keep the session and the
+        authentication they have. A file that cannot be used raises
+        (:exc:`~trio_metrics.TlsFilesError`, :exc:`~trio_metrics.TokenFileError`)
+        and leaves what was in use in place. SIGHUP calls this for
+        :func:`~trio_metrics.run_server` and the CLI.
+        """
+        if self.tls is not None:
+            self.tls.reload()
+        if self.auth is not None:
+            self.auth.reload()
 
     @property
     def stop_requested(self) -> bool:
@@ -124,7 +147,10 @@ async def serve(
     cannot be bound (:exc:`~trio_metrics.GraphiteListenError` or
     :exc:`~trio_metrics.HttpListenError` for the other ports), and
     :exc:`~trio_metrics.DataDirError` if the data directory is locked by
-    another server or damaged.
+    another server or damaged, :exc:`~trio_metrics.ProtectedModeError` for a
+    non-loopback address without tokens or client certificates (unless
+    ``config.insecure_open``), :exc:`~trio_metrics.TlsFilesError` or
+    :exc:`~trio_metrics.TokenFileError` for a file that cannot be used.
     """
     if isinstance(host, ServerConfig):
         if port is not None or options:
@@ -150,6 +176,12 @@ async def _serve_storage(
     storage: OpenedStorage,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
+    # Refused before anything is bound when the address says it already
+    # (every address, or a literal one); a host name is checked once resolved.
+    check_protected_mode(config, [config.host or "0.0.0.0"], literal_only=True)
+    # Loaded before listening: a bad certificate, key or token file stops the start.
+    tls = None if config.tls is None else TlsServer(config.tls)
+    auth = None if config.auth is None else Authenticator(config.auth)
     try:
         listeners = await trio.open_tcp_listeners(config.port, host=config.host)
     except OSError as exc:
@@ -157,6 +189,12 @@ async def _serve_storage(
         raise ListenError(exc.errno, exc.strerror or str(exc)) from exc
     sockets = take_listening_sockets(listeners)
     addresses = [sock.getsockname()[:2] for sock in sockets]
+    try:
+        check_protected_mode(config, [host for host, _ in addresses])
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
     info = ServerInfo(
         host=addresses[0][0],
         port=addresses[0][1],
@@ -165,6 +203,8 @@ async def _serve_storage(
         limits=config.limits,
         addresses=addresses,
         config=config,
+        tls=tls,
+        auth=auth,
     )
     started = time.monotonic()
     # A start that fails (a taken Graphite or HTTP port) ran nothing to sum up.
@@ -179,12 +219,15 @@ async def _serve_storage(
                 extra_counters=storage.figures,
                 copy_budget=_copy_budget(config, storage),
                 reads=storage.reads,
+                tls=tls,
+                auth=auth,
             )
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
                     info = await _start_side_listeners(accepting, info, storage)
                     _warn_if_memory_only(config)
                     logger.info("listening on %s", _describe(info, storage, cache))
+                    logger.info("%s", describe_protection(config))
                     running = True
                     # The sockets are bound and listening already: a client
                     # that connects now waits in the backlog until accepted.
@@ -240,6 +283,7 @@ async def _start_side_listeners(
                 store=info.store,
                 stats=info.stats,
                 limits=config.limits,
+                tls=info.tls,
             )
         )
         info = attrs.evolve(info, graphite_port=graphite[0][1])
@@ -268,6 +312,8 @@ async def _start_http(
                 stats=info.stats,
                 limits=info.config.http_limits,
                 extra_figures=extra,
+                auth=info.auth,
+                tls=info.tls,
             )
         )
     except HttpListenError:
@@ -303,7 +349,8 @@ def _describe(info: ServerInfo, storage: OpenedStorage, cache: AnswerCache | Non
         f" answer copy budget {config.answer_copy_budget_bytes or 'off'}"
         f"{' B' if config.answer_copy_budget_bytes else ''};"
         f" shutdown grace {config.shutdown_grace:g}s;"
-        f" graphite {graphite}; http {http})"
+        f" graphite {graphite}; http {http};"
+        f" {'plaintext' if config.tls is None else config.tls.describe()})"
     )
 
 

@@ -10,6 +10,17 @@ from ._accept import (
     accept_forever,
     take_listening_sockets,
 )
+from ._auth import (
+    DEFAULT_AUTH_TIMEOUT,
+    DEFAULT_MAX_UNAUTHENTICATED,
+    MIN_TOKEN_LENGTH,
+    Authenticator,
+    AuthSettings,
+    FailureDelay,
+    TokenFileError,
+    is_valid_token,
+    load_tokens,
+)
 from ._groups import (
     sole_exception,
 )
@@ -41,14 +52,29 @@ from ._stats import (
 from ._throttled_log import (
     ThrottledLogger,
 )
+from ._tls import (
+    DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+    TlsFilesError,
+    TlsServer,
+    TlsSettings,
+    server_context,
+    stream_socket,
+)
 
 __all__ = [
+    "DEFAULT_AUTH_TIMEOUT",
     "DEFAULT_MAX_BUFFERED_ANSWER",
     "DEFAULT_MAX_CONNECTIONS",
     "DEFAULT_MAX_LINE_LENGTH",
+    "DEFAULT_MAX_UNAUTHENTICATED",
+    "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
     "LINE_TOO_LONG",
+    "MIN_TOKEN_LENGTH",
     "PEER_GONE_ERRORS",
     "RECEIVE_SIZE",
+    "AuthSettings",
+    "Authenticator",
+    "FailureDelay",
     "LeanSocketStream",
     "Limits",
     "Line",
@@ -58,8 +84,16 @@ __all__ = [
     "ListenerCounters",
     "ServerStats",
     "ThrottledLogger",
+    "TlsFilesError",
+    "TlsServer",
+    "TlsSettings",
+    "TokenFileError",
     "accept_forever",
     "guarded_connection",
+    "is_valid_token",
+    "load_tokens",
+    "server_context",
     "sole_exception",
+    "stream_socket",
     "take_listening_sockets",
 ]

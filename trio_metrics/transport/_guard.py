@@ -18,6 +18,7 @@ import trio
 
 from ._stats import ServerStats
 from ._throttled_log import ThrottledLogger
+from ._tls import TlsServer
 
 __all__ = ["PEER_GONE_ERRORS", "ListenerCounters", "guarded_connection"]
 
@@ -66,12 +67,16 @@ async def guarded_connection(
     logger: logging.Logger,
     what: str,
     quiet_failures: tuple[type[Exception], ...] = (),
-) -> AsyncIterator[bool]:
+    tls: TlsServer | None = None,
+) -> AsyncIterator[trio.abc.Stream | None]:
     """Run one connection's conversation in the block; close ``stream`` after it.
 
-    Yields ``False`` (and closes the stream at once) when ``max_connections``
+    Yields ``None`` (and closes the stream at once) when ``max_connections``
     of this listener are open already: the caller skips the conversation.
-    Otherwise yields ``True``, counts the connection open until the block
+    With ``tls``, the connection is counted open from its handshake on, and
+    a failed or timed-out handshake yields ``None`` too (see
+    :meth:`TlsServer.handshake`). Otherwise yields the stream to converse
+    on (``stream``, or the TLS stream over it), counts the connection open until the block
     ends, and contains its failures: an exception of ``quiet_failures`` (a
     failing store) is a rate-limited warning, any other :exc:`Exception` (a
     bug) is logged with its traceback; either counts as a
@@ -88,12 +93,15 @@ async def guarded_connection(
             counters.open,
         )
         await trio.aclose_forcefully(stream)
-        yield False
+        yield None
         return
     counters.add("connections_open")
     counters.add("connections_total")
+    conversation: trio.abc.Stream | None = stream
     try:
-        yield True
+        if tls is not None:
+            conversation = await tls.handshake(stream, counters.stats, warnings)
+        yield conversation
     except quiet_failures as exc:
         # No ok for points that could not be kept: closing tells the client,
         # and every sender would log the same traceback.
@@ -106,4 +114,5 @@ async def guarded_connection(
         logger.exception(f"{what} closed after an unexpected error")
     finally:
         counters.add("connections_open", -1)
-        await trio.aclose_forcefully(stream)
+        # Closing a TLS stream closes the socket under it.
+        await trio.aclose_forcefully(stream if conversation is None else conversation)

@@ -48,6 +48,28 @@ class ServerStats:
     graphite_lines_too_long: int = 0
     #: Well-formed lines with a ``nan`` value, dropped without a warning.
     graphite_nan_values: int = 0
+    # TLS, every listener together; zero when TLS is off.
+    #: Handshakes completed.
+    tls_handshakes: int = 0
+    #: Handshakes that failed (a certificate refused either way, a bad protocol version ...).
+    tls_handshake_failures: int = 0
+    #: Connections closed for not finishing their handshake in time.
+    tls_handshake_timeouts: int = 0
+    #: Connections closed because they spoke plaintext to a TLS port.
+    tls_plaintext_refused: int = 0
+    # Token authentication of the main port; zero when it is off.
+    #: ``auth`` commands that succeeded.
+    auth_successes: int = 0
+    #: ``auth`` commands with a token the server does not know (each is also an error).
+    auth_failures: int = 0
+    #: Commands refused because their connection had not authenticated (each is also an error).
+    auth_refused_commands: int = 0
+    #: Connections open now that have not authenticated yet.
+    connections_unauthenticated: int = 0
+    #: Closed at once because the budget of unauthenticated connections was spent.
+    connections_refused_unauthenticated: int = 0
+    #: Closed for not authenticating within the auth timeout.
+    auth_timeouts: int = 0
 
     @property
     def commands(self) -> int:
@@ -60,6 +82,7 @@ class ServerStats:
             + self.keys_requests
             + self.ranges
             + self.deletes
+            + self.auth_successes
             + self.errors
         )
 

@@ -25,6 +25,7 @@ from ._protocol import (
     DELETED_NAME,
     MAX_TIMESTAMP,
     STATS_PREFIX,
+    Auth,
     Delete,
     Keys,
     Point,
@@ -37,6 +38,7 @@ __all__ = [
     "PING_REQUEST",
     "STATS_REQUEST",
     "Answer",
+    "AuthRequest",
     "ClientConnection",
     "ClientState",
     "ConnectionStateError",
@@ -450,6 +452,25 @@ class PingRequest:
         """``None``; a ping answered with data lines is a malformed answer."""
         if answer.points:
             raise MalformedAnswerError("server answered a ping with data lines")
+
+
+@attrs.frozen
+class AuthRequest:
+    """``auth <token>`` (an extension word): the result is ``None``.
+
+    The token never shows in a ``repr``.
+    """
+
+    token: str = attrs.field(repr=False)
+
+    def encode(self) -> bytes:
+        """``auth <token>\n``; :exc:`ProtocolError` for a token that is not one word."""
+        return f"auth {Auth(self.token).token}\n".encode()
+
+    def result(self, answer: OkAnswer) -> None:
+        """``None``; an auth answered with data lines is a malformed answer."""
+        if answer.points:
+            raise MalformedAnswerError("server answered auth with data lines")
 
 
 @attrs.frozen

@@ -29,6 +29,7 @@ __all__ = [
     "PIECE_BYTES",
     "SPACES_OR_TABS",
     "STATS_PREFIX",
+    "Auth",
     "Command",
     "Delete",
     "Get",
@@ -229,8 +230,24 @@ class Delete:
         return compile_glob(self.pattern)
 
 
+def _check_token(instance: object, attribute: attrs.Attribute[str], token: str) -> None:
+    if not token or not token.isprintable() or " " in token:
+        raise ProtocolError("a token is one word of printable characters")
+
+
+@attrs.frozen
+class Auth:
+    """``auth <token>``: authenticate this connection (an extension word).
+
+    Answered ``ok`` when the server knows the token, else with the error
+    answer. The token never shows in a ``repr``.
+    """
+
+    token: str = attrs.field(validator=_check_token, repr=False)
+
+
 #: A parsed command.
-Command: TypeAlias = Put | Get | Stats | Ping | Keys | Range | Delete
+Command: TypeAlias = Put | Get | Stats | Ping | Keys | Range | Delete | Auth
 
 
 def parse_value(token: bytes) -> float:
@@ -286,7 +303,7 @@ def parse_command(line: bytes) -> Command | None:
 
     Returns the command it holds (:class:`Put`, :class:`Get`, or an
     extension word: :class:`Stats`, :class:`Ping`, :class:`Keys`,
-    :class:`Range`, :class:`Delete`), or ``None`` for a
+    :class:`Range`, :class:`Delete`, :class:`Auth`), or ``None`` for a
     blank line, which is not a command and gets no answer. Raises
     :class:`ProtocolError` for anything the protocol calls a wrong command.
     """
@@ -319,7 +336,7 @@ def parse_command(line: bytes) -> Command | None:
 
 
 def _parse_extension(word: bytes, tokens: list[bytes]) -> Command:
-    """The extension words ``ping``, ``keys``, ``range`` and ``delete``.
+    """The extension words ``ping``, ``keys``, ``range``, ``delete`` and ``auth``.
 
     Raises :class:`ProtocolError` for an unknown word or a wrong use of one.
     """
@@ -331,6 +348,11 @@ def _parse_extension(word: bytes, tokens: list[bytes]) -> Command:
         raise ProtocolError(f"{word.decode()} takes {expected} arguments, got {arguments}")
     if word == b"ping":
         return Ping()
+    if word == b"auth":
+        try:
+            return Auth(tokens[1].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise ProtocolError("a token is UTF-8") from None
     pattern = _parse_pattern(tokens[1])
     if word == b"keys":
         return Keys(pattern)
@@ -340,7 +362,7 @@ def _parse_extension(word: bytes, tokens: list[bytes]) -> Command:
 
 
 # How many arguments each extension word takes.
-_EXTENSION_ARGUMENTS: Final = {b"ping": 0, b"keys": 1, b"range": 3, b"delete": 1}
+_EXTENSION_ARGUMENTS: Final = {b"ping": 0, b"keys": 1, b"range": 3, b"delete": 1, b"auth": 1}
 
 
 def _parse_pattern(token: bytes) -> str:
