@@ -332,6 +332,7 @@ _GRAPHITE_PARAMETERS: Final = {
         ("groupByExpr", False, "`1`: the paths of each query apart."),
     ],
     "/graphite/version": [],
+    "/graphite/functions": [],
     "/graphite/tags/autoComplete/tags": [],
     "/graphite/tags/autoComplete/values": [],
 }
@@ -340,6 +341,7 @@ _GRAPHITE_SUMMARIES: Final = {
     "/graphite/metrics/find": "The nodes a glob matches, as graphite-web's tree JSON or pickle.",
     "/graphite/metrics/expand": "The paths that globs match.",
     "/graphite/version": "The graphite-web version whose API is served (plain text).",
+    "/graphite/functions": "The target functions served, in graphite-web's shape.",
     "/graphite/tags/autoComplete/tags": "Tag names for completion: none, keys carry no tags.",
     "/graphite/tags/autoComplete/values": "Tag values for completion: none, keys carry no tags.",
 }
