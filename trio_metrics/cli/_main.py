@@ -16,6 +16,7 @@ from ..client import ClientError
 from ..client._environment import EnvironmentPortError
 from ._client_verbs import add_client_verbs
 from ._output import PROG, fail, silence_stdout
+from ._resize_verb import add_resize_verb
 from ._serve_verb import add_serve_verb
 
 __all__ = ["main"]
@@ -72,5 +73,6 @@ def _build_parser() -> argparse.ArgumentParser:
         title="commands", metavar="COMMAND", required=True, parser_class=_Parser
     )
     add_serve_verb(verbs)
+    add_resize_verb(verbs)
     add_client_verbs(verbs, _Parser)
     return parser

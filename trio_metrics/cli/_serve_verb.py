@@ -67,11 +67,17 @@ from ..transport import (
 from . import _argument_types as types
 from ._output import PROG, fail, silence_stdout
 
-__all__ = ["SERVE_FLAGS", "add_serve_verb", "config_from_args"]
+__all__ = [
+    "RETENTION_GROUP",
+    "SERVE_FLAGS",
+    "add_serve_verb",
+    "config_from_args",
+    "retention_from_args",
+]
 
 _STORAGE_GROUP = "storage (default: memory only)"
 _HTTP_GROUP = "HTTP limits (with --http-port)"
-_RETENTION_GROUP = "retention (default: every point kept at full precision)"
+RETENTION_GROUP = "retention (default: every point kept at full precision)"
 _SECURITY_GROUP = "security (see docs/security.md)"
 
 logger = logging.getLogger("trio_metrics.server")
@@ -216,7 +222,7 @@ SERVE_FLAGS: tuple[Flag, ...] = (
             "help": "tiers for every key that no --storage-schemas section matches, in carbon's"
             " form: step:span,... finest first, such as 10s:1d,1m:30d,1h:2y",
         },
-        group=_RETENTION_GROUP,
+        group=RETENTION_GROUP,
     ),
     Flag(
         ("--storage-schemas",),
@@ -227,7 +233,7 @@ SERVE_FLAGS: tuple[Flag, ...] = (
             "help": "carbon's storage-schemas.conf: [sections] with pattern = and retentions =,"
             " first match wins",
         },
-        group=_RETENTION_GROUP,
+        group=RETENTION_GROUP,
     ),
     Flag(
         ("--storage-aggregation",),
@@ -238,7 +244,7 @@ SERVE_FLAGS: tuple[Flag, ...] = (
             "help": "carbon's storage-aggregation.conf: pattern =, aggregationMethod = and"
             " xFilesFactor = per [section] (default: average, 0.5)",
         },
-        group=_RETENTION_GROUP,
+        group=RETENTION_GROUP,
     ),
     Flag(
         ("--shutdown-grace",),
@@ -509,7 +515,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             max_points=args.http_max_points,
         ),
         storage=storage,
-        retention=_retention_from_args(args),
+        retention=retention_from_args(args),
         answer_cache_bytes=args.answer_cache_bytes,
         answer_copy_budget_bytes=args.answer_copy_budget_bytes,
         shutdown_grace=args.shutdown_grace,
@@ -564,7 +570,7 @@ def _tls_from_args(args: argparse.Namespace) -> TlsSettings | None:
     )
 
 
-def _retention_from_args(args: argparse.Namespace) -> RetentionRules:
+def retention_from_args(args: argparse.Namespace) -> RetentionRules:
     """The rules of ``--retention`` and carbon's files; raises :exc:`RetentionError`
     (a :exc:`ValueError`) naming the file and line of a mistake."""
     schemas = () if args.storage_schemas is None else load_storage_schemas(args.storage_schemas)

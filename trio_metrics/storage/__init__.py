@@ -64,6 +64,7 @@ from ._log_format import (
     frame,
     scan_records,
 )
+from ._resize import ResizeReport, resize_data_dir
 from ._retention import (
     AGGREGATION_METHODS,
     Aggregation,
@@ -121,6 +122,7 @@ __all__ = [
     "NeedRoom",
     "OpenedStorage",
     "Recovery",
+    "ResizeReport",
     "Retention",
     "RetentionError",
     "RetentionPolicy",
@@ -155,6 +157,7 @@ __all__ = [
     "parse_retention",
     "query_tier",
     "recover",
+    "resize_data_dir",
     "scan_records",
     "snapshot_path",
     "write_snapshot_file",

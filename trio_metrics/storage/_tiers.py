@@ -51,6 +51,7 @@ __all__ = [
     "ROLL_UP_POINTS_PER_STEP",
     "RollUpFigures",
     "TieredStore",
+    "aggregate_method",
     "aggregate_steps",
     "roll_up_forever",
 ]
@@ -87,7 +88,7 @@ def aggregate_steps(
         if current is None or len(known) / slots_per_step < factor or not known:
             return
         out_stamps.append(current)
-        out_values.append(_aggregate(method, list(known.values()), slots_per_step))
+        out_values.append(aggregate_method(method, list(known.values()), slots_per_step))
 
     for stamp, value in zip(stamps, values, strict=True):
         start = stamp - stamp % step
@@ -100,7 +101,8 @@ def aggregate_steps(
     return out_stamps, out_values
 
 
-def _aggregate(method: str, known: list[float], slots: int) -> float:
+def aggregate_method(method: str, known: list[float], slots: int) -> float:
+    """whisper's aggregation of the known values of a step of ``slots`` slots."""
     if method == "average":
         return sum(known) / len(known)
     if method == "sum":
