@@ -12,7 +12,18 @@ import hypothesis.strategies as st
 import trio
 from hypothesis import given, settings
 
-from trio_metrics.storage import RetentionRules, TieredStore, parse_retention
+from trio_metrics.storage import (
+    LOG_MAGIC,
+    RetentionRules,
+    TieredStore,
+    encode_batch,
+    encode_deletion,
+    log_path,
+    parse_retention,
+    recover,
+    snapshot_path,
+    write_snapshot_file,
+)
 from trio_metrics.storage._durable import DurableStore, open_durable_store
 
 RULE = "2s:10s,10s:30s,30s:90s"
@@ -147,3 +158,21 @@ async def _scenario(directory: Path, steps: list[tuple[str, object]]) -> None:
                 alone.put_columns(keys, values, stamps)
                 assert state(memory) == state(alone)
     assert state(memory) == state(alone)
+
+
+def test_replay_skips_what_a_snapshot_copy_holds_deletes_included(tmp_path: Path) -> None:
+    """Segment 2 holds put a, delete a, put a; the snapshot's copy of a was taken
+    after all three. Replaying the delete alone (its puts skipped) would lose a."""
+    clock = Clock(1000)
+    copied = tiered(clock)
+    copied.put_columns(["a", "b"], [1.0, 2.0], [1000, 1000])
+    write_snapshot_file(snapshot_path(tmp_path, 2), copied, {"a": (2, 3), "b": (2, 0)})
+    with open(log_path(tmp_path, 2), "wb") as segment:
+        segment.write(LOG_MAGIC)
+        segment.write(encode_batch(["a"], [1.0], [1000]))
+        segment.write(encode_deletion(["a"]))
+        segment.write(encode_batch(["a"], [1.0], [1000]))
+        segment.write(encode_deletion(["b"]))  # after b's copy: replayed
+    recovered = tiered(clock)
+    recover(tmp_path, store=recovered)
+    assert state(recovered) == {"a": ([1000], [1.0], None)}

@@ -364,8 +364,9 @@ def _replay_records(
         skip = recovery.skip
         if isinstance(record, list):
             # A delete, in its place among the puts: later puts of its keys stay.
-            # Replayed over a copy that holds later puts, those puts follow it again.
-            store.delete_keys(record)
+            # A delete that a key's copy already holds is skipped like its puts:
+            # replayed, it would remove puts that followed it, which are skipped.
+            store.delete_keys([key for key in record if skip.get(key, _NOWHERE) < position])
         elif isinstance(record, RollUpRecord):
             # Floors only move forward: one a snapshot's copy already passed changes nothing.
             if isinstance(store, TieredStore):
