@@ -18,6 +18,7 @@ from trio_metrics.storage import (
     TieredStore,
     encode_batch,
     encode_deletion,
+    encode_roll_up,
     log_path,
     parse_retention,
     recover,
@@ -176,3 +177,20 @@ def test_replay_skips_what_a_snapshot_copy_holds_deletes_included(tmp_path: Path
     recovered = tiered(clock)
     recover(tmp_path, store=recovered)
     assert state(recovered) == {"a": ([1000], [1.0], None)}
+
+
+def test_replay_skips_a_roll_up_that_a_snapshot_copy_holds(tmp_path: Path) -> None:
+    """Segment 2: roll a up, delete a, put an old point of a; a's copy was taken
+    after all three, with no floors. Replaying the roll-up would roll that point."""
+    clock = Clock(1000)
+    copied = tiered(clock)
+    copied.put_columns(["a"], [5.0], [975])  # below the finest floor of 990, not rolled
+    write_snapshot_file(snapshot_path(tmp_path, 2), copied, {"a": (2, 3)})
+    with open(log_path(tmp_path, 2), "wb") as segment:
+        segment.write(LOG_MAGIC)
+        segment.write(encode_roll_up("a", [990, 960, 900]))
+        segment.write(encode_deletion(["a"]))
+        segment.write(encode_batch(["a"], [5.0], [975]))
+    recovered = tiered(clock)
+    recover(tmp_path, store=recovered)
+    assert state(recovered) == {"a": ([975], [5.0], None)}

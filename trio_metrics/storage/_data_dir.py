@@ -368,8 +368,9 @@ def _replay_records(
             # replayed, it would remove puts that followed it, which are skipped.
             store.delete_keys([key for key in record if skip.get(key, _NOWHERE) < position])
         elif isinstance(record, RollUpRecord):
-            # Floors only move forward: one a snapshot's copy already passed changes nothing.
-            if isinstance(store, TieredStore):
+            # Skipped too when the key's copy holds it: after a delete and new puts
+            # the copy has no floors, and the roll-up would roll points it never saw.
+            if isinstance(store, TieredStore) and skip.get(record.key, _NOWHERE) < position:
                 store.roll_key_to(record.key, record.floors)
         else:
             keys, values, stamps = record
