@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from browser import series_pixels
@@ -191,4 +192,87 @@ def test_a_range_past_the_finest_tier_is_charted_from_a_coarser_one(
         browser_page.wait_for_function(
             "!document.querySelector('.chart .last')?.textContent.includes('one per')"
         )
+    assert errors == []
+
+
+# --- Graphite targets ---
+
+# Chromium itself logs each 4xx answer to the console (the page logs nothing):
+# the one line a refused target is allowed to leave.
+REFUSED_IN_CONSOLE = (
+    "console error: Failed to load resource: the server responded with a status of 400 ()"
+)
+
+
+def _put_requests(web: ServerInfo, now: int) -> dict[int, float]:
+    """web.a.requests and web.b.requests every 10 s over the last minute, both
+    missing at now-30 (a gap); the sum at each stored timestamp."""
+    sums: dict[int, float] = {}
+    with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        for offset in (60, 50, 40, 20, 10):
+            a, b = offset / 4, offset * 1.5 + 0.25
+            client.put("web.a.requests", a, now - offset)
+            client.put("web.b.requests", b, now - offset)
+            sums[now - offset] = a + b
+        client.put("db.latency", 3, now - 10)
+    return sums
+
+
+def _target_plots(browser_page: Page) -> list[list[str]]:
+    names: list[list[str]] = browser_page.evaluate(
+        "window.dashboard.targetPlots().map(([target, name]) => [target, name])"
+    )
+    return names
+
+
+def _add_target(browser_page: Page, target: str) -> None:
+    box = browser_page.locator("#target")
+    box.fill(target)
+    box.press("Enter")
+
+
+def test_a_target_charts_the_series_it_returns_and_follows_new_points(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time()) // 10 * 10  # slots of 10 s start at multiples of 10
+    sums = _put_requests(web, now)
+    renders: list[str] = []
+    browser_page.on(
+        "request",
+        lambda request: renders.append(request.url) if "/graphite/render" in request.url else None,
+    )
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#keys=db.latency&range=300")
+    browser_page.locator(".chart .last strong").wait_for()
+    target = "sumSeries(web.*.requests)"
+    _add_target(browser_page, target)
+    chart = browser_page.locator(".chart[data-target]")
+    chart.locator(".last strong").wait_for()
+    assert _target_plots(browser_page) == [[target, target]]
+    assert chart.locator("h2").inner_text() == target
+    expected_last = sums[now - 10]
+    assert chart.locator(".last strong").inner_text() == f"{expected_last:g}"
+    # Every slot: the sum where points were stored, a gap (null) elsewhere.
+    xs, ys = browser_page.evaluate("window.dashboard.targetPlots()[0][2].data.slice(0, 2)")
+    drawn = {x: y for x, y in zip(xs, ys, strict=True) if y is not None}
+    assert drawn == sums
+    assert None in ys[ys.index(sums[now - 40]) : ys.index(sums[now - 20])]
+    assert not browser_page.evaluate("window.dashboard.targetPlots()[0][2].series[1].spanGaps")
+    assert browser_page.locator("#targets li .target-note").inner_text() == "1 series"
+    assert browser_page.locator("#target").input_value() == ""
+    assert "targets=sumSeries%28web.*.requests%29" in browser_page.url
+
+    # Live: a new point of each shows without a reload.
+    with Client("127.0.0.1", web.port, timeout=NETWORK_TIMEOUT) as client:
+        client.put("web.a.requests", 1000, now)
+        client.put("web.b.requests", 0.5, now)
+    browser_page.wait_for_function(
+        "document.querySelector('.chart[data-target] .last strong')?.textContent === '1000.5'",
+        timeout=LIVE_WITHIN_MS,
+    )
+    # About two points per pixel of the widest chart.
+    width = browser_page.evaluate("window.dashboard.targetPlots()[0][2].width")
+    asked = parse_qs(urlsplit(renders[-1]).query)
+    assert asked["maxDataPoints"] == [str(2 * width)]
+    assert asked["target"] == [target]
     assert errors == []
