@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 from browser import series_pixels
@@ -225,6 +225,17 @@ def _target_plots(browser_page: Page) -> list[list[str]]:
     return names
 
 
+def _drawn_points(browser_page: Page) -> list[dict[int, float]]:
+    """Each target chart's points that hold a value, timestamp -> value."""
+    plots: list[list[list[float | None]]] = browser_page.evaluate(
+        "window.dashboard.targetPlots().map(([, , plot]) => plot.data.slice(0, 2))"
+    )
+    return [
+        {int(x): y for x, y in zip(xs, ys, strict=True) if x is not None and y is not None}
+        for xs, ys in plots
+    ]
+
+
 def _add_target(browser_page: Page, target: str) -> None:
     box = browser_page.locator("#target")
     box.fill(target)
@@ -275,4 +286,138 @@ def test_a_target_charts_the_series_it_returns_and_follows_new_points(
     asked = parse_qs(urlsplit(renders[-1]).query)
     assert asked["maxDataPoints"] == [str(2 * width)]
     assert asked["target"] == [target]
+    assert errors == []
+
+
+def test_targets_with_commas_and_quotes_round_trip_through_the_address(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time()) // 10 * 10
+    _put_requests(web, now)
+    # Characters a naive address would split or mangle: , & + # % = quotes, space.
+    odd = 'alias(web.a.requests,"a,b & c+d=e #1 100%")'
+    average = 'movingAverage(web.b.requests,"5min")'
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#keys=db.latency&range=300")
+    browser_page.locator(".chart .last strong").wait_for()
+    _add_target(browser_page, odd)
+    browser_page.wait_for_function("window.dashboard.targetPlots().length === 1")
+    _add_target(browser_page, average)
+    browser_page.wait_for_function("window.dashboard.targetPlots().length === 2")
+    expected = [[odd, "a,b & c+d=e #1 100%"], [average, average]]
+    assert _target_plots(browser_page) == expected
+    before = _drawn_points(browser_page)
+    assert len(before[0]) == 5  # the five points of web.a.requests, renamed
+
+    browser_page.reload()
+    browser_page.wait_for_function("window.dashboard.targetPlots().length === 2")
+    browser_page.wait_for_function(
+        "document.querySelectorAll('.chart[data-target] .last strong').length === 2"
+    )
+    assert _target_plots(browser_page) == expected
+    after = _drawn_points(browser_page)
+    assert after == before
+    listed = browser_page.locator("#targets .target-expression").all_inner_texts()
+    assert listed == [odd, average]
+    # A link written by hand, each targets= URL-encoded, opens the same view.
+    link = "&".join(f"targets={quote(target, safe='')}" for target in (odd, average))
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#range=300&{link}")
+    browser_page.reload()  # a new fragment alone does not reload the page
+    browser_page.wait_for_function("window.dashboard.targetPlots().length === 2")
+    assert _target_plots(browser_page) == expected
+    assert browser_page.evaluate("[...window.dashboard.plots().keys()]") == []
+    assert errors == []
+
+
+def test_a_bad_target_shows_the_servers_message_and_nothing_breaks(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time()) // 10 * 10
+    sums = _put_requests(web, now)
+    renders: list[str] = []
+    browser_page.on(
+        "request",
+        lambda request: renders.append(request.url) if "/graphite/render" in request.url else None,
+    )
+    # A refused target from the address: its message beside it, asked once only.
+    refused = "scale(web.a.requests)"
+    browser_page.goto(
+        f"http://127.0.0.1:{web.http_port}/#range=300&targets={quote(refused, safe='')}"
+    )
+    note = browser_page.locator("#targets li .target-note")
+    browser_page.wait_for_function("document.querySelector('#targets .target-note.error')")
+    assert note.inner_text() == 'Missing required parameter "factor" for function "scale"'
+
+    # One typed in the box: graphite's message under the box, the text kept to fix.
+    typo = "sumSeries(web.*.requests"
+    _add_target(browser_page, typo)
+    message = browser_page.locator("#target-error")
+    message.wait_for()
+    assert message.inner_text() == (
+        "invalid target 'sumSeries(web.*.requests': Expected ')', found end of text (at char 24)"
+    )
+    assert browser_page.locator("#target").input_value() == typo
+    assert browser_page.locator("#targets li").count() == 1
+    assert "sumSeries" not in browser_page.url
+
+    # Fixed, it charts; the message goes.
+    browser_page.locator("#target").press("End")
+    browser_page.keyboard.type(")")
+    browser_page.keyboard.press("Enter")
+    browser_page.locator(".chart[data-target] .last strong").wait_for()
+    assert message.is_hidden()
+    strong = browser_page.locator(".chart[data-target] .last strong")
+    assert strong.inner_text() == f"{sums[now - 10]:g}"
+
+    # A target matching nothing says so, and charts nothing.
+    _add_target(browser_page, "nothing.*.here")
+    no_match = browser_page.locator("#targets li", has_text="nothing.*.here")
+    no_match.locator(".target-note", has_text="No series match this target.").wait_for()
+    assert len(_target_plots(browser_page)) == 1
+
+    # Past another poll, the refused target was still asked only once.
+    polls = len([url for url in renders if "nothing" in url])
+    browser_page.wait_for_function(
+        f"performance.getEntriesByType('resource').filter(e => e.name.includes('nothing')).length"
+        f" > {polls}",
+        timeout=LIVE_WITHIN_MS,
+    )
+    assert len([url for url in renders if "scale" in url]) == 1
+    assert browser_page.locator("#status").inner_text().startswith("Live · 1 chart")
+    assert errors == [REFUSED_IN_CONSOLE, REFUSED_IN_CONSOLE]
+
+
+def test_removing_a_target_removes_its_charts_from_the_keyboard(
+    page: tuple[Page, list[str]], web: ServerInfo
+) -> None:
+    browser_page, errors = page
+    now = int(time.time()) // 10 * 10
+    _put_requests(web, now)
+    by_node = "aliasByNode(web.*.requests,1)"
+    total = "sumSeries(web.*.requests)"
+    link = "&".join(f"targets={quote(target, safe='')}" for target in (by_node, total))
+    browser_page.goto(f"http://127.0.0.1:{web.http_port}/#range=300&{link}")
+    browser_page.wait_for_function("window.dashboard.targetPlots().length === 3")
+    assert _target_plots(browser_page) == [[by_node, "a"], [by_node, "b"], [total, total]]
+    assert browser_page.locator(".chart h2").all_inner_texts() == ["a", "b", total]
+
+    remove = browser_page.get_by_role("button", name=f"Remove target {by_node}")
+    remove.focus()
+    browser_page.keyboard.press("Enter")
+    assert _target_plots(browser_page) == [[total, total]]
+    assert browser_page.locator(".chart").count() == 1
+    assert browser_page.locator("#targets .target-expression").all_inner_texts() == [total]
+    assert "aliasByNode" not in browser_page.url
+    assert "sumSeries" in browser_page.url
+    # Focus moves on to the next target's button, then back to the box.
+    focused = "document.activeElement.getAttribute('aria-label')"
+    assert browser_page.evaluate(focused) == f"Remove target {total}"
+    browser_page.keyboard.press("Enter")
+    assert browser_page.evaluate("document.activeElement.id") == "target"
+    assert browser_page.locator(".chart").count() == 0
+    assert browser_page.locator("#empty").is_visible()
+    # A poll after the removal brings nothing back.
+    browser_page.wait_for_timeout(2500)
+    assert browser_page.locator(".chart").count() == 0
     assert errors == []
