@@ -396,21 +396,33 @@ def test_removing_a_target_removes_its_charts_from_the_keyboard(
     _put_requests(web, now)
     by_node = "aliasByNode(web.*.requests,1)"
     total = "sumSeries(web.*.requests)"
-    link = "&".join(f"targets={quote(target, safe='')}" for target in (by_node, total))
+    twice = "group(db.latency,db.latency)"  # two series of the same name: two charts
+    link = "&".join(f"targets={quote(target, safe='')}" for target in (by_node, total, twice))
     browser_page.goto(f"http://127.0.0.1:{web.http_port}/#range=300&{link}")
-    browser_page.wait_for_function("window.dashboard.targetPlots().length === 3")
-    assert _target_plots(browser_page) == [[by_node, "a"], [by_node, "b"], [total, total]]
-    assert browser_page.locator(".chart h2").all_inner_texts() == ["a", "b", total]
+    browser_page.wait_for_function("window.dashboard.targetPlots().length === 5")
+    assert _target_plots(browser_page) == [
+        [by_node, "a"],
+        [by_node, "b"],
+        [total, total],
+        [twice, "db.latency"],
+        [twice, "db.latency"],
+    ]
+    titles = ["a", "b", total, "db.latency", "db.latency"]
+    assert browser_page.locator(".chart h2").all_inner_texts() == titles
 
     remove = browser_page.get_by_role("button", name=f"Remove target {by_node}")
     remove.focus()
     browser_page.keyboard.press("Enter")
-    assert _target_plots(browser_page) == [[total, total]]
-    assert browser_page.locator(".chart").count() == 1
-    assert browser_page.locator("#targets .target-expression").all_inner_texts() == [total]
+    remaining = [[total, total], [twice, "db.latency"], [twice, "db.latency"]]
+    assert _target_plots(browser_page) == remaining
+    assert browser_page.locator(".chart").count() == 3
+    assert browser_page.locator("#targets .target-expression").all_inner_texts() == [total, twice]
     assert "aliasByNode" not in browser_page.url
     assert "sumSeries" in browser_page.url
-    # Focus moves on to the next target's button, then back to the box.
+    twice_button = browser_page.get_by_role("button", name=f"Remove target {twice}")
+    twice_button.click()
+    assert _target_plots(browser_page) == [[total, total]]
+    # Focus moves to a remaining target's button, and with none left, back to the box.
     focused = "document.activeElement.getAttribute('aria-label')"
     assert browser_page.evaluate(focused) == f"Remove target {total}"
     browser_page.keyboard.press("Enter")

@@ -405,7 +405,7 @@
     remove.textContent = "Remove";
     remove.setAttribute("aria-label", "Remove target " + target);
     remove.addEventListener("click", () => removeTarget(target));
-    item.append(expression, remove, note);
+    item.append(expression, note, remove);
     $("targets").append(item);
     return { item, note, charts: new Map(), failed: false };
   }
@@ -417,28 +417,41 @@
     view.note.classList.toggle("error", view.failed);
     const found = view.failed ? [] : answer.series;
     const shown = found.slice(0, MAX_TARGET_CHARTS);
-    const names = new Set(shown.map((s) => s.target));
-    for (const [name, chart] of view.charts) {
-      if (!names.has(name)) {
-        state.colors.delete(seriesId(target, name));
+    // Series may share a name (group(a.b, a.b)): each still gets its own chart.
+    const seen = new Map();
+    const ids = shown.map((series) => {
+      const count = (seen.get(series.target) || 0) + 1;
+      seen.set(series.target, count);
+      return count === 1 ? series.target : series.target + "\u0000" + count;
+    });
+    for (const [id, chart] of view.charts) {
+      if (!ids.includes(id)) {
+        state.colors.delete(seriesId(target, id));
         dropChart(chart);
-        view.charts.delete(name);
+        view.charts.delete(id);
       }
     }
     let added = false;
-    for (const series of shown) {
-      let chart = view.charts.get(series.target);
+    shown.forEach((series, i) => {
+      let chart = view.charts.get(ids[i]);
       if (!chart) {
-        chart = makeChart(series.target, colorOf(seriesId(target, series.target)));
+        chart = makeChart(series.target, colorOf(seriesId(target, ids[i])));
         chart.panel.dataset.target = target;
-        view.charts.set(series.target, chart);
+        if (series.target !== target) {
+          chart.panel.setAttribute("aria-label", `Chart of ${series.target}, from the target ${target}`);
+        }
+        view.charts.set(ids[i], chart);
         added = true;
       }
       const points = series.datapoints.map(([value, ts]) => [ts, value]);
       const total = points.filter((p) => p[1] !== null).length;
       show(chart, points, total, 0);
+    });
+    if (added) {
+      // New series take their place in the server's order.
+      view.charts = new Map(ids.map((id) => [id, view.charts.get(id)]));
+      arrangeCharts();
     }
-    if (added) arrangeCharts();
     view.note.textContent = view.failed ? answer.error
       : found.length === 0 ? "No series match this target."
       : found.length > shown.length ? `${found.length} series; the first ${shown.length} are charted.`
@@ -549,7 +562,8 @@
   window.dashboard = {
     plots: () => new Map([...state.charts].map(([k, c]) => [k, c.plot])),
     targetPlots: () => state.targets.flatMap((target) =>
-      [...(state.targetViews.get(target)?.charts || [])].map(([name, c]) => [target, name, c.plot])),
+      [...(state.targetViews.get(target)?.charts.values() || [])]
+        .map((c) => [target, c.plot.series[1].label, c.plot])),
   };
   poll();
 })();
