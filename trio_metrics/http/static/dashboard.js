@@ -504,6 +504,7 @@
       return;
     }
     setTargetError("");
+    if (state.targets.includes(target)) return;   // added meanwhile (Enter pressed twice)
     state.targets.push(target);
     syncTargets();
     applyRender(target, answer);
