@@ -66,19 +66,18 @@ async def _matching(store: Store, expressions: list[str]) -> list[str]:
         raise GraphiteInputError(str(error)) from None
 
 
-async def _tag_counts(store: Store) -> dict[str, Counter[str]]:
-    """Every tag of the tagged keys, with how many keys hold each of its values."""
+async def _tag_values(store: Store, tag: str) -> Counter[str] | None:
+    """How many tagged keys hold each value of ``tag``; None if none has it."""
     await load_query_package()
     from ..query import TagScanLimitError, tagged_keys
 
-    counts: dict[str, Counter[str]] = {}
+    counts: Counter[str] = Counter()
     try:
-        async for _key, tags in tagged_keys(store):
-            for tag, value in tags.items():
-                counts.setdefault(tag, Counter())[value] += 1
+        async for _key, tags in tagged_keys(store, having=tag):
+            counts[tags[tag]] += 1
     except TagScanLimitError as error:
         raise GraphiteInputError(str(error)) from None
-    return counts
+    return counts or None
 
 
 async def _tag_names(store: Store) -> list[str]:
@@ -113,7 +112,7 @@ async def tag_list(store: Store, params: GraphiteParams) -> Response:
 async def tag_details(store: Store, tag: str, params: GraphiteParams) -> Response:
     """``/tags/<tag>``: the tag's values and how many series hold each, or ``null``."""
     pattern = _filter(params.get("filter"))
-    counts = (await _tag_counts(store)).get(tag)
+    counts = await _tag_values(store, tag)
     if counts is None:
         return Response.json(200, None)
     values = [value for value in sorted(counts) if pattern is None or pattern.search(value)]
@@ -166,7 +165,7 @@ async def autocomplete_values(store: Store, params: GraphiteParams) -> Response:
     prefix = params.get("valuePrefix") or ""
     limit = params.whole("limit", AUTOCOMPLETE_LIMIT)
     if not expressions:
-        counts = (await _tag_counts(store)).get(tag, Counter())
+        counts = await _tag_values(store, tag) or Counter()
         values = sorted(value for value in counts if value.startswith(prefix))
         return Response.json(200, values[:limit])
     matches = await _matching(store, [*expressions, tag + "!="])

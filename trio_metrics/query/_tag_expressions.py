@@ -35,7 +35,6 @@ __all__ = [
 
 #: The function whose call text the store reads as a tag query.
 TAG_QUERY_CALL: Final = "seriesByTag"
-_PROHIBITED_IN_TAG: Final = frozenset(";!^=")
 # graphite-web reads no tags from a name that looks like a function call.
 _CALL_NAME: Final = re.compile(r"^[a-z]+[(].+[)]$", re.IGNORECASE)
 _EXPRESSION: Final = re.compile(r"^([^;!=]+)(!?=~?)([^;]*)$")
@@ -60,7 +59,8 @@ def key_tags(key: str) -> dict[str, str] | None:
         tag, equals, value = segment.partition("=")
         if not equals or not tag or not value:
             return None
-        if any(char in _PROHIBITED_IN_TAG for char in tag) or value.startswith("~"):
+        # ";" and "=" cannot be in a tag once split; graphite also refuses "!" and "^".
+        if "!" in tag or "^" in tag or value[0] == "~":
             return None
         tags[tag] = value
     name = metric.lstrip("~")
@@ -128,6 +128,17 @@ class TagQuery:
     """Expressions that must all match; built by :meth:`parse`."""
 
     expressions: tuple[TagExpression, ...]
+    # Text every matching key holds (";job=node" for job=node): most keys that do
+    # not match are passed over without being parsed.
+    _needles: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        needles = tuple(
+            f";{expression.tag}={expression.spec}"
+            for expression in self.expressions
+            if expression.operator == "=" and expression.spec and expression.tag != "name"
+        )
+        object.__setattr__(self, "_needles", needles)
 
     @classmethod
     def parse(cls, texts: Sequence[str]) -> TagQuery:
@@ -144,6 +155,9 @@ class TagQuery:
 
     def matches_key(self, key: str) -> bool:
         """Whether the stored key ``key`` is a tagged series the query matches."""
+        for needle in self._needles:
+            if needle not in key:
+                return False
         tags = key_tags(key)
         return tags is not None and self.matches(tags)
 

@@ -82,11 +82,18 @@ async def find_tagged(
 
 
 async def tagged_keys(
-    store: Store, *, max_keys: int = DEFAULT_MAX_TAG_SCAN
+    store: Store, *, having: str | None = None, max_keys: int = DEFAULT_MAX_TAG_SCAN
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
-    """Every stored tagged key with its tags, sorted by key (reads every key)."""
+    """Every stored tagged key with its tags, sorted by key (reads every key); with
+    ``having``, only the keys that have that tag."""
     reader = _Reader(store, max_keys)
+    # A key with the tag holds ";tag=": the others are passed over without being parsed.
+    needle = f";{having}=" if having is not None and having != "name" else ";"
     async for key in reader.keys(""):
+        if needle not in key:
+            continue
         tags = key_tags(key)
+        if having is not None and tags is not None and having not in tags:
+            continue
         if tags is not None:
             yield key, tags
