@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import partial
 from typing import Final
 
 from ..storage import Store
-from ._graphite_params import GraphiteInputError, GraphiteParams, load_query_package
+from ._graphite_params import GraphiteInputError, GraphiteParams, load_query_package, off_the_loop
 from ._messages import Response
 
 __all__ = [
@@ -133,7 +134,9 @@ async def find_series(store: Store, params: GraphiteParams) -> Response:
     expressions = _expressions(params)
     if not expressions:
         raise GraphiteInputError("no tag expressions specified")
-    return Response.json(200, await _matching(store, expressions))
+    keys = await _matching(store, expressions)
+    # Up to a million keys: the JSON of a long list is written in a worker thread.
+    return await off_the_loop(len(keys), partial(Response.json, 200, keys))
 
 
 async def autocomplete_tags(store: Store, params: GraphiteParams) -> Response:
