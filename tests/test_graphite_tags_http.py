@@ -197,3 +197,18 @@ async def test_a_long_scan_lets_the_main_port_answer(nursery: trio.Nursery) -> N
     assert sum(v["count"] for v in answer["values"]) == count
     assert pinger.count > 5
     assert pinger.longest < 0.5, pinger.longest
+
+
+async def test_a_tag_scan_past_its_bound_is_a_400(
+    web: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bound is 1,000,000 keys; lowered here below the fixture's 6 keys.
+    monkeypatch.setattr("trio_metrics.query._tagged.DEFAULT_MAX_TAG_SCAN", 3)
+    message = "the tag query reads over 3 keys, the limit per request: add a name= expression"
+    assert await get(web, "/render", render("seriesByTag('job=node')")) == (400, message)
+    assert await get(web, "/tags/findSeries", [("expr", "job=node")]) == (400, message)
+    assert await get(web, "/tags", []) == (400, message)
+    assert await get(web, "/tags/autoComplete/values", [("tag", "job")]) == (400, message)
+    # A name= query reads only that metric's keys: within the bound.
+    code, answer = await get(web, "/tags/findSeries", [("expr", "name=disk.used")])
+    assert (code, answer) == (200, ["disk.used;host=a"])

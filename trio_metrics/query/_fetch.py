@@ -41,7 +41,7 @@ from ._find import DEFAULT_MAX_FIND_NODES, find_nodes
 from ._grammar import Call, String, TargetError, parse_target
 from ._series import TimeSeries, Values
 from ._tag_expressions import TAG_QUERY_CALL, TagExpressionError, TagQuery, series_tags
-from ._tagged import DEFAULT_MAX_TAG_SCAN, find_tagged
+from ._tagged import find_tagged
 
 #: Stored timestamps, ascending.
 Stamps = npt.NDArray[np.int64]
@@ -76,7 +76,8 @@ class FetchBudget:
     max_series: int = DEFAULT_MAX_FETCH_SERIES
     max_points: int = DEFAULT_MAX_FETCH_POINTS
     max_find_nodes: int = DEFAULT_MAX_FIND_NODES
-    max_tag_scan: int = DEFAULT_MAX_TAG_SCAN
+    #: None: :data:`~._tagged.DEFAULT_MAX_TAG_SCAN`.
+    max_tag_scan: int | None = None
     series: int = 0
     points: int = 0
 

@@ -43,9 +43,10 @@ class TagScanLimitError(ValueError):
 
 
 class _Reader:
-    def __init__(self, store: Store, max_keys: int) -> None:
+    def __init__(self, store: Store, max_keys: int | None) -> None:
         self._store = store
-        self._max_keys = max_keys
+        # Read when the request starts (not when this module is imported): a test may lower it.
+        self._max_keys = DEFAULT_MAX_TAG_SCAN if max_keys is None else max_keys
         self._read = 0
 
     async def keys(self, prefix: str) -> AsyncIterator[str]:
@@ -66,10 +67,9 @@ class _Reader:
             await trio.lowlevel.checkpoint()
 
 
-async def find_tagged(
-    store: Store, query: TagQuery, *, max_keys: int = DEFAULT_MAX_TAG_SCAN
-) -> list[str]:
-    """The stored tagged keys ``query`` matches, sorted (see the module for the cost)."""
+async def find_tagged(store: Store, query: TagQuery, *, max_keys: int | None = None) -> list[str]:
+    """The stored tagged keys ``query`` matches, sorted (see the module for the cost);
+    ``max_keys`` defaults to :data:`DEFAULT_MAX_TAG_SCAN`."""
     reader = _Reader(store, max_keys)
     name = query.metric_name()
     prefixes = [""] if name is None else [name + ";", "~"]
@@ -82,7 +82,7 @@ async def find_tagged(
 
 
 async def tagged_keys(
-    store: Store, *, having: str | None = None, max_keys: int = DEFAULT_MAX_TAG_SCAN
+    store: Store, *, having: str | None = None, max_keys: int | None = None
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
     """Every stored tagged key with its tags, sorted by key (reads every key); with
     ``having``, only the keys that have that tag."""
