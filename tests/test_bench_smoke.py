@@ -455,3 +455,19 @@ def test_tls_bench_reports_both_scenarios_for_both_modes(tmp_path: Path) -> None
         )
     runs = json.loads(figures.read_text())
     assert runs["handshakes"]["tls"][0]["new_connections_per_s"] > 0
+
+
+def test_graphite_tags_bench_reports_each_query_with_what_it_found() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "graphite_tags.py"), "--requests", "2", "--metrics", "5"],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 6,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "5000 keys; 2 requests per query" in completed.stdout
+    # m042 is not among 5 metrics; job=j3 is one series in 7 of each metric's 1,000.
+    assert re.search(r"findSeries name=,job= +0 found", completed.stdout)
+    assert re.search(r"findSeries job= \(scan\) +715 found  median +[\d.]+ ms", completed.stdout)
+    assert re.search(r"tag values job \(scan\) +7 found", completed.stdout)

@@ -91,9 +91,15 @@ async def test_version_is_graphite_webs_in_plain_text(web: ServerInfo, path: str
     assert await get(web, path, []) == (200, "text/plain; charset=utf-8", b"1.1.8")
 
 
-@pytest.mark.parametrize("what", ["tags", "values"])
-async def test_tag_completion_is_an_empty_list(web: ServerInfo, what: str) -> None:
-    assert await get_json(web, f"/graphite/tags/autoComplete/{what}", [("tagPrefix", "")]) == []
+@pytest.mark.parametrize(
+    ("what", "params"), [("tags", [("tagPrefix", "")]), ("values", [("tag", "name")])]
+)
+async def test_tag_completion_without_tagged_keys_is_an_empty_list(
+    web: ServerInfo, what: str, params: list[tuple[str, str]]
+) -> None:
+    # The fixture's keys are plain paths: they have no tags (tests/test_graphite_tags_http.py
+    # has tagged ones).
+    assert await get_json(web, f"/graphite/tags/autoComplete/{what}", params) == []
 
 
 # --- find -------------------------------------------------------------------------

@@ -592,6 +592,8 @@ _EXAMPLE_QUERIES = {
     "/graphite/render": "?target=a&format=json",
     "/graphite/metrics/find": "?query=a",
     "/graphite/metrics/expand": "?query=a",
+    "/graphite/tags/findSeries": "?expr=name%3Da",
+    "/graphite/tags/autoComplete/values": "?tag=job",
 }
 
 

@@ -6,7 +6,9 @@ graphite-web's cluster protocol ask of a graphite-web.
   (graphite-web's remote finder: a list of ``{'path', 'is_leaf', 'intervals'}``);
 - ``/graphite/metrics/expand``: the paths of one or more globs;
 - ``/graphite/render``: the series of targets (:mod:`._graphite_render`);
-- ``/graphite/version`` and the tag completions (no keys carry tags: ``[]``).
+- ``/graphite/version``;
+- ``/graphite/tags`` and below: the tags of keys in Graphite's tag syntax
+  (:mod:`._graphite_tags`).
 
 Each path is served with and without a trailing slash (graphite-web's
 clients ask for ``/render/`` and ``/metrics/find/``), by GET, and by POST
@@ -34,6 +36,13 @@ from ._graphite_params import (
     text_error,
 )
 from ._graphite_render import render_response
+from ._graphite_tags import (
+    autocomplete_tags,
+    autocomplete_values,
+    find_series,
+    tag_details,
+    tag_list,
+)
 from ._limits import HttpLimits
 from ._messages import Request, Response
 
@@ -66,8 +75,9 @@ class GraphiteApi:
             "/metrics/expand": self._expand,
             "/version": self._version,
             "/functions": self._functions,
-            "/tags/autoComplete/tags": self._no_tags,
-            "/tags/autoComplete/values": self._no_tags,
+            "/tags/findSeries": self._find_series,
+            "/tags/autoComplete/tags": self._autocomplete_tags,
+            "/tags/autoComplete/values": self._autocomplete_values,
         }
         routes: dict[str, dict[str, Handler]] = {}
         for path, handler in handlers.items():
@@ -75,6 +85,11 @@ class GraphiteApi:
             methods = {"GET": guarded, "POST": guarded}
             routes[GRAPHITE_PREFIX + path] = methods
             routes[GRAPHITE_PREFIX + path + "/"] = methods
+        # graphite-web answers these two to GET only.
+        tag_list = {"GET": _answering_bad_input(self._tag_list)}
+        routes[GRAPHITE_PREFIX + "/tags"] = tag_list
+        routes[GRAPHITE_PREFIX + "/tags/"] = tag_list
+        routes[GRAPHITE_PREFIX + "/tags/{name}"] = {"GET": _answering_bad_input(self._tag)}
         return routes
 
     async def _version(self, request: Request) -> Response:
@@ -90,8 +105,21 @@ class GraphiteApi:
         text = text.replace(f'"-{_INFINITY}"', "-1e9999").replace(f'"{_INFINITY}"', "1e9999")
         return Response(200, text.encode(), "application/json")
 
-    async def _no_tags(self, request: Request) -> Response:
-        return Response.json(200, [])
+    async def _tag_list(self, request: Request) -> Response:
+        return await tag_list(self.store, graphite_params(request))
+
+    async def _tag(self, request: Request) -> Response:
+        tag = request.path.rpartition("/")[2]
+        return await tag_details(self.store, tag, graphite_params(request))
+
+    async def _find_series(self, request: Request) -> Response:
+        return await find_series(self.store, graphite_params(request))
+
+    async def _autocomplete_tags(self, request: Request) -> Response:
+        return await autocomplete_tags(self.store, graphite_params(request))
+
+    async def _autocomplete_values(self, request: Request) -> Response:
+        return await autocomplete_values(self.store, graphite_params(request))
 
     async def _render(self, request: Request) -> Response:
         return await render_response(

@@ -55,7 +55,13 @@ async def render_response(
     """The answer to a render; raises :exc:`GraphiteInputError` for bad input or a
     request over the limits (``limits.max_points`` slots in all)."""
     await load_query_package()
-    from ..query import FetchBudget, FetchLimitError, FindLimitError, fetch_series
+    from ..query import (
+        FetchBudget,
+        FetchLimitError,
+        FindLimitError,
+        TagScanLimitError,
+        fetch_series,
+    )
 
     answer_format = "pickle" if params.has("pickle") else params.get("format")
     if answer_format not in _FORMATS:
@@ -90,7 +96,7 @@ async def render_response(
         raise GraphiteInputError(str(exc)) from None
     except GlobError as exc:
         raise GraphiteInputError(f"Invalid target: {exc}") from None
-    except (FetchLimitError, FindLimitError) as exc:
+    except (FetchLimitError, FindLimitError, TagScanLimitError) as exc:
         raise GraphiteInputError(str(exc)) from None
     if answer_format == "pickle":
         slots = sum(len(each.values) for each in series)

@@ -333,18 +333,57 @@ _GRAPHITE_PARAMETERS: Final = {
     ],
     "/graphite/version": [],
     "/graphite/functions": [],
-    "/graphite/tags/autoComplete/tags": [],
-    "/graphite/tags/autoComplete/values": [],
+    "/graphite/tags": [
+        ("filter", False, "A regular expression the tag names start with."),
+        ("limit", False, "The most tags to list."),
+    ],
+    "/graphite/tags/{name}": [
+        ("filter", False, "A regular expression the values start with."),
+        ("limit", False, "The most values to list."),
+    ],
+    "/graphite/tags/findSeries": [
+        ("expr", True, "A tag expression (`tag=value`, `!=`, `=~`, `!=~`). Repeat for more."),
+    ],
+    "/graphite/tags/autoComplete/tags": [
+        ("tagPrefix", False, "The start of the tag names."),
+        ("expr", False, "Only tags of the series these tag expressions match. Repeatable."),
+        ("limit", False, "The most names (100 by default)."),
+    ],
+    "/graphite/tags/autoComplete/values": [
+        ("tag", True, "The tag whose values to list."),
+        ("valuePrefix", False, "The start of the values."),
+        ("expr", False, "Only values of the series these tag expressions match. Repeatable."),
+        ("limit", False, "The most values (100 by default)."),
+    ],
 }
+# graphite-web answers these to GET only, and without a trailing-slash variant of a tag.
+_GRAPHITE_GET_ONLY: Final = frozenset({"/graphite/tags", "/graphite/tags/{name}"})
 _GRAPHITE_SUMMARIES: Final = {
     "/graphite/render": "The series of Graphite targets over a time range (JSON or pickle).",
     "/graphite/metrics/find": "The nodes a glob matches, as graphite-web's tree JSON or pickle.",
     "/graphite/metrics/expand": "The paths that globs match.",
     "/graphite/version": "The graphite-web version whose API is served (plain text).",
     "/graphite/functions": "The target functions served, in graphite-web's shape.",
-    "/graphite/tags/autoComplete/tags": "Tag names for completion: none, keys carry no tags.",
-    "/graphite/tags/autoComplete/values": "Tag values for completion: none, keys carry no tags.",
+    "/graphite/tags": "The tag names of the keys in Graphite's tag syntax.",
+    "/graphite/tags/{name}": "A tag's values and how many series hold each (null: no such tag).",
+    "/graphite/tags/findSeries": "The tagged keys that all the tag expressions match.",
+    "/graphite/tags/autoComplete/tags": "Tag names for completion (Grafana's tag editor).",
+    "/graphite/tags/autoComplete/values": "A tag's values for completion (Grafana's tag editor).",
 }
+
+
+def _graphite_path_parameters(path: str) -> list[dict[str, Any]]:
+    if not path.endswith("{name}"):
+        return []
+    return [
+        {
+            "name": "name",
+            "in": "path",
+            "required": True,
+            "description": "The tag.",
+            "schema": {"type": "string"},
+        }
+    ]
 
 
 def _graphite_operation(path: str) -> dict[str, Any]:
@@ -352,7 +391,8 @@ def _graphite_operation(path: str) -> dict[str, Any]:
         "summary": _GRAPHITE_SUMMARIES[path],
         "description": "graphite-web's API: parameters in the query string or a form-encoded"
         " POST body. Bad input is a 400 with a plain-text message.",
-        "parameters": [
+        "parameters": _graphite_path_parameters(path)
+        + [
             {
                 "name": name,
                 "in": "query",
@@ -372,8 +412,10 @@ def _graphite_operation(path: str) -> dict[str, Any]:
 
 # Graphite's clients ask with and without a trailing slash; both are served.
 for _graphite_path in _GRAPHITE_PARAMETERS:
-    for _variant in (_graphite_path, _graphite_path + "/"):
-        OPENAPI["paths"][_variant] = {
-            "get": _graphite_operation(_graphite_path),
-            "post": _graphite_operation(_graphite_path),
-        }
+    _variants = [_graphite_path]
+    if not _graphite_path.endswith("}"):
+        _variants.append(_graphite_path + "/")
+    for _variant in _variants:
+        OPENAPI["paths"][_variant] = {"get": _graphite_operation(_graphite_path)}
+        if _graphite_path not in _GRAPHITE_GET_ONLY:
+            OPENAPI["paths"][_variant]["post"] = _graphite_operation(_graphite_path)

@@ -20,7 +20,7 @@ from ._consolidate import (
 )
 from ._context import RenderContext
 from ._evaluate import MAX_CALLS, Fetch, evaluate_targets
-from ._fetch import FetchBudget, FetchLimitError, fetch_series
+from ._fetch import FetchBudget, FetchLimitError, fetch_series, tag_query_of
 from ._find import FindLimitError, Node, find_nodes
 from ._grammar import (
     MAX_ARGUMENTS,
@@ -38,6 +38,8 @@ from ._grammar import (
     parse_target,
 )
 from ._series import CONSOLIDATIONS, TimeSeries, Values, graphite_end
+from ._tag_expressions import TagExpression, TagExpressionError, TagQuery, key_tags, series_tags
+from ._tagged import TagScanLimitError, find_tagged, tagged_keys
 from ._times import TimeFormatError, parse_interval, parse_time, time_range
 
 __all__ = [
@@ -60,6 +62,10 @@ __all__ = [
     "RenderContext",
     "RenderedSeries",
     "String",
+    "TagExpression",
+    "TagExpressionError",
+    "TagQuery",
+    "TagScanLimitError",
     "TargetError",
     "TimeFormatError",
     "TimeSeries",
@@ -69,13 +75,18 @@ __all__ = [
     "evaluate_targets",
     "fetch_series",
     "find_nodes",
+    "find_tagged",
     "format_expression",
     "function_index",
     "graphite_end",
+    "key_tags",
     "parse_interval",
     "parse_target",
     "parse_time",
     "render_datapoints",
     "render_series",
+    "series_tags",
+    "tag_query_of",
+    "tagged_keys",
     "time_range",
 ]

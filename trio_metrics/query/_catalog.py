@@ -234,6 +234,7 @@ _VALIDATORS: Final = {
     "nodeOrTag": _node_or_tag,
     "seriesList": _series_list,
     "string": _string,
+    "tag": _string,
     "aggFunc": _string,
     "aggOrSeriesFunc": _string,
     "any": _any,

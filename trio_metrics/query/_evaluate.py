@@ -2,7 +2,8 @@
 
 Pure apart from awaiting ``fetch``, the caller's way to read series:
 ``fetch(path_expression, start, end)`` answers the matching series on a fixed
-step (graphite's ``end`` convention, NaN for gaps). Everything wrong with a
+step (graphite's ``end`` convention, NaN for gaps). A ``seriesByTag(...)``
+call is fetched as graphite-web fetches it: its text is the pattern. Everything wrong with a
 target (syntax, an unknown function, wrong arguments) is a
 :class:`TargetError`, never another exception.
 """
@@ -27,10 +28,12 @@ from ._grammar import (
     PathExpression,
     String,
     TargetError,
+    format_expression,
     parse_target,
 )
 from ._normalize import EmptyResult
 from ._series import TimeSeries
+from ._tag_expressions import TAG_QUERY_CALL
 
 __all__ = ["MAX_CALLS", "Fetch", "evaluate_targets"]
 
@@ -87,6 +90,9 @@ class _Evaluation:
         args = [await self.value(arg, context) for arg in expression.args]
         kwargs = {key: await self.value(arg, context) for key, arg in expression.kwargs}
         bound = bind_arguments(expression.name, implementation.info.params, args, kwargs)
+        if expression.name == TAG_QUERY_CALL:
+            # As graphite-web: the call's own text is the pattern its store fetches.
+            return await self.series(expression.raw or format_expression(expression), context)
         call = CallContext(context, stacks=self.stacks)
         if implementation.window is not None:
             window = implementation.window(call, bound)

@@ -18,6 +18,11 @@ the same series:
 - the first slot is the one holding ``start``, the last the one holding
   ``end``, so ``series.end`` (``start + len(values) * step``) is past ``end``.
 
+A ``seriesByTag(...)`` call's text stands for the tagged keys its
+expressions match (:func:`~._tagged.find_tagged`), as graphite-web's store
+reads it; every series carries graphite-web's tags of its name
+(:func:`~._tag_expressions.series_tags`).
+
 The median, not the smallest gap: one late point would otherwise shrink
 the step of a whole series and multiply its slots, mostly empty.
 """
@@ -33,7 +38,10 @@ import trio
 
 from ..storage import Store, query_tier
 from ._find import DEFAULT_MAX_FIND_NODES, find_nodes
+from ._grammar import Call, String, TargetError, parse_target
 from ._series import TimeSeries, Values
+from ._tag_expressions import TAG_QUERY_CALL, TagExpressionError, TagQuery, series_tags
+from ._tagged import find_tagged
 
 #: Stored timestamps, ascending.
 Stamps = npt.NDArray[np.int64]
@@ -46,6 +54,7 @@ __all__ = [
     "FetchLimitError",
     "fetch_series",
     "step_of",
+    "tag_query_of",
 ]
 
 #: The step of a series with fewer than two points in the range, in seconds.
@@ -67,6 +76,8 @@ class FetchBudget:
     max_series: int = DEFAULT_MAX_FETCH_SERIES
     max_points: int = DEFAULT_MAX_FETCH_POINTS
     max_find_nodes: int = DEFAULT_MAX_FIND_NODES
+    #: None: :data:`~._tagged.DEFAULT_MAX_TAG_SCAN`.
+    max_tag_scan: int | None = None
     series: int = 0
     points: int = 0
 
@@ -124,13 +135,18 @@ async def fetch_series(
         budget = FetchBudget()
     if end < start:
         raise ValueError(f"the range ends ({end}) before it starts ({start})")
-    leaves = await find_nodes(
-        store, path_expression, leaves_only=True, max_nodes=budget.max_find_nodes
-    )
-    budget.charge(len(leaves), 0)
+    if path_expression.startswith(TAG_QUERY_CALL + "("):
+        query = tag_query_of(path_expression)
+        keys = await find_tagged(store, query, max_keys=budget.max_tag_scan)
+    else:
+        leaves = await find_nodes(
+            store, path_expression, leaves_only=True, max_nodes=budget.max_find_nodes
+        )
+        keys = [leaf.path for leaf in leaves]
+    budget.charge(len(keys), 0)
     found: list[TimeSeries] = []
-    for leaf in leaves:
-        tier_step, stored = await query_tier(store, leaf.path, start, end)
+    for key in keys:
+        tier_step, stored = await query_tier(store, key, start, end)
         if stored is None:
             timestamps = np.empty(0, dtype=np.int64)
             values = np.empty(0, dtype=np.float64)
@@ -152,15 +168,29 @@ async def fetch_series(
             aligned = _aligned(timestamps, values, first, step, slots)
         found.append(
             TimeSeries(
-                name=leaf.path,
+                name=key,
                 start=first,
                 step=step,
                 values=aligned,
                 path_expression=path_expression,
+                tags=series_tags(key),
             )
         )
         await trio.lowlevel.checkpoint()
     return found
+
+
+def tag_query_of(call_text: str) -> TagQuery:
+    """The tag query of a ``seriesByTag('tag=value', ...)`` call's text (its string
+    arguments, as graphite-web's store reads them); :exc:`TargetError` if it is not one."""
+    expression = parse_target(call_text)
+    if not isinstance(expression, Call) or expression.name != TAG_QUERY_CALL:
+        raise TargetError(f"not a {TAG_QUERY_CALL} call: {call_text!r}")
+    texts = [arg.value for arg in expression.args if isinstance(arg, String)]
+    try:
+        return TagQuery.parse(texts)
+    except TagExpressionError as error:
+        raise TargetError(f"{TAG_QUERY_CALL}: {error}") from None
 
 
 def _aligned(timestamps: Stamps, values: Values, first: int, step: int, slots: int) -> Values:

@@ -30,10 +30,15 @@ class Implementation:
     window: Callable[[CallContext, list[Any]], RenderContext | None] | None = None
 
 
+def _fetched_by_the_evaluator(call: CallContext, *tagExpressions: str) -> SeriesList:
+    raise AssertionError("seriesByTag is a fetch: the evaluator reads it from the store")
+
+
 _RUN: Final[Mapping[str, Callable[..., SeriesList]]] = {
     "absolute": transform.absolute,
     "alias": alias.alias,
     "aliasByNode": alias.aliasByNode,
+    "aliasByTags": alias.aliasByTags,
     "aliasSub": alias.aliasSub,
     "alpha": style.alpha,
     "asPercent": combine.asPercent,
@@ -51,6 +56,7 @@ _RUN: Final[Mapping[str, Callable[..., SeriesList]]] = {
     "grep": filters.grep,
     "group": combine.group,
     "groupByNode": combine.groupByNode,
+    "groupByTags": combine.groupByTags,
     "integral": transform.integral,
     "keepLastValue": transform.keepLastValue,
     "legendValue": style.legendValue,
@@ -64,6 +70,7 @@ _RUN: Final[Mapping[str, Callable[..., SeriesList]]] = {
     "removeEmptySeries": filters.removeEmptySeries,
     "scale": transform.scale,
     "secondYAxis": style.secondYAxis,
+    "seriesByTag": _fetched_by_the_evaluator,
     "stacked": style.stacked,
     "sum": combine.sumSeries,
     "sumSeries": combine.sumSeries,
@@ -71,6 +78,7 @@ _RUN: Final[Mapping[str, Callable[..., SeriesList]]] = {
     "timeShift": transform.timeShift,
     "transformNull": transform.transformNull,
 }
+
 
 _WINDOWS: Final[Mapping[str, Callable[[CallContext, list[Any]], RenderContext | None]]] = {
     "movingAverage": transform.moving_average_window,

@@ -1,4 +1,4 @@
-"""Renaming functions: alias, aliasSub, aliasByNode. Values and pathExpressions stay."""
+"""Renaming functions: alias, aliasSub, aliasByNode, aliasByTags. Values and paths stay."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ._context import CallContext, SeriesList
 from ._grammar import TargetError
 from ._nodes import node_key
 
-__all__ = ["alias", "aliasByNode", "aliasSub"]
+__all__ = ["alias", "aliasByNode", "aliasByTags", "aliasSub"]
 
 
 def alias(call: CallContext, seriesList: SeriesList, newName: str) -> SeriesList:
@@ -32,3 +32,8 @@ def aliasSub(call: CallContext, seriesList: SeriesList, search: str, replace: st
 def aliasByNode(call: CallContext, seriesList: SeriesList, *nodes: int | float | str) -> SeriesList:
     """Names made of the chosen nodes (0-based; negative from the end) or tags."""
     return [attrs.evolve(series, name=node_key(series, nodes)) for series in seriesList]
+
+
+def aliasByTags(call: CallContext, seriesList: SeriesList, *tags: int | float | str) -> SeriesList:
+    """graphite's alias of :func:`aliasByNode`: names made of the chosen tags (or nodes)."""
+    return aliasByNode(call, seriesList, *tags)

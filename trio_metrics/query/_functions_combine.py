@@ -16,6 +16,7 @@ from ._grammar import TargetError
 from ._nodes import node_key
 from ._normalize import EmptyResult, format_path_expressions, make_series, normalize
 from ._series import TimeSeries, Values, graphite_end
+from ._tag_expressions import key_tags
 
 __all__ = [
     "asPercent",
@@ -324,3 +325,38 @@ def groupByNode(
 
 def _renamed(series: TimeSeries, name: str) -> TimeSeries:
     return attrs.evolve(series, name=name)
+
+
+def groupByTags(call: CallContext, seriesList: SeriesList, callback: str, *tags: str) -> SeriesList:
+    """One series per combination of the values of ``tags``, combined by ``callback``
+    and named ``name;tag=value;...`` (the series' common name, else the callback)."""
+    if not tags:
+        raise TargetError("groupByTags(): no tags specified")
+    if "name" not in tags:
+        names = {series.tags.get("name", "") for series in seriesList}
+        common = names.pop() if len(names) == 1 else callback
+    groups: dict[str, list[TimeSeries]] = {}
+    for series in seriesList:
+        name = series.tags.get("name", "") if "name" in tags else common
+        pairs = sorted(f"{tag}={series.tags.get(tag, '')}" for tag in tags if tag != "name")
+        groups.setdefault(";".join([name, *pairs]), []).append(series)
+    results = []
+    for key, members in groups.items():
+        if callback in GROUP_CALLBACKS:
+            combined = GROUP_CALLBACKS[callback](call, members)
+        else:
+            try:
+                canonical_aggregation(callback)
+            except ValueError:
+                raise TargetError(f"Unsupported aggregation function: {callback}") from None
+            combined = aggregate(call, members, callback)
+        if not combined:
+            continue
+        key_tag_values = key_tags(key) if ";" in key else {"name": key}
+        if key_tag_values is None:
+            # graphite-web cannot read such a name back as tags, and fails the request.
+            raise TargetError(f"groupByTags(): cannot read {key!r} as a tagged name")
+        results.append(
+            attrs.evolve(combined[0], name=key, path_expression=key, tags=key_tag_values)
+        )
+    return results

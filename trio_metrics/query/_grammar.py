@@ -96,6 +96,10 @@ class Call:
     name: str
     args: tuple[Expression, ...] = ()
     kwargs: tuple[tuple[str, Expression], ...] = ()
+    #: The call's text as written in the target (graphite's ``call.raw``: a
+    #: ``seriesByTag`` call's series carry it as their pathExpression); empty
+    #: for a call not parsed from text. Not part of equality.
+    raw: str = attrs.field(default="", eq=False, repr=False)
 
 
 Expression = PathExpression | String | Number | Boolean | NoneLiteral | Call
@@ -133,13 +137,16 @@ def _build_grammar() -> tuple[pp.ParserElement, pp.ParserElement]:
     kwarg = pp.Group(identifier + equal + arg)
     args = pp.DelimitedList(~kwarg + arg)
     kwargs = pp.DelimitedList(kwarg)
+    position = pp.Empty().set_parse_action(lambda s, loc, t: loc)
     call = (
-        identifier("name")
+        position("start")
+        + identifier("name")
         + left
         # Once "name(" is read, only a call can follow: stop there with the
         # error's true position rather than backtracking to a path "name".
         - pp.Optional(pp.Group(args)("args") + pp.Optional(comma + pp.Group(kwargs)("kwargs")))
         + right
+        + position.copy().leave_whitespace()("end")
     ).set_parse_action(_make_call)
 
     symbols = "(){},.'\"\\|"
@@ -160,16 +167,17 @@ def _build_grammar() -> tuple[pp.ParserElement, pp.ParserElement]:
     return expression, path
 
 
-def _make_call(tokens: pp.ParseResults) -> Call:
+def _make_call(text: str, loc: int, tokens: pp.ParseResults) -> Call:
     args = tuple(tokens["args"]) if "args" in tokens else ()
     kwargs = tuple((str(k[0]), k[1]) for k in tokens["kwargs"]) if "kwargs" in tokens else ()
-    return Call(str(tokens["name"]), args, kwargs)
+    raw = text[tokens["start"] : tokens["end"]]
+    return Call(str(tokens["name"]), args, kwargs, raw)
 
 
 def _apply_pipes(tokens: pp.ParseResults) -> Expression:
     head: Expression = tokens[0]
     for call in tokens[1:]:
-        head = Call(call.name, (head, *call.args), call.kwargs)
+        head = Call(call.name, (head, *call.args), call.kwargs, call.raw)
     return head
 
 
