@@ -3,6 +3,7 @@ and graphite-web send (a real server with ``http_port=0`` on 127.0.0.1)."""
 
 from __future__ import annotations
 
+import gc
 import io
 import itertools
 import json
@@ -384,6 +385,9 @@ async def test_a_render_of_nothing_is_an_empty_list(web: ServerInfo) -> None:
 async def test_large_finds_and_renders_do_not_stall_the_main_port(nursery: trio.Nursery) -> None:
     """100,000 keys walked by one find, and a million slots rendered, while a client
     of the main port puts points back to back: none of its round trips waits long."""
+    # Garbage that earlier tests of the same run left makes the collector's
+    # passes (which hold the loop) longer than the server's own work.
+    gc.collect()
     info: ServerInfo = await nursery.start(web_server())
     hosts, metrics = 1000, 100
     keys = [f"h{host:04d}.m{metric:03d}" for host in range(hosts) for metric in range(metrics)]
@@ -411,7 +415,8 @@ async def test_large_finds_and_renders_do_not_stall_the_main_port(nursery: trio.
     assert [len(s["datapoints"]) for s in json.loads(bodies[0])] == [len(stamps)] * 10
     assert [len(s["values"]) for s in plain_unpickle(bodies[1])] == [len(stamps)] * 10
     assert count > 10
-    assert longest <= 0.25, longest
+    # Alone, about 0.13 s; the whole render on the loop would hold it over a second.
+    assert longest <= 0.5, longest
 
 
 _PARAM_NAMES = (
