@@ -254,3 +254,35 @@ def store_policy(store: TieredStore) -> RetentionPolicy:
     policy = store.policy_for("k")
     assert policy is not None
     return policy
+
+
+def test_a_quiet_store_skips_its_rounds_until_a_floor_moves_or_keys_change() -> None:
+    clock = Clock(1000)
+    store = TieredStore(RetentionRules(default=parse_retention(RULE)), clock=clock)
+    store.put_columns(["a", "b"], [1.0, 2.0], [999, 999])
+    assert store.round_needed()  # new keys
+    roll_all(store)
+    assert not store.round_needed()  # nothing moved since
+    clock.now += 1  # still inside the same 5 s step of tier 1
+    assert not store.round_needed()
+    clock.now = 1005  # the finest floor moves onto the next step
+    assert store.round_needed()
+    roll_all(store)
+    assert not store.round_needed()
+    store.put_columns(["c"], [3.0], [1005])  # a new key needs its first roll-up
+    assert store.round_needed()
+    roll_all(store)
+    store.delete_keys(["a"])
+    assert store.round_needed()
+
+
+def test_a_lone_tier_is_looked_at_once_per_step() -> None:
+    clock = Clock(10_000)
+    store = TieredStore(RetentionRules(default=parse_retention("10s:1h")), clock=clock)
+    store.put_columns(["a"], [1.0], [9_999])
+    assert store.round_needed()
+    roll_all(store)
+    clock.now = 10_009  # its floor moved by 9 s, within the same 10 s step
+    assert not store.round_needed()
+    clock.now = 10_010
+    assert store.round_needed()

@@ -42,7 +42,7 @@ import trio
 
 from ._blocks import BLOCK_POINTS, Block, compress_block, load_codec
 from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom, Taken
-from ._retention import RetentionPolicy, RetentionRules
+from ._retention import Retention, RetentionPolicy, RetentionRules
 from ._store import MetricStore, Series, StoreUnavailableError, TierRange
 
 __all__ = [
@@ -138,6 +138,18 @@ class TieredStore(MetricStore):
         self._floors: dict[str, list[int]] = {}
         self._next_key = 0
         self._round: list[str] = []
+        self._distinct: dict[RetentionPolicy, RetentionPolicy] = {}
+        # Every retention the rules can give, whose floors decide when a round is due.
+        self._retentions = tuple(
+            dict.fromkeys(
+                [rule.retention for rule in rules.schemas]
+                + ([rules.default] if rules.default is not None else [])
+            )
+        )
+        self._quantum = min((r.archives[0].step for r in self._retentions), default=1)
+        self._last_round: tuple[int, tuple[tuple[int, ...], ...]] | None = None
+        # Set when a round could not finish its work (a held-back floor, a thaw).
+        self._unfinished = False
         # The oldest points of a key, compressed: its visible series is these
         # blocks' points, then its arrays (which are never left empty).
         self._cold: dict[str, list[Block]] = {}
@@ -162,12 +174,39 @@ class TieredStore(MetricStore):
         self.rolled_points = 0
 
     def policy_for(self, key: str) -> RetentionPolicy | None:
-        """``key``'s policy (looked up once per key)."""
+        """``key``'s policy (looked up once per key; equal policies are one object)."""
         try:
             return self._policies[key]
         except KeyError:
-            policy = self._policies[key] = self.rules.policy_for(key)
+            policy = self.rules.policy_for(key)
+            if policy is not None:
+                policy = self._distinct.setdefault(policy, policy)
+            self._policies[key] = policy
             return policy
+
+    def round_needed(self) -> bool:
+        """Whether a round of roll-up could change anything now: a floor of some
+        policy moved, keys came or went, or the last round left work over.
+
+        A quiet server (no new keys, floors on the same step) skips its rounds,
+        so that many keys cost nothing between two steps of the rules. Floors
+        are looked at once per finest step of the rules, so a lone tier's
+        points leave memory within a step of their span (puts past it are
+        still refused to the second).
+        """
+        now = int(self._clock())
+        # Looked at once per finest step of the rules: a lone tier's floor moves
+        # every second, and a round per second over many keys would cost a core.
+        now -= now % self._quantum
+        state = (
+            len(self._series),
+            tuple(tuple(self._floors_at(retention, now)) for retention in self._retentions),
+        )
+        if state == self._last_round and not self._unfinished:
+            return False
+        self._last_round = state
+        self._unfinished = False
+        return True
 
     # --- writes ---------------------------------------------------------------
 
@@ -267,6 +306,7 @@ class TieredStore(MetricStore):
     def delete_keys(self, keys: Iterable[str]) -> int:
         """Remove keys as :meth:`MetricStore.delete_keys`, forgetting their tiers."""
         keys = list(keys)
+        self._unfinished = True  # a key put again needs its first roll-up
         for key in keys:
             self._floors.pop(key, None)
             for block in self._cold.pop(key, ()):
@@ -338,6 +378,7 @@ class TieredStore(MetricStore):
         blocks = self._cold.pop(key, None)
         if not blocks:
             return
+        self._unfinished = True  # to be compressed again
         stamps, numbers = self._series[key]
         parts = [block.decompress() for block in blocks]
         new_stamps: array[int] = array("q")
@@ -439,7 +480,11 @@ class TieredStore(MetricStore):
         while any of its time is within the longest span; a lone tier keeps
         points from exactly ``now - span`` on, as puts are expired.
         """
-        archives = policy.retention.archives
+        return self._floors_at(policy.retention, now)
+
+    @staticmethod
+    def _floors_at(retention: Retention, now: int) -> list[int]:
+        archives = retention.archives
         floors = []
         for tier, archive in enumerate(archives):
             if tier + 1 < len(archives):
@@ -490,6 +535,7 @@ class TieredStore(MetricStore):
             self._round = list(self._series)
         keys = self._round[self._next_key : self._next_key + keys_per_step]
         due = []
+        targets: dict[int, list[int]] = {}  # by policy (equal policies are one object)
         budget = points_per_step
         examined = 0
         for key in keys:
@@ -500,10 +546,14 @@ class TieredStore(MetricStore):
             columns = self._series.get(key)
             if policy is None or columns is None:
                 continue
-            target = self.target_floors(policy, now)
+            target = targets.get(id(policy))
+            if target is None:
+                target = targets[id(policy)] = self.target_floors(policy, now)
             current = self._floors.get(key)
             if current != target:
                 limited, cost = self._within_budget(columns[0], policy, current, target, budget)
+                if limited != target:
+                    self._unfinished = True
                 due.append((key, limited))
                 budget -= cost
         keys = keys[:examined]
@@ -748,6 +798,10 @@ async def roll_up_forever(
     """
     while True:
         deadline = trio.current_time() + interval
+        if not store.round_needed():
+            figures.rounds += 1
+            await trio.sleep_until(deadline)
+            continue
         while True:
             began = time.perf_counter()
             due, wrapped = store.due_roll_ups(keys_per_step)
