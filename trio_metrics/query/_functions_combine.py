@@ -141,6 +141,19 @@ def _percent(part: Values, total: Values) -> Values:
     return _divide(part, total) * 100.0
 
 
+def _part_of_whole(part: TimeSeries, whole: TimeSeries, x_files_factor: float) -> TimeSeries:
+    """``asPercent(part,whole)``: the two on one step, as graphite pairs them."""
+    pair = normalize([part, whole])
+    return make_series(
+        f"asPercent({part.name},{whole.name})",
+        pair.start,
+        pair.end,
+        pair.step,
+        _percent(*pair.values),
+        x_files_factor,
+    )
+
+
 def _safe_sum(columns: Sequence[Values]) -> Values:
     return aggregate_columns(columns, "sum", 0.0)
 
@@ -176,25 +189,12 @@ def asPercent(
         total_values = np.full(len(seriesList[0].values), float(total))
         total_text = str(total)
     if isinstance(total, list) and len(total) == len(seriesList):
-        results = []
         pairs = zip(
             sorted(seriesList, key=lambda s: s.name),
             sorted(total, key=lambda s: s.name),
             strict=True,
         )
-        for part, whole in pairs:
-            pair = normalize([part, whole])
-            results.append(
-                make_series(
-                    f"asPercent({part.name},{whole.name})",
-                    pair.start,
-                    pair.end,
-                    pair.step,
-                    _percent(*pair.values),
-                    x_files_factor,
-                )
-            )
-        return results
+        return [_part_of_whole(part, whole, x_files_factor) for part, whole in pairs]
     return [
         make_series(
             f"asPercent({series.name},{total_text or series.path_expression})",
@@ -275,18 +275,7 @@ def _percent_by_nodes(
                     )
                 )
                 continue
-            whole = totals[key]
-            pair = normalize([part, whole])
-            results.append(
-                make_series(
-                    f"asPercent({part.name},{whole.name})",
-                    pair.start,
-                    pair.end,
-                    pair.step,
-                    _percent(*pair.values),
-                    x_files_factor,
-                )
-            )
+            results.append(_part_of_whole(part, totals[key], x_files_factor))
     return results
 
 
