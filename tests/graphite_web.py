@@ -37,6 +37,20 @@ _START_TIMEOUT = 60.0
 _SETTINGS_MODULE = "trio_graphite_settings"
 
 
+class Both:
+    """Our server's HTTP port and the graphite-web that federates to it."""
+
+    def __init__(self, http_port: int, web: GraphiteWeb) -> None:
+        self.http_port = http_port
+        self.web = web
+
+    def ours(self, path: str, params: list[tuple[str, str]]) -> Any:
+        """Our own ``/graphite`` answer to ``path`` with ``params``, as JSON."""
+        url = f"http://127.0.0.1:{self.http_port}/graphite{path}?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT) as answer:
+            return json.loads(answer.read())
+
+
 def graphite_web_installed() -> bool:
     """Whether Debian's graphite-web and the Python it runs on are here."""
     return SYSTEM_PYTHON.exists() and (GRAPHITE_PACKAGE / "settings.py").exists()

@@ -10,14 +10,11 @@ the points we stored.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import queue
 import random
 import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +25,7 @@ import trio
 from conftest import server_in_thread, skip_or_fail
 from graphite_web import (
     GRAPHITE_WEB_MISSING,
-    GraphiteWeb,
+    Both,
     graphite_web_installed,
     running_graphite_web,
 )
@@ -61,19 +58,6 @@ def stored_points() -> dict[str, dict[int, float]]:
 
 
 POINTS = stored_points()
-
-
-class Both:
-    """Our server's HTTP port and the graphite-web that federates to it."""
-
-    def __init__(self, http_port: int, web: GraphiteWeb) -> None:
-        self.http_port = http_port
-        self.web = web
-
-    def ours(self, path: str, params: list[tuple[str, str]]) -> Any:
-        url = f"http://127.0.0.1:{self.http_port}/graphite{path}?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT) as answer:
-            return json.loads(answer.read())
 
 
 @pytest.fixture(scope="module")

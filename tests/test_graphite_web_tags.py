@@ -5,17 +5,13 @@ native ones (names, tags, datapoints)."""
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from conftest import server_in_thread, skip_or_fail
 from graphite_web import (
     GRAPHITE_WEB_MISSING,
-    GraphiteWeb,
+    Both,
     graphite_web_installed,
     running_graphite_web,
 )
@@ -34,17 +30,6 @@ KEYS = [
     "disk.used;dc=x;host=a",
     "plain.path",
 ]
-
-
-class Both:
-    def __init__(self, http_port: int, web: GraphiteWeb) -> None:
-        self.http_port = http_port
-        self.web = web
-
-    def ours(self, path: str, params: list[tuple[str, str]]) -> Any:
-        url = f"http://127.0.0.1:{self.http_port}/graphite{path}?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=NETWORK_TIMEOUT) as answer:
-            return json.loads(answer.read())
 
 
 @pytest.fixture(scope="module")
