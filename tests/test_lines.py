@@ -6,7 +6,7 @@ splitter (``model_lines``), never taken from the code under test.
 
 from __future__ import annotations
 
-from itertools import pairwise
+from itertools import accumulate, pairwise
 
 import pytest
 import trio
@@ -20,6 +20,7 @@ from trio_metrics.transport._lines import (
     LineBuffer,
     LineReader,
     LineTooLong,
+    lines_of,
 )
 
 
@@ -296,6 +297,62 @@ def test_chunking_with_small_limit_matches_model(data: bytes, cuts: list[int], l
         assert len(buffer.pending) <= limit + 1
     assert lines == expected
     assert buffer.pending == tail
+
+
+no_cr_bytes = st.binary().map(lambda b: bytes(b"ab \n"[x % 4] for x in b))
+
+
+@settings(max_examples=500)
+@given(
+    data=st.one_of(line_bytes, no_cr_bytes),
+    sizes=st.lists(st.integers(1, 14), max_size=40),
+    limit=st.integers(1, 12),
+)
+def test_blocks_hold_the_same_lines_as_feed(data: bytes, sizes: list[int], limit: int) -> None:
+    # Reads about as long as the limit, so that they go both ways: as one
+    # block, and as a list of lines (a "\r", a line too long, one cut off).
+    cuts = list(accumulate(sizes))
+    chunks = split_at(data, [min(c, len(data)) for c in cuts])
+    expected, tail = model_lines(data, limit)
+    buffer = LineBuffer(limit)
+    lines: list[object] = []
+    for chunk in chunks:
+        lines += lines_of(buffer.feed_block(chunk))
+        assert len(buffer.pending) <= limit + 1
+    assert lines == expected
+    assert buffer.pending == tail
+
+
+def test_a_line_begun_in_one_read_and_too_long_in_the_next() -> None:
+    buffer = LineBuffer(3)
+    assert buffer.feed_block(b"aaa") == []
+    assert buffer.feed_block(b"a\n") == [LINE_TOO_LONG]
+    assert buffer.feed_block(b"b\n") == b"b"
+
+
+def test_plain_reads_come_as_blocks_even_when_cut_mid_line() -> None:
+    stream = b"".join(b"put k%d %d.5 %d\n" % (i % 7, i, 1000 + i) for i in range(2000))
+    buffer = LineBuffer()
+    lines: list[object] = []
+    for start in range(0, len(stream), 4093):  # reads that end inside a line
+        block = buffer.feed_block(stream[start : start + 4093])
+        assert isinstance(block, bytes)
+        lines += lines_of(block)
+    assert lines == stream[:-1].split(b"\n")
+    assert buffer.pending == b""
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"a\r\nb\n", b"\r", b"x" * 11 + b"\n", b"no newline yet"],
+    ids=["cr", "lone-cr", "over-the-limit", "incomplete"],
+)
+def test_unusual_reads_come_as_lists(data: bytes) -> None:
+    assert isinstance(LineBuffer(10).feed_block(data), list)
+
+
+def test_an_empty_line_is_a_block_of_no_bytes() -> None:
+    assert LineBuffer().feed_block(b"\n") == b""
 
 
 # --- LineReader over trio streams -------------------------------------------------------

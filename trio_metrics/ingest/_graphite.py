@@ -25,6 +25,7 @@ from ..storage import Store, StoreUnavailableError
 from ..transport import (
     LINE_TOO_LONG,
     PEER_GONE_ERRORS,
+    Block,
     Limits,
     Line,
     LineReader,
@@ -190,18 +191,22 @@ def parse_graphite_line(line: bytes, now: int) -> GraphitePoint | None:
     return GraphitePoint(key, value, timestamp)
 
 
-def parse_graphite_lines(lines: Iterable[Line], now: int) -> GraphiteBatch:
+def parse_graphite_lines(lines: bytes | Iterable[Line], now: int) -> GraphiteBatch:
     """Parse the lines of one read, in order, into one :class:`GraphiteBatch`.
 
-    Never raises: every line is a point, blank, or counted in the batch.
-    A read of nothing but plain lines (what senders write: single spaces,
-    an ASCII path, a whole timestamp) is parsed in one pass over the block,
-    with no object per line; anything else goes line by line.
+    ``lines`` is a list of lines or a block: the lines joined by ``\\n`` as
+    one ``bytes``, as a line reader hands out the usual read. Never raises:
+    every line is a point, blank, or counted in the batch. A read of nothing
+    but plain lines (what senders write: single spaces, an ASCII path, a
+    whole timestamp) is parsed in one pass over the block, with no object
+    per line; anything else goes line by line.
     """
     plain = _parse_plain_block(lines)
     if plain is not None:
         keys, values, timestamps = plain
         return GraphiteBatch(keys, values, timestamps)
+    if isinstance(lines, bytes):
+        lines = lines.split(b"\n")
     batch = GraphiteBatch()
     keys, values, timestamps = batch.keys, batch.values, batch.timestamps
     for line in lines:
@@ -230,17 +235,22 @@ _PLAIN_LINE = rb"[!-~]+ [!-~]+ [0-9]{1,19}"
 _PLAIN_BLOCK: Final = re.compile(rb"(?:%s\n)*%s" % (_PLAIN_LINE, _PLAIN_LINE))
 
 
-def _parse_plain_block(lines: Iterable[Line]) -> tuple[list[str], list[float], list[int]] | None:
+def _parse_plain_block(
+    lines: bytes | Iterable[Line],
+) -> tuple[list[str], list[float], list[int]] | None:
     """The columns of a read of plain lines, or ``None`` for the line-by-line path.
 
     It accepts exactly what :func:`parse_graphite_line` would turn into
     points, and nothing it would refuse or drop (a ``nan`` goes the slow
     way, where it is counted).
     """
-    try:
-        block = b"\n".join(lines)  # type: ignore[arg-type]
-    except TypeError:  # the marker of an over-long line
-        return None
+    if isinstance(lines, bytes):
+        block = lines
+    else:
+        try:
+            block = b"\n".join(lines)  # type: ignore[arg-type]
+        except TypeError:  # the marker of an over-long line
+            return None
     if _PLAIN_BLOCK.fullmatch(block) is None:
         return None
     tokens = block.split()
@@ -264,11 +274,11 @@ def _peer_name(stream: trio.abc.Stream) -> str:
     return type(stream).__name__
 
 
-async def _receive(reader: LineReader) -> list[Line]:
+async def _receive(reader: LineReader) -> Block:
     # Only the stream's own errors mean the peer went away; an error from
     # the store is a failure, never mistaken for a closed connection.
     try:
-        return await reader.receive_lines()
+        return await reader.receive_block()
     except PEER_GONE_ERRORS as exc:
         logger.debug("Graphite connection lost: %r", exc)
         return []
@@ -324,7 +334,7 @@ class GraphiteHandler:
                     self.stats.graphite_connections_idle_closed += 1
                     logger.debug("closed a Graphite connection idle for %gs", timeout)
                     return
-            if not lines:
+            if lines == []:  # the end of the stream (b"" is an empty line)
                 break
             await self._store_lines(lines, peer)
         cut_off = reader.pending
@@ -333,7 +343,7 @@ class GraphiteHandler:
             # end of "palm.cpu 1 1501864247" could be missing.
             self._bad_line(peer, cut_off, "cut off by the end of the connection")
 
-    async def _store_lines(self, lines: list[Line], peer: str) -> None:
+    async def _store_lines(self, lines: Block, peer: str) -> None:
         batch = parse_graphite_lines(lines, int(self.clock()))
         if batch.keys:
             # One call per read: a durable store pays one log write per batch.

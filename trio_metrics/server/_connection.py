@@ -25,6 +25,7 @@ from ..transport import (
     LINE_TOO_LONG,
     PEER_GONE_ERRORS,
     Authenticator,
+    Block,
     Limits,
     Line,
     LineReader,
@@ -33,6 +34,7 @@ from ..transport import (
     ThrottledLogger,
     TlsServer,
     guarded_connection,
+    lines_of,
     stream_socket,
 )
 from ..wire import (
@@ -251,29 +253,30 @@ class ConnectionHandler:
             if idle_timeout == math.inf:
                 # No cancel scope per read when there is no timeout: on a
                 # request-response connection it costs a fifth of the CPU.
-                lines = await self._receive(reader)
+                block = await self._receive(reader)
             else:
                 with trio.move_on_after(idle_timeout) as idle:
-                    lines = await self._receive(reader)
+                    block = await self._receive(reader)
                 if idle.cancelled_caught:
                     self.stats.connections_idle_closed += 1
                     logger.debug("closed a connection idle for %gs", idle_timeout)
                     return
-            if not lines:
+            if block == []:
                 # End of stream: everything complete was answered already;
-                # an unfinished last line is dropped as cut off.
+                # an unfinished last line is dropped as cut off. (A block
+                # b"" is one empty line, not the end.)
                 return
-            await self._run_batch(lines, writer, session)
+            await self._run_batch(block, writer, session)
 
     @staticmethod
-    async def _receive(reader: LineReader) -> list[Line]:
+    async def _receive(reader: LineReader) -> Block:
         try:
-            return await reader.receive_lines()
+            return await reader.receive_block()
         except PEER_GONE_ERRORS as exc:
             raise _PeerGone from exc
 
     async def _run_batch(
-        self, lines: list[Line], writer: _AnswerWriter, session: _Session | None
+        self, block: Block, writer: _AnswerWriter, session: _Session | None
     ) -> None:
         """Run the lines of one read and write their answers, in order.
 
@@ -282,10 +285,10 @@ class ConnectionHandler:
         Answers are written as they pass ``max_buffered_answer`` bytes.
         """
         if session is not None and session.name is None:
-            await self._run_unauthenticated(lines, writer, session)
+            await self._run_unauthenticated(lines_of(block), writer, session)
             return
         # parse_put_block turns down a list holding the over-long marker.
-        plain_puts = parse_put_block(lines)  # type: ignore[arg-type]
+        plain_puts = parse_put_block(block)  # type: ignore[arg-type]
         if plain_puts is not None:
             # The usual batch, from one put to thousands: one pass, one
             # store call, one answer string.
@@ -295,7 +298,7 @@ class ConnectionHandler:
             writer.add(OK_ANSWER * len(keys))
             await writer.flush()
             return
-        await self._run_lines(lines, writer, session)
+        await self._run_lines(lines_of(block), writer, session)
 
     async def _run_unauthenticated(
         self, lines: list[Line], writer: _AnswerWriter, session: _Session

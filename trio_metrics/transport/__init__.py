@@ -41,10 +41,12 @@ from ._lines import (
     DEFAULT_MAX_LINE_LENGTH,
     LINE_TOO_LONG,
     RECEIVE_SIZE,
+    Block,
     Line,
     LineBuffer,
     LineReader,
     LineTooLong,
+    lines_of,
 )
 from ._stats import (
     ServerStats,
@@ -74,6 +76,7 @@ __all__ = [
     "RECEIVE_SIZE",
     "AuthSettings",
     "Authenticator",
+    "Block",
     "FailureDelay",
     "LeanSocketStream",
     "Limits",
@@ -91,6 +94,7 @@ __all__ = [
     "accept_forever",
     "guarded_connection",
     "is_valid_token",
+    "lines_of",
     "load_tokens",
     "server_context",
     "sole_exception",

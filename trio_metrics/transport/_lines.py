@@ -3,6 +3,8 @@
 :class:`LineBuffer` is the sans-IO core (bytes in, lines out);
 :class:`LineReader` drives it from a stream. Both hand out every complete
 line that has arrived in one go, so a pipelined batch is handled in one pass.
+A reader that parses whole batches at once can take the usual read as one
+:data:`Block` of bytes instead, and split it only when it must.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ __all__ = [
     "DEFAULT_MAX_LINE_LENGTH",
     "LINE_TOO_LONG",
     "RECEIVE_SIZE",
+    "Block",
     "Line",
     "LineBuffer",
     "LineReader",
     "LineTooLong",
+    "lines_of",
 ]
 
 #: The longest line accepted by default, in bytes, not counting ``\r\n``.
@@ -43,6 +47,18 @@ LINE_TOO_LONG: Final = LineTooLong.LINE_TOO_LONG
 
 #: One line without its ending, or the marker of an over-long one.
 Line: TypeAlias = bytes | Literal[LineTooLong.LINE_TOO_LONG]
+
+#: What :meth:`LineBuffer.feed_block` hands out: the complete lines of a read
+#: as one ``bytes`` (joined by ``\n``, endings removed, none over the limit),
+#: or, for anything unusual, the list :meth:`LineBuffer.feed` would give.
+Block: TypeAlias = bytes | list[Line]
+
+
+def lines_of(block: Block) -> list[Line]:
+    """The lines of a :data:`Block`, as :meth:`LineBuffer.feed` gives them."""
+    if isinstance(block, bytes):
+        return cast(list[Line], block.split(b"\n"))
+    return block
 
 
 class LineBuffer:
@@ -71,15 +87,39 @@ class LineBuffer:
 
     def feed(self, data: bytes) -> list[Line]:
         """Add received bytes; return every line they complete, in order."""
-        if (
-            not self._partial
-            and not self._discarding
-            and data.endswith(b"\n")
-            and len(data) <= self.max_line_length
-            and b"\r" not in data
-        ):
-            # The usual read: whole short lines, nothing left over.
-            return cast(list[Line], data[:-1].split(b"\n"))
+        return lines_of(self.feed_block(data))
+
+    def feed_block(self, data: bytes) -> Block:
+        """Like :meth:`feed`, but the lines of the usual read come as one block.
+
+        When the complete lines hold no ``\\r`` and cannot hold a line over
+        the limit, they are returned as one ``bytes``: the lines joined by
+        ``\\n``, without their endings (``b""`` is one empty line). Otherwise,
+        and when no line is complete (``[]``), the list :meth:`feed` returns.
+        A batch parser looks at the block in one pass, with no object per line.
+        """
+        partial = self._partial
+        limit = self.max_line_length
+        # Every line but the first lies within ``data``; the first goes on
+        # from what was pending. Short enough both, and no "\r" to strip
+        # anywhere: the block is the complete lines as they came.
+        if not self._discarding and len(data) <= limit and b"\r" not in data:
+            first_newline = data.find(b"\n")
+            if 0 <= first_newline <= limit - len(partial) and b"\r" not in partial:
+                last_newline = data.rfind(b"\n")
+                if partial:
+                    partial += data[:last_newline]
+                    block = bytes(partial)
+                    self._partial = bytearray(data[last_newline + 1 :])
+                    return block
+                if last_newline == len(data) - 1:
+                    # The usual read: whole short lines, nothing left over.
+                    return data[:-1]
+                self._partial = bytearray(data[last_newline + 1 :])
+                return data[:last_newline]
+        return self._feed_lines(data)
+
+    def _feed_lines(self, data: bytes) -> list[Line]:
         if self._discarding:
             newline = data.find(b"\n")
             if newline < 0:
@@ -153,11 +193,18 @@ class LineReader:
         end of stream is not returned: it was cut off, and acting on part of
         a command could store a wrong point (``put k 1 15`` of ``... 1501``).
         """
+        return lines_of(await self.receive_block())
+
+    async def receive_block(self) -> Block:
+        """Like :meth:`receive_lines`, as a :data:`Block` (:meth:`LineBuffer.feed_block`).
+
+        Returns ``[]`` at end of stream (never ``b""``, which is one empty line).
+        """
         while True:
             data = await self._stream.receive_some(self._receive_size)
             if not data:
                 return []
             # Lines are handed out as bytes whatever the stream gives.
-            lines = self._buffer.feed(bytes(data) if isinstance(data, bytearray) else data)
-            if lines:
-                return lines
+            block = self._buffer.feed_block(bytes(data) if isinstance(data, bytearray) else data)
+            if isinstance(block, bytes) or block:
+                return block

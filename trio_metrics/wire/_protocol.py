@@ -379,20 +379,27 @@ _PLAIN_PUT = rb"put [!-~]+ [!-~]+ [0-9]{1,19}"
 _PLAIN_PUT_BLOCK: Final = re.compile(rb"(?:%s\n)*%s" % (_PLAIN_PUT, _PLAIN_PUT))
 
 
-def parse_put_block(lines: list[bytes]) -> tuple[list[str], list[float], list[int]] | None:
+def parse_put_block(
+    lines: bytes | list[bytes],
+) -> tuple[list[str], list[float], list[int]] | None:
     """Parse a batch of lines that are all plain puts, in one pass; else ``None``.
 
-    Returns ``(keys, values, timestamps)`` exactly as :func:`parse_command`
-    would give them line by line, or ``None`` when any line is not a plain
-    ``put <key> <value> <timestamp>`` (single spaces, printable ASCII key)
-    or is wrong in any way, so that the caller runs the batch line by line
-    and gets each line's own answer. It never accepts what
-    :func:`parse_command` refuses.
+    ``lines`` is a list of lines, or a block: the lines joined by ``\\n``
+    as one ``bytes``, the way a line reader hands out the usual read (no
+    object per line at all). Returns ``(keys, values, timestamps)`` exactly
+    as :func:`parse_command` would give them line by line, or ``None`` when
+    any line is not a plain ``put <key> <value> <timestamp>`` (single
+    spaces, printable ASCII key) or is wrong in any way, so that the caller
+    runs the batch line by line and gets each line's own answer. It never
+    accepts what :func:`parse_command` refuses.
     """
-    try:
-        block = b"\n".join(lines)
-    except TypeError:  # a marker of an over-long line
-        return None
+    if isinstance(lines, bytes):
+        block = lines
+    else:
+        try:
+            block = b"\n".join(lines)
+        except TypeError:  # a marker of an over-long line
+            return None
     if _PLAIN_PUT_BLOCK.fullmatch(block) is None:
         return None
     # The pattern guarantees four tokens per line, so the flat token list
@@ -424,9 +431,18 @@ def plain_point_columns(
     # finite values is only a false alarm: the slow path sorts it out).
     if not math.isfinite(sum(values)):
         return None
-    timestamps = list(map(int, raw_timestamps))
-    if max(timestamps) > MAX_TIMESTAMP:
-        return None
+    distinct = set(raw_timestamps)
+    if len(distinct) * 2 <= len(raw_timestamps):
+        # Senders stamp many points with one second (a Graphite sender's
+        # flush, a collectd interval): each distinct text is read once.
+        numbers = dict(zip(distinct, map(int, distinct), strict=True))
+        if max(numbers.values()) > MAX_TIMESTAMP:
+            return None
+        timestamps = list(map(numbers.__getitem__, raw_timestamps))
+    else:
+        timestamps = list(map(int, raw_timestamps))
+        if max(timestamps) > MAX_TIMESTAMP:
+            return None
     # Printable ASCII, no space, not "*": valid keys, decoded without checks.
     return list(map(bytes.decode, raw_keys)), values, timestamps
 
