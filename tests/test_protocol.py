@@ -7,6 +7,7 @@ Every expected value is written out literally or built by an independent model
 from __future__ import annotations
 
 import math
+import random
 import struct
 from array import array
 from itertools import pairwise
@@ -28,6 +29,7 @@ from trio_metrics.wire import (
     ResponseParser,
     encode_get_answer,
     encode_get_request,
+    encode_point_lines,
     encode_put_request,
     is_valid_key,
     parse_command,
@@ -498,6 +500,67 @@ def test_encode_get_answer_several_keys_and_points() -> None:
 def test_encode_get_answer_from_typed_arrays() -> None:
     answer = encode_get_answer([("k", array("q", [5, 6]), array("d", [1e-7, 5e-324]))])
     assert answer == b"ok\nk 1e-07 5\nk 5e-324 6\n\n"
+
+
+def reference_lines(key: str, timestamps: list[int], values: list[float]) -> bytes:
+    """PROTOCOL.md's data lines, written the obvious way: repr of each value."""
+    return "".join(f"{key} {v!r} {t}\n" for t, v in zip(timestamps, values, strict=True)).encode()
+
+
+any_finite = st.floats(allow_nan=False, allow_infinity=False)
+# Values near where repr switches to an exponent (1e-4 and 1e16), and the
+# decimal-looking numbers metrics mostly are.
+edge_values = st.sampled_from(
+    [1e-4, 9.999999999999999e-05, 1e-5, 0.00012, 1e16, 9999999999999998.0, 1e15, -0.0, 0.0]
+)
+decimal_values = st.builds(
+    lambda whole, digits: whole / 10**digits,
+    st.integers(-(10**17), 10**17),
+    st.integers(0, 20),
+)
+
+
+@settings(max_examples=400)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, MAX_TIMESTAMP), st.one_of(any_finite, edge_values, decimal_values)
+        ),
+        max_size=40,
+    ),
+    st.booleans(),
+)
+def test_encoded_lines_are_exactly_repr(points: list[tuple[int, float]], typed: bool) -> None:
+    timestamps = [t for t, _ in points]
+    values = [v for _, v in points]
+    expected = reference_lines("k.\u00e9", timestamps, values)
+    if typed:
+        assert (
+            encode_point_lines("k.\u00e9", array("q", timestamps), array("d", values)) == expected
+        )
+    else:
+        assert encode_point_lines("k.\u00e9", timestamps, values) == expected
+
+
+def test_encoded_lines_of_random_doubles_are_exactly_repr() -> None:
+    # 20,000 doubles from random bit patterns: every exponent, every digit count.
+    rng = random.Random(20261201)
+    values = []
+    while len(values) < 20_000:
+        (value,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
+        if math.isfinite(value):
+            values.append(value)
+    timestamps = list(range(len(values)))
+    for start in range(0, len(values), 1000):
+        piece = slice(start, start + 1000)
+        assert encode_point_lines("k", timestamps[piece], values[piece]) == reference_lines(
+            "k", timestamps[piece], values[piece]
+        )
+
+
+def test_encoding_refuses_columns_of_different_lengths() -> None:
+    with pytest.raises(ValueError):
+        encode_point_lines("k", [1, 2], [1.0])
 
 
 def test_encode_get_answer_integer_value_is_shown_as_float() -> None:
