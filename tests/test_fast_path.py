@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -116,3 +118,69 @@ def test_every_plain_put_batch_takes_the_fast_path(points: list[tuple[bytes, flo
     fast = parse_put_block(batch)
     assert fast is not None
     assert fast == line_by_line(batch)
+
+
+def exactly(result: tuple[list[str], list[float], list[int]] | None) -> object:
+    """A result with each value as its bits, so that -0.0 differs from 0.0."""
+    if result is None:
+        return None
+    keys, values, timestamps = result
+    return keys, [struct.pack("<d", value) for value in values], timestamps
+
+
+# Tokens float() reads and JSON does not (or reads otherwise), and tokens
+# that are several JSON values, or none: the batch reader must read each
+# exactly as float() does, or send the batch the slow way.
+number_like = st.sampled_from(
+    [
+        b"-0",
+        b"-0.0",
+        b"0",
+        b"-00",
+        b"007",
+        b"1.",
+        b".5",
+        b"+1",
+        b"1_0",
+        b"1E5",
+        b"-1e-400",
+        b"1e400",
+        b"4.9e-324",
+        b"123456789012345678901234567890",
+        b"0.1000000000000000055511151231257827",
+        b"1,2",
+        b"[1]",
+        b"[1",
+        b"1]",
+        b"true",
+        b"null",
+        b'"1"',
+        b"{}",
+        b"Infinity",
+        b"NaN",
+        b"-",
+        b"e5",
+    ]
+)
+
+
+@settings(max_examples=500)
+@given(st.lists(st.one_of(number_like, st.from_regex(rb"[-+0-9_.eE]{1,12}", fullmatch=True))))
+def test_values_are_read_exactly_as_float_reads_them(values: list[bytes]) -> None:
+    batch = [b"put k%d %s %d" % (i, value, i) for i, value in enumerate(values)] or [b"put k 1 1"]
+    fast = parse_put_block(batch)
+    if fast is not None:
+        assert exactly(fast) == exactly(line_by_line(batch))
+
+
+@pytest.mark.parametrize("token", [b"-0", b"-0.0", b"1.", b".5", b"+1", b"1_0", b"007"])
+def test_a_value_float_reads_and_json_does_not_still_takes_the_fast_path(token: bytes) -> None:
+    batch = [b"put a 1 1", b"put b %s 2" % token]
+    fast = parse_put_block(batch)
+    assert fast is not None
+    assert exactly(fast) == exactly(line_by_line(batch))
+
+
+@pytest.mark.parametrize("token", [b"1,2", b"[1]", b"true", b'"1"', b"Infinity"])
+def test_a_value_that_is_json_but_not_a_float_is_refused(token: bytes) -> None:
+    assert parse_put_block([b"put a 1 1", b"put b %s 2" % token]) is None

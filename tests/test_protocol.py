@@ -545,7 +545,7 @@ def test_encoded_lines_are_exactly_repr(points: list[tuple[int, float]], typed: 
 def test_encoded_lines_of_random_doubles_are_exactly_repr() -> None:
     # 20,000 doubles from random bit patterns: every exponent, every digit count.
     rng = random.Random(20261201)
-    values = []
+    values: list[float] = []
     while len(values) < 20_000:
         (value,) = struct.unpack("<d", rng.getrandbits(64).to_bytes(8, "little"))
         if math.isfinite(value):

@@ -425,28 +425,51 @@ def plain_point_columns(
     """
     if b"*" in raw_keys:
         return None
-    try:
-        values = list(map(float, raw_values))
-    except ValueError:
-        return None
+    values = _read_floats(raw_values)
     # One C-level sum finds any nan or infinity (an overflowing sum of
     # finite values is only a false alarm: the slow path sorts it out).
-    if not math.isfinite(sum(values)):
+    if values is None or not math.isfinite(sum(values)):
         return None
-    distinct = set(raw_timestamps)
-    if len(distinct) * 2 <= len(raw_timestamps):
-        # Senders stamp many points with one second (a Graphite sender's
-        # flush, a collectd interval): each distinct text is read once.
-        numbers = dict(zip(distinct, map(int, distinct), strict=True))
-        if max(numbers.values()) > MAX_TIMESTAMP:
-            return None
-        timestamps = list(map(numbers.__getitem__, raw_timestamps))
-    else:
+    try:
+        # Digits only (the caller's pattern): JSON integers, unless one has
+        # a leading zero, which int() reads and JSON does not.
+        timestamps: list[int] = orjson.loads(b"[%s]" % b",".join(raw_timestamps))
+    except orjson.JSONDecodeError:
         timestamps = list(map(int, raw_timestamps))
-        if max(timestamps) > MAX_TIMESTAMP:
-            return None
+    if max(timestamps) > MAX_TIMESTAMP:
+        return None
     # Printable ASCII, no space, not "*": valid keys, decoded without checks.
     return list(map(bytes.decode, raw_keys)), values, timestamps
+
+
+_JSON_NUMBER_TYPES: Final = frozenset((int, float))
+
+
+def _read_floats(tokens: list[bytes]) -> list[float] | None:
+    """``float()`` of every token, or ``None`` if one is not a number.
+
+    Read as one JSON array by orjson in C (exactly rounded, as ``float()``),
+    about three times faster than ``float()`` token by token. JSON is
+    stricter than ``float()`` (no ``1.``, ``.5``, ``+1``, ``1_0``, ``inf``):
+    such a batch, and one whose tokens do not each read as one number (a
+    ``,`` or a bracket inside one), is read by ``float()``.
+    """
+    try:
+        numbers = orjson.loads(b"[%s]" % b",".join(tokens))
+    except orjson.JSONDecodeError:
+        numbers = None
+    if (
+        numbers is None
+        or len(numbers) != len(tokens)
+        or not _JSON_NUMBER_TYPES.issuperset(map(type, numbers))
+        # JSON's "-0" is the integer 0; float(b"-0") is -0.0.
+        or b"-0" in tokens
+    ):
+        try:
+            return list(map(float, tokens))
+        except ValueError:
+            return None
+    return list(map(float, numbers))
 
 
 #: The most bytes one piece of a streamed ``get`` answer holds.
