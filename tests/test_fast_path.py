@@ -120,6 +120,10 @@ def test_every_plain_put_batch_takes_the_fast_path(points: list[tuple[bytes, flo
     assert fast == line_by_line(batch)
 
 
+# Eight plain puts: with them, a batch is large enough to be read as JSON.
+PLAIN_BATCH = [b"put a %d.5 %d" % (i, i) for i in range(8)]
+
+
 def exactly(result: tuple[list[str], list[float], list[int]] | None) -> object:
     """A result with each value as its bits, so that -0.0 differs from 0.0."""
     if result is None:
@@ -165,9 +169,16 @@ number_like = st.sampled_from(
 
 
 @settings(max_examples=500)
-@given(st.lists(st.one_of(number_like, st.from_regex(rb"[-+0-9_.eE]{1,12}", fullmatch=True))))
+@given(
+    st.lists(
+        st.one_of(number_like, st.from_regex(rb"[-+0-9_.eE]{1,12}", fullmatch=True)),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_values_are_read_exactly_as_float_reads_them(values: list[bytes]) -> None:
-    batch = [b"put k%d %s %d" % (i, value, i) for i, value in enumerate(values)] or [b"put k 1 1"]
+    # At least PLAIN_BATCH lines: a batch that large is read as JSON.
+    batch = PLAIN_BATCH + [b"put k%d %s %d" % (i, value, i) for i, value in enumerate(values)]
     fast = parse_put_block(batch)
     if fast is not None:
         assert exactly(fast) == exactly(line_by_line(batch))
@@ -175,7 +186,7 @@ def test_values_are_read_exactly_as_float_reads_them(values: list[bytes]) -> Non
 
 @pytest.mark.parametrize("token", [b"-0", b"-0.0", b"1.", b".5", b"+1", b"1_0", b"007"])
 def test_a_value_float_reads_and_json_does_not_still_takes_the_fast_path(token: bytes) -> None:
-    batch = [b"put a 1 1", b"put b %s 2" % token]
+    batch = [*PLAIN_BATCH, b"put b %s 2" % token]
     fast = parse_put_block(batch)
     assert fast is not None
     assert exactly(fast) == exactly(line_by_line(batch))
@@ -183,4 +194,13 @@ def test_a_value_float_reads_and_json_does_not_still_takes_the_fast_path(token: 
 
 @pytest.mark.parametrize("token", [b"1,2", b"[1]", b"true", b'"1"', b"Infinity"])
 def test_a_value_that_is_json_but_not_a_float_is_refused(token: bytes) -> None:
-    assert parse_put_block([b"put a 1 1", b"put b %s 2" % token]) is None
+    assert parse_put_block([*PLAIN_BATCH, b"put b %s 2" % token]) is None
+
+
+def test_a_timestamp_with_leading_zeros_in_a_large_batch() -> None:
+    # JSON has no leading zeros; int() reads them.
+    batch = [*PLAIN_BATCH, b"put b 1.5 0042"]
+    fast = parse_put_block(batch)
+    assert fast is not None
+    assert fast[2][-1] == 42
+    assert fast == line_by_line(batch)

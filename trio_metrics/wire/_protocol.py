@@ -8,6 +8,7 @@ touches sockets, trio or the store, so every rule is tested without I/O.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 from array import array
@@ -430,12 +431,7 @@ def plain_point_columns(
     # finite values is only a false alarm: the slow path sorts it out).
     if values is None or not math.isfinite(sum(values)):
         return None
-    try:
-        # Digits only (the caller's pattern): JSON integers, unless one has
-        # a leading zero, which int() reads and JSON does not.
-        timestamps: list[int] = orjson.loads(b"[%s]" % b",".join(raw_timestamps))
-    except orjson.JSONDecodeError:
-        timestamps = list(map(int, raw_timestamps))
+    timestamps = _read_digits(raw_timestamps)
     if max(timestamps) > MAX_TIMESTAMP:
         return None
     # Printable ASCII, no space, not "*": valid keys, decoded without checks.
@@ -443,6 +439,22 @@ def plain_point_columns(
 
 
 _JSON_NUMBER_TYPES: Final = frozenset((int, float))
+# From this many tokens on, one JSON read beats float() or int() per token
+# (below it, building the array costs more than it saves: a lone put).
+_READ_AS_JSON_FROM: Final = 8
+
+
+def _read_digits(tokens: list[bytes]) -> list[int]:
+    """``int()`` of every token, each one to 19 ASCII digits (checked by the caller).
+
+    Read as one JSON array by orjson when there are many; a leading zero,
+    which ``int()`` reads and JSON does not, sends them to ``int()``.
+    """
+    if len(tokens) >= _READ_AS_JSON_FROM:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            numbers: list[int] = orjson.loads(b"[%s]" % b",".join(tokens))
+            return numbers
+    return list(map(int, tokens))
 
 
 def _read_floats(tokens: list[bytes]) -> list[float] | None:
@@ -451,25 +463,27 @@ def _read_floats(tokens: list[bytes]) -> list[float] | None:
     Read as one JSON array by orjson in C (exactly rounded, as ``float()``),
     about three times faster than ``float()`` token by token. JSON is
     stricter than ``float()`` (no ``1.``, ``.5``, ``+1``, ``1_0``, ``inf``):
-    such a batch, and one whose tokens do not each read as one number (a
-    ``,`` or a bracket inside one), is read by ``float()``.
+    such a batch, one whose tokens do not each read as one number (a ``,``
+    or a bracket inside one), and a batch of a few tokens are read by
+    ``float()``.
     """
-    try:
-        numbers = orjson.loads(b"[%s]" % b",".join(tokens))
-    except orjson.JSONDecodeError:
-        numbers = None
-    if (
-        numbers is None
-        or len(numbers) != len(tokens)
-        or not _JSON_NUMBER_TYPES.issuperset(map(type, numbers))
-        # JSON's "-0" is the integer 0; float(b"-0") is -0.0.
-        or b"-0" in tokens
-    ):
+    if len(tokens) >= _READ_AS_JSON_FROM:
         try:
-            return list(map(float, tokens))
-        except ValueError:
-            return None
-    return list(map(float, numbers))
+            numbers = orjson.loads(b"[%s]" % b",".join(tokens))
+        except orjson.JSONDecodeError:
+            numbers = None
+        if (
+            numbers is not None
+            and len(numbers) == len(tokens)
+            and _JSON_NUMBER_TYPES.issuperset(map(type, numbers))
+            # JSON's "-0" is the integer 0; float(b"-0") is -0.0.
+            and b"-0" not in tokens
+        ):
+            return list(map(float, numbers))
+    try:
+        return list(map(float, tokens))
+    except ValueError:
+        return None
 
 
 #: The most bytes one piece of a streamed ``get`` answer holds.
