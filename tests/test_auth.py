@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -11,7 +12,7 @@ import pytest
 import trio
 from conftest import server_in_thread
 from http_requests import request
-from net import NETWORK_TIMEOUT, receive_exactly
+from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof
 from processes import COMMAND, run_cli
 from test_robustness import wait_until
 
@@ -253,6 +254,60 @@ async def test_a_flood_of_unauthenticated_connections_cannot_take_the_slots(
         for stream in [*flood, one_more]:
             await stream.aclose()
     await wait_until(lambda: info.stats.connections_unauthenticated == 0)
+
+
+async def _http_exchange(stream: trio.abc.Stream, path: str, token: str | None = None) -> bytes:
+    """One keep-alive GET on ``stream``: the response's head and body."""
+    headers = "" if token is None else f"authorization: Bearer {token}\r\n"
+    await stream.send_all(f"GET {path} HTTP/1.1\r\nhost: x\r\n{headers}\r\n".encode())
+    answer = b""
+    with trio.fail_after(NETWORK_TIMEOUT):
+        while b"\r\n\r\n" not in answer:
+            answer += await stream.receive_some()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        if b"transfer-encoding: chunked" in head.lower():
+            while not body.endswith(b"\r\n0\r\n\r\n"):
+                body += await stream.receive_some()
+        else:
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            while len(body) < length:
+                body += await stream.receive_some()
+    return head + b"\r\n\r\n" + body
+
+
+async def test_http_connections_without_a_token_have_a_budget_of_their_own(
+    nursery: trio.Nursery, token_file: Path
+) -> None:
+    config = ServerConfig(port=0, http_port=0, auth=AuthSettings(token_file, max_unauthenticated=2))
+    info = await _start(nursery, config)
+    assert info.http_port is not None
+    port = info.http_port
+    # A keep-alive client that has shown its token is out of the budget.
+    trusted = await trio.open_tcp_stream("127.0.0.1", port)
+    assert (await _http_exchange(trusted, "/api/v1/keys", TOKEN)).startswith(b"HTTP/1.1 200 ")
+    # Open paths do not make a connection trusted.
+    healthz_only = await trio.open_tcp_stream("127.0.0.1", port)
+    assert (await _http_exchange(healthz_only, "/healthz")).startswith(b"HTTP/1.1 200 ")
+    flood = [healthz_only, await trio.open_tcp_stream("127.0.0.1", port)]
+    await trio.sleep(0.1)  # accepted and counted
+    with trio.fail_after(NETWORK_TIMEOUT):
+        one_more = await trio.open_tcp_stream("127.0.0.1", port)
+        await one_more.send_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        refused = await receive_until_eof(one_more)
+    head, _, body = refused.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert json.loads(body) == {
+        "error": "too many HTTP connections without a token; try again later"
+    }
+    metrics = await _http_exchange(trusted, "/metrics", TOKEN)
+    assert b"\ntrio_metrics_http_connections_unauthenticated 2\n" in metrics
+    assert b"\ntrio_metrics_http_connections_refused_unauthenticated_total 1\n" in metrics
+    # One of them leaves: a new connection is served again.
+    await flood.pop().aclose()
+    await trio.sleep(0.1)
+    assert (await request(port, "GET", "/healthz"))[0] == 200
+    for stream in [*flood, one_more, trusted]:
+        await stream.aclose()
 
 
 async def test_a_connection_that_does_not_authenticate_in_time_is_closed(

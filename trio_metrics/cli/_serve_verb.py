@@ -415,8 +415,9 @@ SERVE_FLAGS: tuple[Flag, ...] = (
             "type": types.positive_int,
             "default": DEFAULT_MAX_UNAUTHENTICATED,
             "metavar": "N",
-            "help": "with --auth-token-file, connections not yet authenticated served at once;"
-            " more are closed at once (default: %(default)s)",
+            "help": "with --auth-token-file, connections not yet authenticated served at once,"
+            " on the main port and on the HTTP port each; more are closed at once"
+            " (default: %(default)s)",
         },
         group=_SECURITY_GROUP,
     ),

@@ -41,6 +41,7 @@ from ._remote import RemoteStorage
 from ._sending import Receive, Scope, Send, send_response
 from ._series import SeriesQuery, series_response
 from ._stats import HttpStats
+from ._trust import CONNECTION_TRUST
 
 __all__ = ["MAX_KEY_BYTES", "HttpApi"]
 
@@ -186,6 +187,9 @@ class HttpApi:
             client = scope.get("client")
             address = str(client[0]) if client else "unknown"
             if await auth.authenticate(token.strip(), address) is not None:
+                trust = scope.get("state", {}).get(CONNECTION_TRUST)
+                if trust is not None:
+                    trust.authenticated()
                 return None
             self._warnings.warning(
                 "auth-failed", "an HTTP request from %s gave a wrong token", address

@@ -28,17 +28,26 @@ from hypercorn.utils import parse_socket_addr
 
 from ..transport import LeanSocketStream, ServerStats, ThrottledLogger, TlsServer, stream_socket
 from ._stats import HttpStats
+from ._trust import CONNECTION_TRUST, ConnectionTrust
 
 __all__ = ["HttpConnections"]
 
 logger = logging.getLogger("trio_metrics.http")
 
-_BUSY_BODY: Final = b'{"error":"too many HTTP connections; try again later"}'
-_BUSY: Final = (
+_BUSY_TEMPLATE: Final = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
     b"content-length: %d\r\nretry-after: 1\r\nconnection: close\r\n\r\n%s"
-    % (len(_BUSY_BODY), _BUSY_BODY)
 )
+_BUSY_BODY: Final = b'{"error":"too many HTTP connections; try again later"}'
+_BUSY: Final = _BUSY_TEMPLATE % (len(_BUSY_BODY), _BUSY_BODY)
+_BUSY_UNAUTHENTICATED_BODY: Final = (
+    b'{"error":"too many HTTP connections without a token; try again later"}'
+)
+_BUSY_UNAUTHENTICATED: Final = _BUSY_TEMPLATE % (
+    len(_BUSY_UNAUTHENTICATED_BODY),
+    _BUSY_UNAUTHENTICATED_BODY,
+)
+
 # A refused client gets this long, and this many bytes, to take the 503 and
 # close; reading what it sent meanwhile keeps the close from resetting the
 # connection before the answer is read.
@@ -52,6 +61,12 @@ class HttpConnections:
     ``app`` is the ASGI application as hypercorn wraps it; ``config`` is
     hypercorn's (timeouts, header size). With ``tls``, each connection's
     handshake comes first, counted under the limit and in ``tls_stats``.
+    With ``max_unauthenticated`` (auth on), at most that many connections
+    may be open that have not yet sent a request with a known token; more
+    get a 503 at once, so that a flood of them cannot take every place
+    under ``limit``. Each connection's :class:`ConnectionTrust` is in its
+    ASGI ``state`` under :data:`CONNECTION_TRUST`, for the application to
+    mark it authenticated.
     """
 
     def __init__(
@@ -63,8 +78,10 @@ class HttpConnections:
         *,
         tls: TlsServer | None = None,
         tls_stats: ServerStats | None = None,
+        max_unauthenticated: int | None = None,
     ) -> None:
         self._app = app
+        self._max_unauthenticated = max_unauthenticated
         self._config = config
         self._limit = limit
         self._stats = stats
@@ -87,14 +104,24 @@ class HttpConnections:
                 "%d HTTP connections are open (the limit): answered 503 to a new one",
                 stats.connections_open,
             )
-            if self._tls is None:
-                await _refuse(stream)
-            else:
-                # A plaintext 503 means nothing to a TLS client: it sees the close.
-                await trio.aclose_forcefully(stream)
+            await self._refuse(stream, _BUSY)
+            return
+        if (
+            self._max_unauthenticated is not None
+            and stats.connections_unauthenticated >= self._max_unauthenticated
+        ):
+            stats.connections_refused_unauthenticated += 1
+            self._warnings.warning(
+                "max-unauthenticated",
+                "%d HTTP connections without a token are open (the limit): answered 503",
+                stats.connections_unauthenticated,
+            )
+            await self._refuse(stream, _BUSY_UNAUTHENTICATED)
             return
         stats.connections_open += 1
         stats.connections_total += 1
+        trust = None if self._max_unauthenticated is None else ConnectionTrust(stats)
+        state = {} if trust is None else {CONNECTION_TRUST: trust}
         conversation: trio.abc.Stream | None = stream
         try:
             if self._tls is not None:
@@ -102,7 +129,7 @@ class HttpConnections:
             if conversation is not None:
                 # hypercorn's type says a TLS stream; any trio stream over a socket serves.
                 server = _Http11Server(
-                    self._app, self._config, self._context, {}, cast(Any, conversation)
+                    self._app, self._config, self._context, state, cast(Any, conversation)
                 )
                 server.over_tls = self._tls is not None
                 await server.run()
@@ -110,13 +137,22 @@ class HttpConnections:
             logger.exception("HTTP connection closed after an unexpected error")
         finally:
             stats.connections_open -= 1
+            if trust is not None:
+                trust.end()
             await trio.aclose_forcefully(stream if conversation is None else conversation)
 
+    async def _refuse(self, stream: LeanSocketStream, answer: bytes) -> None:
+        if self._tls is None:
+            await _refuse(stream, answer)
+        else:
+            # A plaintext 503 means nothing to a TLS client: it sees the close.
+            await trio.aclose_forcefully(stream)
 
-async def _refuse(stream: LeanSocketStream) -> None:
+
+async def _refuse(stream: LeanSocketStream, answer: bytes) -> None:
     with trio.move_on_after(_REFUSAL_SECONDS):
         try:
-            await stream.send_all(_BUSY)
+            await stream.send_all(answer)
             await stream.send_eof()
             drained = 0
             while drained < _REFUSAL_DRAIN_BYTES and (data := await stream.receive_some()):

@@ -93,6 +93,7 @@ async def serve_http(
         api.http_stats,
         tls=tls,
         tls_stats=stats,
+        max_unauthenticated=None if auth is None else auth.settings.max_unauthenticated,
     )
     async with trio.open_nursery() as nursery:
         nursery.start_soon(accept_forever, sockets, connections.handle)

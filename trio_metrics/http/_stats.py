@@ -21,6 +21,10 @@ class HttpStats:
     connections_open: int = 0
     connections_total: int = 0
     connections_refused: int = 0
+    #: With auth on: connections that have not yet sent a request with a
+    #: known token, and those closed at once because too many were open.
+    connections_unauthenticated: int = 0
+    connections_refused_unauthenticated: int = 0
 
     def count(self, route: str, status: int) -> None:
         """Count one answered request."""
@@ -54,5 +58,16 @@ class HttpStats:
                 "counter",
                 "HTTP connections answered 503 at once, past --http-max-connections.",
                 self.connections_refused,
+            ),
+            "http_connections_unauthenticated": Figure.single(
+                "gauge",
+                "HTTP connections open now that have sent no request with a known token yet.",
+                self.connections_unauthenticated,
+            ),
+            "http_connections_refused_unauthenticated": Figure.single(
+                "counter",
+                "HTTP connections answered 503 at once: --max-unauthenticated-connections"
+                " were open without a token.",
+                self.connections_refused_unauthenticated,
             ),
         }

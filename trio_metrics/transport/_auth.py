@@ -82,9 +82,10 @@ class AuthSettings:
     - ``graphite_allow_unauthenticated``: let the Graphite port take
       points without client certificates (Graphite lines have no place for
       a token); without it, a Graphite port needs mutual TLS.
-    - ``max_unauthenticated``: connections of the main port that have not
-      authenticated yet, at once; more are closed at once, so a flood of
-      them cannot take the slots of authenticated clients.
+    - ``max_unauthenticated``: connections that have not authenticated yet,
+      at once, on the main port and on the HTTP port each (there: until a
+      request shows a known bearer token); more are closed at once, so a
+      flood of them cannot take the slots of authenticated clients.
     - ``auth_timeout``: seconds a main-port connection has to authenticate
       (from its first byte) before it is closed.
     """
