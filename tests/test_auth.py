@@ -27,6 +27,7 @@ from trio_metrics import (
     open_client,
     serve,
 )
+from trio_metrics.http._openapi import OPENAPI
 from trio_metrics.transport import Authenticator, FailureDelay, load_tokens
 from trio_metrics.wire import ERROR_ANSWER, OK_ANSWER, Auth, ProtocolError, parse_command
 
@@ -421,6 +422,21 @@ async def test_every_http_route_but_healthz_needs_the_bearer_token(
     right = {"Authorization": f"Bearer {TOKEN}"}
     assert (await request(port, "POST", "/api/v1/points", posted, right))[0] == 200
     assert await auth_server.store.counts() == (1, 2)
+
+
+def test_the_openapi_document_says_which_routes_take_a_bearer_token() -> None:
+    from trio_metrics.http import HttpApi
+    from trio_metrics.storage import MetricStore
+    from trio_metrics.transport import ServerStats
+
+    for template, methods in HttpApi(MetricStore(), ServerStats()).routes.items():
+        for method in methods:
+            responses = OPENAPI["paths"][template][method.lower()]["responses"]
+            assert ("401" in responses) == (template != "/healthz"), (method, template)
+    assert OPENAPI["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert {"bearerAuth": []} in OPENAPI["security"]
+    assert OPENAPI["paths"]["/healthz"]["get"]["security"] == []
+    assert "401" not in OPENAPI["paths"]["/healthz"]["get"]["responses"]
 
 
 async def test_metrics_can_be_left_open(nursery: trio.Nursery, token_file: Path) -> None:

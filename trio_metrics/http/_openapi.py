@@ -419,3 +419,25 @@ for _graphite_path in _GRAPHITE_PARAMETERS:
         OPENAPI["paths"][_variant] = {"get": _graphite_operation(_graphite_path)}
         if _graphite_path not in _GRAPHITE_GET_ONLY:
             OPENAPI["paths"][_variant]["post"] = _graphite_operation(_graphite_path)
+
+# With --auth-token-file, every route but /healthz (and /metrics under
+# --metrics-open) wants a bearer token; without it, none does.
+OPENAPI["components"]["securitySchemes"] = {
+    "bearerAuth": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the tokens of the server's --auth-token-file, needed only"
+        " when the server runs with one (docs/security.md).",
+    }
+}
+# An empty requirement beside the token: a server without tokens takes requests without one.
+OPENAPI["security"] = [{}, {"bearerAuth": []}]
+for _path, _item in OPENAPI["paths"].items():
+    for _operation in _item.values():
+        if _path == "/healthz":
+            _operation["security"] = []
+            continue
+        _operation["responses"]["401"] = _error(
+            "With --auth-token-file: no bearer token, or one the server does not know"
+            " (`WWW-Authenticate: Bearer`)."
+        )
