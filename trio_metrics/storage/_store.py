@@ -170,40 +170,48 @@ class MetricStore:
             self.put_columns((key,), (value,), (timestamp,))
 
     def put_columns(
-        self, keys: Iterable[str], values: Iterable[float], timestamps: Iterable[int]
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
     ) -> None:
         """Store the points given as parallel columns, in order."""
         series = self._series
-        added = 0
+        find = series.get
+        # Points that landed on a second their key already held (not new).
+        held = 0
         for key, value, timestamp in zip(keys, values, timestamps, strict=True):
-            columns = series.get(key)
-            if columns is None:
+            columns = find(key)
+            if columns is not None:
+                stamps = columns[0]
+                if timestamp > stamps[-1]:
+                    # The common case: time moves forward.
+                    stamps.append(timestamp)
+                    columns[1].append(value)
+                    continue
+                held += self._place(key, stamps, columns[1], value, timestamp)
+            else:
                 series[key] = (array("q", (timestamp,)), array("d", (value,)))
                 self._sorted.add(key)
-                added += 1
-                continue
-            stamps, numbers = columns
-            last = stamps[-1]
-            if timestamp > last:
-                # The common case: time moves forward.
-                stamps.append(timestamp)
-                numbers.append(value)
-                added += 1
-            elif timestamp == last:
-                numbers[-1] = value
-                if self._listeners:
-                    self._changed(key, len(stamps) - 1)
+        self._points += len(keys) - held
+
+    def _place(
+        self, key: str, stamps: array[int], numbers: array[float], value: float, timestamp: int
+    ) -> int:
+        """Put a point at or before ``key``'s last; 1 if its second was held already."""
+        if timestamp == stamps[-1]:
+            index = len(stamps) - 1
+            numbers[index] = value
+            held = 1
+        else:
+            index = bisect_left(stamps, timestamp)
+            if stamps[index] == timestamp:
+                numbers[index] = value
+                held = 1
             else:
-                index = bisect_left(stamps, timestamp)
-                if stamps[index] == timestamp:
-                    numbers[index] = value
-                else:
-                    stamps.insert(index, timestamp)
-                    numbers.insert(index, value)
-                    added += 1
-                if self._listeners:
-                    self._changed(key, index)
-        self._points += added
+                stamps.insert(index, timestamp)
+                numbers.insert(index, value)
+                held = 0
+        if self._listeners:
+            self._changed(key, index)
+        return held
 
     def admit(
         self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
