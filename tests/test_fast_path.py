@@ -61,6 +61,14 @@ def test_plain_puts_are_parsed_in_one_pass() -> None:
 )
 def test_anything_unusual_falls_back_to_line_by_line(odd_line: bytes) -> None:
     assert parse_put_block([b"put a 1 1", odd_line, b"put b 2 2"]) is None
+    # Alone, as a request-response client sends it (a path of its own).
+    assert parse_put_block([odd_line]) is None
+    assert parse_put_block(odd_line) is None
+
+
+def test_a_lone_plain_put_takes_the_fast_path() -> None:
+    assert parse_put_block(b"put palm.cpu -0 1501864247") == (["palm.cpu"], [-0.0], [1501864247])
+    assert str(parse_put_block(b"put k -0 1")) == "(['k'], [-0.0], [1])"
 
 
 def test_a_sum_that_overflows_only_falls_back() -> None:

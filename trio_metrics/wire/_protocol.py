@@ -403,6 +403,10 @@ def parse_put_block(
             block = b"\n".join(lines)
         except TypeError:  # a marker of an over-long line
             return None
+    if b"\n" not in block:
+        # One put, as a request-response client sends it: the same checks
+        # with less to set up (about half the time of the batch path).
+        return _parse_one_put(block)
     if _PLAIN_PUT_BLOCK.fullmatch(block) is None:
         return None
     # The pattern guarantees four tokens per line, so the flat token list
@@ -436,6 +440,27 @@ def plain_point_columns(
         return None
     # Printable ASCII, no space, not "*": valid keys, decoded without checks.
     return list(map(bytes.decode, raw_keys)), values, timestamps
+
+
+_PLAIN_PUT_LINE: Final = re.compile(rb"put ([!-~]+) ([!-~]+) ([0-9]{1,19})")
+
+
+def _parse_one_put(line: bytes) -> tuple[list[str], list[float], list[int]] | None:
+    """:func:`parse_put_block` of a single line."""
+    match = _PLAIN_PUT_LINE.fullmatch(line)
+    if match is None:
+        return None
+    raw_key, raw_value, raw_timestamp = match.groups()
+    if raw_key == b"*":
+        return None
+    try:
+        value = float(raw_value)
+    except ValueError:
+        return None
+    timestamp = int(raw_timestamp)
+    if not math.isfinite(value) or timestamp > MAX_TIMESTAMP:
+        return None
+    return [raw_key.decode()], [value], [timestamp]
 
 
 _JSON_NUMBER_TYPES: Final = frozenset((int, float))
