@@ -113,3 +113,40 @@ async def test_send_all_in_a_cancelled_scope_sends_nothing() -> None:
     assert await receiver.receive_some(100) == b"after"
     await sender.aclose()
     await receiver.aclose()
+
+
+async def test_a_reset_peer_is_a_broken_stream_on_receive() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    accepted, _ = listener.accept()
+    listener.close()
+    stream = LeanSocketStream(accepted)
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    client.close()  # linger 0: an RST
+    with trio.fail_after(5):
+        try:
+            await stream.receive_some()
+        except trio.BrokenResourceError as exc:
+            assert isinstance(exc.__cause__, ConnectionResetError)
+        else:
+            raise AssertionError("a reset receive did not raise")
+    await stream.aclose()
+
+
+async def test_two_tasks_receiving_at_once_is_our_busy_error() -> None:
+    left, right = socket.socketpair()
+    stream = LeanSocketStream(left)
+    stream._drained = True  # the next receive waits first, as after a request
+    with trio.fail_after(5):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(stream.receive_some)
+            await trio.testing.wait_all_tasks_blocked()
+            try:
+                await stream.receive_some()
+            except trio.BusyResourceError as exc:
+                assert "another task is receiving" in str(exc)
+            else:
+                raise AssertionError("a second receive did not raise")
+            right.send(b"x")
+    await stream.aclose()
+    right.close()

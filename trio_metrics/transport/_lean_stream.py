@@ -40,22 +40,25 @@ class _ConflictDetector:
     """Raises :exc:`trio.BusyResourceError` when two tasks use one side of a stream at once.
 
     trio's streams use the same idea; a plain class, not a generator-based
-    context manager, because it is entered on every receive and send.
+    context manager, because it is entered on every receive and send. The
+    two hottest paths (:meth:`LeanSocketStream.receive_some` and
+    ``send_all``) do the same with ``held`` written out, which saves the
+    two method calls per use.
     """
 
-    __slots__ = ("_held", "_message")
+    __slots__ = ("held", "message")
 
     def __init__(self, message: str) -> None:
-        self._message = message
-        self._held = False
+        self.message = message
+        self.held = False
 
     def __enter__(self) -> None:
-        if self._held:
-            raise trio.BusyResourceError(self._message)
-        self._held = True
+        if self.held:
+            raise trio.BusyResourceError(self.message)
+        self.held = True
 
     def __exit__(self, *exc_info: object) -> None:
-        self._held = False
+        self.held = False
 
 
 class _SocketErrors:
@@ -79,9 +82,13 @@ class _SocketErrors:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: object
     ) -> None:
         if isinstance(exc, OSError):
-            if self._stream._closed:
-                raise trio.ClosedResourceError("the stream is closed") from exc
-            raise trio.BrokenResourceError(f"socket error: {exc}") from exc
+            raise self.translated(exc) from exc
+
+    def translated(self, exc: OSError) -> trio.ClosedResourceError | trio.BrokenResourceError:
+        """The stream error that stands for ``exc``."""
+        if self._stream._closed:
+            return trio.ClosedResourceError("the stream is closed")
+        return trio.BrokenResourceError(f"socket error: {exc}")
 
 
 class LeanSocketStream(trio.abc.HalfCloseableStream):
@@ -125,8 +132,18 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             max_bytes = RECEIVE_SIZE
         elif max_bytes < 1:
             raise ValueError("max_bytes must be at least 1")
-        with self._receive_conflict, self._socket_errors:
+        # The conflict check and the error translation, written out (see
+        # _ConflictDetector): this runs once per request.
+        conflict = self._receive_conflict
+        if conflict.held:
+            raise trio.BusyResourceError(conflict.message)
+        conflict.held = True
+        try:
             return await self._receive(max_bytes)
+        except OSError as exc:
+            raise self._socket_errors.translated(exc) from exc
+        finally:
+            conflict.held = False
 
     async def _receive(self, max_bytes: int) -> bytes:
         # Cancellation is checked before bytes leave the socket, and the
@@ -162,7 +179,11 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
         if self._eof_sent:
             raise trio.ClosedResourceError("send_eof was called on this stream")
         await trio.lowlevel.checkpoint_if_cancelled()
-        with self._send_conflict, self._socket_errors:
+        conflict = self._send_conflict  # written out, as in receive_some
+        if conflict.held:
+            raise trio.BusyResourceError(conflict.message)
+        conflict.held = True
+        try:
             try:
                 sent = self._sock.send(data)
             except BlockingIOError:
@@ -170,6 +191,10 @@ class LeanSocketStream(trio.abc.HalfCloseableStream):
             if sent < len(data):
                 # The socket buffer is full: the rest waits for room.
                 await self._send_rest(data, sent)
+        except OSError as exc:
+            raise self._socket_errors.translated(exc) from exc
+        finally:
+            conflict.held = False
 
     async def _send_rest(self, data: bytes | bytearray | memoryview, sent: int) -> None:
         with memoryview(data) as view:
