@@ -373,6 +373,40 @@ class TieredStore(MetricStore):
                 made += 1
         return made
 
+    def blocks_of(self, key: str) -> list[Block]:
+        """``key``'s compressed blocks, oldest first (a snapshot writes them as they are)."""
+        return list(self._cold.get(key, ()))
+
+    def iter_uncompressed(self, key: str) -> Iterator[Series]:
+        """As :meth:`MetricStore.iter_series`, without the compressed points:
+        each key's points newer than its blocks (see :meth:`blocks_of`)."""
+        yield from super().iter_series(key)
+
+    def restore_blocks(self, key: str, blocks: Sequence[Block]) -> None:
+        """Put ``blocks`` (oldest first, older than every point of ``key``'s
+        series) in front of ``key``'s series, as recovery reads them.
+
+        A key needs points in its arrays: with none, the newest block's
+        points go there.
+        """
+        if not blocks:
+            return
+        blocks = list(blocks)
+        columns = self._series.get(key)
+        if columns is None or not columns[0]:
+            stamps, values = blocks.pop().decompress()
+            if columns is not None:
+                stamps.extend(columns[0])
+                values.extend(columns[1])
+            super().restore_series(key, stamps, values)
+        if not blocks:
+            return
+        for block in self._cold.pop(key, ()):
+            self._points -= block.count
+        self._cold[key] = blocks
+        self._points += sum(block.count for block in blocks)
+        self._newest_cold = max(self._newest_cold, blocks[-1].last)
+
     def _thaw(self, key: str) -> None:
         """Put ``key``'s compressed points back into its arrays."""
         blocks = self._cold.pop(key, None)
