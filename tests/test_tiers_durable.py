@@ -11,10 +11,12 @@ from pathlib import Path
 
 import hypothesis.strategies as st
 import trio
+import trio.testing
 from hypothesis import given, settings
 
 from trio_metrics.storage import (
     LOG_MAGIC,
+    DataDirStorage,
     RetentionRules,
     TieredStore,
     encode_batch,
@@ -22,6 +24,7 @@ from trio_metrics.storage import (
     encode_roll_up,
     encode_tier_state,
     log_path,
+    open_storage,
     parse_retention,
     recover,
     snapshot_path,
@@ -345,3 +348,36 @@ async def test_a_crash_at_any_step_of_a_compaction_with_blocks_recovers(tmp_path
         recover(copy, store=recovered)
         assert state(recovered) == want_state, step
         assert blocks(recovered) == want_blocks, step
+
+
+def directory_bytes(directory: Path) -> int:
+    """Bytes of the data directory's files (the lock aside)."""
+    return sum(path.stat().st_size for path in directory.iterdir() if path.name != "LOCK")
+
+
+async def test_the_data_directory_stops_growing_once_the_horizon_is_passed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Steady traffic under ``1s:10s,5s:60s``, with the rules' clock following
+    it: after a compaction, the directory holds the rules' points and no more,
+    so once the 60 s horizon is passed its size levels off."""
+    clock = Clock(1_800_000_000)
+    rules = RetentionRules(default=parse_retention("1s:10s,5s:60s"))
+    storage = DataDirStorage(tmp_path, fsync="never", compact_min_bytes=0)
+    sizes: dict[int, int] = {}
+    async with open_storage(storage, rules, clock=clock) as opened:
+        store = opened.store
+        assert isinstance(store, DurableStore)
+        for second in range(1, 301):
+            clock.now += 1
+            await store.put_batch(list(KEYS), [float(second % 7)] * 3, [clock.now] * 3)
+            await trio.sleep(1)  # a round of roll-up (the trio clock jumps)
+            if second % 20 == 0:
+                await store.compact()
+                sizes[second] = await trio.to_thread.run_sync(directory_bytes, tmp_path)
+    # Growing up to the horizon ...
+    assert sizes[20] < sizes[40] < sizes[60]
+    # ... then level: three keys of 10 points and 12 or 13 steps, whatever the time.
+    late = [size for second, size in sizes.items() if second >= 100]
+    assert max(late) - min(late) <= 3 * 16 * 2, sizes
+    assert max(late) < 3 * 30 * 16 + 2000, sizes
