@@ -10,12 +10,14 @@ import tempfile
 from pathlib import Path
 
 import hypothesis.strategies as st
+import pytest
 import trio
 import trio.testing
 from hypothesis import given, settings
 
 from trio_metrics.storage import (
     LOG_MAGIC,
+    DamagedFileError,
     DataDirStorage,
     RetentionRules,
     TieredStore,
@@ -30,7 +32,7 @@ from trio_metrics.storage import (
     snapshot_path,
     write_snapshot_file,
 )
-from trio_metrics.storage._blocks import Block
+from trio_metrics.storage._blocks import Block, compress_block
 from trio_metrics.storage._durable import DurableStore, open_durable_store
 from trio_metrics.storage._log_format import snapshot_pieces
 
@@ -381,3 +383,49 @@ async def test_the_data_directory_stops_growing_once_the_horizon_is_passed(
     late = [size for second, size in sizes.items() if second >= 100]
     assert max(late) - min(late) <= 3 * 16 * 2, sizes
     assert max(late) < 3 * 30 * 16 + 2000, sizes
+
+
+def write_snapshot(
+    directory: Path,
+    entries: list[tuple[str, list[int], list[float]]],
+    blocks: dict[str, list[Block]],
+) -> None:
+    """A snapshot of ``entries`` with ``blocks`` (any order the test wants), and an empty log."""
+    directory.mkdir(exist_ok=True)
+    with open(snapshot_path(directory, 2), "wb") as file:
+        for piece in snapshot_pieces(entries, blocks_of=lambda key: blocks.get(key, [])):
+            file.write(b"".join(piece))
+    with open(log_path(directory, 2), "wb") as segment:
+        segment.write(LOG_MAGIC)
+
+
+def test_a_key_with_only_blocks_recovers_with_its_newest_block_as_points(
+    tmp_path: Path,
+) -> None:
+    """Memory never leaves a key's arrays empty; a snapshot that holds only
+    blocks for a key still recovers all its points, into either store."""
+    old = compress_block([1, 2], [1.5, 2.5])
+    new = compress_block([3, 4], [3.5, 4.5])
+    write_snapshot(tmp_path, [("a", [], [])], {"a": [old, new]})
+    tiered_store = TieredStore(RetentionRules(default=parse_retention(RULE)))
+    recover(tmp_path, store=tiered_store)
+    assert tiered_store.blocks_of("a") == [old]
+    assert [(s.key, list(s.timestamps), list(s.values)) for s in tiered_store.series("a")] == [
+        ("a", [1, 2, 3, 4], [1.5, 2.5, 3.5, 4.5])
+    ]
+    assert len(tiered_store) == 4
+    plain = recover(tmp_path).store
+    assert [list(s.timestamps) for s in plain.series("a")] == [[1, 2, 3, 4]]
+
+
+def test_blocks_out_of_order_or_after_their_series_are_damage(tmp_path: Path) -> None:
+    early = compress_block([1, 2], [1.0, 2.0])
+    late = compress_block([3, 4], [3.0, 4.0])
+    write_snapshot(tmp_path / "order", [("a", [5], [5.0])], {"a": [late, early]})
+    with pytest.raises(DamagedFileError, match="out of order"):
+        recover(
+            tmp_path / "order", store=TieredStore(RetentionRules(default=parse_retention(RULE)))
+        )
+    write_snapshot(tmp_path / "overlap", [("a", [4], [5.0])], {"a": [early, late]})
+    with pytest.raises(DamagedFileError, match="overlaps its blocks"):
+        recover(tmp_path / "overlap")
