@@ -95,9 +95,14 @@ puts = st.lists(
     min_size=1,
     max_size=8,
 )
+# A key's last 88 s at 2 s: enough for the coarsest tier to hold steps to compress.
+history = st.sampled_from(KEYS).map(
+    lambda key: [(key, offset, offset) for offset in range(-88, 1, 2)]
+)
 steps = st.lists(
     st.one_of(
         st.tuples(st.just("put"), puts),
+        st.tuples(st.just("put"), history),
         st.tuples(st.just("tick"), st.integers(1, 25)),
         # Part of a round, as a crash in the middle of one leaves it.
         st.tuples(st.just("partial"), st.integers(1, 25)),
