@@ -29,6 +29,7 @@ from trio_metrics.storage import (
     open_storage,
     parse_retention,
     recover,
+    resize_data_dir,
     snapshot_path,
     write_snapshot_file,
 )
@@ -434,3 +435,23 @@ def test_blocks_out_of_order_or_after_their_series_are_damage(tmp_path: Path) ->
     write_snapshot(tmp_path / "overlap", [("a", [4], [5.0])], {"a": [early, late]})
     with pytest.raises(DamagedFileError, match="overlaps its blocks"):
         recover(tmp_path / "overlap")
+
+
+async def test_resize_reads_the_points_of_a_snapshot_holding_blocks(tmp_path: Path) -> None:
+    """resize recovers into a store without rules: the blocks' points are read
+    like the others, and the new snapshot holds every step again."""
+    clock = Clock(1_800_000_000)
+    memory = await _store_with_blocks(tmp_path, clock)
+    report = await trio.to_thread.run_sync(
+        functools.partial(
+            resize_data_dir,
+            tmp_path,
+            RetentionRules(default=parse_retention(BLOCK_RULE)),
+            now=clock.now,
+        )
+    )
+    assert report.points_before == report.points_after == len(memory)
+    resized = recover(tmp_path).store
+    assert [(s.key, list(s.timestamps), list(s.values)) for s in resized.series("*")] == [
+        (s.key, list(s.timestamps), list(s.values)) for s in memory.series("*")
+    ]
