@@ -362,6 +362,31 @@ def test_retention_fast_forward_reports_tiers_memory_and_the_directory() -> None
     assert re.search(r"^data directory by day replayed: 1: [\d.]+ MiB", completed.stdout, re.M)
 
 
+def test_retention_fast_forward_passes_the_horizon_and_compares_the_snapshot() -> None:
+    completed = subprocess.run(
+        [
+            *(sys.executable, str(BENCH / "retention.py"), "--fast-forward"),
+            *("--series", "3", "--days", "3", "--retention", "10s:1h,1m:1d"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    rows = re.findall(r"^ *(\d+) +[\d.]+ +[\d.]+ +([\d,]+) +[\d.]+$", completed.stdout, re.M)
+    assert [day for day, _ in rows] == ["1", "2", "3"], output
+    held = [int(points.replace(",", "")) for _, points in rows]
+    # Past the one-day horizon the rules' points stay level: an hour at 10 s
+    # and the rest of the day in minutes per series (give or take a floor's step).
+    assert abs(held[1] - 3 * (360 + 1380)) <= 3 * 8 and abs(held[2] - held[1]) <= 3 * 2, held
+    ratio = re.search(r"as points only it would take [\d,]+ bytes \(([\d.]+)x\)", output)
+    assert ratio is not None and float(ratio.group(1)) > 1.5, output
+
+
 def test_retention_pause_compares_latency_with_and_without_rules() -> None:
     completed = subprocess.run(
         [

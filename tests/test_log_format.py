@@ -16,16 +16,22 @@ from trio_metrics.storage._log_format import (
     FRAME_HEADER_SIZE,
     MAX_RECORD_SIZE,
     SNAPSHOT_MAGIC,
+    BlockRecord,
     Damage,
     FormatError,
     decode_batch,
+    decode_block,
     decode_series,
+    decode_tier_state,
     decode_trailer,
     encode_batch,
+    encode_block,
     encode_series,
+    encode_tier_state,
     encode_trailer,
     frame,
     is_batch_record,
+    is_snapshot_record,
     scan_records,
     snapshot_pieces,
 )
@@ -367,3 +373,71 @@ def test_a_batch_over_the_largest_record_is_refused(monkeypatch: pytest.MonkeyPa
     encode_batch(["k"] * 50, [1.0] * 50, list(range(50)))
     with pytest.raises(ValueError, match="over the 1000 maximum"):
         encode_batch(["k"] * 60, [1.0] * 60, list(range(60)))
+
+
+@given(
+    key=st.text(min_size=1, max_size=20).filter(lambda key: "\n" not in key),
+    first=st.integers(-(2**63), 2**63 - 1),
+    length=st.integers(0, 2**20),
+    count=st.integers(1, 2**32 - 1),
+    stamps=st.binary(max_size=40),
+    values=st.binary(min_size=1, max_size=40),
+)
+def test_block_round_trip(
+    key: str, first: int, length: int, count: int, stamps: bytes, values: bytes
+) -> None:
+    last = min(first + length, 2**63 - 1)
+    block = BlockRecord(key, first, last, count, stamps, values)
+    payload = encode_block(key, block)[FRAME_HEADER_SIZE:]
+    assert decode_block(payload) == block
+    assert is_snapshot_record(payload)
+    # It is no other record.
+    assert decode_batch_or_none(payload) is None
+    assert decode_tier_state(payload) is None
+
+
+def decode_batch_or_none(payload: bytes) -> object:
+    try:
+        return decode_batch(payload)
+    except FormatError:
+        return None
+
+
+def test_block_layout() -> None:
+    block = BlockRecord("k", 10, 20, 3, b"ST", b"VAL")
+    payload = encode_block("k", block)[FRAME_HEADER_SIZE:]
+    assert payload == struct.pack("<IIIqqI", 0xFFFFFFFB, 1, 3, 10, 20, 2) + b"kSTVAL"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        struct.pack("<IIIqqI", 0xFFFFFFFB, 1, 0, 10, 20, 1) + b"kSV",  # no points
+        struct.pack("<IIIqqI", 0xFFFFFFFB, 1, 3, 20, 10, 1) + b"kSV",  # last before first
+        struct.pack("<IIIqqI", 0xFFFFFFFB, 0, 3, 10, 20, 1) + b"SV",  # no key
+        struct.pack("<IIIqqI", 0xFFFFFFFB, 1, 3, 10, 20, 5) + b"kSV",  # stamps past the end
+        struct.pack("<IIIqqI", 0xFFFFFFFB, 1, 3, 10, 20, 2) + b"kSV",  # no values
+        struct.pack("<IIIqqI", 0xFFFFFFFB, 1, 3, 10, 20, 1) + b"\xffSV",  # key not UTF-8
+    ],
+)
+def test_bad_block_payloads_are_format_errors(payload: bytes) -> None:
+    with pytest.raises(FormatError):
+        decode_block(payload)
+    assert not is_snapshot_record(payload)
+
+
+def test_snapshot_pieces_write_blocks_before_their_series() -> None:
+    block = BlockRecord("a", 1, 2, 2, b"S", b"V")
+    pieces = snapshot_pieces(
+        [("a", [3], [3.0]), ("b", [], [])],
+        blocks_of=lambda key: [block] if key == "a" else [],
+        after_key=lambda key: encode_tier_state(key, 1, 0, [0]),
+    )
+    data = b"".join(b"".join(piece) for piece in pieces)
+    payloads = scan_records(data, len(SNAPSHOT_MAGIC)).payloads
+    assert decode_block(payloads[0]) == block
+    assert decode_series(payloads[1]).key == "a"
+    assert decode_tier_state(payloads[2]) is not None
+    # A key with nothing outside its blocks (here: nothing at all) gets no series record.
+    assert decode_tier_state(payloads[3]) is not None
+    assert decode_trailer(payloads[4]) == (2, 3)

@@ -7,6 +7,7 @@ from array import array
 
 import hypothesis.strategies as st
 from hypothesis import given, settings
+from test_blocks import hourly_averages_of_minute_averages
 
 from trio_metrics.storage import (
     Aggregation,
@@ -286,3 +287,31 @@ def test_a_lone_tier_is_looked_at_once_per_step() -> None:
     assert not store.round_needed()
     clock.now = 10_010
     assert store.round_needed()
+
+
+def test_blocks_of_averages_of_averages_find_their_common_base() -> None:
+    """Three tiers (1 s, 6 s, 6 min): the coarsest holds averages over 360
+    slots. Values that pcodec alone compresses to about 6.5 bytes each (see
+    tests/test_blocks.py) take under 3 in the store's blocks with averages,
+    and stay as they are with ``max`` (which makes no averages)."""
+    numbers = hourly_averages_of_minute_averages(0)
+    rule = "1s:1m,6s:1h,6m:30d"
+    sizes = {}
+    for method in ("average", "max"):
+        clock = Clock(1_800_000_000)
+        store = store_with(rule, clock, method)
+        store.put_columns(["k"], [1.0], [clock.now])
+        roll_all(store)
+        # Old steps land in the coarsest tier as put: 2,048 of them, 6 min apart.
+        floor = store.floors_of("k")
+        assert floor is not None
+        first = floor[1] - 2048 * 360
+        stamps = list(range(first, floor[1], 360))
+        store.put_columns(["k"] * len(stamps), numbers + numbers, stamps)
+        while store.freeze(max_blocks=4):
+            pass
+        blocks = store.blocks_of("k")
+        assert [block.count for block in blocks] == [1024]
+        assert list(blocks[0].decompress()[1]) == numbers
+        sizes[method] = len(blocks[0].values) / 1024
+    assert sizes["average"] < 3 < 5 < sizes["max"], sizes

@@ -23,7 +23,7 @@ import attrs
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ["BLOCK_POINTS", "Block", "compress_block", "load_codec"]
+__all__ = ["BLOCK_POINTS", "Block", "average_bases", "compress_block", "load_codec"]
 
 #: Points per block: large enough that the codec's own header is noise,
 #: small enough that a read of a short range decompresses little.
@@ -55,19 +55,53 @@ class Block:
         return stamps, values
 
 
-def compress_block(stamps: Sequence[int], values: Sequence[float]) -> Block:
-    """A :class:`Block` of the points (timestamps ascending, at least one point)."""
+#: Above this many bytes a value, a block of averages is tried again with
+#: the common bases its values may be near multiples of (see :func:`average_bases`).
+HINT_ABOVE_BYTES_A_VALUE: Final = 3
+
+
+def compress_block(
+    stamps: Sequence[int], values: Sequence[float], bases: Sequence[float] = ()
+) -> Block:
+    """A :class:`Block` of the points (timestamps ascending, at least one point).
+
+    pcodec looks for a common base of the values by itself, from a sample;
+    for averages of averages it sometimes misses it (6.5 bytes a value
+    instead of 2.5). When the values take more than
+    :data:`HINT_ABOVE_BYTES_A_VALUE` bytes each, each of ``bases`` is
+    tried as well and the smallest result kept: any of them decompresses
+    to the same values, bit for bit.
+    """
     standalone, numpy = _codec()
     config = standalone_config()
     stamp_column = numpy.asarray(stamps, dtype=numpy.int64)
     value_column = numpy.asarray(values, dtype=numpy.float64)
+    compressed_values = standalone.simple_compress(value_column, config)
+    if bases and len(compressed_values) > HINT_ABOVE_BYTES_A_VALUE * len(value_column):
+        from pcodec import ChunkConfig, ModeSpec
+
+        for base in bases:
+            hinted = ChunkConfig(mode_spec=ModeSpec.try_float_mult(base))
+            candidate = standalone.simple_compress(value_column, hinted)
+            if len(candidate) < len(compressed_values):
+                compressed_values = candidate
     return Block(
         int(stamp_column[0]),
         int(stamp_column[-1]),
         len(stamp_column),
         standalone.simple_compress(stamp_column, config),
-        standalone.simple_compress(value_column, config),
+        compressed_values,
     )
+
+
+def average_bases(slots: int) -> tuple[float, ...]:
+    """The bases that averages over ``slots`` slots of values with 0 to 3
+    decimals are multiples of (before rounding): ``10**-d / slots``.
+
+    For a coarser tier of averages of averages, ``slots`` is the product
+    of the tiers' slots (its step over the finest tier's).
+    """
+    return tuple(10.0**-decimals / slots for decimals in range(4))
 
 
 def standalone_config() -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -108,7 +109,10 @@ class OpenedStorage:
 
 @asynccontextmanager
 async def open_storage(
-    storage: Storage, retention: RetentionRules | None = None
+    storage: Storage,
+    retention: RetentionRules | None = None,
+    *,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[OpenedStorage]:
     """Open ``storage`` for the length of the block.
 
@@ -121,8 +125,12 @@ async def open_storage(
     and logged to the data directory) is a :class:`TieredStore` whose
     roll-up runs in the background for the length of the block. Rules for
     a caller's own store are a :exc:`ValueError`.
+
+    ``clock`` gives the unix time that the rules go by (the server's wall
+    clock): tests and benchmarks drive it, to see days of retention pass
+    in seconds.
     """
-    tiered = _tiered_store(storage, retention)
+    tiered = _tiered_store(storage, retention, clock)
     if tiered is not None and isinstance(storage, MemoryStorage):
         async with _rolling_up(tiered, None) as figures:
             yield OpenedStorage(
@@ -172,7 +180,9 @@ async def open_storage(
         raise TypeError(f"unknown storage {storage!r}")
 
 
-def _tiered_store(storage: Storage, retention: RetentionRules | None) -> TieredStore | None:
+def _tiered_store(
+    storage: Storage, retention: RetentionRules | None, clock: Callable[[], float]
+) -> TieredStore | None:
     if retention is None or retention.keeps_everything:
         return None
     if isinstance(storage, ExistingStore):
@@ -180,7 +190,7 @@ def _tiered_store(storage: Storage, retention: RetentionRules | None) -> TieredS
             "retention rules work with the memory store or a data directory:"
             " a store of your own keeps its points as it likes"
         )
-    return TieredStore(retention)
+    return TieredStore(retention, clock=clock)
 
 
 @asynccontextmanager

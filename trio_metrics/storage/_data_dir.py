@@ -29,15 +29,18 @@ from pathlib import Path
 
 import attrs
 
+from ._blocks import Block
 from ._log_format import (
     FILE_HEADER_SIZE,
     LOG_MAGIC,
     SNAPSHOT_MAGIC,
+    BlockRecord,
     Damage,
     FormatError,
     RollUpRecord,
     Scan,
     SeriesRecord,
+    decode_block,
     decode_log_record,
     decode_series,
     decode_tier_state,
@@ -452,6 +455,10 @@ def _load_snapshot(
                 if state.floors and isinstance(store, TieredStore):
                     store.restore_floors(state.key, state.floors)
                 continue
+            block = decode_block(payload)
+            if block is not None:
+                series.add_block(block)
+                continue
             series.add(decode_series(payload))
         except FormatError as exc:
             series.flush()
@@ -470,26 +477,70 @@ def _load_snapshot(
 
 @attrs.define
 class _SeriesJoiner:
-    """Restores a snapshot's series into a store, joining the consecutive
-    records of one key (a series over the largest record is written so)."""
+    """Restores a snapshot's keys into a store: the compressed blocks of a key,
+    then its series, joining the consecutive records of one key (a series
+    over the largest record is written so).
+
+    A :class:`TieredStore` takes the blocks as they are; any other store (a
+    server started without rules, ``resize``) gets their points.
+    """
 
     store: MetricStore
+    key: str | None = None
+    blocks: list[BlockRecord] = attrs.field(factory=list)
     pending: SeriesRecord | None = None
 
+    def add_block(self, record: BlockRecord) -> None:
+        """Hold one of a key's blocks (they come before the key's series)."""
+        if record.key != self.key:
+            self.flush()
+            self.key = record.key
+        elif self.pending is not None:
+            raise FormatError(f"a block of {record.key!r} after its series")
+        elif self.blocks and record.first <= self.blocks[-1].last:
+            raise FormatError(f"the blocks of {record.key!r} out of order")
+        self.blocks.append(record)
+
     def add(self, record: SeriesRecord) -> None:
+        """Hold a record of a key's series (joined to the one before of the same key)."""
+        if record.key != self.key:
+            self.flush()
+            self.key = record.key
         pending = self.pending
-        if pending is not None and pending.key == record.key:
+        if pending is not None:
             pending.timestamps.extend(record.timestamps)
             pending.values.extend(record.values)
             return
-        self.flush()
+        if self.blocks and record.timestamps[0] <= self.blocks[-1].last:
+            raise FormatError(f"the series of {record.key!r} overlaps its blocks")
         self.pending = record
 
     def flush(self) -> None:
-        """Restore the series read so far."""
-        pending, self.pending = self.pending, None
+        """Restore the key read so far."""
+        key, blocks, pending = self.key, self.blocks, self.pending
+        self.key, self.blocks, self.pending = None, [], None
+        if key is None:
+            return
+        store = self.store
+        made = [Block(b.first, b.last, b.count, b.stamps, b.values) for b in blocks]
+        if isinstance(store, TieredStore):
+            if pending is not None:
+                store.restore_series(key, pending.timestamps, pending.values)
+            store.restore_blocks(key, made)
+            return
+        if not made and pending is not None:
+            store.restore_series(key, pending.timestamps, pending.values)
+            return
+        stamps: array[int] = array("q")
+        values: array[float] = array("d")
+        for block in made:
+            block_stamps, block_values = block.decompress()
+            stamps.extend(block_stamps)
+            values.extend(block_values)
         if pending is not None:
-            self.store.restore_series(pending.key, pending.timestamps, pending.values)
+            stamps.extend(pending.timestamps)
+            values.extend(pending.values)
+        store.restore_series(key, stamps, values)
 
 
 def _damaged(
@@ -545,7 +596,11 @@ def write_snapshot_file(
             def after_key(key: str) -> bytes | None:
                 return tier_state_record(store, key, *known.get(key, (0, 0)))
 
-        for piece in snapshot_pieces(store.iter_series("*"), after_key=after_key):
+        series = store.iter_series("*")
+        blocks_of = None
+        if isinstance(store, TieredStore):
+            series, blocks_of = store.iter_uncompressed("*"), store.blocks_of
+        for piece in snapshot_pieces(series, after_key=after_key, blocks_of=blocks_of):
             size += snapshot.write(b"".join(piece))
         snapshot.flush()
         os.fsync(snapshot.fileno())

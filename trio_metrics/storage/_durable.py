@@ -556,15 +556,20 @@ class DurableStore:
         """
         size = 0
         memory = self.memory
-        series = (each for key in keys for each in memory.iter_series(key))
-        after_key = None
+        after_key = blocks_of = None
         if isinstance(memory, TieredStore):
+            # The compressed blocks go as they are, in front of the rest of the key.
+            series = (each for key in keys for each in memory.iter_uncompressed(key))
+            blocks_of = memory.blocks_of
 
             def after_key(key: str) -> bytes | None:
                 # In the same step as the key's copy: the position it reflects.
                 return tier_state_record(memory, key, self._segment, self._applied)
 
-        for piece in snapshot_pieces(series, self.snapshot_piece_bytes, after_key):
+        else:
+            series = (each for key in keys for each in memory.iter_series(key))
+        pieces = snapshot_pieces(series, self.snapshot_piece_bytes, after_key, blocks_of)
+        for piece in pieces:
             size += await trio.to_thread.run_sync(_write_all, snapshot, piece)
         await trio.to_thread.run_sync(_sync_and_close, snapshot)
         return size

@@ -48,6 +48,13 @@ replay skips for that key the records the copy already holds::
 
     0xFFFFFFFC u32 LE | segment u64 LE | applied u64 LE | n u32 LE | n x floor i64 LE | key UTF-8
 
+and, before a key's series, the key's compressed blocks as memory holds
+them (see :mod:`trio_metrics.storage._blocks`), oldest first, one record
+each; the series record then holds only the points newer than the blocks::
+
+    0xFFFFFFFB u32 LE | key length u32 LE | count u32 LE | first i64 LE | last i64 LE
+    | stamps length u32 LE | key UTF-8 | stamps (pcodec) | values (pcodec)
+
 A snapshot ends with a trailer record (``count`` = 0xFFFFFFFF, then the number of
 keys and of points as u64 LE) so that a cut-off snapshot is never mistaken
 for a complete one. Nothing here touches a file.
@@ -61,7 +68,7 @@ import sys
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -71,6 +78,8 @@ __all__ = [
     "MAX_RECORD_SIZE",
     "SNAPSHOT_MAGIC",
     "SNAPSHOT_PIECE_BYTES",
+    "BlockRecord",
+    "CompressedBlock",
     "Damage",
     "FormatError",
     "RollUpRecord",
@@ -78,6 +87,7 @@ __all__ = [
     "SeriesRecord",
     "TierState",
     "decode_batch",
+    "decode_block",
     "decode_deletion",
     "decode_log_record",
     "decode_roll_up",
@@ -85,6 +95,7 @@ __all__ = [
     "decode_tier_state",
     "decode_trailer",
     "encode_batch",
+    "encode_block",
     "encode_deletion",
     "encode_roll_up",
     "encode_series",
@@ -115,6 +126,8 @@ _ROLL_UP = struct.Struct("<II")
 _ROLL_UP_MARK = 0xFFFFFFFD
 _TIER_STATE = struct.Struct("<IQQI")
 _TIER_STATE_MARK = 0xFFFFFFFC
+_BLOCK = struct.Struct("<IIIqqI")
+_BLOCK_MARK = 0xFFFFFFFB
 
 #: No record is larger: a length beyond it is damage, not data.
 MAX_RECORD_SIZE = 1 << 30
@@ -424,6 +437,64 @@ def decode_tier_state(payload: bytes | memoryview) -> TierState | None:
     return TierState(key, segment, applied, floors)
 
 
+class CompressedBlock(Protocol):
+    """What a snapshot needs of a compressed block (see :class:`~._blocks.Block`)."""
+
+    @property
+    def first(self) -> int: ...
+    @property
+    def last(self) -> int: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def stamps(self) -> bytes: ...
+    @property
+    def values(self) -> bytes: ...
+
+
+@attrs.frozen
+class BlockRecord:
+    """A snapshot record: one compressed block of a key, its bytes as memory held them."""
+
+    key: str
+    first: int
+    last: int
+    count: int
+    stamps: bytes
+    values: bytes
+
+
+def encode_block(key: str, block: CompressedBlock) -> bytes:
+    """A framed snapshot record of one of ``key``'s compressed blocks (bytes as they are)."""
+    encoded_key = key.encode()
+    head = _BLOCK.pack(
+        _BLOCK_MARK, len(encoded_key), block.count, block.first, block.last, len(block.stamps)
+    )
+    return frame(b"".join((head, encoded_key, block.stamps, block.values)))
+
+
+def decode_block(payload: bytes | memoryview) -> BlockRecord | None:
+    """The compressed block in a snapshot record's payload; None if it is not one.
+
+    Raises :exc:`FormatError` for a payload marked as a block that does not decode.
+    """
+    view = memoryview(payload)
+    if len(view) < _BLOCK.size or _COUNT.unpack_from(view, 0)[0] != _BLOCK_MARK:
+        return None
+    _, key_length, count, first, last, stamps_length = _BLOCK.unpack_from(view, 0)
+    key_end = _BLOCK.size + key_length
+    stamps_end = key_end + stamps_length
+    if count == 0 or first > last or not key_length or stamps_end >= len(view):
+        raise FormatError("block record of the wrong size")
+    try:
+        key = bytes(view[_BLOCK.size : key_end]).decode()
+    except UnicodeDecodeError as exc:
+        raise FormatError("block record key is not UTF-8") from exc
+    return BlockRecord(
+        key, first, last, count, bytes(view[key_end:stamps_end]), bytes(view[stamps_end:])
+    )
+
+
 def _floors_bytes(floors: Sequence[int]) -> bytes:
     column = array("q", floors)
     if _SWAP:  # pragma: no cover
@@ -524,6 +595,7 @@ def snapshot_pieces(
     series: Iterable[tuple[str, Sequence[int], Sequence[float]]],
     piece_bytes: int = SNAPSHOT_PIECE_BYTES,
     after_key: Callable[[str], bytes | None] | None = None,
+    blocks_of: Callable[[str], Sequence[CompressedBlock]] | None = None,
 ) -> Iterator[list[bytes]]:
     """A whole snapshot file of ``series`` (in order), as pieces to write one after another.
 
@@ -532,7 +604,10 @@ def snapshot_pieces(
     ``piece_bytes`` plus its last record. ``series`` is read lazily, one
     key per step, so the caller decides when each key is copied;
     ``after_key(key)``, called in the same step as the copy, may give one
-    more record to write after the key's series (its :class:`TierState`).
+    more record to write after the key's series (its :class:`TierState`),
+    and ``blocks_of(key)``, also in that step, the key's compressed blocks,
+    older than every point of its series, written as they are before it.
+    A key's series may then be empty (no series record).
     """
     piece: list[bytes] = [SNAPSHOT_MAGIC]
     size = len(SNAPSHOT_MAGIC)
@@ -540,7 +615,11 @@ def snapshot_pieces(
     for key, timestamps, values in series:
         keys += 1
         points += len(timestamps)
-        records = list(_series_records(key, _column("q", timestamps), _column("d", values)))
+        blocks = () if blocks_of is None else blocks_of(key)
+        records = [encode_block(key, block) for block in blocks]
+        points += sum(block.count for block in blocks)
+        if len(timestamps):
+            records.extend(_series_records(key, _column("q", timestamps), _column("d", values)))
         extra = None if after_key is None else after_key(key)
         if extra is not None:
             records.append(extra)
@@ -608,12 +687,12 @@ def is_log_record(payload: bytes | memoryview) -> bool:
 
 
 def is_snapshot_record(payload: bytes | memoryview) -> bool:
-    """Whether ``payload`` decodes as a snapshot's series, tier state or trailer
-    record (never raises)."""
+    """Whether ``payload`` decodes as a snapshot's series, tier state, block or
+    trailer record (never raises)."""
     if decode_trailer(payload) is not None:
         return True
     try:
-        if decode_tier_state(payload) is None:
+        if decode_tier_state(payload) is None and decode_block(payload) is None:
             decode_series(payload)
     except FormatError:
         return False

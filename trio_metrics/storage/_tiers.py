@@ -40,7 +40,7 @@ from typing import Final
 import attrs
 import trio
 
-from ._blocks import BLOCK_POINTS, Block, compress_block, load_codec
+from ._blocks import BLOCK_POINTS, Block, average_bases, compress_block, load_codec
 from ._copy_budget import BYTES_PER_POINT, CopyBudget, NeedRoom, Taken
 from ._retention import Retention, RetentionPolicy, RetentionRules
 from ._store import MetricStore, Series, StoreUnavailableError, TierRange
@@ -366,12 +366,57 @@ class TieredStore(MetricStore):
             while made < max_blocks and len(stamps) >= 2 * size:
                 if stamps[size - 1] >= limit:
                     break
-                block = compress_block(stamps[:size], numbers[:size])
+                block = compress_block(stamps[:size], numbers[:size], self._bases(key))
                 self._cold.setdefault(key, []).append(block)
                 self._newest_cold = max(self._newest_cold, block.last)
                 del stamps[:size], numbers[:size]
                 made += 1
         return made
+
+    def _bases(self, key: str) -> tuple[float, ...]:
+        """The common bases ``key``'s compressed (coarsest-tier) values may be
+        near multiples of: with averages, those of :func:`average_bases`."""
+        policy = self.policy_for(key)
+        if policy is None or policy.aggregation.method not in ("average", "avg_zero"):
+            return ()
+        archives = policy.retention.archives
+        if len(archives) < 2:
+            return ()  # a lone tier holds the points as put
+        return average_bases(archives[-1].step // archives[0].step)
+
+    def blocks_of(self, key: str) -> list[Block]:
+        """``key``'s compressed blocks, oldest first (a snapshot writes them as they are)."""
+        return list(self._cold.get(key, ()))
+
+    def iter_uncompressed(self, key: str) -> Iterator[Series]:
+        """As :meth:`MetricStore.iter_series`, without the compressed points:
+        each key's points newer than its blocks (see :meth:`blocks_of`)."""
+        yield from super().iter_series(key)
+
+    def restore_blocks(self, key: str, blocks: Sequence[Block]) -> None:
+        """Put ``blocks`` (oldest first, older than every point of ``key``'s
+        series) in front of ``key``'s series, as recovery reads them.
+
+        A key needs points in its arrays: with none, the newest block's
+        points go there.
+        """
+        if not blocks:
+            return
+        blocks = list(blocks)
+        columns = self._series.get(key)
+        if columns is None or not columns[0]:
+            stamps, values = blocks.pop().decompress()
+            if columns is not None:
+                stamps.extend(columns[0])
+                values.extend(columns[1])
+            super().restore_series(key, stamps, values)
+        if not blocks:
+            return
+        for block in self._cold.pop(key, ()):
+            self._points -= block.count
+        self._cold[key] = blocks
+        self._points += sum(block.count for block in blocks)
+        self._newest_cold = max(self._newest_cold, blocks[-1].last)
 
     def _thaw(self, key: str) -> None:
         """Put ``key``'s compressed points back into its arrays."""
@@ -643,7 +688,7 @@ class TieredStore(MetricStore):
             if blocks and blocks[0].first < target[-1]:
                 block_stamps, block_values = blocks[0].decompress()
                 cut = bisect_left(block_stamps, target[-1])
-                blocks[0] = compress_block(block_stamps[cut:], block_values[cut:])
+                blocks[0] = compress_block(block_stamps[cut:], block_values[cut:], self._bases(key))
                 self.expired_steps += cut
                 self._points -= cut
             if not blocks:
