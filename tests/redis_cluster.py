@@ -16,10 +16,15 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
+import trio
 from net import NETWORK_TIMEOUT
+
+from trio_metrics import ServerConfig, ServerInfo, serve
+from trio_metrics.storage import RedisStorage
 
 REDIS_MISSING = "redis-server and redis-cli are needed: apt-get install redis-server"
 
@@ -204,3 +209,16 @@ def local_cluster(directory: Path) -> Iterator[LocalCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@contextlib.asynccontextmanager
+async def front_ends(url: str, count: int = 2, **storage: Any) -> AsyncIterator[list[ServerInfo]]:
+    """``count`` servers on free ports of 127.0.0.1, all over the Redis at ``url``,
+    in the caller's trio run; stopped at the end of the block."""
+    async with trio.open_nursery() as nursery:
+        infos = []
+        for _ in range(count):
+            config = ServerConfig(host="127.0.0.1", port=0, storage=RedisStorage(url, **storage))
+            infos.append(await nursery.start(serve, config))
+        yield infos
+        nursery.cancel_scope.cancel()

@@ -229,6 +229,15 @@ class RedisStore:
             results.extend(await self._pipeline(fill))
         return results
 
+    async def ping(self) -> None:
+        """Check that Redis answers, within the timeout."""
+
+        async def attempt() -> None:
+            await self._client.ping()
+            self.figures.round_trips += 1
+
+        await self._retrying("ping", attempt)
+
     # -- writes ----------------------------------------------------------
 
     async def put_batch(
@@ -518,6 +527,10 @@ async def open_redis_store(
         # The client's own connect timeout bounds the start (a cancel scope
         # around entering it would end before the task group it opens).
         async with client:
+            try:
+                await store.ping()
+            except StoreUnavailableError as exc:
+                raise StoreUnavailableError(f"cannot reach Redis at {where}: {exc}") from None
             entered = True
             yield store
     except (OSError, TimeoutError, RedisError) as exc:
