@@ -102,6 +102,11 @@ class LocalCluster:
                 # Fast failover in tests: a master silent for 1 s is failed over.
                 "--cluster-node-timeout",
                 "1000",
+                # A replica always takes over from a dead master (however
+                # long since it last heard from it: the default refuses
+                # when a quiet master was last seen long ago).
+                "--cluster-replica-validity-factor",
+                "0",
                 "--appendonly",
                 "yes",
                 "--save",
@@ -139,14 +144,19 @@ class LocalCluster:
         self.wait_ok()
 
     def wait_ok(self, timeout: float = NETWORK_TIMEOUT * 2) -> None:
-        """Wait until every running node says ``cluster_state:ok`` and agrees on the masters."""
+        """Wait until every running node says ``cluster_state:ok``, all agree on the
+        masters, and every replica's link to its master is up."""
         deadline = time.monotonic() + timeout
         while True:
             running = [port for port in self.ports if self.running(port)]
             states = [redis_cli(port, "cluster", "info") for port in running]
             if all("cluster_state:ok" in state for state in states):
                 views = {frozenset(self.masters(port)) for port in running}
-                if len(views) == 1:
+                # Every replica has synced (WAIT counts only linked replicas).
+                links = [redis_cli(port, "info", "replication") for port in running]
+                if len(views) == 1 and not any(
+                    "role:slave" in link and "master_link_status:up" not in link for link in links
+                ):
                     return
             if time.monotonic() > deadline:
                 raise AssertionError(f"cluster not ok: {states}")
@@ -222,3 +232,27 @@ async def front_ends(url: str, count: int = 2, **storage: Any) -> AsyncIterator[
             infos.append(await nursery.start(serve, config))
         yield infos
         nursery.cancel_scope.cancel()
+
+
+def node_id(port: int) -> str:
+    """The cluster node id of the node on ``port``."""
+    return redis_cli(port, "cluster", "myid").strip()
+
+
+def master_of_key(cluster: LocalCluster, name: str) -> tuple[int, list[int]]:
+    """The port of the master holding Redis key ``name``, and its replicas' ports."""
+    running = next(p for p in cluster.ports if cluster.running(p))
+    slot = int(redis_cli(running, "cluster", "keyslot", name).strip())
+    master = None
+    by_id: dict[str, int] = {}
+    rows = [line.split() for line in redis_cli(running, "cluster", "nodes").splitlines()]
+    for fields in rows:
+        port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        by_id[fields[0]] = port
+        for span in fields[8:]:
+            low, _, high = span.partition("-")
+            if low.isdigit() and int(low) <= slot <= int(high or low):
+                master = fields[0]
+    assert master is not None, f"no master for slot {slot}"
+    replicas = [by_id[fields[0]] for fields in rows if fields[3] == master]
+    return by_id[master], replicas

@@ -108,6 +108,7 @@ class RedisFigures:
     pipeline_commands: int = 0
     pipeline_commands_max: int = 0
     errors: int = 0
+    timeouts: int = 0
     retries: int = 0
     failures: int = 0
     wait_shortfalls: int = 0
@@ -172,28 +173,29 @@ class RedisStore:
 
         deadline = trio.current_time() + self._timeout
         tries = 0
-        last: BaseException | None = None
         while True:
-            with trio.move_on_at(deadline):
+            last: BaseException | None = None
+            with trio.move_on_at(deadline) as scope:
                 try:
                     return await attempt()
                 except (RedisError, OSError, TimeoutError, ReplicasShortError) as exc:
                     last = exc
-                    self.figures.errors += 1
-                    if isinstance(exc, ReplicasShortError):
-                        # The writes are in: another try would only wait again.
-                        break
-                    self._warn(
-                        "redis", "Redis %s failed (%s: %s); retrying", what, type(exc).__name__, exc
-                    )
-            if last is None or trio.current_time() >= deadline:
+            self.figures.errors += 1
+            if scope.cancelled_caught:
+                self.figures.timeouts += 1
                 break
+            if isinstance(last, ReplicasShortError):
+                # The writes are in: another try would only wait again.
+                break
+            self._report(last)
             pause = _BACKOFF[min(tries, len(_BACKOFF) - 1)]
             if trio.current_time() + pause >= deadline:
                 break
+            self._warn(
+                "redis", "Redis %s failed (%s: %s); retrying", what, type(last).__name__, last
+            )
             tries += 1
             self.figures.retries += 1
-            last = None
             await trio.sleep(pause)
         self.figures.failures += 1
         reason = "no answer in time" if last is None else f"{type(last).__name__}: {last}"
@@ -201,6 +203,15 @@ class RedisStore:
         raise StoreUnavailableError(
             f"Redis {what} failed within {self._timeout:g}s ({tries} retries): {reason}"
         )
+
+    def _report(self, error: BaseException | None) -> None:
+        """Tell the cluster client of a failure, so that it re-reads the slots'
+        masters (after a failover) before the next try."""
+        layout = getattr(self._client.connection_pool, "cluster_layout", None)
+        if layout is not None and isinstance(error, Exception):
+            # The client's own retry policy is off (ours is the one budget),
+            # and it reports only the errors its policy saw.
+            layout.report_errors(None, error)
 
     async def _pipeline(self, fill: Callable[[Any], None]) -> tuple[Any, ...]:
         """One non-transactional pipeline filled by ``fill``; its results."""
@@ -292,13 +303,16 @@ class RedisStore:
         by ``WAIT`` on its connection: a replica past it has the batch too,
         since a master's replication stream is in order.
         """
-        from coredis.exceptions import ReplicationError
+        from coredis.exceptions import RedisError, ReplicationError
 
         fences: dict[Any, str] = {}
         for key in written:
             fences.setdefault(self._node_of(bucket_index_name(key)), key)
-        wait_ms = max(1, int(self._timeout * 1000))
+        # Half the operation's time: a shortfall is then reported as such,
+        # before the operation's own deadline cuts it off.
+        wait_ms = max(1, int(self._timeout * 500))
         short: list[str] = []
+        failed: list[Exception] = []
 
         async def fence(key: str) -> None:
             try:
@@ -306,11 +320,17 @@ class RedisStore:
                     await self._client.set(f"fence:{{{escape_key(key)}}}", b"1", px=1000)
             except ReplicationError as exc:
                 short.append(str(exc))
+            except (RedisError, OSError, TimeoutError) as exc:
+                # Raised after the nursery, alone: an exception group would
+                # escape the retries.
+                failed.append(exc)
             self.figures.round_trips += 1
 
         async with trio.open_nursery() as nursery:
             for key in fences.values():
                 nursery.start_soon(fence, key)
+        if failed:
+            raise failed[0]
         if short:
             self.figures.wait_shortfalls += 1
             raise ReplicasShortError(
