@@ -222,13 +222,21 @@ def local_cluster(directory: Path) -> Iterator[LocalCluster]:
 
 
 @contextlib.asynccontextmanager
-async def front_ends(url: str, count: int = 2, **storage: Any) -> AsyncIterator[list[ServerInfo]]:
-    """``count`` servers on free ports of 127.0.0.1, all over the Redis at ``url``,
-    in the caller's trio run; stopped at the end of the block."""
+async def front_ends(
+    url: str, count: int = 2, *, http: bool = False, **storage: Any
+) -> AsyncIterator[list[ServerInfo]]:
+    """``count`` servers on free ports of 127.0.0.1 (with an HTTP port too if
+    ``http``), all over the Redis at ``url``, in the caller's trio run;
+    stopped at the end of the block."""
     async with trio.open_nursery() as nursery:
         infos = []
         for _ in range(count):
-            config = ServerConfig(host="127.0.0.1", port=0, storage=RedisStorage(url, **storage))
+            config = ServerConfig(
+                host="127.0.0.1",
+                port=0,
+                http_port=0 if http else None,
+                storage=RedisStorage(url, **storage),
+            )
             infos.append(await nursery.start(serve, config))
         yield infos
         nursery.cancel_scope.cancel()

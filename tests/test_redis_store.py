@@ -10,11 +10,13 @@ from collections.abc import Iterator
 import pytest
 import trio
 from conftest import server_in_thread
+from http_requests import get_json, request
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
 from net import NETWORK_TIMEOUT, receive_exactly, recv_until
 from processes import run_cli
+from prometheus_client.parser import text_string_to_metric_families
 from redis_cluster import LocalCluster, front_ends
 
 from trio_metrics import MetricStore, ServerConfig, ServerInfo, open_client
@@ -383,3 +385,36 @@ async def test_stats_count_the_redis_work(redis_cluster: LocalCluster) -> None:
     assert counters["redis_pipeline_commands_max"] >= 10 + 8  # a hash and an index a key
     assert counters["redis_round_trips"] >= counters["redis_pipelines"]
     assert counters["redis_errors"] == counters["redis_retries"] == 0
+
+
+async def test_the_http_api_and_metrics_over_the_cluster(redis_cluster: LocalCluster) -> None:
+    """Ranges, key globs (paged by prefix) and /metrics' Redis figures."""
+    redis_cluster.flush()
+    async with front_ends(redis_cluster.url, count=2, http=True) as (one, other):
+        batch = b"".join(b"put web%d.cpu %d %d\n" % (n % 3, n, n * 60) for n in range(30))
+        batch += b"put db.cpu 1 1\n"
+        assert await _ask(one, batch, len(OK) * 31) == OK * 31
+        assert other.http_port is not None
+        keys = await get_json(other.http_port, "/api/v1/keys?match=web*.cpu")
+        assert keys == {"keys": ["web0.cpu", "web1.cpu", "web2.cpu"]}
+        series = await get_json(other.http_port, "/api/v1/series?key=web1.cpu&from=120&until=900")
+        assert series["series"] == [
+            {
+                "key": "web1.cpu",
+                "step": 0,
+                "total": 4,
+                "points": [[240, 4.0], [420, 7.0], [600, 10.0], [780, 13.0]],
+            }
+        ]
+        code, _, body = await request(other.http_port, "GET", "/metrics")
+    assert code == 200
+    metrics = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode())
+        for sample in family.samples
+    }
+    assert metrics["trio_metrics_keys"] == 4
+    assert metrics["trio_metrics_points"] == 31
+    assert metrics["trio_metrics_redis_pipelines_total"] >= 2
+    assert metrics["trio_metrics_redis_registry_reads_total"] >= 1
+    assert metrics["trio_metrics_redis_failures_total"] == 0
