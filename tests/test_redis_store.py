@@ -418,3 +418,23 @@ async def test_the_http_api_and_metrics_over_the_cluster(redis_cluster: LocalClu
     assert metrics["trio_metrics_redis_pipelines_total"] >= 2
     assert metrics["trio_metrics_redis_registry_reads_total"] >= 1
     assert metrics["trio_metrics_redis_failures_total"] == 0
+
+
+async def test_a_key_deleted_through_one_server_is_stored_again_through_the_other(
+    redis_cluster: LocalCluster,
+) -> None:
+    """The server that keeps putting the key learns of the delete from the
+    deletion count in its next batch, and registers and indexes the key anew."""
+    redis_cluster.flush()
+    async with front_ends(redis_cluster.url, count=2, http=True) as (one, other):
+        assert await _ask(one, b"put gone 1 10\nput kept 1 10\n", 2 * len(OK)) == 2 * OK
+        assert other.http_port is not None
+        code, _, body = await request(other.http_port, "DELETE", "/api/v1/series?key=gone")
+        assert code == 200, body
+        # The same bucket as before: without the count, "one" would believe
+        # the key registered and its bucket indexed, and send neither.
+        assert await _ask(one, b"put gone 2 11\n", len(OK)) == OK
+        expected = b"ok\nkept 1.0 10\ngone 2.0 11\n\n"
+        assert await _get_all(one) == await _get_all(other) == expected
+        single = b"ok\ngone 2.0 11\n\n"
+        assert await _ask(other, b"get gone\n", len(single)) == single

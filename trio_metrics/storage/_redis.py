@@ -64,6 +64,8 @@ BUCKET_SECONDS: Final = 128
 REGISTRY_SHARDS: Final = 16
 #: The counter that orders keys by when they were first stored.
 SEQUENCE_KEY: Final = "keyseq:{r0}"
+#: Counts deletes, so that every server forgets what it knew registered.
+DELETIONS_KEY: Final = "deletions:{r0}"
 #: Commands per pipeline when reading many hashes (bounds one answer's size).
 _READ_PIPELINE: Final = 2000
 #: Waits between attempts of a failing operation (then the last one repeats).
@@ -155,6 +157,11 @@ class RedisStore:
         self._last_warned: dict[str, float] = {}
         # Keys this server knows to be in the registry (no INCRBY for them).
         self._known: set[str] = set()
+        # Each key's newest bucket this server put in its bucket index: a batch
+        # within it sends no ZADD (a third of the commands of a steady stream).
+        self._indexed: dict[str, int] = {}
+        # The deletion count (DELETIONS_KEY) when the two were last checked.
+        self._epoch = -1
         # The registry as last read, sorted, for pages of keys_with_prefix.
         self._sorted: list[str] = []
 
@@ -256,43 +263,82 @@ class RedisStore:
     ) -> None:
         """Store the batch in one pipeline; return once Redis acknowledged it
         (and, with ``wait_replicas``, that many replicas of each master)."""
-        hashes: dict[str, dict[str, str]] = {}
-        buckets: dict[str, dict[str, int]] = {}
+        columns: dict[tuple[str, int], dict[int, float]] = {}
         for key, value, timestamp in zip(keys, values, timestamps, strict=True):
-            bucket = timestamp // BUCKET_SECONDS
-            name = bucket_hash_name(key, bucket)
-            fields = hashes.get(name)
+            where = (key, timestamp // BUCKET_SECONDS)
+            fields = columns.get(where)
             if fields is None:
-                fields = hashes[name] = {}
-                buckets.setdefault(key, {})[str(bucket)] = bucket
+                fields = columns[where] = {}
             # A dict keeps the last value of a repeated timestamp: last write wins.
-            fields[str(timestamp)] = repr(float(value))
-        new_keys = [key for key in buckets if key not in self._known]
+            fields[timestamp] = value
+        # Names and texts once per (key, bucket), not per point.
+        hashes = {
+            bucket_hash_name(key, bucket): {str(ts): repr(float(v)) for ts, v in fields.items()}
+            for (key, bucket), fields in columns.items()
+        }
+        batch_keys = list(dict.fromkeys(key for key, _ in columns))
 
         async def attempt() -> None:
-            scores: dict[int, dict[str, int]] = {}
-            if new_keys:
-                last = await self._client.incrby(SEQUENCE_KEY, len(new_keys))
-                self.figures.round_trips += 1
-                for score, key in enumerate(new_keys, start=last - len(new_keys) + 1):
-                    scores.setdefault(registry_shard(key), {})[key] = score
-
-            def fill(pipe: Any) -> None:
-                from coredis import PureToken
-
-                for shard, members in scores.items():
-                    pipe.zadd(registry_name(shard), members, condition=PureToken.NX)
-                for key, numbers in buckets.items():
-                    pipe.zadd(bucket_index_name(key), numbers)
-                for name, fields in hashes.items():
-                    pipe.hset(name, fields)
-
-            await self._pipeline(fill)
+            # What this server believes registered and indexed is checked
+            # against the deletion count read in the same pipeline: after a
+            # delete anywhere, the batch registers and indexes all its keys.
+            epoch = self._epoch
+            results = await self._write(columns, hashes, batch_keys, epoch)
+            seen = int(results[-1] or 0)
+            if seen != epoch:
+                self._forget(seen)
+                await self._write(columns, {}, batch_keys, None)
             if self._wait_replicas:
-                await self._wait_for_replicas(buckets)
+                await self._wait_for_replicas(batch_keys)
 
         await self._retrying("put", attempt)
-        self._known.update(new_keys)
+        for key, bucket in columns:
+            self._indexed[key] = max(bucket, self._indexed.get(key, bucket))
+        self._known.update(batch_keys)
+
+    async def _write(
+        self,
+        columns: dict[tuple[str, int], dict[int, float]],
+        hashes: dict[str, dict[str, str]],
+        keys: Sequence[str],
+        epoch: int | None,
+    ) -> tuple[Any, ...]:
+        """One pipeline: the registry entries and bucket indexes this server does
+        not know to be there (all of them for ``epoch`` ``None``), the
+        ``hashes``, and (with an ``epoch``) a read of the deletion count."""
+        known = self._known if epoch is not None else set()
+        indexed = self._indexed if epoch is not None else {}
+        new_keys = [key for key in keys if key not in known]
+        buckets: dict[str, dict[str, int]] = {}
+        for key, bucket in columns:
+            if indexed.get(key) != bucket:
+                buckets.setdefault(key, {})[str(bucket)] = bucket
+        scores: dict[int, dict[str, int]] = {}
+        if new_keys:
+            last = await self._client.incrby(SEQUENCE_KEY, len(new_keys))
+            self.figures.round_trips += 1
+            for score, key in enumerate(new_keys, start=last - len(new_keys) + 1):
+                scores.setdefault(registry_shard(key), {})[key] = score
+
+        def fill(pipe: Any) -> None:
+            from coredis import PureToken
+
+            for shard, members in scores.items():
+                pipe.zadd(registry_name(shard), members, condition=PureToken.NX)
+            for key, numbers in buckets.items():
+                pipe.zadd(bucket_index_name(key), numbers)
+            for name, fields in hashes.items():
+                pipe.hset(name, fields)
+            if epoch is not None:
+                pipe.get(DELETIONS_KEY)
+
+        return await self._pipeline(fill)
+
+    def _forget(self, epoch: int) -> None:
+        """Forget which keys are registered and indexed (a delete happened)."""
+        self._epoch = epoch
+        self._known.clear()
+        self._indexed.clear()
 
     async def _wait_for_replicas(self, written: Iterable[str]) -> None:
         """``WAIT`` on every master written to, through a fenced write.
@@ -368,8 +414,13 @@ class RedisStore:
                 position += len(numbers) + 2
             return removed
 
+        async def count() -> None:
+            await self._client.incr(DELETIONS_KEY)
+            self.figures.round_trips += 1
+
         removed = await self._retrying("delete", attempt)
-        self._known.difference_update(unique)
+        # After the removal: a server that reads the new count re-registers.
+        await self._retrying("delete", count)
         return removed
 
     # -- reads -----------------------------------------------------------
@@ -391,6 +442,7 @@ class RedisStore:
         keys = await self._retrying("registry read", attempt)
         self.figures.registry_reads += 1
         self._known = set(keys)
+        self._indexed.clear()
         self._sorted = sorted(keys)
         return keys
 
