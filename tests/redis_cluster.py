@@ -264,3 +264,36 @@ def master_of_key(cluster: LocalCluster, name: str) -> tuple[int, list[int]]:
     assert master is not None, f"no master for slot {slot}"
     replicas = [by_id[fields[0]] for fields in rows if fields[3] == master]
     return by_id[master], replicas
+
+
+@contextlib.contextmanager
+def local_redis(directory: Path) -> Iterator[int]:
+    """One ``redis-server`` (no cluster, no replica) on 127.0.0.1; yields its port."""
+    [port] = free_redis_ports(1)
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--dir",
+            str(directory),
+            "--logfile",
+            str(directory / "redis.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + NETWORK_TIMEOUT
+        while "PONG" not in redis_cli(port, "ping"):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"redis-server on port {port} did not start")
+            time.sleep(0.05)
+        yield port
+    finally:
+        process.kill()
+        process.wait(NETWORK_TIMEOUT)

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import trio
-from conftest import server_in_thread
+from conftest import server_in_thread, skip_or_fail
 from http_requests import get_json, request
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
-from net import NETWORK_TIMEOUT, receive_exactly, recv_until
+from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof, recv_until
 from processes import run_cli
 from prometheus_client.parser import text_string_to_metric_families
-from redis_cluster import LocalCluster, front_ends
+from redis_cluster import LocalCluster, front_ends, local_redis, redis_programs_missing
 
 from trio_metrics import MetricStore, ServerConfig, ServerInfo, open_client
 from trio_metrics.storage import RedisStorage, parse_redis_url
@@ -438,3 +439,28 @@ async def test_a_key_deleted_through_one_server_is_stored_again_through_the_othe
         assert await _get_all(one) == await _get_all(other) == expected
         single = b"ok\ngone 2.0 11\n\n"
         assert await _ask(other, b"get gone\n", len(single)) == single
+
+
+async def test_one_redis_server_without_a_cluster(tmp_path: Path) -> None:
+    """``redis://host:port``: the same answers; WAIT for a replica it does not
+    have fails the batch (no ``ok``, the connection closed) and is counted."""
+    missing = redis_programs_missing()
+    if missing is not None:
+        skip_or_fail(missing)
+    with local_redis(tmp_path) as port:
+        url = f"redis://127.0.0.1:{port}"
+        async with front_ends(url, count=2) as (one, other):
+            batch = b"put a{b} 1.5 1\nput z 2 300\nput a{b} 3 2\n"
+            assert await _ask(one, batch, 3 * len(OK)) == 3 * OK
+            expected = b"ok\na{b} 1.5 1\na{b} 3.0 2\nz 2.0 300\n\n"
+            assert await _get_all(other) == await _get_all(one) == expected
+        async with front_ends(url, count=1, wait_replicas=1, timeout=1.0) as (waiting,):
+            with trio.fail_after(NETWORK_TIMEOUT):
+                stream = await trio.open_tcp_stream("127.0.0.1", waiting.port)
+                async with stream:
+                    await stream.send_all(b"put w 1 1\n")
+                    assert await receive_until_eof(stream) == b""
+            async with open_client("127.0.0.1", waiting.port, timeout=NETWORK_TIMEOUT) as client:
+                counters = await client.stats()
+        assert counters["redis_wait_shortfalls"] == 1
+        assert counters["redis_failures"] == 1
