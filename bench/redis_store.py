@@ -23,6 +23,7 @@ A local cluster of three masters and three replicas is started on
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import tempfile
@@ -91,6 +92,9 @@ def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -
     def run(server: ServeProcess, mine: list[ConnectionPlan]) -> None:
         results.append(loadgen.request_response(HOST, server.port, mine, counts.timeout))
 
+    redis_pids = [process.pid for process in cluster.processes.values()]
+    server_cpu = [_cpu_seconds(server.process.pid) for server in servers]
+    redis_cpu = sum(_cpu_seconds(pid) for pid in redis_pids)
     started = time.monotonic()
     threads = [
         threading.Thread(target=run, args=(server, mine))
@@ -101,6 +105,11 @@ def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
+    server_cpu = [
+        _cpu_seconds(server.process.pid) - before
+        for server, before in zip(servers, server_cpu, strict=True)
+    ]
+    redis_cpu = sum(_cpu_seconds(pid) for pid in redis_pids) - redis_cpu
     if len(results) != len(servers):
         raise SystemExit("a load generator failed")
     for server, mine in zip(servers, plans, strict=True):
@@ -112,7 +121,18 @@ def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -
         f"  {len(servers)} server(s): {puts:,} puts in {window:.2f} s ="
         f" {puts / window:,.0f} puts/s (wall {elapsed:.2f} s; generator load {load:.0%})"
     )
+    busy = ", ".join(f"{cpu / elapsed:.0%}" for cpu in server_cpu)
+    print(
+        f"    CPU over the wall time: server(s) {busy} of a core each;"
+        f" the six redis-servers {redis_cpu / elapsed:.0%} together"
+    )
     return puts / window
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _fill(port: int, points: int, deadline: Deadline) -> None:

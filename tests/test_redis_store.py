@@ -464,3 +464,15 @@ async def test_one_redis_server_without_a_cluster(tmp_path: Path) -> None:
                 counters = await client.stats()
         assert counters["redis_wait_shortfalls"] == 1
         assert counters["redis_failures"] == 1
+
+
+async def test_a_flush_in_redis_is_noticed_at_the_next_batch(redis_cluster: LocalCluster) -> None:
+    """FLUSHALL removes the deletion token too: the next batch registers anew."""
+    redis_cluster.flush()
+    async with front_ends(redis_cluster.url, count=1) as (server,):
+        assert await _ask(server, b"put f 1 5\n", len(OK)) == OK
+        await trio.to_thread.run_sync(redis_cluster.flush)
+        assert await _ask(server, b"put f 2 6\n", len(OK)) == OK
+        assert await _get_all(server) == b"ok\nf 2.0 6\n\n"
+        single = b"ok\nf 2.0 6\n\n"
+        assert await _ask(server, b"get f\n", len(single)) == single

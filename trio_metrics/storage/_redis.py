@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import secrets
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
@@ -64,7 +65,8 @@ BUCKET_SECONDS: Final = 128
 REGISTRY_SHARDS: Final = 16
 #: The counter that orders keys by when they were first stored.
 SEQUENCE_KEY: Final = "keyseq:{r0}"
-#: Counts deletes, so that every server forgets what it knew registered.
+#: A token replaced by every delete (and gone after a flush), so that every
+#: server forgets what it knew registered and indexed.
 DELETIONS_KEY: Final = "deletions:{r0}"
 #: Commands per pipeline when reading many hashes (bounds one answer's size).
 _READ_PIPELINE: Final = 2000
@@ -160,8 +162,8 @@ class RedisStore:
         # Each key's newest bucket this server put in its bucket index: a batch
         # within it sends no ZADD (a third of the commands of a steady stream).
         self._indexed: dict[str, int] = {}
-        # The deletion count (DELETIONS_KEY) when the two were last checked.
-        self._epoch = -1
+        # The deletion token (DELETIONS_KEY) when the two were last checked.
+        self._epoch: bytes | None = None
         # The registry as last read, sorted, for pages of keys_with_prefix.
         self._sorted: list[str] = []
 
@@ -279,15 +281,18 @@ class RedisStore:
         batch_keys = list(dict.fromkeys(key for key, _ in columns))
 
         async def attempt() -> None:
-            # What this server believes registered and indexed is checked
-            # against the deletion count read in the same pipeline: after a
-            # delete anywhere, the batch registers and indexes all its keys.
-            epoch = self._epoch
-            results = await self._write(columns, hashes, batch_keys, epoch)
-            seen = int(results[-1] or 0)
-            if seen != epoch:
-                self._forget(seen)
-                await self._write(columns, {}, batch_keys, None)
+            # What this server believes registered and indexed holds while
+            # the deletion token read in the same pipeline is the one it
+            # saw last. Else (a delete anywhere, or a flush that removed the
+            # token) the batch registers and indexes all its keys again.
+            results = await self._write(columns, hashes, batch_keys)
+            seen = results[-1]
+            if seen is None or seen != self._epoch:
+                self._forget()
+                results = await self._write(
+                    columns, {}, batch_keys, everything=True, token=_new_token()
+                )
+                self._epoch = results[-1]
             if self._wait_replicas:
                 await self._wait_for_replicas(batch_keys)
 
@@ -301,13 +306,16 @@ class RedisStore:
         columns: dict[tuple[str, int], dict[int, float]],
         hashes: dict[str, dict[str, str]],
         keys: Sequence[str],
-        epoch: int | None,
+        *,
+        everything: bool = False,
+        token: bytes | None = None,
     ) -> tuple[Any, ...]:
         """One pipeline: the registry entries and bucket indexes this server does
-        not know to be there (all of them for ``epoch`` ``None``), the
-        ``hashes``, and (with an ``epoch``) a read of the deletion count."""
-        known = self._known if epoch is not None else set()
-        indexed = self._indexed if epoch is not None else {}
+        not know to be there (all of them with ``everything``), the ``hashes``,
+        the deletion ``token`` if there is none yet, and a read of the token
+        (the last result)."""
+        known = set() if everything else self._known
+        indexed = {} if everything else self._indexed
         new_keys = [key for key in keys if key not in known]
         buckets: dict[str, dict[str, int]] = {}
         for key, bucket in columns:
@@ -329,14 +337,15 @@ class RedisStore:
                 pipe.zadd(bucket_index_name(key), numbers)
             for name, fields in hashes.items():
                 pipe.hset(name, fields)
-            if epoch is not None:
-                pipe.get(DELETIONS_KEY)
+            if token is not None:
+                pipe.set(DELETIONS_KEY, token, condition=PureToken.NX)
+            pipe.get(DELETIONS_KEY)
 
         return await self._pipeline(fill)
 
-    def _forget(self, epoch: int) -> None:
-        """Forget which keys are registered and indexed (a delete happened)."""
-        self._epoch = epoch
+    def _forget(self) -> None:
+        """Forget which keys are registered and indexed (a delete or flush happened)."""
+        self._epoch = None
         self._known.clear()
         self._indexed.clear()
 
@@ -414,13 +423,13 @@ class RedisStore:
                 position += len(numbers) + 2
             return removed
 
-        async def count() -> None:
-            await self._client.incr(DELETIONS_KEY)
+        async def new_token() -> None:
+            await self._client.set(DELETIONS_KEY, _new_token())
             self.figures.round_trips += 1
 
         removed = await self._retrying("delete", attempt)
-        # After the removal: a server that reads the new count re-registers.
-        await self._retrying("delete", count)
+        # After the removal: a server that reads the new token re-registers.
+        await self._retrying("delete", new_token)
         return removed
 
     # -- reads -----------------------------------------------------------
@@ -542,6 +551,11 @@ class RedisStore:
                 break
             page.append(key)
         return page
+
+
+def _new_token() -> bytes:
+    """A deletion token no other server has made."""
+    return secrets.token_hex(8).encode()
 
 
 def _by_score() -> Any:
