@@ -118,9 +118,9 @@ class RedisFigures:
     wait_shortfalls: int = 0
     registry_reads: int = 0
 
-    def pipeline(self, commands: int) -> None:
-        """Count one pipeline of ``commands`` commands (one round trip a node)."""
-        self.round_trips += 1
+    def pipeline(self, commands: int, nodes: int = 1) -> None:
+        """Count one pipeline of ``commands`` commands, sent to ``nodes`` masters at once."""
+        self.round_trips += nodes
         self.pipelines += 1
         self.pipeline_commands += commands
         self.pipeline_commands_max = max(self.pipeline_commands_max, commands)
@@ -128,6 +128,38 @@ class RedisFigures:
     def as_dict(self) -> dict[str, int]:
         """The figures, each named ``redis_<figure>``."""
         return {f"redis_{name}": value for name, value in attrs.asdict(self).items()}
+
+
+@attrs.frozen
+class _Command:
+    """One recorded pipeline command: a client method, its arguments, and the
+    Redis key it goes to."""
+
+    method: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+    @property
+    def routing(self) -> str:
+        first = self.args[0]
+        return str(first[0] if isinstance(first, list) else first)
+
+    def apply(self, pipe: Any) -> None:
+        getattr(pipe, self.method)(*self.args, **self.kwargs)
+
+
+class _Recorder:
+    """Stands for a pipeline while it is filled: records each command, to be
+    sent to its master's pipeline."""
+
+    def __init__(self) -> None:
+        self.commands: list[_Command] = []
+
+    def __getattr__(self, method: str) -> Callable[..., None]:
+        def record(*args: Any, **kwargs: Any) -> None:
+            self.commands.append(_Command(method, args, kwargs))
+
+        return record
 
 
 class ReplicasShortError(Exception):
@@ -223,12 +255,43 @@ class RedisStore:
             layout.report_errors(None, error)
 
     async def _pipeline(self, fill: Callable[[Any], None]) -> tuple[Any, ...]:
-        """One non-transactional pipeline filled by ``fill``; its results."""
-        async with self._client.pipeline(transaction=False) as pipe:
-            fill(pipe)
-            commands = len(pipe.command_stack)
-        self.figures.pipeline(commands)
-        return pipe.results or ()
+        """The commands ``fill`` gives, as one non-transactional pipeline per
+        master, sent to all masters at once; their results, in order.
+
+        (The client's own cluster pipeline visits the masters one after the
+        other: a batch over three masters would wait three round trips.)
+        """
+        recorder = _Recorder()
+        fill(recorder)
+        commands = recorder.commands
+        groups: dict[Any, list[int]] = {}
+        for index, command in enumerate(commands):
+            groups.setdefault(self._node_of(command.routing), []).append(index)
+        results: list[Any] = [None] * len(commands)
+        failed: list[BaseException] = []
+
+        async def send(indexes: list[int]) -> None:
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for index in indexes:
+                        commands[index].apply(pipe)
+            except Exception as exc:
+                # Raised alone after the nursery: a group would escape the retries.
+                failed.append(exc)
+                return
+            for index, result in zip(indexes, pipe.results or (), strict=True):
+                results[index] = result
+
+        if len(groups) == 1:
+            await send(next(iter(groups.values())))
+        else:
+            async with trio.open_nursery() as nursery:
+                for indexes in groups.values():
+                    nursery.start_soon(send, indexes)
+        self.figures.pipeline(len(commands), len(groups))
+        if failed:
+            raise failed[0]
+        return tuple(results)
 
     async def _read_many(self, requests: Sequence[tuple[str, str]]) -> list[Any]:
         """Results of ``(read, redis key)`` pairs, in pipelines of bounded size.
@@ -399,7 +462,12 @@ class RedisStore:
             return None
         from coredis._utils import hash_slot
 
-        return layout.node_for_slot(hash_slot(name.encode()), True).name
+        try:
+            return layout.node_for_slot(hash_slot(name.encode()), True).name
+        except (LookupError, AttributeError):
+            # A slot without a known master (mid-failover): the client
+            # routes the command itself, with whatever else has no master.
+            return None
 
     async def delete(self, keys: Sequence[str]) -> int:
         """Remove ``keys``' registry entries, bucket indexes and hashes."""
