@@ -68,6 +68,8 @@ SEQUENCE_KEY: Final = "keyseq:{r0}"
 #: A token replaced by every delete (and gone after a flush), so that every
 #: server forgets what it knew registered and indexed.
 DELETIONS_KEY: Final = "deletions:{r0}"
+#: The number of points in the store, kept by every server's puts and deletes.
+POINTS_KEY: Final = "points:{r0}"
 #: Commands per pipeline when reading many hashes (bounds one answer's size).
 _READ_PIPELINE: Final = 2000
 #: Waits between attempts of a failing operation (then the last one repeats).
@@ -194,6 +196,8 @@ class RedisStore:
         # Each key's newest bucket this server put in its bucket index: a batch
         # within it sends no ZADD (a third of the commands of a steady stream).
         self._indexed: dict[str, int] = {}
+        # Points this server added that POINTS_KEY does not count yet.
+        self._pending_points = 0
         # The deletion token (DELETIONS_KEY) when the two were last checked.
         self._epoch: bytes | None = None
         # The registry as last read, sorted, for pages of keys_with_prefix.
@@ -349,6 +353,9 @@ class RedisStore:
             # saw last. Else (a delete anywhere, or a flush that removed the
             # token) the batch registers and indexes all its keys again.
             results = await self._write(columns, hashes, batch_keys)
+            # The HSETs' answers (new fields) are the points added: counted
+            # into the shared total in this server's next pipeline.
+            self._pending_points += sum(int(result) for result in results[-len(hashes) - 2 : -2])
             seen = results[-1]
             if seen is None or seen != self._epoch:
                 self._forget()
@@ -402,9 +409,14 @@ class RedisStore:
                 pipe.hset(name, fields)
             if token is not None:
                 pipe.set(DELETIONS_KEY, token, condition=PureToken.NX)
+            # Always two results: the points added before, and the token.
+            pipe.incrby(POINTS_KEY, pending)
             pipe.get(DELETIONS_KEY)
 
-        return await self._pipeline(fill)
+        pending = self._pending_points
+        results = await self._pipeline(fill)
+        self._pending_points -= pending
+        return results
 
     def _forget(self) -> None:
         """Forget which keys are registered and indexed (a delete or flush happened)."""
@@ -473,31 +485,37 @@ class RedisStore:
         """Remove ``keys``' registry entries, bucket indexes and hashes."""
         unique = list(dict.fromkeys(keys))
 
-        async def attempt() -> int:
+        async def attempt() -> tuple[int, int]:
             indexes = await self._read_many([("index", bucket_index_name(key)) for key in unique])
 
             def fill(pipe: Any) -> None:
                 for key, numbers in zip(unique, indexes, strict=True):
                     pipe.zrem(registry_name(registry_shard(key)), [key])
                     for number in numbers:
+                        # In one slot, so in order: the length, then the removal.
+                        pipe.hlen(bucket_hash_name(key, int(number)))
                         pipe.delete([bucket_hash_name(key, int(number))])
                     pipe.delete([bucket_index_name(key)])
 
             results = await self._pipeline(fill)
-            removed = 0
+            removed = points = 0
             position = 0
             for numbers in indexes:
                 removed += int(results[position])
-                position += len(numbers) + 2
-            return removed
+                points += sum(int(results[position + 1 + 2 * n]) for n in range(len(numbers)))
+                position += 2 * len(numbers) + 2
+            return removed, points
 
-        async def new_token() -> None:
-            await self._client.set(DELETIONS_KEY, _new_token())
-            self.figures.round_trips += 1
+        async def new_token(points: int) -> None:
+            def fill(pipe: Any) -> None:
+                pipe.set(DELETIONS_KEY, _new_token())
+                pipe.decrby(POINTS_KEY, points)
 
-        removed = await self._retrying("delete", attempt)
+            await self._pipeline(fill)
+
+        removed, points = await self._retrying("delete", attempt)
         # After the removal: a server that reads the new token re-registers.
-        await self._retrying("delete", new_token)
+        await self._retrying("delete", lambda: new_token(points))
         return removed
 
     # -- reads -----------------------------------------------------------
@@ -585,22 +603,21 @@ class RedisStore:
         return await self._series_of([key], start, end)
 
     async def counts(self) -> tuple[int, int]:
-        """:class:`Store` interface: keys from the registry, points by ``HLEN`` of
-        every hash (a pipelined walk over all buckets: costs O(hashes))."""
-        keys = await self._registry()
+        """:class:`Store` interface: the registry's size (16 ``ZCARD``) and the
+        shared count of points (after adding what this server has not yet)."""
 
-        async def attempt() -> int:
-            indexes = await self._read_many([("index", bucket_index_name(key)) for key in keys])
-            lengths = await self._read_many(
-                [
-                    ("hlen", bucket_hash_name(key, int(number)))
-                    for key, numbers in zip(keys, indexes, strict=True)
-                    for number in numbers
-                ]
-            )
-            return sum(int(length) for length in lengths)
+        async def attempt() -> tuple[int, int]:
+            def fill(pipe: Any) -> None:
+                for shard in range(REGISTRY_SHARDS):
+                    pipe.zcard(registry_name(shard))
+                pipe.incrby(POINTS_KEY, pending)
 
-        return len(keys), await self._retrying("count", attempt)
+            pending = self._pending_points
+            results = await self._pipeline(fill)
+            self._pending_points -= pending
+            return sum(int(size) for size in results[:-1]), int(results[-1])
+
+        return await self._retrying("count", attempt)
 
     async def list_keys(self) -> list[str]:
         """:class:`Store` interface: the registry, re-read."""
