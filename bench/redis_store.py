@@ -10,7 +10,9 @@ A local cluster of three masters and three replicas is started on
 
 1. Ingest: 4 connections (10 keys each, round robin), 1,000 puts a request,
    one request in flight per connection, through one server, then through
-   two servers at once (4 connections each); every key is verified after.
+   two servers at once (4 connections each), then through one server with
+   ``--redis-wait-replicas 1``; every key is verified after, and the CPU
+   each process used is printed.
 2. ``get *`` of N points (1,000 keys) over the cluster and from a
    memory-only server holding the same points: seconds to the last byte.
 3. Failover: a storm of batches through one server while a master is
@@ -313,10 +315,14 @@ def main() -> None:
                 f" {counts.keys_per_connection} keys each, {counts.batch} puts a request"
             )
             servers = [ServeProcess("--store", cluster.url) for _ in range(2)]
+            servers.append(ServeProcess("--store", cluster.url, "--redis-wait-replicas", "1"))
             try:
                 one = ingest(cluster, servers[:1], counts)
-                two = ingest(cluster, servers, counts)
+                two = ingest(cluster, servers[:2], counts)
                 print(f"  two servers / one: {two / one:.2f}x")
+                print("  with --redis-wait-replicas 1:")
+                waiting = ingest(cluster, servers[2:], counts)
+                print(f"  WAIT 1 / no WAIT: {waiting / one:.2f}x")
             finally:
                 for server in servers:
                     server.ensure_stopped()
