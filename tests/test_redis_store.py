@@ -18,7 +18,14 @@ from hypothesis.stateful import RuleBasedStateMachine, rule
 from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof, recv_until
 from processes import run_cli
 from prometheus_client.parser import text_string_to_metric_families
-from redis_cluster import LocalCluster, front_ends, local_redis, redis_programs_missing
+from redis_cluster import (
+    LocalCluster,
+    front_ends,
+    local_redis,
+    master_of_key,
+    redis_cli,
+    redis_programs_missing,
+)
 
 from trio_metrics import MetricStore, ServerConfig, ServerInfo, open_client
 from trio_metrics.storage import RedisStorage, parse_redis_url
@@ -277,7 +284,14 @@ async def test_concurrent_writers_and_readers_through_two_servers_lose_nothing(
                         writers.start_soon(writer, number)
                 done.set()
         through = [await _get_all(server) for server in servers]
+        counted = []
+        for server in servers:
+            # Each server adds what it stored to the shared count as it asks.
+            async with open_client("127.0.0.1", server.port, timeout=NETWORK_TIMEOUT) as client:
+                counted.append((await client.stats())["points"])
     assert through[0] == through[1]
+    # Concurrent batches of one server must not add the same points twice.
+    assert counted[-1] == len(last)
     found = {}
     for line in through[0].split(b"\n")[1:-2]:
         key, value, ts = line.decode().split()
@@ -481,3 +495,24 @@ async def test_a_flush_in_redis_is_noticed_at_the_next_batch(redis_cluster: Loca
         assert await _get_all(server) == b"ok\nf 2.0 6\n\n"
         single = b"ok\nf 2.0 6\n\n"
         assert await _ask(server, b"get f\n", len(single)) == single
+
+
+async def test_concurrent_batches_count_each_point_once(redis_cluster: LocalCluster) -> None:
+    redis_cluster.flush()
+    with trio.fail_after(NETWORK_TIMEOUT):
+        async with open_redis_store([("127.0.0.1", redis_cluster.ports[0])], cluster=True) as store:
+
+            async def batch(number: int) -> None:
+                for round_ in range(5):
+                    stamps = [round_ * 100 + n for n in range(100)]
+                    await store.put_batch([f"n.{number}"] * 100, [1.0] * 100, stamps)
+
+            async with trio.open_nursery() as nursery:
+                for number in range(20):
+                    nursery.start_soon(batch, number)
+            # What Redis counts so far never passes what was stored (batches
+            # at once sending the same uncounted points would pass it).
+            master = master_of_key(redis_cluster, "points:{r0}")[0]
+            counted = int(redis_cli(master, "get", "points:{r0}").strip() or 0)
+            assert 0 <= counted <= 20 * 5 * 100
+            assert await store.counts() == (20, 20 * 5 * 100)

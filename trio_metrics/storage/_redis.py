@@ -413,10 +413,18 @@ class RedisStore:
             pipe.incrby(POINTS_KEY, pending)
             pipe.get(DELETIONS_KEY)
 
-        pending = self._pending_points
-        results = await self._pipeline(fill)
-        self._pending_points -= pending
-        return results
+        pending = self._take_pending_points()
+        try:
+            return await self._pipeline(fill)
+        except BaseException:
+            self._pending_points += pending
+            raise
+
+    def _take_pending_points(self) -> int:
+        """The points not yet counted, now owed by the caller's pipeline (given
+        back if it fails): batches run at once must not send the same ones."""
+        pending, self._pending_points = self._pending_points, 0
+        return pending
 
     def _forget(self) -> None:
         """Forget which keys are registered and indexed (a delete or flush happened)."""
@@ -612,9 +620,12 @@ class RedisStore:
                     pipe.zcard(registry_name(shard))
                 pipe.incrby(POINTS_KEY, pending)
 
-            pending = self._pending_points
-            results = await self._pipeline(fill)
-            self._pending_points -= pending
+            pending = self._take_pending_points()
+            try:
+                results = await self._pipeline(fill)
+            except BaseException:
+                self._pending_points += pending
+                raise
             return sum(int(size) for size in results[:-1]), int(results[-1])
 
         return await self._retrying("count", attempt)
