@@ -317,7 +317,6 @@ async def test_stats_count_connections_commands_and_errors(
             await trio.sleep(0.01)
 
 
-@both_stores
 async def test_fifty_clients_putting_at_once_lose_nothing(server: ServerInfo) -> None:
     clients, per_client = 50, 200
 

@@ -352,13 +352,18 @@ class RedisStore:
             # the deletion token read in the same pipeline is the one it
             # saw last. Else (a delete anywhere, or a flush that removed the
             # token) the batch registers and indexes all its keys again.
+            # The token this write's knowledge of the registry is valid for.
+            epoch = self._epoch
             results = await self._write(columns, hashes, batch_keys)
             # The HSETs' answers (new fields) are the points added: counted
             # into the shared total in this server's next pipeline.
             self._pending_points += sum(int(result) for result in results[-len(hashes) - 2 : -2])
             seen = results[-1]
-            if seen is None or seen != self._epoch:
-                self._forget()
+            if seen is None or seen != epoch:
+                if seen is None or seen != self._epoch:
+                    # The first batch to see it: later batches start afresh
+                    # (those already sent repair their own keys, not again).
+                    self._forget(seen)
                 results = await self._write(
                     columns, {}, batch_keys, everything=True, token=_new_token()
                 )
@@ -426,9 +431,10 @@ class RedisStore:
         pending, self._pending_points = self._pending_points, 0
         return pending
 
-    def _forget(self) -> None:
-        """Forget which keys are registered and indexed (a delete or flush happened)."""
-        self._epoch = None
+    def _forget(self, epoch: bytes | None) -> None:
+        """Forget which keys are registered and indexed (a delete or flush
+        happened): from now on they are valid for deletion token ``epoch``."""
+        self._epoch = epoch
         self._known.clear()
         self._indexed.clear()
 
@@ -685,6 +691,9 @@ async def open_redis_store(
             connect_timeout=operation_timeout,
             pool_timeout=operation_timeout,
             max_connections=max_connections,
+            # Every batch reads the deletion token on one master: a pool shared
+            # by all nodes (64 / 6 each) made 50 clients queue for it.
+            max_connections_per_node=True,
             # One retry budget, the store's own, bounded in time and counted.
             retry_policy=NoRetryPolicy(),
             decode_responses=False,
