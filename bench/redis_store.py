@@ -12,7 +12,8 @@ A local cluster of three masters and three replicas is started on
    one request in flight per connection, through one server, then through
    two servers at once (4 connections each), then through one server with
    ``--redis-wait-replicas 1``; every key is verified after, and the CPU
-   each process used is printed.
+   each process used is printed. Then request-response: 50 connections,
+   one put in flight each (every put a batch of its own).
 2. ``get *`` of N points (1,000 keys) over the cluster and from a
    memory-only server holding the same points: seconds to the last byte.
 3. Failover: a storm of batches through one server while a master is
@@ -58,11 +59,14 @@ class Counts:
     batch: int = 1_000
     get_all_points: int = 1_000_000
     storm_seconds: float = 3.0
+    rr_puts: int = 100  # per connection
     timeout: float = 600.0
 
 
 FULL = Counts()
-QUICK = Counts(puts_per_key=500, get_all_points=20_000, storm_seconds=1.0, timeout=120.0)
+QUICK = Counts(
+    puts_per_key=500, get_all_points=20_000, storm_seconds=1.0, rr_puts=10, timeout=120.0
+)
 
 
 def _plans(prefix: str, counts: Counts) -> list[ConnectionPlan]:
@@ -135,6 +139,20 @@ def _cpu_seconds(pid: int) -> float:
     """User and system CPU seconds of process ``pid`` so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request_response(cluster: LocalCluster, server: ServeProcess, counts: Counts) -> None:
+    """50 connections, one put in flight each: every put is a batch of one."""
+    cluster.flush()
+    plans = [ConnectionPlan((f"rr.{i}",), counts.rr_puts) for i in range(50)]
+    before = _cpu_seconds(server.process.pid)
+    result = loadgen.request_response(HOST, server.port, plans, counts.timeout)
+    used = _cpu_seconds(server.process.pid) - before
+    _verify(server.port, plans, Deadline(counts.timeout))
+    print(
+        f"  request-response, 50 connections: {result.puts_per_second:,.0f} puts/s;"
+        f" server CPU {used / result.puts * 1e6:,.0f} us a put"
+    )
 
 
 def _fill(port: int, points: int, deadline: Deadline) -> None:
@@ -323,6 +341,7 @@ def main() -> None:
                 print("  with --redis-wait-replicas 1:")
                 waiting = ingest(cluster, servers[2:], counts)
                 print(f"  WAIT 1 / no WAIT: {waiting / one:.2f}x")
+                request_response(cluster, servers[0], counts)
             finally:
                 for server in servers:
                     server.ensure_stopped()

@@ -492,6 +492,11 @@ def test_redis_store_bench_reports_ingest_get_all_and_failover() -> None:
     out = completed.stdout
     assert re.search(r"^  1 server\(s\): 20,000 puts in [\d.]+ s = [\d,]+ puts/s", out, re.M), out
     assert re.search(r"^  2 server\(s\): 40,000 puts in [\d.]+ s", out, re.M), out
+    assert re.search(
+        r"^  request-response, 50 connections: [\d,]+ puts/s; server CPU [\d,]+ us a put$",
+        out,
+        re.M,
+    ), out
     for store in ("Redis Cluster", "memory"):
         assert re.search(rf"^  get \* over {store}: 20,000 points in [\d.]+ s$", out, re.M), out
     # With WAIT, nothing acknowledged is lost; the recovery time is measured.
