@@ -16,8 +16,10 @@ from browser import chromium, missing_chromium
 from collectd_daemon import COLLECTD_MISSING, find_collectd
 from net import NETWORK_TIMEOUT
 from playwright.sync_api import ConsoleMessage, Error, Page
+from redis_cluster import LocalCluster, local_cluster, redis_programs_missing
 
-from trio_metrics import ServerConfig, ServerInfo, serve
+from trio_metrics import MemoryStorage, ServerConfig, ServerInfo, serve
+from trio_metrics.storage import RedisStorage, Storage
 
 
 def skip_or_fail(reason: str) -> NoReturn:
@@ -31,10 +33,39 @@ def skip_or_fail(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
+#: Runs a test once over the memory store and once over a real Redis Cluster
+#: (the ``server``, ``threaded_server`` and ``start_server`` fixtures use it).
+both_stores = pytest.mark.parametrize("server_storage", ["memory", "redis-cluster"], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """Six ``redis-server`` processes on 127.0.0.1 made one cluster, once a session."""
+    missing = redis_programs_missing()
+    if missing is not None:
+        skip_or_fail(missing)
+    with local_cluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
+
+
 @pytest.fixture
-async def server(nursery: trio.Nursery) -> AsyncIterator[ServerInfo]:
+def server_storage(request: pytest.FixtureRequest) -> Storage:
+    """The store of the test's server: memory unless parametrised with ``both_stores``;
+    over Redis, the cluster is emptied first."""
+    kind = getattr(request, "param", "memory")
+    if kind == "memory":
+        return MemoryStorage()
+    cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+    cluster.wait_ok()
+    cluster.flush()
+    return RedisStorage(cluster.url)
+
+
+@pytest.fixture
+async def server(nursery: trio.Nursery, server_storage: Storage) -> AsyncIterator[ServerInfo]:
     """A server on a free port of 127.0.0.1, in the test's own trio run."""
-    info: ServerInfo = await nursery.start(serve, "127.0.0.1", 0)
+    config = ServerConfig(host="127.0.0.1", port=0, storage=server_storage)
+    info: ServerInfo = await nursery.start(serve, config)
     yield info
 
 
@@ -77,9 +108,9 @@ def server_in_thread(config: ServerConfig | None = None, **options: Any) -> Iter
 
 
 @pytest.fixture
-def threaded_server() -> Iterator[ServerInfo]:
+def threaded_server(server_storage: Storage) -> Iterator[ServerInfo]:
     """A server in a background thread, for tests that use blocking sockets."""
-    with server_in_thread() as info:
+    with server_in_thread(ServerConfig(host="127.0.0.1", port=0, storage=server_storage)) as info:
         yield info
 
 

@@ -496,3 +496,38 @@ def test_graphite_tags_bench_reports_each_query_with_what_it_found() -> None:
     assert re.search(r"findSeries name=,job= +0 found", completed.stdout)
     assert re.search(r"findSeries job= \(scan\) +715 found  median +[\d.]+ ms", completed.stdout)
     assert re.search(r"tag values job \(scan\) +7 found", completed.stdout)
+
+
+def test_redis_store_bench_reports_ingest_get_all_and_failover() -> None:
+    from conftest import skip_or_fail
+    from redis_cluster import redis_programs_missing
+
+    missing = redis_programs_missing()
+    if missing is not None:
+        skip_or_fail(missing)
+    completed = subprocess.run(
+        [sys.executable, str(BENCH / "redis_store.py"), "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert re.search(r"^  1 server\(s\): 20,000 puts in [\d.]+ s = [\d,]+ puts/s", out, re.M), out
+    assert re.search(r"^  2 server\(s\): 40,000 puts in [\d.]+ s", out, re.M), out
+    assert re.search(
+        r"^  request-response, 50 connections: [\d,]+ puts/s; server CPU [\d,]+ us a put$",
+        out,
+        re.M,
+    ), out
+    for store in ("Redis Cluster", "memory"):
+        assert re.search(rf"^  get \* over {store}: 20,000 points in [\d.]+ s$", out, re.M), out
+    # With WAIT, nothing acknowledged is lost; the recovery time is measured.
+    assert re.search(
+        r"^  --redis-wait-replicas 1: first acknowledged batch [\d.]+ s after the kill;"
+        r" [\d,]+ points acknowledged, 0 missing after failover$",
+        out,
+        re.M,
+    ), out

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import pytest
 import trio
 import trio.testing
-from conftest import server_in_thread
+from conftest import both_stores, server_in_thread
 from net import NETWORK_TIMEOUT, recv_until
 
 from trio_metrics import (
@@ -107,6 +107,7 @@ def follow_script(conn: socket.socket, replies: list[Reply]) -> None:
 # --- blocking Client ------------------------------------------------------
 
 
+@both_stores
 def test_client_round_trip(threaded_server: ServerInfo) -> None:
     with Client("127.0.0.1", threaded_server.port, timeout=NETWORK_TIMEOUT) as client:
         assert client.put("palm.cpu", 10.6, 1501864247) is None
@@ -123,6 +124,7 @@ def test_client_round_trip(threaded_server: ServerInfo) -> None:
         assert client.get("nothing.here") == {}
 
 
+@both_stores
 def test_client_sends_the_value_as_given_and_timestamp_zero(threaded_server: ServerInfo) -> None:
     with Client("127.0.0.1", threaded_server.port) as client:
         client.put("load", 301, 0)
@@ -141,6 +143,7 @@ def test_client_timestamp_defaults_to_now(threaded_server: ServerInfo) -> None:
     assert value == 1.0
 
 
+@both_stores
 def test_client_reads_a_big_answer_arriving_in_many_pieces(threaded_server: ServerInfo) -> None:
     with Client("127.0.0.1", threaded_server.port) as client:
         for ts in range(3000):
@@ -149,6 +152,7 @@ def test_client_reads_a_big_answer_arriving_in_many_pieces(threaded_server: Serv
     assert points == [(ts, ts * 0.25) for ts in range(3000)]
 
 
+@both_stores
 def test_client_error_answer_raises_and_connection_stays_usable(
     threaded_server: ServerInfo,
 ) -> None:
@@ -251,6 +255,7 @@ async def async_client(server: ServerInfo) -> AsyncIterator[AsyncClient]:
         yield client
 
 
+@both_stores
 async def test_async_client_round_trip(async_client: AsyncClient) -> None:
     assert await async_client.put("palm.cpu", 10.6, 1501864247) is None
     await async_client.put("palm.cpu", 2, 1501864248)
@@ -265,6 +270,7 @@ async def test_async_client_round_trip(async_client: AsyncClient) -> None:
     assert await async_client.get("missing") == {}
 
 
+@both_stores
 async def test_async_client_errors_match_the_sync_client(async_client: AsyncClient) -> None:
     with pytest.raises(ClientError, match=r"^value 'inf' is not a finite number$"):
         await async_client.put("k", "inf", 1)
@@ -276,6 +282,7 @@ async def test_async_client_errors_match_the_sync_client(async_client: AsyncClie
     assert value == 1.5
 
 
+@both_stores
 async def test_async_client_shared_by_many_tasks(async_client: AsyncClient) -> None:
     results: dict[int, dict[str, list[tuple[int, float]]]] = {}
 
@@ -345,6 +352,7 @@ async def test_async_client_after_server_stops_raises_client_error() -> None:
 # --- ThreadClient: sync code in worker threads through the trio client ----
 
 
+@both_stores
 async def test_thread_client_from_worker_threads(async_client: AsyncClient) -> None:
     bridge = async_client.for_thread()
 

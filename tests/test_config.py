@@ -369,7 +369,22 @@ def test_every_serve_flag_reaches_the_config(tmp_path: Path) -> None:
         "--graphite-allow-unauthenticated": None,
         "--insecure-open": None,
     }
-    assert {flag.names[0] for flag in SERVE_FLAGS} == {*changed, *retention, "--data-dir"}
+    # The Redis flags are changed on a base that has a store URL (no data directory).
+    redis = {
+        "--store": "redis-cluster://127.0.0.1:7001,127.0.0.1:7002",
+        "--redis-wait-replicas": "1",
+        "--redis-timeout": "2.5",
+    }
+    assert {flag.names[0] for flag in SERVE_FLAGS} == {
+        *changed,
+        *retention,
+        *redis,
+        "--data-dir",
+    }
+    on_redis = config_from_args(_parse_serve("--store", "redis://127.0.0.1:7000"))
+    for flag, setting in redis.items():
+        args = _parse_serve("--store", "redis://127.0.0.1:7000", flag, setting)
+        assert config_from_args(args) != on_redis, flag
     # The TLS and auth flags are changed on a base that has them on: alone, most are refused.
     # (Mutual TLS, so that a Graphite port may go with auth.)
     tls = ["--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-client-ca", "base-ca.pem"]

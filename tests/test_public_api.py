@@ -73,13 +73,15 @@ def test_packages_import_only_what_docs_architecture_allows() -> None:
 
 def test_importing_the_package_loads_no_http_stack() -> None:
     """Programs that only use the clients never load hypercorn (it loads with --http-port),
-    nor the query layer's numpy and pyparsing (they load with the first Graphite query)."""
+    nor the query layer's numpy and pyparsing (they load with the first Graphite query),
+    nor coredis and anyio (they load when a Redis store is opened)."""
     import subprocess
     import sys
 
     probe = (
         "import sys, trio_metrics; from trio_metrics import Client, serve, HttpListenError;"
-        " lazy = ('hypercorn', 'h11', 'h2', 'numpy', 'pyparsing', 'trio_metrics.query');"
+        " lazy = ('hypercorn', 'h11', 'h2', 'numpy', 'pyparsing', 'trio_metrics.query',"
+        " 'coredis', 'anyio', 'trio_metrics.storage._redis');"
         " print(sorted(m for m in sys.modules if m.startswith(lazy)))"
     )
     done = subprocess.run(

@@ -13,11 +13,14 @@ import tracemalloc
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import attrs
 import pytest
 import trio
+from conftest import both_stores
 from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof
 
-from trio_metrics import MetricStore, ServerInfo, open_client, serve
+from trio_metrics import MetricStore, ServerConfig, ServerInfo, open_client, serve
+from trio_metrics.storage import Storage
 
 OK = b"ok\n\n"
 ERROR = b"error\nwrong command\n\n"
@@ -26,12 +29,17 @@ StartServer = Callable[..., Awaitable[ServerInfo]]
 
 
 @pytest.fixture
-async def start_server(nursery: trio.Nursery) -> StartServer:
-    """Start a server with the given ``serve`` options; it stops with the test."""
+async def start_server(nursery: trio.Nursery, server_storage: Storage) -> StartServer:
+    """Start a server with the given ``serve`` options (on ``server_storage`` unless
+    they name a store); it stops with the test."""
 
     async def start(**options: Any) -> ServerInfo:
+        config = ServerConfig.from_options("127.0.0.1", 0, **options)
+        if "store" not in options:
+            config = attrs.evolve(config, storage=server_storage)
+
         async def run(*, task_status: trio.TaskStatus[ServerInfo]) -> None:
-            await serve("127.0.0.1", 0, task_status=task_status, **options)
+            await serve(config, task_status=task_status)
 
         info: ServerInfo = await nursery.start(run)
         return info
@@ -252,6 +260,7 @@ async def test_a_million_pipelined_commands_in_one_burst(
     assert len(info.store) == count  # type: ignore[arg-type]
 
 
+@both_stores
 async def test_a_ten_megabyte_line_without_newline(
     start_server: StartServer, streams: list[trio.SocketStream]
 ) -> None:
@@ -270,6 +279,7 @@ def drop(sock: socket.socket, with_reset: bool) -> None:
     sock.close()
 
 
+@both_stores
 async def test_thousands_of_connections_opened_and_dropped(
     start_server: StartServer, streams: list[trio.SocketStream]
 ) -> None:
@@ -325,6 +335,7 @@ async def test_stats_command_reports_the_counters(
     assert counters["connections_total"] == 2
 
 
+@both_stores
 async def test_stats_takes_no_arguments(
     start_server: StartServer, streams: list[trio.SocketStream]
 ) -> None:

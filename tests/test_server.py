@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 import pytest
 import trio
 import trio.testing
+from conftest import both_stores
 from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof
 
 from trio_metrics import Limits, MetricStore, Series, ServerInfo, ServerStats, open_client, serve
@@ -61,6 +62,7 @@ async def test_port_zero_reports_the_real_port(server: ServerInfo, connect: Conn
     await stream.aclose()
 
 
+@both_stores
 async def test_spec_example_session_byte_for_byte(server: ServerInfo, connect: Connect) -> None:
     steps = [
         (b"put palm.cpu 10.6 1501864247\n", b"ok\n\n"),
@@ -77,6 +79,7 @@ async def test_spec_example_session_byte_for_byte(server: ServerInfo, connect: C
         assert await exchange(stream, request, len(expected)) == expected
 
 
+@both_stores
 async def test_pipelined_commands_are_answered_in_order(
     server: ServerInfo, connect: Connect
 ) -> None:
@@ -95,6 +98,7 @@ async def test_pipelined_commands_are_answered_in_order(
     assert await exchange(stream, request, len(expected)) == expected
 
 
+@both_stores
 async def test_get_star_lists_keys_in_first_stored_order(
     server: ServerInfo, connect: Connect
 ) -> None:
@@ -104,6 +108,7 @@ async def test_get_star_lists_keys_in_first_stored_order(
     assert await exchange(stream, request, len(expected)) == expected
 
 
+@both_stores
 async def test_values_are_shown_as_python_repr_of_float(
     server: ServerInfo, connect: Connect
 ) -> None:
@@ -113,6 +118,7 @@ async def test_values_are_shown_as_python_repr_of_float(
     assert await exchange(stream, request, len(expected)) == expected
 
 
+@both_stores
 async def test_blank_lines_get_no_answer(server: ServerInfo, connect: Connect) -> None:
     stream = await connect(server)
     request = b"\n   \n\t\nput k 1 1\n\n\nget k\n\n"
@@ -122,6 +128,7 @@ async def test_blank_lines_get_no_answer(server: ServerInfo, connect: Connect) -
     assert await exchange(stream, b"get nope\n", len(OK)) == OK
 
 
+@both_stores
 async def test_crlf_endings_and_surrounding_whitespace(
     server: ServerInfo, connect: Connect
 ) -> None:
@@ -149,6 +156,7 @@ async def test_crlf_endings_and_surrounding_whitespace(
         b"put k\x00ey 1 1",
     ],
 )
+@both_stores
 async def test_wrong_commands_get_the_error_and_the_connection_goes_on(
     server: ServerInfo, line: bytes, connect: Connect
 ) -> None:
@@ -158,6 +166,7 @@ async def test_wrong_commands_get_the_error_and_the_connection_goes_on(
     assert await exchange(stream, request, len(expected)) == expected
 
 
+@both_stores
 async def test_commands_split_across_many_sends(server: ServerInfo, connect: Connect) -> None:
     stream = await connect(server)
     request = b"put split.key 12.5 1501864247\nget split.key\n"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from ..storage import Retention, RetentionError, parse_retention
+from ..storage import Retention, RetentionError, parse_redis_url, parse_retention
 from ..wire import MAX_TIMESTAMP, ProtocolError, check_key, check_value, echo, parse_timestamp
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "port",
     "positive_int",
     "positive_seconds",
+    "redis_url",
     "retention",
     "timestamp",
     "value",
@@ -119,6 +120,15 @@ def retention(text: str) -> Retention:
         return parse_retention(text)
     except RetentionError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def redis_url(text: str) -> str:
+    """A store URL: ``redis-cluster://host:port[,host:port...]`` or ``redis://host:port``."""
+    try:
+        parse_redis_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def data_dir(text: str) -> str:

@@ -42,14 +42,17 @@ from ..server import (
 from ..storage import (
     DEFAULT_COMPACT_MIN_BYTES,
     DEFAULT_COPY_BUDGET_BYTES,
+    DEFAULT_REDIS_TIMEOUT,
     AggregationRule,
     DataDirError,
     DataDirStorage,
     FsyncPolicy,
     MemoryStorage,
+    RedisStorage,
     RetentionError,
     RetentionRules,
     Storage,
+    StoreUnavailableError,
     load_storage_aggregation,
     load_storage_schemas,
 )
@@ -92,6 +95,8 @@ class Flag:
     group: str | None = None
     #: Only meaningful with ``--data-dir``: refused without it.
     needs_data_dir: bool = False
+    #: Only meaningful with ``--store``: refused without it.
+    needs_store: bool = False
 
 
 #: Every flag of ``trio-metrics serve``, in ``--help`` order.
@@ -212,6 +217,42 @@ SERVE_FLAGS: tuple[Flag, ...] = (
         },
         group=_STORAGE_GROUP,
         needs_data_dir=True,
+    ),
+    Flag(
+        ("--store",),
+        {
+            "metavar": "URL",
+            "type": types.redis_url,
+            "default": None,
+            "help": "keep points in Redis, shared with every server that names it:"
+            " redis-cluster://host:port[,host:port...] (a Redis Cluster) or redis://host:port"
+            " (one Redis); not with --data-dir (docs/redis.md)",
+        },
+        group=_STORAGE_GROUP,
+    ),
+    Flag(
+        ("--redis-wait-replicas",),
+        {
+            "type": types.non_negative_int,
+            "default": None,
+            "metavar": "N",
+            "help": "acknowledge puts only once N replicas of every Redis master written to"
+            " have them (WAIT); fewer in time fails the puts (default: 0)",
+        },
+        group=_STORAGE_GROUP,
+        needs_store=True,
+    ),
+    Flag(
+        ("--redis-timeout",),
+        {
+            "type": types.positive_seconds,
+            "default": None,
+            "metavar": "SECONDS",
+            "help": "time a Redis operation may take, retries included, before its puts fail"
+            f" (default: {DEFAULT_REDIS_TIMEOUT:g})",
+        },
+        group=_STORAGE_GROUP,
+        needs_store=True,
     ),
     Flag(
         ("--retention",),
@@ -465,8 +506,18 @@ def add_serve_verb(verbs: argparse._SubParsersAction[Any]) -> None:
 
 
 def _check_storage_flags(args: argparse.Namespace) -> None:
-    # Storage options without a data directory would be ignored, and an
-    # operator would believe the points are kept.
+    # Storage options without their storage would be ignored, and an
+    # operator would believe the points are kept as they said.
+    if args.data_dir is not None and args.store is not None:
+        args.serve_parser.error("--store and --data-dir exclude each other: points live in one")
+    if args.store is None:
+        given = [
+            flag.names[0]
+            for flag in SERVE_FLAGS
+            if flag.needs_store and getattr(args, _dest(flag)) is not None
+        ]
+        if given:
+            args.serve_parser.error(f"{', '.join(given)} needs --store URL")
     if args.data_dir is not None:
         return
     given = [
@@ -485,6 +536,12 @@ def _dest(flag: Flag) -> str:
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
     """The :class:`ServerConfig` that ``serve``'s parsed flags describe."""
     storage: Storage = MemoryStorage()
+    if args.store is not None:
+        storage = RedisStorage(
+            args.store,
+            wait_replicas=args.redis_wait_replicas or 0,
+            **({} if args.redis_timeout is None else {"timeout": args.redis_timeout}),
+        )
     if args.data_dir is not None:
         storage = DataDirStorage(
             args.data_dir,
@@ -594,7 +651,7 @@ def _serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_level)
     try:
         trio.run(serve_until_signal, config, _print_banner)
-    except (DataDirError, ProtectedModeError) as exc:
+    except (DataDirError, ProtectedModeError, StoreUnavailableError) as exc:
         fail(str(exc))
     except HttpListenError as exc:
         fail(f"cannot listen for HTTP on {config.host}:{config.http_port}: {exc.strerror}")
@@ -623,7 +680,12 @@ def _print_banner(info: ServerInfo) -> None:
 
 def _write_banner(info: ServerInfo) -> None:
     storage = info.config.storage
-    where = f"data in {storage.directory}" if isinstance(storage, DataDirStorage) else "memory only"
+    if isinstance(storage, DataDirStorage):
+        where = f"data in {storage.directory}"
+    elif isinstance(storage, RedisStorage):
+        where = f"data in {storage.describe()}"
+    else:
+        where = "memory only"
     graphite = "" if info.graphite_port is None else f", Graphite on port {info.graphite_port}"
     print(
         f"{PROG} {__version__} listening on {info.host}:{info.port}{graphite}"

@@ -225,6 +225,22 @@ _DURABILITY_GAUGES: Final = {
     "compressed_points": ("compressed_points", "Points held in compressed blocks."),
     "compressed_bytes": ("compressed_bytes", "Bytes of the compressed blocks."),
 }
+# The Redis store's figures (``RedisFigures.as_dict()``), under their own names.
+_REDIS_FIGURES: Final[dict[str, tuple[Kind, str]]] = {
+    "redis_round_trips": ("counter", "Round trips to Redis (a pipeline counts one)."),
+    "redis_pipelines": ("counter", "Pipelines sent to Redis."),
+    "redis_pipeline_commands": ("counter", "Commands sent in pipelines."),
+    "redis_pipeline_commands_max": ("gauge", "Most commands in one pipeline."),
+    "redis_errors": ("counter", "Redis operations that failed or timed out (each try)."),
+    "redis_timeouts": ("counter", "Redis operations cut off by --redis-timeout."),
+    "redis_retries": ("counter", "Tries repeated after a Redis error."),
+    "redis_failures": ("counter", "Redis operations given up (their puts were not acknowledged)."),
+    "redis_wait_shortfalls": (
+        "counter",
+        "Batches that fewer replicas than --redis-wait-replicas acknowledged in time.",
+    ),
+    "redis_registry_reads": ("counter", "Reads of the whole key registry."),
+}
 _DURABILITY_MILLISECONDS: Final[dict[str, tuple[str, Kind, str]]] = {
     "fsync_ms": ("log_fsync_seconds", "counter", "Time spent in fsyncs of the log."),
     "last_compaction_ms": (
@@ -264,6 +280,9 @@ def durability_figures(figures: Mapping[str, int]) -> dict[str, Figure]:
     for stat, (name, kind, help) in _DURABILITY_MILLISECONDS.items():
         if stat in figures:
             result[name] = Figure.single(kind, help, figures[stat] / 1000)
+    for stat, (kind, help) in _REDIS_FIGURES.items():
+        if stat in figures:
+            result[stat] = Figure.single(kind, help, figures[stat])
     return result
 
 

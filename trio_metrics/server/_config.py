@@ -17,10 +17,12 @@ from ..http import HttpLimits
 from ..storage import (
     DEFAULT_COMPACT_MIN_BYTES,
     DEFAULT_COPY_BUDGET_BYTES,
+    REDIS_RETENTION_REFUSED,
     DataDirStorage,
     ExistingStore,
     FsyncPolicy,
     MemoryStorage,
+    RedisStorage,
     RetentionRules,
     Storage,
     Store,
@@ -111,11 +113,12 @@ class ServerConfig:
     - ``http_limits``: what HTTP clients may use
       (:class:`~trio_metrics.http.HttpLimits`).
     - ``storage``: :class:`~trio_metrics.MemoryStorage` (the default),
-      :class:`~trio_metrics.DataDirStorage` or
-      :class:`~trio_metrics.ExistingStore`.
+      :class:`~trio_metrics.DataDirStorage`,
+      :class:`~trio_metrics.storage.RedisStorage` (Redis Cluster or one
+      Redis, shared with other servers) or :class:`~trio_metrics.ExistingStore`.
     - ``retention``: how long each key's points are kept, and at which steps
       (:class:`~trio_metrics.storage.RetentionRules`; the default keeps every
-      point). Not with a store of your own (``ExistingStore``).
+      point). Not with a store of your own (``ExistingStore``) nor Redis.
     - ``answer_cache_bytes``: memory for encoded ``get`` answers (0: off).
     - ``answer_copy_budget_bytes``: memory for the copies of points that
       every connection's ``get`` holds at once (16 bytes a point); past it a
@@ -153,8 +156,10 @@ class ServerConfig:
         validator=_instance_of(
             MemoryStorage,
             DataDirStorage,
+            RedisStorage,
             ExistingStore,
-            what="MemoryStorage(), DataDirStorage(directory) or ExistingStore(store)",
+            what="MemoryStorage(), DataDirStorage(directory), RedisStorage(url)"
+            " or ExistingStore(store)",
         ),
     )
     retention: RetentionRules = attrs.field(
@@ -200,6 +205,8 @@ class ServerConfig:
                 "retention rules work with the memory storage or a data directory:"
                 " a store of your own keeps its points as it likes"
             )
+        if not self.retention.keeps_everything and isinstance(self.storage, RedisStorage):
+            raise ValueError(REDIS_RETENTION_REFUSED)
 
     @classmethod
     def from_options(

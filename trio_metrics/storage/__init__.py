@@ -9,12 +9,16 @@ It knows nothing of sockets or the wire format.
 from __future__ import annotations
 
 from ._choice import (
+    DEFAULT_REDIS_TIMEOUT,
+    REDIS_RETENTION_REFUSED,
     DataDirStorage,
     ExistingStore,
     MemoryStorage,
     OpenedStorage,
+    RedisStorage,
     Storage,
     open_storage,
+    parse_redis_url,
 )
 from ._copy_budget import (
     BYTES_PER_POINT,
@@ -97,10 +101,12 @@ __all__ = [
     "BYTES_PER_POINT",
     "DEFAULT_COMPACT_MIN_BYTES",
     "DEFAULT_COPY_BUDGET_BYTES",
+    "DEFAULT_REDIS_TIMEOUT",
     "FRAME_HEADER_SIZE",
     "KEY_PAGE",
     "LOG_MAGIC",
     "MAX_RECORD_SIZE",
+    "REDIS_RETENTION_REFUSED",
     "ROLL_UP_KEYS_PER_STEP",
     "SNAPSHOT_MAGIC",
     "Aggregation",
@@ -124,6 +130,7 @@ __all__ = [
     "NeedRoom",
     "OpenedStorage",
     "Recovery",
+    "RedisStorage",
     "ResizeReport",
     "Retention",
     "RetentionError",
@@ -158,6 +165,7 @@ __all__ = [
     "log_path",
     "open_durable_store",
     "open_storage",
+    "parse_redis_url",
     "parse_retention",
     "query_tier",
     "recover",

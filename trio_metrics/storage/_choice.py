@@ -1,10 +1,10 @@
 """Which store a server runs on, as settings, and opening it.
 
-A server's storage is one of :class:`MemoryStorage`, :class:`DataDirStorage`
-or :class:`ExistingStore`. Each is a frozen, validated value; :func:`open_storage`
-turns it into a running store for the length of an ``async with`` block. A
-new kind of storage is one more class here and one more branch in
-:func:`open_storage`; the server only sees the :class:`OpenedStorage` it yields.
+A server's storage is one of :class:`MemoryStorage`, :class:`DataDirStorage`,
+:class:`RedisStorage` or :class:`ExistingStore`. Each is a frozen, validated
+value; :func:`open_storage` turns it into a running store for the length of
+an ``async with`` block. A new kind of storage is one more class here and one
+more branch in :func:`open_storage`; the server only sees the :class:`OpenedStorage` it yields.
 """
 
 from __future__ import annotations
@@ -26,12 +26,16 @@ from ._store import MetricStore, Store
 from ._tiers import RollUpFigures, TieredStore, roll_up_forever
 
 __all__ = [
+    "DEFAULT_REDIS_TIMEOUT",
+    "REDIS_RETENTION_REFUSED",
     "DataDirStorage",
     "ExistingStore",
     "MemoryStorage",
     "OpenedStorage",
+    "RedisStorage",
     "Storage",
     "open_storage",
+    "parse_redis_url",
 ]
 
 
@@ -69,6 +73,80 @@ class DataDirStorage:
     compact_min_bytes: int = attrs.field(default=DEFAULT_COMPACT_MIN_BYTES, validator=_non_negative)
 
 
+#: Seconds a Redis operation may take, retries included.
+DEFAULT_REDIS_TIMEOUT = 5.0
+
+#: The schemes of :class:`RedisStorage`'s URL.
+REDIS_SCHEMES = ("redis-cluster", "redis")
+
+
+def parse_redis_url(url: str) -> tuple[bool, tuple[tuple[str, int], ...]]:
+    """``redis-cluster://host:port[,host:port...]`` or ``redis://host:port``:
+    whether it is a cluster, and its nodes. Raises :exc:`ValueError` naming the mistake."""
+    if not isinstance(url, str):
+        raise TypeError(f"a Redis URL must be a string, not {url!r}")
+    scheme, separator, rest = url.partition("://")
+    if not separator or scheme not in REDIS_SCHEMES:
+        raise ValueError(
+            f"bad store URL {url!r}: use redis-cluster://host:port[,host:port...]"
+            " or redis://host:port"
+        )
+    cluster = scheme == "redis-cluster"
+    nodes = []
+    for node in rest.split(","):
+        host, colon, port = node.strip().rpartition(":")
+        host = host.strip("[]")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ValueError(f"bad store URL {url!r}: {node.strip()!r} is not host:port")
+        nodes.append((host, int(port)))
+    if not cluster and len(nodes) != 1:
+        raise ValueError(
+            f"bad store URL {url!r}: redis:// names one server (a cluster: redis-cluster://)"
+        )
+    return cluster, tuple(nodes)
+
+
+def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a positive number of seconds, not {value!r}")
+
+
+@attrs.frozen
+class RedisStorage:
+    """Points in Redis, shared by every server that names it (docs/redis.md).
+
+    ``url`` is ``redis-cluster://host:port[,host:port...]`` (a Redis Cluster:
+    any of its nodes) or ``redis://host:port`` (one server).
+    ``wait_replicas``: a put is acknowledged only once that many replicas of
+    each master written to have it (``WAIT``). ``timeout``: seconds an
+    operation may take, retries included, before it fails. Raises
+    :exc:`ValueError` for a bad value.
+    """
+
+    url: str = attrs.field()
+    wait_replicas: int = attrs.field(default=0, validator=_non_negative)
+    timeout: float = attrs.field(default=DEFAULT_REDIS_TIMEOUT, validator=_positive_seconds)
+
+    @url.validator
+    def _check_url(self, attribute: attrs.Attribute[str], url: str) -> None:
+        parse_redis_url(url)
+
+    @property
+    def cluster(self) -> bool:
+        """A Redis Cluster (not one server)."""
+        return parse_redis_url(self.url)[0]
+
+    @property
+    def nodes(self) -> tuple[tuple[str, int], ...]:
+        """The nodes the URL names, as ``(host, port)``."""
+        return parse_redis_url(self.url)[1]
+
+    def describe(self) -> str:
+        """A few words for the banner and the log: the kind and its nodes."""
+        kind = "Redis Cluster" if self.cluster else "Redis"
+        return f"{kind} {', '.join(f'{host}:{port}' for host, port in self.nodes)}"
+
+
 @attrs.frozen
 class ExistingStore:
     """A store the caller made (any :class:`Store`); the server neither opens nor closes it."""
@@ -85,7 +163,14 @@ class ExistingStore:
 _STORE_METHODS = ("put_batch", "query", "counts", "list_keys")
 
 #: The storage a server can run on.
-Storage: TypeAlias = MemoryStorage | DataDirStorage | ExistingStore
+Storage: TypeAlias = MemoryStorage | DataDirStorage | RedisStorage | ExistingStore
+
+
+#: Why retention rules and Redis do not go together.
+REDIS_RETENTION_REFUSED = (
+    "retention rules work with the memory store or a data directory, not with Redis:"
+    " give the Redis keys a lifetime there (docs/redis.md)"
+)
 
 
 @attrs.frozen
@@ -166,6 +251,19 @@ async def open_storage(
                         f"{description}, {_describe_rules(tiered.rules)}",
                         reads=durable.memory,
                     )
+    elif isinstance(storage, RedisStorage):
+        # Imported here: only a server on Redis loads its client library.
+        from ._redis import open_redis_store
+
+        async with open_redis_store(
+            storage.nodes,
+            cluster=storage.cluster,
+            wait_replicas=storage.wait_replicas,
+            operation_timeout=storage.timeout,
+        ) as redis:
+            # No watched store: another server may change the points at any
+            # time, so no answer may be cached here.
+            yield OpenedStorage(redis, None, redis.figures.as_dict, storage.describe())
     elif isinstance(storage, ExistingStore):
         store = storage.store
         watched = store if isinstance(store, MetricStore) else None
@@ -190,6 +288,8 @@ def _tiered_store(
             "retention rules work with the memory store or a data directory:"
             " a store of your own keeps its points as it likes"
         )
+    if isinstance(storage, RedisStorage):
+        raise ValueError(REDIS_RETENTION_REFUSED)
     return TieredStore(retention, clock=clock)
 
 

@@ -1,0 +1,359 @@
+"""Benchmark the Redis Cluster store: ingest through one and two servers, ``get *``
+against the memory store, and failover.
+
+    python bench/redis_store.py            # full counts
+    python bench/redis_store.py --quick    # small counts (seconds)
+
+A local cluster of three masters and three replicas is started on
+127.0.0.1 (tests/redis_cluster.py) and stopped at the end. Servers run as
+``trio-metrics serve --store redis-cluster://...`` processes.
+
+1. Ingest: 4 connections (10 keys each, round robin), 1,000 puts a request,
+   one request in flight per connection, through one server, then through
+   two servers at once (4 connections each), then through one server with
+   ``--redis-wait-replicas 1``; every key is verified after, and the CPU
+   each process used is printed. Then request-response: 50 connections,
+   one put in flight each (every put a batch of its own).
+2. ``get *`` of N points (1,000 keys) over the cluster and from a
+   memory-only server holding the same points: seconds to the last byte.
+3. Failover: a storm of batches through one server while a master is
+   killed (``kill -9``): seconds from the kill to the first batch
+   acknowledged again (every batch touches every master), and how many
+   acknowledged points are missing after the replica took over, without
+   and with ``--redis-wait-replicas 1``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import loadgen
+from loadgen import ConnectionPlan, Deadline
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+from processes import ServeProcess  # noqa: E402
+from redis_cluster import LocalCluster, master_of_key, redis_cli  # noqa: E402
+
+from trio_metrics.storage._redis import bucket_hash_name  # noqa: E402
+
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How much work each part does."""
+
+    connections: int = 4
+    keys_per_connection: int = 10
+    puts_per_key: int = 25_000
+    batch: int = 1_000
+    get_all_points: int = 1_000_000
+    storm_seconds: float = 3.0
+    rr_puts: int = 100  # per connection
+    timeout: float = 600.0
+
+
+FULL = Counts()
+QUICK = Counts(
+    puts_per_key=500, get_all_points=20_000, storm_seconds=1.0, rr_puts=10, timeout=120.0
+)
+
+
+def _plans(prefix: str, counts: Counts) -> list[ConnectionPlan]:
+    return [
+        ConnectionPlan(
+            tuple(f"{prefix}.c{c}.k{k}" for k in range(counts.keys_per_connection)),
+            counts.puts_per_key,
+            batch=counts.batch,
+        )
+        for c in range(counts.connections)
+    ]
+
+
+def _verify(port: int, plans: list[ConnectionPlan], deadline: Deadline) -> None:
+    with loadgen.connect(HOST, port, deadline) as sock:
+        for plan in plans:
+            for key in plan.keys:
+                expected = loadgen.expected_get_answer([(key, plan.puts_per_key)], plan.overwrite)
+                if loadgen.ask(sock, f"get {key}\n".encode(), deadline) != expected:
+                    raise SystemExit(f"verification failed for {key}")
+
+
+def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -> float:
+    """Puts a second through all ``servers`` at once (each its own connections)."""
+    cluster.flush()
+    results: list[loadgen.LoadResult] = []
+    plans = [_plans(f"s{n}", counts) for n in range(len(servers))]
+
+    def run(server: ServeProcess, mine: list[ConnectionPlan]) -> None:
+        results.append(loadgen.request_response(HOST, server.port, mine, counts.timeout))
+
+    redis_pids = [process.pid for process in cluster.processes.values()]
+    server_cpu = [_cpu_seconds(server.process.pid) for server in servers]
+    redis_cpu = sum(_cpu_seconds(pid) for pid in redis_pids)
+    started = time.monotonic()
+    threads = [
+        threading.Thread(target=run, args=(server, mine))
+        for server, mine in zip(servers, plans, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.monotonic() - started
+    server_cpu = [
+        _cpu_seconds(server.process.pid) - before
+        for server, before in zip(servers, server_cpu, strict=True)
+    ]
+    redis_cpu = sum(_cpu_seconds(pid) for pid in redis_pids) - redis_cpu
+    if len(results) != len(servers):
+        raise SystemExit("a load generator failed")
+    for server, mine in zip(servers, plans, strict=True):
+        _verify(server.port, mine, Deadline(counts.timeout))
+    puts = sum(result.puts for result in results)
+    window = max(result.elapsed for result in results)
+    load = max(result.generator_load for result in results)
+    print(
+        f"  {len(servers)} server(s): {puts:,} puts in {window:.2f} s ="
+        f" {puts / window:,.0f} puts/s (wall {elapsed:.2f} s; generator load {load:.0%})"
+    )
+    busy = ", ".join(f"{cpu / elapsed:.0%}" for cpu in server_cpu)
+    print(
+        f"    CPU over the wall time: server(s) {busy} of a core each;"
+        f" the six redis-servers {redis_cpu / elapsed:.0%} together"
+    )
+    return puts / window
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process ``pid`` so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def request_response(cluster: LocalCluster, server: ServeProcess, counts: Counts) -> None:
+    """50 connections, one put in flight each: every put is a batch of one."""
+    cluster.flush()
+    plans = [ConnectionPlan((f"rr.{i}",), counts.rr_puts) for i in range(50)]
+    before = _cpu_seconds(server.process.pid)
+    result = loadgen.request_response(HOST, server.port, plans, counts.timeout)
+    used = _cpu_seconds(server.process.pid) - before
+    _verify(server.port, plans, Deadline(counts.timeout))
+    print(
+        f"  request-response, 50 connections: {result.puts_per_second:,.0f} puts/s;"
+        f" server CPU {used / result.puts * 1e6:,.0f} us a put"
+    )
+
+
+def _fill(port: int, points: int, deadline: Deadline) -> None:
+    keys = 1000
+    per_key = points // keys
+    with loadgen.connect(HOST, port, deadline) as sock:
+        lines = [
+            loadgen.put_line(f"all.k{k:04d}", i, overwrite=False)
+            for i in range(per_key)
+            for k in range(keys)
+        ]
+        for start in range(0, len(lines), 1000):
+            chunk = lines[start : start + 1000]
+            sock.settimeout(min(60.0, deadline.left()))
+            sock.sendall(b"".join(chunk))
+            answer = b""
+            while len(answer) < 4 * len(chunk):
+                received = sock.recv(1 << 16)
+                if not received:
+                    raise SystemExit("the server closed the connection while filling")
+                answer += received
+            if answer != b"ok\n\n" * len(chunk):
+                raise SystemExit(f"fill failed: {answer[:100]!r}")
+
+
+def get_all_seconds(port: int, deadline: Deadline) -> tuple[float, int]:
+    with loadgen.connect(HOST, port, deadline) as sock:
+        started = time.monotonic()
+        answer = loadgen.ask(sock, b"get *\n", deadline)
+        return time.monotonic() - started, answer.count(b"\n") - 2
+
+
+def get_all(cluster: LocalCluster, counts: Counts) -> None:
+    cluster.flush()
+    deadline = Deadline(counts.timeout)
+    over_redis = ServeProcess("--store", cluster.url, "--redis-timeout", "60")
+    memory = ServeProcess()
+    try:
+        for name, server in (("Redis Cluster", over_redis), ("memory", memory)):
+            _fill(server.port, counts.get_all_points, deadline)
+            seconds, lines = get_all_seconds(server.port, deadline)
+            print(f"  get * over {name}: {lines:,} points in {seconds:.2f} s")
+    finally:
+        for server in (over_redis, memory):
+            server.ensure_stopped()
+            server.process.communicate(timeout=30)
+
+
+def failover(cluster: LocalCluster, counts: Counts, wait_replicas: int) -> None:
+    """A storm through one server, a master killed in the middle of it."""
+    for port in cluster.ports:
+        if not cluster.running(port):
+            cluster.start_node(port)
+    cluster.wait_ok()
+    cluster.flush()
+    server = ServeProcess(
+        "--store",
+        cluster.url,
+        "--redis-wait-replicas",
+        str(wait_replicas),
+        "--redis-timeout",
+        "3",
+    )
+    acked: dict[tuple[str, int], str] = {}
+    first_after: list[float] = []
+    killed_at: list[float] = []
+    stop = threading.Event()
+
+    victim = master_of_key(cluster, bucket_hash_name("fo.0.0", 0))[0]
+    # Every batch holds keys on the victim (and on the others): the first
+    # batch acknowledged again is the end of the failover.
+    on_victim = _keys_on(cluster, victim, 4)
+    elsewhere = _keys_on(cluster, None, 4, but=victim)
+
+    def storm(number: int) -> None:
+        stamp = 0
+        keys = [on_victim[number], elsewhere[number]]
+        while not stop.is_set():
+            points = [(keys[i % 2], stamp + i) for i in range(50)]
+            stamp += 50
+            sent_at = time.monotonic()
+            request = b"".join(b"put %s %d %d\n" % (k.encode(), t, t) for k, t in points)
+            answer = b""
+            try:
+                with socket.create_connection((HOST, server.port), timeout=10) as sock:
+                    sock.sendall(request)
+                    while len(answer) < 4 * len(points):
+                        chunk = sock.recv(65536)
+                        if not chunk:
+                            break
+                        answer += chunk
+            except OSError:
+                pass
+            for key, ts in points[: len(answer) // 4]:
+                acked[(key, ts)] = str(ts)
+            complete = len(answer) // 4 == len(points)
+            if complete and killed_at and sent_at > killed_at[0] and not first_after:
+                first_after.append(time.monotonic() - killed_at[0])
+            if len(answer) // 4 < len(points):
+                time.sleep(0.05)
+
+    writers = [threading.Thread(target=storm, args=(n,)) for n in range(4)]
+    try:
+        for writer in writers:
+            writer.start()
+        time.sleep(counts.storm_seconds)
+        killed_at.append(time.monotonic())
+        cluster.kill(victim)
+        cluster.wait_ok()
+        if wait_replicas:
+            # The new master needs a replica again before WAIT can succeed.
+            cluster.start_node(victim)
+            cluster.wait_ok()
+        deadline = time.monotonic() + 30
+        while not first_after and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(counts.storm_seconds / 2)
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join(30)
+    missing = 0
+    deadline_ = Deadline(counts.timeout)
+    with loadgen.connect(HOST, server.port, deadline_) as sock:
+        for key in {key for key, _ in acked}:
+            answer = loadgen.ask(sock, f"get {key}\n".encode(), deadline_).decode()
+            found = {int(line.split()[2]) for line in answer.splitlines()[1:] if line}
+            missing += sum(1 for k, ts in acked if k == key and ts not in found)
+    server.ensure_stopped()
+    server.process.communicate(timeout=30)
+    if not cluster.running(victim):
+        cluster.start_node(victim)
+        cluster.wait_ok()
+    recovery = f"{first_after[0]:.2f} s" if first_after else "not within 30 s"
+    print(
+        f"  --redis-wait-replicas {wait_replicas}: first acknowledged batch {recovery} after"
+        f" the kill; {len(acked):,} points acknowledged, {missing:,} missing after failover"
+    )
+
+
+def _keys_on(cluster: LocalCluster, master: int | None, count: int, but: int = 0) -> list[str]:
+    """``count`` keys whose points live on ``master`` (or on any master but ``but``)."""
+    from coredis._utils import hash_slot
+
+    owner: dict[int, int] = {}
+    running = next(port for port in cluster.ports if cluster.running(port))
+    for line in redis_cli(running, "cluster", "nodes").splitlines():
+        fields = line.split()
+        port = int(fields[1].split("@")[0].rsplit(":", 1)[1])
+        for span in fields[8:]:
+            low, _, high = span.partition("-")
+            if low.isdigit():
+                for slot in range(int(low), int(high or low) + 1):
+                    owner[slot] = port
+    keys = []
+    for n in range(100_000):
+        key = f"fo.{n}"
+        port = owner[hash_slot(bucket_hash_name(key, 0).encode())]
+        if (port == master) if master is not None else (port != but):
+            keys.append(key)
+            if len(keys) == count:
+                return keys
+    raise SystemExit("no keys found for the master")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small counts (seconds)")
+    args = parser.parse_args()
+    counts = QUICK if args.quick else FULL
+    with tempfile.TemporaryDirectory(prefix="trio-metrics-redis-bench-") as directory:
+        cluster = LocalCluster(Path(directory))
+        try:
+            cluster.start()
+            print(f"== cluster: 3 masters, 3 replicas on {HOST} ({cluster.url})")
+            print(
+                f"== ingest: {counts.connections} connections a server,"
+                f" {counts.keys_per_connection} keys each, {counts.batch} puts a request"
+            )
+            servers = [ServeProcess("--store", cluster.url) for _ in range(2)]
+            servers.append(ServeProcess("--store", cluster.url, "--redis-wait-replicas", "1"))
+            try:
+                one = ingest(cluster, servers[:1], counts)
+                two = ingest(cluster, servers[:2], counts)
+                print(f"  two servers / one: {two / one:.2f}x")
+                print("  with --redis-wait-replicas 1:")
+                waiting = ingest(cluster, servers[2:], counts)
+                print(f"  WAIT 1 / no WAIT: {waiting / one:.2f}x")
+                request_response(cluster, servers[0], counts)
+            finally:
+                for server in servers:
+                    server.ensure_stopped()
+                    server.process.communicate(timeout=30)
+            print(f"== get * of {counts.get_all_points:,} points (1,000 keys)")
+            get_all(cluster, counts)
+            print("== failover: kill -9 one master during a storm of 50-put batches")
+            failover(cluster, counts, 0)
+            failover(cluster, counts, 1)
+        finally:
+            cluster.stop()
+
+
+if __name__ == "__main__":
+    main()
