@@ -51,4 +51,4 @@ async def test_the_route_allows_delete_and_the_document_says_so(web: ServerInfo)
     code, headers, _body = await request(web.http_port, "POST", "/api/v1/series", b"")
     assert code == 405 and headers["allow"] == "DELETE, GET, HEAD"
     operation = OPENAPI["paths"]["/api/v1/series"]["delete"]
-    assert set(operation["responses"]) == {"200", "400", "500", "503"}
+    assert set(operation["responses"]) == {"200", "400", "401", "500", "503"}
