@@ -181,7 +181,9 @@ class MetricStore:
             columns = find(key)
             if columns is not None:
                 stamps = columns[0]
-                if timestamp > stamps[-1]:
+                # (A key may have no points in its arrays: a tiered store's
+                # key whose points are all in compressed blocks.)
+                if stamps and timestamp > stamps[-1]:
                     # The common case: time moves forward.
                     stamps.append(timestamp)
                     columns[1].append(value)
@@ -196,6 +198,10 @@ class MetricStore:
         self, key: str, stamps: array[int], numbers: array[float], value: float, timestamp: int
     ) -> int:
         """Put a point at or before ``key``'s last; 1 if its second was held already."""
+        if not stamps:
+            stamps.append(timestamp)
+            numbers.append(value)
+            return 0
         if timestamp == stamps[-1]:
             index = len(stamps) - 1
             numbers[index] = value
