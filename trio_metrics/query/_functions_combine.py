@@ -291,6 +291,18 @@ GROUP_CALLBACKS: Mapping[str, Callable[..., SeriesList]] = {
 }
 
 
+def _combine_group(call: CallContext, members: SeriesList, callback: str) -> SeriesList:
+    """One group of series combined by ``callback``: a function name, as
+    groupByNode and groupByTags take it, or an aggregation."""
+    if callback in GROUP_CALLBACKS:
+        return GROUP_CALLBACKS[callback](call, members)
+    try:
+        canonical_aggregation(callback)
+    except ValueError:
+        raise TargetError(f"Unsupported aggregation function: {callback}") from None
+    return aggregate(call, members, callback)
+
+
 def groupByNode(
     call: CallContext, seriesList: SeriesList, nodeNum: int | float | str, callback: str
 ) -> SeriesList:
@@ -299,14 +311,7 @@ def groupByNode(
     and named by that value."""
     results = []
     for key, members in _grouped(seriesList, [nodeNum]).items():
-        if callback in GROUP_CALLBACKS:
-            combined = GROUP_CALLBACKS[callback](call, members)
-        else:
-            try:
-                canonical_aggregation(callback)
-            except ValueError:
-                raise TargetError(f"Unsupported aggregation function: {callback}") from None
-            combined = aggregate(call, members, callback)
+        combined = _combine_group(call, members, callback)
         if combined:
             results.append(_renamed(combined[0], key))
     return results
@@ -331,14 +336,7 @@ def groupByTags(call: CallContext, seriesList: SeriesList, callback: str, *tags:
         groups.setdefault(";".join([name, *pairs]), []).append(series)
     results = []
     for key, members in groups.items():
-        if callback in GROUP_CALLBACKS:
-            combined = GROUP_CALLBACKS[callback](call, members)
-        else:
-            try:
-                canonical_aggregation(callback)
-            except ValueError:
-                raise TargetError(f"Unsupported aggregation function: {callback}") from None
-            combined = aggregate(call, members, callback)
+        combined = _combine_group(call, members, callback)
         if not combined:
             continue
         key_tag_values = key_tags(key) if ";" in key else {"name": key}
