@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import trio
-from net import NETWORK_TIMEOUT
+from net import NETWORK_TIMEOUT, receive_exactly
 
 from trio_metrics import ServerInfo, serve
 from trio_metrics.client._async import open_client
@@ -706,6 +706,42 @@ async def test_a_failed_log_closes_graphite_senders_with_one_warning(
         assert info.stats.graphite_points == 0
         assert "Traceback" not in caplog.text
         assert caplog.text.count("closed a Graphite connection") == 1  # throttled
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failed_log_answers_each_put_with_the_error_and_the_connection_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Puts the log could not take get the error answer, never ``ok``; answers
+    stay in order around them, and the same connection still reads."""
+    error = b"error\nwrong command\n\n"
+    async with (
+        open_store_on_broken_disk(tmp_path) as (store, log),
+        trio.open_nursery() as nursery,
+    ):
+        info: ServerInfo = await nursery.start(
+            lambda task_status: serve("127.0.0.1", 0, store=store, task_status=task_status)
+        )
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        async with stream:
+            with trio.fail_after(NETWORK_TIMEOUT):
+                await stream.send_all(b"put kept 1 1\n")
+                assert await receive_exactly(stream, 4) == b"ok\n\n"
+                log.failing = DISK_FULL
+                # The usual batch, puts only: each refused.
+                await stream.send_all(b"put lost 2 2\nput lost 3 3\n")
+                assert await receive_exactly(stream, 2 * len(error)) == 2 * error
+                # Puts among other lines: each answered in its place.
+                await stream.send_all(b"put a 1 1\nbogus\nput b 2 2\nput c 3 3\nget *\n")
+                expected = 4 * error + b"ok\nkept 1.0 1\n\n"
+                assert await receive_exactly(stream, len(expected)) == expected
+        assert info.stats.puts == 1
+        assert info.stats.puts_refused == 5
+        assert info.stats.errors == 6
+        assert info.stats.connection_failures == 0
+        assert "Traceback" not in caplog.text
+        assert caplog.text.count("refused 2 puts (the error answer to each)") == 1
+        assert "refused 3 puts" not in caplog.text  # throttled
         nursery.cancel_scope.cancel()
 
 

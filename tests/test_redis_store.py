@@ -15,7 +15,7 @@ from http_requests import get_json, request
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, rule
-from net import NETWORK_TIMEOUT, receive_exactly, receive_until_eof, recv_until
+from net import NETWORK_TIMEOUT, receive_exactly, recv_until
 from processes import run_cli
 from prometheus_client.parser import text_string_to_metric_families
 from redis_cluster import (
@@ -38,6 +38,7 @@ from trio_metrics.storage._redis import (
 )
 
 OK = b"ok\n\n"
+ERROR = b"error\nwrong command\n\n"
 
 # --- the URL and the names (no I/O) ------------------------------------------
 
@@ -462,7 +463,8 @@ async def test_a_key_deleted_through_one_server_is_stored_again_through_the_othe
 
 async def test_one_redis_server_without_a_cluster(tmp_path: Path) -> None:
     """``redis://host:port``: the same answers; WAIT for a replica it does not
-    have fails the batch (no ``ok``, the connection closed) and is counted."""
+    have fails the batch (the error answer for each put, no ``ok``), which is
+    counted, and the connection goes on serving."""
     missing = redis_programs_missing()
     if missing is not None:
         skip_or_fail(missing)
@@ -477,12 +479,16 @@ async def test_one_redis_server_without_a_cluster(tmp_path: Path) -> None:
             with trio.fail_after(NETWORK_TIMEOUT):
                 stream = await trio.open_tcp_stream("127.0.0.1", waiting.port)
                 async with stream:
-                    await stream.send_all(b"put w 1 1\n")
-                    assert await receive_until_eof(stream) == b""
+                    await stream.send_all(b"put w 1 1\nput w 2 2\nping\n")
+                    expected = 2 * ERROR + OK
+                    assert await receive_exactly(stream, len(expected)) == expected
             async with open_client("127.0.0.1", waiting.port, timeout=NETWORK_TIMEOUT) as client:
                 counters = await client.stats()
         assert counters["redis_wait_shortfalls"] == 1
         assert counters["redis_failures"] == 1
+        assert counters["puts_refused"] == 2
+        assert counters["puts"] == 0
+        assert counters["connection_failures"] == 0
 
 
 async def test_a_flush_in_redis_is_noticed_at_the_next_batch(redis_cluster: LocalCluster) -> None:

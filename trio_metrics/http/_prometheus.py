@@ -104,7 +104,11 @@ _COUNTERS: Final = {
         "connections_closed_at_stop",
         "Connections open when the server stopped, and closed by it.",
     ),
-    "errors": ("errors", "Wrong commands, over-long lines included."),
+    "errors": ("errors", "Wrong commands, over-long lines included, and refused puts."),
+    "puts_refused": (
+        "puts_refused",
+        "Puts the store could not take, answered with the error answer.",
+    ),
     "lines_too_long": ("lines_too_long", "Command lines longer than max_line_length."),
     "answer_copy_waits": (
         "answer_copy_waits",

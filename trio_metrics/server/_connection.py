@@ -297,9 +297,13 @@ class ConnectionHandler:
             # The usual batch, from one put to thousands: one pass, one
             # store call, one answer string.
             keys, values, timestamps = plain_puts
-            await self.store.put_batch(keys, values, timestamps)
-            self.stats.puts += len(keys)
-            writer.add(OK_ANSWER * len(keys))
+            try:
+                await self.store.put_batch(keys, values, timestamps)
+            except StoreUnavailableError as exc:
+                writer.add(_refused_puts(self.stats, self.warnings, len(keys), exc))
+            else:
+                self.stats.puts += len(keys)
+                writer.add(OK_ANSWER * len(keys))
             await writer.flush()
             return
         await self._run_lines(lines_of(block), writer, session)
@@ -366,9 +370,10 @@ class ConnectionHandler:
     ) -> None:
         stats = self.stats
         limit = self.limits.max_buffered_answer
-        puts = _PendingPuts(self.store)
+        puts = _PendingPuts(self.store, writer, stats, self.warnings)
         for line in lines:
             if line is LINE_TOO_LONG:
+                await puts.store()
                 stats.lines_too_long += 1
                 stats.errors += 1
                 writer.add(ERROR_ANSWER)
@@ -377,15 +382,14 @@ class ConnectionHandler:
             try:
                 command = parse_command(line)
             except ProtocolError:
+                await puts.store()
                 stats.errors += 1
                 writer.add(ERROR_ANSWER)
                 continue
             if command is None:
                 continue
             if isinstance(command, Put):
-                stats.puts += 1
                 puts.add(command)
-                writer.add(OK_ANSWER)
             else:
                 await puts.store()
                 if isinstance(command, Get):
@@ -536,11 +540,32 @@ def _every_key(key: str) -> bool:
     return True
 
 
-class _PendingPuts:
-    """Puts read but not yet stored; stored before any answer after them."""
+def _refused_puts(
+    stats: ServerStats, warnings: ThrottledLogger, count: int, error: StoreUnavailableError
+) -> bytes:
+    """The answers to ``count`` puts the store refused: the error answer each,
+    counted, and a rate-limited warning."""
+    stats.puts_refused += count
+    stats.errors += count
+    warnings.warning("store", "refused %d puts (the error answer to each): %s", count, error)
+    return ERROR_ANSWER * count
 
-    def __init__(self, store: Store) -> None:
+
+class _PendingPuts:
+    """Puts read but not yet stored: stored, and answered, before any answer after them.
+
+    Their ``ok``s are written only once the store took them; a batch the
+    store refuses (:exc:`StoreUnavailableError`) gets the error answer for
+    each of its puts instead, so no put is acknowledged that was not kept.
+    """
+
+    def __init__(
+        self, store: Store, writer: _AnswerWriter, stats: ServerStats, warnings: ThrottledLogger
+    ) -> None:
         self._store = store
+        self._writer = writer
+        self._stats = stats
+        self._warnings = warnings
         self._keys: list[str] = []
         self._values: list[float] = []
         self._timestamps: list[int] = []
@@ -551,9 +576,17 @@ class _PendingPuts:
         self._timestamps.append(put.timestamp)
 
     async def store(self) -> None:
-        if self._keys:
+        if not self._keys:
+            return
+        count = len(self._keys)
+        try:
             await self._store.put_batch(self._keys, self._values, self._timestamps)
-            self._keys, self._values, self._timestamps = [], [], []
+        except StoreUnavailableError as exc:
+            self._writer.add(_refused_puts(self._stats, self._warnings, count, exc))
+        else:
+            self._stats.puts += count
+            self._writer.add(OK_ANSWER * count)
+        self._keys, self._values, self._timestamps = [], [], []
 
 
 class _AnswerWriter:

@@ -35,8 +35,9 @@ KEY_PAGE: Final = 1024
 class StoreUnavailableError(Exception):
     """The store cannot take points now (its disk failed, or it is closed).
 
-    The server closes the connection of a put that gets it, rather than
-    acknowledge a point it could not keep.
+    The server answers each put of the refused batch with the protocol's
+    error answer, rather than acknowledge a point it could not keep; a read
+    that gets it ends its connection.
     """
 
 

@@ -30,8 +30,11 @@ class ServerStats:
     keys_requests: int = 0
     ranges: int = 0
     deletes: int = 0
-    #: Wrong commands, over-long lines included.
+    #: Wrong commands, over-long lines included, and refused puts.
     errors: int = 0
+    #: Puts the store could not take (its disk failed, Redis did not
+    #: acknowledge them in time): each got the error answer, not ``ok``.
+    puts_refused: int = 0
     lines_too_long: int = 0
     #: ``get`` answers that waited for room in the copy budget.
     answer_copy_waits: int = 0
