@@ -203,8 +203,8 @@ def rr50(port: int, ca: Path | None, connections: int, requests: int, server: Se
     return cpu / len(latencies) * 1e6
 
 
-#: Connections the opener has in flight at once (threads: OpenSSL's
-#: handshake work runs without the GIL).
+#: Connections the opener has in flight at once, unless told (threads:
+#: OpenSSL's handshake work runs without the GIL).
 OPENER_THREADS = 16
 
 
@@ -227,23 +227,24 @@ def _open_and_ping(port: int, context: ssl.SSLContext | None, stop_at: float) ->
     return count, failures
 
 
-def _handshake_loop(port: int, ca: str | None, seconds: float, queue: Any) -> None:
+def _handshake_loop(port: int, ca: str | None, seconds: float, openers: int, queue: Any) -> None:
     context = client_context(None if ca is None else Path(ca))
     stop_at = time.monotonic() + seconds
-    with concurrent.futures.ThreadPoolExecutor(OPENER_THREADS) as pool:
-        results = list(
-            pool.map(lambda _: _open_and_ping(port, context, stop_at), range(OPENER_THREADS))
-        )
+    with concurrent.futures.ThreadPoolExecutor(openers) as pool:
+        results = list(pool.map(lambda _: _open_and_ping(port, context, stop_at), range(openers)))
     queue.put((sum(r[0] for r in results) / seconds, sum(r[1] for r in results)))
 
 
-def handshakes(port: int, ca: Path | None, connections: int, seconds: float) -> dict[str, float]:
+def handshakes(
+    port: int, ca: Path | None, connections: int, seconds: float, openers: int = OPENER_THREADS
+) -> dict[str, float]:
     """New connections per second beside ``connections`` busy ones, and their put latency."""
     context = client_context(ca)
     sockets = [connect(port, context) for _ in range(connections)]
     queue: Any = multiprocessing.Queue()
     opener = multiprocessing.Process(
-        target=_handshake_loop, args=(port, None if ca is None else str(ca), seconds, queue)
+        target=_handshake_loop,
+        args=(port, None if ca is None else str(ca), seconds, openers, queue),
     )
     try:
         request_response(sockets, requests=5, prefix="warm")
@@ -270,6 +271,12 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--requests", type=int, default=400, help="per connection, rr-50")
     parser.add_argument("--seconds", type=float, default=5.0, help="handshakes' duration")
+    parser.add_argument(
+        "--openers",
+        type=int,
+        default=OPENER_THREADS,
+        help="handshakes: new connections in flight at once (threads of the opener)",
+    )
     parser.add_argument("--json", type=Path, default=None, help="write every run here")
     args = parser.parse_args()
     scenarios = args.scenarios.split(",")
@@ -286,7 +293,7 @@ def main() -> int:
                         if scenario == "rr-50":
                             result: Any = rr50(server.port, ca, 50, args.requests, server)
                         elif scenario == "handshakes":
-                            result = handshakes(server.port, ca, 200, args.seconds)
+                            result = handshakes(server.port, ca, 200, args.seconds, args.openers)
                         else:
                             parser.error(f"unknown scenario {scenario!r}")
                     finally:

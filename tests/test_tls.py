@@ -87,6 +87,77 @@ async def test_the_trio_client_puts_and_gets_over_tls(tls_server: ServerInfo, pk
     assert tls_server.stats.tls_handshakes == 1
 
 
+class _RecordClient:
+    """A TLS client that chooses how its records reach the server: several in
+    one send, or one cut into pieces (the standard library's ``SSLObject``
+    over memory buffers and a blocking socket)."""
+
+    def __init__(self, port: int, context: ssl.SSLContext) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=NETWORK_TIMEOUT)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname="127.0.0.1")
+        while True:
+            try:
+                self.tls.do_handshake()
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self._outgoing.read())
+                self._incoming.write(self.sock.recv(65536))
+            else:
+                self.sock.sendall(self._outgoing.read())
+                return
+
+    def records(self, *texts: bytes) -> bytes:
+        """The ciphertext of one TLS record per text."""
+        for text in texts:
+            self.tls.write(text)
+        return self._outgoing.read()
+
+    def receive_exactly(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            try:
+                data += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                chunk = self.sock.recv(65536)
+                assert chunk, f"closed after {data!r}"
+                self._incoming.write(chunk)
+        return data
+
+
+def _records_in_one_send_and_cut_into_bytes(port: int, context: ssl.SSLContext) -> None:
+    client = _RecordClient(port, context)
+    with client.sock:
+        # Three records in one segment: the server reads them in one go and
+        # must answer the two still held in memory without waiting for more.
+        client.sock.sendall(client.records(b"put a 1 1\n", b"put b 2 2\n", b"get a\n"))
+        expected = b"ok\n\nok\n\nok\na 1.0 1\n\n"
+        assert client.receive_exactly(len(expected)) == expected
+        # Records cut into single bytes, each sent alone, and a line cut
+        # across two records.
+        ciphertext = client.records(b"put c 3", b" 3\nget c\n")
+        for index in range(len(ciphertext)):
+            client.sock.sendall(ciphertext[index : index + 1])
+            time.sleep(0.001)
+        expected = b"ok\n\nok\nc 3.0 3\n\n"
+        assert client.receive_exactly(len(expected)) == expected
+        # A close_notify ends the conversation: the server closes too.
+        with contextlib.suppress(ssl.SSLWantReadError):  # the server's own never comes
+            client.tls.unwrap()
+        client.sock.sendall(client.records())
+        assert _wait_closed(client.sock) == b""
+
+
+async def test_records_in_one_read_and_records_cut_into_bytes_are_all_answered(
+    tls_server: ServerInfo, pki: Pki
+) -> None:
+    await trio.to_thread.run_sync(
+        _records_in_one_send_and_cut_into_bytes, tls_server.port, pki.client_context()
+    )
+    assert tls_server.stats.tls_handshakes == 1
+    assert tls_server.stats.errors == 0
+
+
 async def test_ssl_true_uses_the_system_trust_which_refuses_a_private_ca(
     tls_server: ServerInfo,
 ) -> None:

@@ -23,7 +23,7 @@ import trio
 from ._lean_stream import LeanSocketStream
 from ._stats import ServerStats
 from ._throttled_log import ThrottledLogger
-from ._tls_stream import LeanTlsStream, NonBlockingTlsSocket, lean_tls_handshake
+from ._tls_stream import LeanTlsStream, lean_tls_handshake
 
 __all__ = [
     "DEFAULT_TLS_HANDSHAKE_TIMEOUT",
@@ -100,8 +100,6 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
     # read side: either is an end of stream, not an error answered with an
     # alert (a cut-off last line is dropped by the line reader anyway).
     context.options |= getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
-    # Its sockets report "would block" as plain sockets do (LeanTlsStream).
-    context.sslsocket_class = NonBlockingTlsSocket
     for path in (settings.cert, settings.key, settings.client_ca):
         if path is not None and not os.access(path, os.R_OK):
             raise TlsFilesError(f"cannot read TLS file {path}")
@@ -123,9 +121,7 @@ def server_context(settings: TlsSettings) -> ssl.SSLContext:
 def stream_socket(stream: trio.abc.Stream) -> socket.socket | None:
     """The stdlib socket under ``stream`` (through a TLS layer), or ``None`` if it has none.
 
-    For a :class:`LeanTlsStream` it is the :class:`ssl.SSLSocket`: shut it
-    down with ``socket.socket.shutdown(sock, how)``, since its own
-    ``shutdown`` drops the TLS state.
+    For a :class:`LeanTlsStream` it is the plain socket the TLS records travel on.
     """
     while isinstance(stream, trio.SSLStream):
         stream = stream.transport_stream
