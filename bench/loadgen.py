@@ -22,6 +22,7 @@ import queue
 import resource
 import selectors
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -195,11 +196,40 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def connect(host: str, port: int, deadline: Deadline) -> socket.socket:
+def connect(
+    host: str, port: int, deadline: Deadline, tls: ssl.SSLContext | None = None
+) -> socket.socket:
+    """A connection to the server; with ``tls`` (see :func:`tls_context`), handshaken."""
     sock = socket.create_connection((host, port), timeout=min(10.0, deadline.left()))
     # Small requests must leave at once, not wait for Nagle's algorithm.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls is not None:
+        sock = tls.wrap_socket(sock, server_hostname=host)
     return sock
+
+
+class TlsLoadSocket(ssl.SSLSocket):
+    """An SSL socket whose "would block" is :exc:`BlockingIOError`, as a plain socket's,
+    so the load loops drive TLS and plaintext connections alike."""
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        try:
+            return super().send(data, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+
+    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
+        try:
+            return super().recv(buflen, flags)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise BlockingIOError from None
+
+
+def tls_context(ca_file: str) -> ssl.SSLContext:
+    """A client context trusting ``ca_file``, whose sockets are :class:`TlsLoadSocket`."""
+    context = ssl.create_default_context(cafile=ca_file)
+    context.sslsocket_class = TlsLoadSocket
+    return context
 
 
 # --- blocking helpers -------------------------------------------------------

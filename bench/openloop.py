@@ -265,6 +265,7 @@ def _run_paced_group(
     port: int,
     schedule: Schedule,
     members: Sequence[tuple[int, ConnectionPlan]],
+    tls_ca: str | None,
     deadline: Deadline,
     start: Callable[[], float],
     on_switch: Callable[[], None] | None,
@@ -272,16 +273,18 @@ def _run_paced_group(
     """Connect ``members`` (number in the schedule, timed plan), then run the schedule.
 
     ``start`` returns when the timed window opens; the schedule starts the
-    warm-up's length before it.
+    warm-up's length before it. With ``tls_ca`` (a CA file) the connections
+    speak TLS.
     """
     requests = [
         [r for r, _ in warm_up_plan(plan, schedule).requests()] + [r for r, _ in plan.requests()]
         for _, plan in members
     ]
     sockets: list[socket.socket] = []
+    tls = None if tls_ca is None else loadgen.tls_context(tls_ca)
     try:
         for _ in members:
-            sockets.append(loadgen.connect(host, port, deadline))
+            sockets.append(loadgen.connect(host, port, deadline, tls))
         loadgen.first_exchange(sockets, deadline)
         connections = [
             _PacedConnection(sock, number, reqs, schedule.warm)
@@ -405,6 +408,7 @@ def fixed_rate(
     timeout: float,
     processes: int = 1,
     on_start: Callable[[], None] | None = None,
+    tls_ca: str | None = None,
 ) -> RateResult:
     """Send ``plans`` (one connection each, one put per request) on ``schedule``.
 
@@ -412,7 +416,8 @@ def fixed_rate(
     starts. The warm-up's puts (:func:`warm_up_plan`) come first, then the
     plans' puts, without a pause; ``on_start`` is called as the timed window
     opens, after the warm-up. With ``processes > 1`` the connections are
-    split over worker processes that keep one schedule.
+    split over worker processes that keep one schedule. With ``tls_ca`` (a
+    CA file) the connections speak TLS.
     """
     for plan in plans:
         if plan.batch != 1 or len(plan.keys) != 1 or plan.puts_per_key != schedule.timed:
@@ -430,13 +435,14 @@ def fixed_rate(
                 port,
                 schedule,
                 members,
+                tls_ca,
                 deadline,
                 lambda: time.monotonic() + lead,
                 on_start,
             )
         ]
     else:
-        groups = [(host, port, schedule, members[i::processes]) for i in range(processes)]
+        groups = [(host, port, schedule, members[i::processes], tls_ca) for i in range(processes)]
         reports = loadgen.run_in_workers(_run_paced_group, groups, deadline, lead, on_start)
     result = _combine(reports, schedule, processes)
     result.warm_stored = [warm_up_plan(plan, schedule) for plan in plans]

@@ -2,12 +2,22 @@
 
     python bench/tls.py                       # both scenarios, 3 repetitions each
     python bench/tls.py --scenarios rr-50 --repeat 5 --requests 600
+    python bench/tls.py --scenarios rate-5000,rate-2000 --repeat 5
 
 ``rr-50``: 50 connections, each sending one ``put`` and waiting for its ``ok``
 before the next (request-response), ``--requests`` per connection; the
 server's CPU (``/proc/PID/task/*/schedstat``) over the timed window, per
 request. Plaintext and TLS servers take turns, each a fresh
 ``python -m trio_metrics serve`` process of this checkout.
+
+``rate-N`` (e.g. ``rate-5000``): the same 50 connections, but open loop:
+puts sent at a fixed total rate of N per second (``openloop.fixed_rate``,
+as ``bench/run.py``'s fixed-rate scenarios), so both servers see requests
+arrive in the same rhythm, whatever the speed of the load generator's own
+TLS; the server's CPU per request answered in the timed window, and the
+latency at that rate. A closed loop (``rr-50``) lets the generator's pace
+set how many requests the server finds ready per pass, and TLS slows the
+generator as much as the server.
 
 ``handshakes``: 200 connections do request-response puts for ``--seconds``
 while a second process opens new connections as fast as it can (connect,
@@ -41,6 +51,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
+import loadgen
+import openloop
 import trustme
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -48,22 +60,6 @@ REPO = BENCH_DIR.parent
 HOST = "127.0.0.1"
 OK = b"ok\n\n"
 BANNER = re.compile(r"listening on \S+:(\d+)")
-
-
-class _LoadSocket(ssl.SSLSocket):
-    """An SSL socket whose "would block" is :exc:`BlockingIOError`, as a plain socket's."""
-
-    def send(self, data: Any, flags: int = 0) -> int:
-        try:
-            return super().send(data, flags)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise BlockingIOError from None
-
-    def recv(self, buflen: int = 1024, flags: int = 0) -> bytes:
-        try:
-            return super().recv(buflen, flags)
-        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
-            raise BlockingIOError from None
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -80,9 +76,7 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 def client_context(ca: Path | None) -> ssl.SSLContext | None:
     if ca is None:
         return None
-    context = ssl.create_default_context(cafile=str(ca))
-    context.sslsocket_class = _LoadSocket
-    return context
+    return loadgen.tls_context(str(ca))
 
 
 def connect(port: int, context: ssl.SSLContext | None) -> socket.socket:
@@ -265,12 +259,41 @@ def handshakes(
     }
 
 
+def fixed_rate(
+    port: int, ca: Path | None, rate: float, seconds: float, server: Server
+) -> dict[str, float]:
+    """Server CPU per request and latency with 50 connections sending ``rate`` puts/s in all."""
+    schedule = openloop.schedule_for(rate, 50, 1.0, seconds)
+    plans = [loadgen.ConnectionPlan((f"bench.rate.c{i:02d}",), schedule.timed) for i in range(50)]
+    marks: list[float] = []
+    result = openloop.fixed_rate(
+        HOST,
+        port,
+        plans,
+        schedule,
+        timeout=seconds + 60,
+        processes=1,
+        on_start=lambda: marks.append(server.cpu_seconds()),
+        tls_ca=None if ca is None else str(ca),
+    )
+    cpu = server.cpu_seconds() - marks[0]
+    return {
+        "server_cpu_us_per_request": cpu / result.answers_in_window * 1e6,
+        "achieved_per_s": result.achieved_per_s,
+        "latency_p50_ms": result.latency_ms["p50"],
+        "latency_p99_ms": result.latency_ms["p99"],
+        "generator_load": result.generator_load,
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenarios", default="rr-50,handshakes")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--requests", type=int, default=400, help="per connection, rr-50")
-    parser.add_argument("--seconds", type=float, default=5.0, help="handshakes' duration")
+    parser.add_argument(
+        "--seconds", type=float, default=5.0, help="duration of handshakes and rate-N"
+    )
     parser.add_argument(
         "--openers",
         type=int,
@@ -292,6 +315,9 @@ def main() -> int:
                     try:
                         if scenario == "rr-50":
                             result: Any = rr50(server.port, ca, 50, args.requests, server)
+                        elif scenario.startswith("rate-"):
+                            rate = float(scenario.removeprefix("rate-"))
+                            result = fixed_rate(server.port, ca, rate, args.seconds, server)
                         elif scenario == "handshakes":
                             result = handshakes(server.port, ca, 200, args.seconds, args.openers)
                         else:
@@ -310,6 +336,25 @@ def main() -> int:
             f"rr-50 server CPU per request: plaintext {plain:.1f} us, TLS {tls:.1f} us,"
             f" ratio {tls / plain:.2f}x (median of {args.repeat})"
         )
+    for scenario in runs:
+        if not scenario.startswith("rate-"):
+            continue
+        figures = {}
+        for mode in ("plaintext", "tls"):
+            results = runs[scenario][mode]
+            median = {name: statistics.median(r[name] for r in results) for name in results[0]}
+            figures[mode] = median
+            print(
+                f"{scenario} {mode}: server CPU {median['server_cpu_us_per_request']:.1f} us"
+                f" per request, {median['achieved_per_s']:.0f} answered/s, latency p50"
+                f" {median['latency_p50_ms']:.2f} ms p99 {median['latency_p99_ms']:.2f}"
+                f" ms (median of {args.repeat})"
+            )
+        ratio = (
+            figures["tls"]["server_cpu_us_per_request"]
+            / figures["plaintext"]["server_cpu_us_per_request"]
+        )
+        print(f"{scenario} TLS / plaintext server CPU per request: {ratio:.2f}x")
     if "handshakes" in runs:
         for mode in ("plaintext", "tls"):
             results = runs["handshakes"][mode]

@@ -456,6 +456,10 @@ def test_tls_bench_reports_both_scenarios_for_both_modes(tmp_path: Path) -> None
         [
             sys.executable,
             str(BENCH / "tls.py"),
+            "--scenarios",
+            "rr-50,handshakes,rate-500",
+            "--openers",
+            "4",
             "--repeat",
             "1",
             "--requests",
@@ -482,8 +486,19 @@ def test_tls_bench_reports_both_scenarios_for_both_modes(tmp_path: Path) -> None
             completed.stdout,
             re.MULTILINE,
         )
+    for mode in ("plaintext", "tls"):
+        assert re.search(
+            rf"^rate-500 {mode}: server CPU [\d.]+ us per request, \d+ answered/s",
+            completed.stdout,
+            re.MULTILINE,
+        )
+    assert re.search(
+        r"^rate-500 TLS / plaintext server CPU per request: [\d.]+x", completed.stdout, re.MULTILINE
+    )
     runs = json.loads(figures.read_text())
     assert runs["handshakes"]["tls"][0]["new_connections_per_s"] > 0
+    for mode in ("plaintext", "tls"):
+        assert runs["rate-500"][mode][0]["achieved_per_s"] > 250
 
 
 def test_graphite_tags_bench_reports_each_query_with_what_it_found() -> None:
