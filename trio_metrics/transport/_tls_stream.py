@@ -142,10 +142,13 @@ class LeanTlsStream(LeanSocketStream):
             raise trio.BrokenResourceError(f"socket error: {exc}") from exc
 
 
-async def lean_tls_handshake(stream: LeanSocketStream, context: ssl.SSLContext) -> LeanTlsStream:
+async def lean_tls_handshake(
+    stream: LeanSocketStream, context: ssl.SSLContext, received: bytes = b""
+) -> LeanTlsStream:
     """Run the server side of a TLS handshake on ``stream``'s socket; return the TLS stream.
 
-    ``stream`` gives up its socket to the TLS stream. Raises
+    ``received``: bytes already taken from the socket (the start of the
+    client's hello). ``stream`` gives up its socket to the TLS stream. Raises
     :exc:`ssl.SSLError` or :exc:`OSError` for a failed handshake (the
     socket is closed then; a peer that ends the stream mid-handshake is an
     :exc:`ssl.SSLEOFError`); cancellation closes it too.
@@ -154,6 +157,7 @@ async def lean_tls_handshake(stream: LeanSocketStream, context: ssl.SSLContext) 
     stream._closed = True  # the TLS stream owns the socket now
     incoming = ssl.MemoryBIO()
     outgoing = ssl.MemoryBIO()
+    incoming.write(received)
     tls = context.wrap_bio(incoming, outgoing, server_side=True)
     try:
         while True:
