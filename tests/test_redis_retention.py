@@ -175,3 +175,56 @@ def test_serve_takes_retention_with_a_store_and_says_what_it_does(target: Target
     assert status == 0
     assert "retention rules with Redis only expire points (no downsampling)" in err
     assert "full precision until its longest archive's span" in err
+
+
+async def test_a_bucket_gets_its_expiry_once_unless_it_may_have_been_removed(
+    target: Target,
+) -> None:
+    """A server gives a key's newest bucket its EXPIREAT once: the next batch
+    into it is an HSET alone. It gives it again when the hash may be new: after
+    a delete through another server (noticed by the deletion token, in the
+    same batch), and at every write while the bucket is within an hour of its
+    expiry (a lagging clock may write into a bucket Redis just deleted)."""
+    now = int(time.time())
+    span = 10_000
+    bucket = now // BUCKET_SECONDS
+    name = bucket_hash_name("short.c", bucket)
+    expected = str((bucket + 1) * BUCKET_SECONDS + span)
+    with trio.fail_after(NETWORK_TIMEOUT):
+        async with (
+            open_redis_store(
+                target.nodes, cluster=target.cluster, retention=_short_rules(span)
+            ) as store,
+            open_redis_store(target.nodes, cluster=target.cluster) as other,
+        ):
+            await store.put_batch(["short.c"], [1.0], [now])
+            assert target.cli("expiretime", name) == expected
+            sent = store.figures.pipeline_commands
+            await store.put_batch(["short.c"], [2.0], [now + 1])
+            # HSET, the points count and the deletion token: no EXPIREAT.
+            assert store.figures.pipeline_commands - sent == 3
+            assert await other.delete(["short.c"]) == 1
+            await store.put_batch(["short.c"], [3.0], [now + 2])
+            assert target.cli("expiretime", name) == expected
+            assert _plain(await store.query("short.c")) == [([now + 2], [3.0])]
+
+            # 1,100 s behind Redis, with a span of 1,000 s: the bucket it
+            # writes is past its expiry in Redis, not by the lagging clock.
+            lagging_clock = float(now - 1100)
+            async with open_redis_store(
+                target.nodes,
+                cluster=target.cluster,
+                retention=_short_rules(1000),
+                clock=lambda: lagging_clock,
+            ) as lagging:
+                stale_bucket = (now - 1000) // BUCKET_SECONDS - 1
+                stale = stale_bucket * BUCKET_SECONDS
+                stale_name = bucket_hash_name("short.d", stale_bucket)
+                for value in (1.0, 2.0):
+                    await lagging.put_batch(["short.d"], [value], [stale])
+                    assert target.cli("exists", stale_name) == "0"
+                assert lagging.expired_points == 0
+
+
+def _plain(series: object) -> list[tuple[list[int], list[float]]]:
+    return [(list(s.timestamps), list(s.values)) for s in series]  # type: ignore[attr-defined]

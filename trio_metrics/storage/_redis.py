@@ -82,6 +82,10 @@ POINTS_KEY: Final = "points:{r0}"
 _READ_PIPELINE: Final = 2000
 #: Waits between attempts of a failing operation (then the last one repeats).
 _BACKOFF: Final = (0.05, 0.1, 0.2, 0.4, 0.8)
+#: A bucket this close to its expiry gets its EXPIREAT at every write: a
+#: server whose clock lags Redis' by up to this much may write into a bucket
+#: Redis has just deleted, and must not leave the new hash without one.
+_EXPIRY_RESEND_SECONDS: Final = 3600
 #: Seconds between two warnings of one kind.
 _WARN_INTERVAL: Final = 10.0
 
@@ -211,6 +215,16 @@ class RedisStore:
         self._timeout = timeout
         self._rules = None if retention is None or retention.keeps_everything else retention
         self._clock = clock
+        # No point newer than now minus this can be too old for any key.
+        self._shortest_span = (
+            min(
+                [rule.retention.longest for rule in self._rules.schemas]
+                + ([self._rules.default.longest] if self._rules.default else []),
+                default=0,
+            )
+            if self._rules is not None
+            else 0
+        )
         # Each key's longest span (None: kept for ever), so that a batch
         # searches the rules' patterns once per key, not once per point.
         self._longest: dict[str, int | None] = {}
@@ -225,6 +239,10 @@ class RedisStore:
         # Each key's newest bucket this server put in its bucket index: a batch
         # within it sends no ZADD (a third of the commands of a steady stream).
         self._indexed: dict[str, int] = {}
+        # Under retention rules, each key's newest bucket this server gave an
+        # EXPIREAT: a batch within it sends none (half the commands of a
+        # steady stream), unless the bucket is near its expiry (below).
+        self._expiring: dict[str, int] = {}
         # Points this server added that POINTS_KEY does not count yet.
         self._pending_points = 0
         # The deletion token (DELETIONS_KEY) when the two were last checked.
@@ -257,6 +275,8 @@ class RedisStore:
         others are counted in :attr:`expired_points`. (A put past its span
         would otherwise live until its whole bucket expires.)"""
         now = int(self._clock())
+        if timestamps and min(timestamps) >= now - self._shortest_span:
+            return keys, values, timestamps  # none can be too old
         kept_keys: list[str] = []
         kept_values: list[float] = []
         kept_stamps: list[int] = []
@@ -446,6 +466,8 @@ class RedisStore:
         await self._retrying("put", attempt)
         for key, bucket in columns:
             self._indexed[key] = max(bucket, self._indexed.get(key, bucket))
+            if self._rules is not None:
+                self._expiring[key] = max(bucket, self._expiring.get(key, bucket))
         self._known.update(batch_keys)
 
     async def _write(
@@ -464,10 +486,17 @@ class RedisStore:
 
         Returns the fields the ``HSET``s added, and the token read.
 
-        Under retention rules, a bucket index that gets a new bucket also
-        loses the buckets whose hashes have expired (``ZREMRANGEBYSCORE``):
-        it grows by one bucket per window, so it is trimmed once per window,
-        in the same pipeline, at no extra round trip."""
+        Under retention rules, each hash written gets its ``EXPIREAT`` unless
+        it is the key's newest bucket this server gave one already and that
+        expiry is more than an hour away (a server whose clock lags Redis'
+        may write into a bucket Redis just deleted: within an hour of its
+        expiry, a bucket is given it again at every write). ``everything`` gives
+        every bucket of ``columns`` its expiry, hashes written or not (a
+        delete elsewhere may have removed a hash, so the ``HSET`` made a new
+        one). A bucket index that gets a new bucket also loses the buckets
+        whose hashes have expired (``ZREMRANGEBYSCORE``): it grows by one
+        bucket per window, so it is trimmed once per window, in the same
+        pipeline, at no extra round trip."""
         known = set() if everything else self._known
         indexed = {} if everything else self._indexed
         new_keys = [key for key in keys if key not in known]
@@ -487,10 +516,14 @@ class RedisStore:
         trims: dict[str, int] = {}
         if self._rules is not None:
             now = int(self._clock())
-            for key, bucket in columns if hashes else ():
+            expiring = {} if everything else self._expiring
+            for key, bucket in columns if hashes or everything else ():
                 longest = self._longest_span(key)
-                if longest is not None:
-                    expiries[bucket_hash_name(key, bucket)] = bucket_expiry(bucket, longest)
+                if longest is None:
+                    continue
+                expiry = bucket_expiry(bucket, longest)
+                if expiring.get(key) != bucket or expiry <= now + _EXPIRY_RESEND_SECONDS:
+                    expiries[bucket_hash_name(key, bucket)] = expiry
             for key in buckets:
                 longest = self._longest_span(key)
                 if longest is not None:
@@ -512,6 +545,9 @@ class RedisStore:
                     # After the HSET, in the same slot (so in order): EXPIREAT
                     # does nothing to a key that does not exist yet.
                     pipe.expireat(name, expiries[name])
+            for name, expiry in expiries.items():
+                if name not in hashes:
+                    pipe.expireat(name, expiry)
             if token is not None:
                 pipe.set(DELETIONS_KEY, token, condition=PureToken.NX)
             # Always two results: the points added before, and the token.
@@ -524,7 +560,7 @@ class RedisStore:
         except BaseException:
             self._pending_points += pending
             raise
-        # The HSETs' answers, without those of the EXPIREATs that follow them.
+        # The HSETs' answers, without those of the EXPIREATs among and after them.
         first = len(results) - 2 - len(hashes) - len(expiries) - (token is not None)
         answers = iter(results[first:])
         added = 0
@@ -546,6 +582,7 @@ class RedisStore:
         self._epoch = epoch
         self._known.clear()
         self._indexed.clear()
+        self._expiring.clear()
 
     async def _wait_for_replicas(self, written: Iterable[str]) -> None:
         """``WAIT`` on every master written to, through a fenced write.
@@ -661,6 +698,7 @@ class RedisStore:
         self.figures.registry_reads += 1
         self._known = set(keys)
         self._indexed.clear()
+        self._expiring.clear()
         self._sorted = sorted(keys)
         return keys
 
