@@ -100,6 +100,14 @@ def _verify(port: int, plans: list[ConnectionPlan], deadline: Deadline) -> None:
 
 def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -> float:
     """Puts a second through all ``servers`` at once (each its own connections)."""
+    return ingest_with_cpu(cluster, servers, counts)[0]
+
+
+def ingest_with_cpu(
+    cluster: LocalCluster, servers: list[ServeProcess], counts: Counts
+) -> tuple[float, float]:
+    """Puts a second through all ``servers`` at once, and the servers' CPU
+    microseconds a put."""
     cluster.flush()
     results: list[loadgen.LoadResult] = []
     plans = [_plans(f"s{n}", counts) for n in range(len(servers))]
@@ -141,7 +149,7 @@ def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -
         f"    CPU over the wall time: server(s) {busy} of a core each;"
         f" the six redis-servers {redis_cpu / elapsed:.0%} together"
     )
-    return puts / window
+    return puts / window, sum(server_cpu) / puts * 1e6
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -338,11 +346,14 @@ def retention_cost(cluster: LocalCluster, counts: Counts, rule: str, rounds: int
     plain = ServeProcess("--store", cluster.url)
     ruled = ServeProcess("--store", cluster.url, "--retention", rule)
     rates: dict[str, list[float]] = {"without": [], "with": []}
+    cpu: dict[str, list[float]] = {"without": [], "with": []}
     try:
         for number in range(rounds):
             for name, server in (("without", plain), ("with", ruled)):
                 print(f"  round {number + 1}, {name} --retention {rule}:")
-                rates[name].append(ingest(cluster, [server], counts))
+                rate, microseconds = ingest_with_cpu(cluster, [server], counts)
+                rates[name].append(rate)
+                cpu[name].append(microseconds)
             # The ruled server did give its hashes an expiry.
             key = _plans("s0", counts)[0].keys[0]
             name = bucket_hash_name(key, loadgen.T0 // BUCKET_SECONDS)
@@ -357,6 +368,11 @@ def retention_cost(cluster: LocalCluster, counts: Counts, rule: str, rounds: int
     print(
         f"  median of {rounds}: without {without:,.0f} puts/s, with --retention {rule}"
         f" {with_rule:,.0f} puts/s: {with_rule / without:.2f}x"
+    )
+    cpu_without, cpu_with = statistics.median(cpu["without"]), statistics.median(cpu["with"])
+    print(
+        f"  server CPU a put, median of {rounds}: without {cpu_without:.2f} us,"
+        f" with --retention {rule} {cpu_with:.2f} us: {cpu_with / cpu_without:.2f}x"
     )
 
 

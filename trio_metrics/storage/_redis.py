@@ -313,7 +313,10 @@ class RedisStore:
                 except (RedisError, OSError, TimeoutError, ReplicasShortError) as exc:
                     last = exc
             self.figures.errors += 1
-            if scope.cancelled_caught:
+            # The client library may turn the deadline's cancellation into an
+            # error of its own (a connection being opened): past the deadline,
+            # any failure is the timeout.
+            if scope.cancelled_caught or trio.current_time() >= deadline:
                 self.figures.timeouts += 1
                 break
             if isinstance(last, ReplicasShortError):
