@@ -33,6 +33,7 @@ from trio_metrics.storage import (
     parse_retention,
 )
 from trio_metrics.storage._redis import (
+    _TRIM_EVERY_BUCKETS,
     BUCKET_SECONDS,
     bucket_hash_name,
     bucket_index_name,
@@ -123,14 +124,16 @@ async def test_buckets_expire_in_redis_and_newer_points_stay(target: Target) -> 
                 (past_span, 3.0),
                 (newest_old, 4.0),
             ]
-            # A put that opens a bucket trims the expired ones from the index.
+            # A put that opens a bucket in the next group of buckets trims
+            # the expired ones from the index.
             index = bucket_index_name("short.a")
             assert str(old_bucket) in target.cli("zrange", index, "0", "-1")
-            next_start = (new_bucket + 1) * BUCKET_SECONDS
+            next_bucket = (new_bucket // _TRIM_EVERY_BUCKETS + 1) * _TRIM_EVERY_BUCKETS
+            next_start = next_bucket * BUCKET_SECONDS
             await client.put("short.a", 5.0, next_start)
             assert target.cli("zrange", index, "0", "-1").split() == [
                 str(new_bucket),
-                str(new_bucket + 1),
+                str(next_bucket),
             ]
             assert (await client.get("short.a"))["short.a"] == [(now, 2.0), (next_start, 5.0)]
         nursery.cancel_scope.cancel()

@@ -86,6 +86,11 @@ _BACKOFF: Final = (0.05, 0.1, 0.2, 0.4, 0.8)
 #: server whose clock lags Redis' by up to this much may write into a bucket
 #: Redis has just deleted, and must not leave the new hash without one.
 _EXPIRY_RESEND_SECONDS: Final = 3600
+#: Under retention rules a key's bucket index is trimmed when a batch opens a
+#: bucket in another group of this many than the key's newest: once every
+#: 8 windows (17 min) in a steady stream, so an index holds at most about
+#: 8 expired buckets besides the live ones.
+_TRIM_EVERY_BUCKETS: Final = 8
 #: Seconds between two warnings of one kind.
 _WARN_INTERVAL: Final = 10.0
 
@@ -496,10 +501,10 @@ class RedisStore:
         expiry, a bucket is given it again at every write). ``everything`` gives
         every bucket of ``columns`` its expiry, hashes written or not (a
         delete elsewhere may have removed a hash, so the ``HSET`` made a new
-        one). A bucket index that gets a new bucket also loses the buckets
-        whose hashes have expired (``ZREMRANGEBYSCORE``): it grows by one
-        bucket per window, so it is trimmed once per window, in the same
-        pipeline, at no extra round trip."""
+        one). A bucket index that gets a bucket in a new group of
+        :data:`_TRIM_EVERY_BUCKETS` also loses the buckets whose hashes have
+        expired (``ZREMRANGEBYSCORE``), in the same pipeline, at no extra
+        round trip."""
         known = set() if everything else self._known
         indexed = {} if everything else self._indexed
         new_keys = [key for key in keys if key not in known]
@@ -527,9 +532,13 @@ class RedisStore:
                 expiry = bucket_expiry(bucket, longest)
                 if expiring.get(key) != bucket or expiry <= now + _EXPIRY_RESEND_SECONDS:
                     expiries[bucket_hash_name(key, bucket)] = expiry
-            for key in buckets:
+            for key, numbers in buckets.items():
                 longest = self._longest_span(key)
-                if longest is not None:
+                newest = indexed.get(key)
+                if longest is not None and (
+                    newest is None
+                    or max(numbers.values()) // _TRIM_EVERY_BUCKETS != newest // _TRIM_EVERY_BUCKETS
+                ):
                     # The buckets whose expiry is not after now.
                     trims[key] = (now - longest) // BUCKET_SECONDS - 1
 
