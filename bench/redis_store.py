@@ -25,7 +25,11 @@ A local cluster of three masters and three replicas is started on
 
 With ``--retention RULE`` only the one-server ingest runs, alternately
 without and with ``--retention RULE`` (``--rounds`` times each): the cost
-of an ``EXPIREAT`` per hash written and the trimming of bucket indexes. The
+of the ``EXPIREAT``s and the trimming of bucket indexes. With 10 keys a
+connection each request carries 100 s of each key (a new bucket for most
+keys in most requests: the most expiries); ``--keys 1000`` spreads the same
+puts over 1,000 keys, one point of each a request (a bucket lasts 128
+requests), as a steady stream of many series. The
 bench's timestamps start in 2017, so the rule must reach back that far
 (``1m:20y``), or every put would be dropped as too old.
 """
@@ -33,6 +37,7 @@ bench's timestamps start in 2017, so the rule must reach back that far
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
 import statistics
@@ -383,8 +388,20 @@ def main() -> None:
         "--retention", metavar="RULE", help="only compare ingest without and with this rule"
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of --retention's comparison")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=FULL.keys_per_connection,
+        help="keys per connection for --retention's comparison, the same puts in all"
+        " (1000: one point of each key a request, as a steady stream of many series)",
+    )
     args = parser.parse_args()
     counts = QUICK if args.quick else FULL
+    if args.keys != counts.keys_per_connection:
+        puts = counts.puts_per_key * counts.keys_per_connection
+        counts = dataclasses.replace(
+            counts, keys_per_connection=args.keys, puts_per_key=max(1, puts // args.keys)
+        )
     with tempfile.TemporaryDirectory(prefix="trio-metrics-redis-bench-") as directory:
         cluster = LocalCluster(Path(directory))
         try:
