@@ -340,14 +340,18 @@ def _keys_on(cluster: LocalCluster, master: int | None, count: int, but: int = 0
     raise SystemExit("no keys found for the master")
 
 
-def retention_cost(cluster: LocalCluster, counts: Counts, rule: str, rounds: int) -> None:
-    """One-server ingest, alternately without and with ``--retention rule``."""
+def check_rule(rule: str) -> None:
+    """Refuse a rule under which every point of the bench would be too old."""
     longest = parse_retention(rule).longest
     if longest < time.time() - loadgen.T0:
         raise SystemExit(
             f"--retention {rule} keeps {longest} s: the bench's points (from"
             f" {loadgen.T0}) would all be dropped as too old; use a span such as 20y"
         )
+
+
+def retention_cost(cluster: LocalCluster, counts: Counts, rule: str, rounds: int) -> None:
+    """One-server ingest, alternately without and with ``--retention rule``."""
     plain = ServeProcess("--store", cluster.url)
     ruled = ServeProcess("--store", cluster.url, "--retention", rule)
     rates: dict[str, list[float]] = {"without": [], "with": []}
@@ -397,6 +401,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     counts = QUICK if args.quick else FULL
+    if args.retention:
+        check_rule(args.retention)
     if args.keys != counts.keys_per_connection:
         puts = counts.puts_per_key * counts.keys_per_connection
         counts = dataclasses.replace(

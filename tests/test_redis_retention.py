@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -231,3 +233,39 @@ async def test_a_bucket_gets_its_expiry_once_unless_it_may_have_been_removed(
 
 def _plain(series: object) -> list[tuple[list[int], list[float]]]:
     return [(list(s.timestamps), list(s.values)) for s in series]  # type: ignore[attr-defined]
+
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "redis_store.py"
+
+
+def test_the_bench_compares_ingest_without_and_with_a_rule() -> None:
+    missing = redis_programs_missing()
+    if missing is not None:
+        skip_or_fail(missing)
+    completed = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--retention", "1m:20y", "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert re.search(
+        r"^  median of 1: without [\d,]+ puts/s, with --retention 1m:20y [\d,]+ puts/s: [\d.]+x$",
+        out,
+        re.M,
+    ), out
+    assert re.search(r"^  server CPU a put, median of 1: without [\d.]+ us, with", out, re.M), out
+
+
+def test_the_bench_refuses_a_rule_that_would_drop_its_points() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--retention", "1m:1d"],
+        capture_output=True,
+        text=True,
+        timeout=NETWORK_TIMEOUT * 3,
+        check=False,
+    )
+    assert completed.returncode == 1
+    assert "would all be dropped as too old" in completed.stderr
