@@ -1,7 +1,8 @@
 """The Redis store's connection pool when it runs out: more batches wait for
 Redis than the pool has connections. Over one real ``redis-server`` on
-127.0.0.1, stopped with SIGSTOP (its kernel still accepts connections, so a
-store that opened one connection per batch would get them all)."""
+127.0.0.1, and over a master of a real Redis Cluster (its own, six
+processes), stopped with SIGSTOP (the kernel still accepts connections, so
+a store that opened one connection per batch would get them all)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,18 @@ import pytest
 import trio
 from conftest import skip_or_fail
 from net import NETWORK_TIMEOUT
-from redis_cluster import front_ends, local_redis, redis_cli, redis_programs_missing
+from redis_cluster import (
+    LocalCluster,
+    front_ends,
+    local_cluster,
+    local_redis,
+    master_of_key,
+    redis_cli,
+    redis_programs_missing,
+)
 
 from trio_metrics import open_client
+from trio_metrics.storage._redis import bucket_hash_name
 
 OK = b"ok\n\n"
 POOL = 2
@@ -115,6 +125,70 @@ async def test_an_exhausted_pool_fails_batches_in_time_and_the_server_goes_on(
         async with open_client("127.0.0.1", server.port, timeout=NETWORK_TIMEOUT) as client:
             await client.put("pool.after", 3.5, 3)
             assert await client.get("pool.after") == {"pool.after": [(3, 3.5)]}
+            after = await client.stats()
+    assert after["redis_failures"] - before["redis_failures"] == BATCHES
+    assert after["redis_timeouts"] - before["redis_timeouts"] == BATCHES
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A cluster of this module's own: the test stops one of its masters."""
+    missing = redis_programs_missing()
+    if missing is not None:
+        skip_or_fail(missing)
+    with local_cluster(tmp_path_factory.mktemp("redis-pool")) as started:
+        yield started
+
+
+async def test_a_cluster_masters_pool_is_bounded_the_same_way(cluster: LocalCluster) -> None:
+    """Over a cluster the pool is per master: 6 batches of keys held by one
+    master, stopped with its replica, open at most 2 connections to it; each
+    fails within the timeout, is counted, and puts work again after."""
+    cluster.wait_ok()
+    cluster.flush()
+    master, replicas = master_of_key(cluster, bucket_hash_name("pool.0", 0))
+    keys = []
+    for number in range(10_000):
+        key = f"pool.{number}"
+        if master_of_key(cluster, bucket_hash_name(key, 0))[0] == master:
+            keys.append(key)
+            if len(keys) == BATCHES:
+                break
+    async with front_ends(cluster.url, count=1, timeout=TIMEOUT, max_connections=POOL) as (server,):
+        async with open_client("127.0.0.1", server.port, timeout=NETWORK_TIMEOUT) as client:
+            for key in keys:
+                await client.put(key, 1.0, 1)
+            before = await client.stats()
+        for port in (master, *replicas):
+            cluster.pause(port)
+        try:
+            results: list[tuple[float, bytes]] = []
+            during: list[int] = []
+
+            async def batch(key: str) -> None:
+                results.append(await _answer_or_close(server.port, f"put {key} 2 2\n".encode()))
+
+            async def look() -> None:
+                await trio.sleep(TIMEOUT / 2)
+                during.append(_established_to(master))
+
+            async with trio.open_nursery() as nursery:
+                for key in keys:
+                    nursery.start_soon(batch, key)
+                nursery.start_soon(look)
+        finally:
+            for port in (master, *replicas):
+                cluster.resume(port)
+        # The replica's own link to its master is one of them.
+        assert during[0] <= POOL + len(replicas)
+        assert len(results) == BATCHES
+        for took, answer in results:
+            assert b"ok" not in answer
+            assert TIMEOUT <= took < TIMEOUT + 0.8
+        await trio.to_thread.run_sync(cluster.wait_ok)
+        async with open_client("127.0.0.1", server.port, timeout=NETWORK_TIMEOUT) as client:
+            await client.put(keys[0], 3.5, 3)
+            assert (await client.get(keys[0]))[keys[0]][-1] == (3, 3.5)
             after = await client.stats()
     assert after["redis_failures"] - before["redis_failures"] == BATCHES
     assert after["redis_timeouts"] - before["redis_timeouts"] == BATCHES
