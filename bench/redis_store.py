@@ -3,6 +3,7 @@ against the memory store, and failover.
 
     python bench/redis_store.py            # full counts
     python bench/redis_store.py --quick    # small counts (seconds)
+    python bench/redis_store.py --retention 1m:20y [--rounds 3]   # only the cost of expiry
 
 A local cluster of three masters and three replicas is started on
 127.0.0.1 (tests/redis_cluster.py) and stopped at the end. Servers run as
@@ -21,13 +22,25 @@ A local cluster of three masters and three replicas is started on
    acknowledged again (every batch touches every master), and how many
    acknowledged points are missing after the replica took over, without
    and with ``--redis-wait-replicas 1``.
+
+With ``--retention RULE`` only the one-server ingest runs, alternately
+without and with ``--retention RULE`` (``--rounds`` times each): the cost
+of the ``EXPIREAT``s and the trimming of bucket indexes. With 10 keys a
+connection each request carries 100 s of each key (a new bucket for most
+keys in most requests: the most expiries); ``--keys 1000`` spreads the same
+puts over 1,000 keys, one point of each a request (a bucket lasts 128
+requests), as a steady stream of many series. The
+bench's timestamps start in 2017, so the rule must reach back that far
+(``1m:20y``), or every put would be dropped as too old.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import socket
+import statistics
 import sys
 import tempfile
 import threading
@@ -44,7 +57,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from processes import ServeProcess  # noqa: E402
 from redis_cluster import LocalCluster, master_of_key, redis_cli  # noqa: E402
 
-from trio_metrics.storage._redis import bucket_hash_name  # noqa: E402
+from trio_metrics.storage import parse_retention  # noqa: E402
+from trio_metrics.storage._redis import BUCKET_SECONDS, bucket_hash_name  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -91,6 +105,14 @@ def _verify(port: int, plans: list[ConnectionPlan], deadline: Deadline) -> None:
 
 def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -> float:
     """Puts a second through all ``servers`` at once (each its own connections)."""
+    return ingest_with_cpu(cluster, servers, counts)[0]
+
+
+def ingest_with_cpu(
+    cluster: LocalCluster, servers: list[ServeProcess], counts: Counts
+) -> tuple[float, float]:
+    """Puts a second through all ``servers`` at once, and the servers' CPU
+    microseconds a put."""
     cluster.flush()
     results: list[loadgen.LoadResult] = []
     plans = [_plans(f"s{n}", counts) for n in range(len(servers))]
@@ -132,7 +154,7 @@ def ingest(cluster: LocalCluster, servers: list[ServeProcess], counts: Counts) -
         f"    CPU over the wall time: server(s) {busy} of a core each;"
         f" the six redis-servers {redis_cpu / elapsed:.0%} together"
     )
-    return puts / window
+    return puts / window, sum(server_cpu) / puts * 1e6
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -318,16 +340,87 @@ def _keys_on(cluster: LocalCluster, master: int | None, count: int, but: int = 0
     raise SystemExit("no keys found for the master")
 
 
+def check_rule(rule: str) -> None:
+    """Refuse a rule under which every point of the bench would be too old."""
+    longest = parse_retention(rule).longest
+    if longest < time.time() - loadgen.T0:
+        raise SystemExit(
+            f"--retention {rule} keeps {longest} s: the bench's points (from"
+            f" {loadgen.T0}) would all be dropped as too old; use a span such as 20y"
+        )
+
+
+def retention_cost(cluster: LocalCluster, counts: Counts, rule: str, rounds: int) -> None:
+    """One-server ingest, alternately without and with ``--retention rule``."""
+    plain = ServeProcess("--store", cluster.url)
+    ruled = ServeProcess("--store", cluster.url, "--retention", rule)
+    rates: dict[str, list[float]] = {"without": [], "with": []}
+    cpu: dict[str, list[float]] = {"without": [], "with": []}
+    try:
+        for number in range(rounds):
+            for name, server in (("without", plain), ("with", ruled)):
+                print(f"  round {number + 1}, {name} --retention {rule}:")
+                rate, microseconds = ingest_with_cpu(cluster, [server], counts)
+                rates[name].append(rate)
+                cpu[name].append(microseconds)
+            # The ruled server did give its hashes an expiry.
+            key = _plans("s0", counts)[0].keys[0]
+            name = bucket_hash_name(key, loadgen.T0 // BUCKET_SECONDS)
+            ttl = int(redis_cli(master_of_key(cluster, name)[0], "ttl", name).strip())
+            if ttl <= 0:
+                raise SystemExit(f"{name} has no expiry (TTL {ttl})")
+    finally:
+        for server in (plain, ruled):
+            server.ensure_stopped()
+            server.process.communicate(timeout=30)
+    without, with_rule = statistics.median(rates["without"]), statistics.median(rates["with"])
+    print(
+        f"  median of {rounds}: without {without:,.0f} puts/s, with --retention {rule}"
+        f" {with_rule:,.0f} puts/s: {with_rule / without:.2f}x"
+    )
+    cpu_without, cpu_with = statistics.median(cpu["without"]), statistics.median(cpu["with"])
+    print(
+        f"  server CPU a put, median of {rounds}: without {cpu_without:.2f} us,"
+        f" with --retention {rule} {cpu_with:.2f} us: {cpu_with / cpu_without:.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (seconds)")
+    parser.add_argument(
+        "--retention", metavar="RULE", help="only compare ingest without and with this rule"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --retention's comparison")
+    parser.add_argument(
+        "--keys",
+        type=int,
+        default=FULL.keys_per_connection,
+        help="keys per connection for --retention's comparison, the same puts in all"
+        " (1000: one point of each key a request, as a steady stream of many series)",
+    )
     args = parser.parse_args()
     counts = QUICK if args.quick else FULL
+    if args.retention:
+        check_rule(args.retention)
+    if args.keys != counts.keys_per_connection:
+        puts = counts.puts_per_key * counts.keys_per_connection
+        counts = dataclasses.replace(
+            counts, keys_per_connection=args.keys, puts_per_key=max(1, puts // args.keys)
+        )
     with tempfile.TemporaryDirectory(prefix="trio-metrics-redis-bench-") as directory:
         cluster = LocalCluster(Path(directory))
         try:
             cluster.start()
             print(f"== cluster: 3 masters, 3 replicas on {HOST} ({cluster.url})")
+            if args.retention:
+                print(
+                    f"== ingest through one server: {counts.connections} connections,"
+                    f" {counts.keys_per_connection} keys each, {counts.batch} puts a request,"
+                    f" {counts.puts_per_key:,} puts a key"
+                )
+                retention_cost(cluster, counts, args.retention, args.rounds)
+                return
             print(
                 f"== ingest: {counts.connections} connections a server,"
                 f" {counts.keys_per_connection} keys each, {counts.batch} puts a request"

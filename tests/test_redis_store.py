@@ -113,7 +113,6 @@ def test_escaping_keeps_keys_apart() -> None:
         (["--store", "redis://h:1", "--data-dir", "d"], "--store and --data-dir exclude"),
         (["--redis-wait-replicas", "1"], "--redis-wait-replicas needs --store URL"),
         (["--redis-timeout", "1"], "--redis-timeout needs --store URL"),
-        (["--store", "redis://h:1", "--retention", "1m:1d"], "not with Redis"),
     ],
 )
 def test_bad_redis_flags_are_one_line_errors(flags: list[str], says: str) -> None:

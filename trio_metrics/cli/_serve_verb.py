@@ -226,7 +226,8 @@ SERVE_FLAGS: tuple[Flag, ...] = (
             "default": None,
             "help": "keep points in Redis, shared with every server that names it:"
             " redis-cluster://host:port[,host:port...] (a Redis Cluster) or redis://host:port"
-            " (one Redis); not with --data-dir (docs/redis.md)",
+            " (one Redis); not with --data-dir; retention rules only expire its points,"
+            " without downsampling (docs/redis.md)",
         },
         group=_STORAGE_GROUP,
     ),

@@ -17,7 +17,6 @@ from ..http import HttpLimits
 from ..storage import (
     DEFAULT_COMPACT_MIN_BYTES,
     DEFAULT_COPY_BUDGET_BYTES,
-    REDIS_RETENTION_REFUSED,
     DataDirStorage,
     ExistingStore,
     FsyncPolicy,
@@ -118,7 +117,8 @@ class ServerConfig:
       Redis, shared with other servers) or :class:`~trio_metrics.ExistingStore`.
     - ``retention``: how long each key's points are kept, and at which steps
       (:class:`~trio_metrics.storage.RetentionRules`; the default keeps every
-      point). Not with a store of your own (``ExistingStore``) nor Redis.
+      point). Not with a store of your own (``ExistingStore``); with Redis,
+      points expire at their longest span without downsampling.
     - ``answer_cache_bytes``: memory for encoded ``get`` answers (0: off).
     - ``answer_copy_budget_bytes``: memory for the copies of points that
       every connection's ``get`` holds at once (16 bytes a point); past it a
@@ -205,8 +205,6 @@ class ServerConfig:
                 "retention rules work with the memory storage or a data directory:"
                 " a store of your own keeps its points as it likes"
             )
-        if not self.retention.keeps_everything and isinstance(self.storage, RedisStorage):
-            raise ValueError(REDIS_RETENTION_REFUSED)
 
     @classmethod
     def from_options(

@@ -20,7 +20,15 @@ import attrs
 import trio
 
 from ..ingest import serve_graphite
-from ..storage import CopyBudget, MemoryStorage, OpenedStorage, Store, open_storage
+from ..storage import (
+    REDIS_RETENTION_LIMIT,
+    CopyBudget,
+    MemoryStorage,
+    OpenedStorage,
+    RedisStorage,
+    Store,
+    open_storage,
+)
 from ..transport import (
     Authenticator,
     Limits,
@@ -225,7 +233,7 @@ async def _serve_storage(
             async with trio.open_nursery() as connections:
                 async with trio.open_nursery() as accepting:
                     info = await _start_side_listeners(accepting, info, storage)
-                    _warn_if_memory_only(config)
+                    _warn_of_storage_limits(config)
                     logger.info("listening on %s", _describe(info, storage, cache))
                     logger.info("%s", describe_protection(config))
                     running = True
@@ -354,13 +362,16 @@ def _describe(info: ServerInfo, storage: OpenedStorage, cache: AnswerCache | Non
     )
 
 
-def _warn_if_memory_only(config: ServerConfig) -> None:
-    """Say once, when the server listens, that its points die with it."""
+def _warn_of_storage_limits(config: ServerConfig) -> None:
+    """Say once, when the server listens, that its points die with it, or
+    that retention rules over Redis do not downsample."""
     if isinstance(config.storage, MemoryStorage):
         logger.warning(
             "no data directory: points are kept in memory only and lost when the "
             "server stops (--data-dir DIR keeps them)"
         )
+    elif isinstance(config.storage, RedisStorage) and not config.retention.keeps_everything:
+        logger.warning("%s", REDIS_RETENTION_LIMIT)
 
 
 def _log_stopped(stats: ServerStats, seconds: float) -> None:

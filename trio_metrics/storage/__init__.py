@@ -9,8 +9,9 @@ It knows nothing of sockets or the wire format.
 from __future__ import annotations
 
 from ._choice import (
+    DEFAULT_REDIS_CONNECTIONS,
     DEFAULT_REDIS_TIMEOUT,
-    REDIS_RETENTION_REFUSED,
+    REDIS_RETENTION_LIMIT,
     DataDirStorage,
     ExistingStore,
     MemoryStorage,
@@ -101,12 +102,13 @@ __all__ = [
     "BYTES_PER_POINT",
     "DEFAULT_COMPACT_MIN_BYTES",
     "DEFAULT_COPY_BUDGET_BYTES",
+    "DEFAULT_REDIS_CONNECTIONS",
     "DEFAULT_REDIS_TIMEOUT",
     "FRAME_HEADER_SIZE",
     "KEY_PAGE",
     "LOG_MAGIC",
     "MAX_RECORD_SIZE",
-    "REDIS_RETENTION_REFUSED",
+    "REDIS_RETENTION_LIMIT",
     "ROLL_UP_KEYS_PER_STEP",
     "SNAPSHOT_MAGIC",
     "Aggregation",

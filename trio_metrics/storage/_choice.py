@@ -26,8 +26,9 @@ from ._store import MetricStore, Store
 from ._tiers import RollUpFigures, TieredStore, roll_up_forever
 
 __all__ = [
+    "DEFAULT_REDIS_CONNECTIONS",
     "DEFAULT_REDIS_TIMEOUT",
-    "REDIS_RETENTION_REFUSED",
+    "REDIS_RETENTION_LIMIT",
     "DataDirStorage",
     "ExistingStore",
     "MemoryStorage",
@@ -76,6 +77,9 @@ class DataDirStorage:
 #: Seconds a Redis operation may take, retries included.
 DEFAULT_REDIS_TIMEOUT = 5.0
 
+#: Connections to Redis a server may hold at once (to each master of a cluster).
+DEFAULT_REDIS_CONNECTIONS = 64
+
 #: The schemes of :class:`RedisStorage`'s URL.
 REDIS_SCHEMES = ("redis-cluster", "redis")
 
@@ -106,6 +110,11 @@ def parse_redis_url(url: str) -> tuple[bool, tuple[tuple[str, int], ...]]:
     return cluster, tuple(nodes)
 
 
+def _positive(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a whole number from 1, not {value!r}")
+
+
 def _positive_seconds(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ValueError(f"{attribute.name} must be a positive number of seconds, not {value!r}")
@@ -119,13 +128,16 @@ class RedisStorage:
     any of its nodes) or ``redis://host:port`` (one server).
     ``wait_replicas``: a put is acknowledged only once that many replicas of
     each master written to have it (``WAIT``). ``timeout``: seconds an
-    operation may take, retries included, before it fails. Raises
-    :exc:`ValueError` for a bad value.
+    operation may take, retries included, before it fails.
+    ``max_connections``: the connection pool's size (per master of a
+    cluster); a request waits for a free connection within ``timeout``.
+    Raises :exc:`ValueError` for a bad value.
     """
 
     url: str = attrs.field()
     wait_replicas: int = attrs.field(default=0, validator=_non_negative)
     timeout: float = attrs.field(default=DEFAULT_REDIS_TIMEOUT, validator=_positive_seconds)
+    max_connections: int = attrs.field(default=DEFAULT_REDIS_CONNECTIONS, validator=_positive)
 
     @url.validator
     def _check_url(self, attribute: attrs.Attribute[str], url: str) -> None:
@@ -166,10 +178,11 @@ _STORE_METHODS = ("put_batch", "query", "counts", "list_keys")
 Storage: TypeAlias = MemoryStorage | DataDirStorage | RedisStorage | ExistingStore
 
 
-#: Why retention rules and Redis do not go together.
-REDIS_RETENTION_REFUSED = (
-    "retention rules work with the memory store or a data directory, not with Redis:"
-    " give the Redis keys a lifetime there (docs/redis.md)"
+#: What retention rules do with a Redis store, said when such a server starts.
+REDIS_RETENTION_LIMIT = (
+    "retention rules with Redis only expire points (no downsampling): each key"
+    " keeps its points at full precision until its longest archive's span,"
+    " then Redis deletes them by its own clock (docs/redis.md)"
 )
 
 
@@ -208,7 +221,8 @@ async def open_storage(
 
     With ``retention`` rules, the memory store (alone, or recovered from
     and logged to the data directory) is a :class:`TieredStore` whose
-    roll-up runs in the background for the length of the block. Rules for
+    roll-up runs in the background for the length of the block. A Redis
+    store gives its hashes an expiry instead (no downsampling). Rules for
     a caller's own store are a :exc:`ValueError`.
 
     ``clock`` gives the unix time that the rules go by (the server's wall
@@ -260,10 +274,16 @@ async def open_storage(
             cluster=storage.cluster,
             wait_replicas=storage.wait_replicas,
             operation_timeout=storage.timeout,
+            max_connections=storage.max_connections,
+            retention=retention,
+            clock=clock,
         ) as redis:
+            description = storage.describe()
+            if retention is not None and not retention.keeps_everything:
+                description += f", {_describe_rules(retention)}, expiry only"
             # No watched store: another server may change the points at any
             # time, so no answer may be cached here.
-            yield OpenedStorage(redis, None, redis.figures.as_dict, storage.describe())
+            yield OpenedStorage(redis, None, redis.figures_as_dict, description)
     elif isinstance(storage, ExistingStore):
         store = storage.store
         watched = store if isinstance(store, MetricStore) else None
@@ -289,7 +309,8 @@ def _tiered_store(
             " a store of your own keeps its points as it likes"
         )
     if isinstance(storage, RedisStorage):
-        raise ValueError(REDIS_RETENTION_REFUSED)
+        # Mapped onto Redis' own expiry by the Redis store: no tiers here.
+        return None
     return TieredStore(retention, clock=clock)
 
 

@@ -18,6 +18,11 @@ The ``{...}`` hash tag puts all of a key's hashes and its bucket index in one
 slot. In the key's part of a Redis name, ``%``, ``{`` and ``}`` are written
 ``%25``, ``%7B`` and ``%7D``, so that the tag is always the whole key.
 
+With retention rules, each bucket hash a put writes gets an ``EXPIREAT`` at
+the end of its window plus its key's longest span, so that Redis itself
+deletes it once its newest possible point is that old (no downsampling:
+points stay at full precision until then).
+
 Every Redis operation is bounded by ``timeout`` seconds in all, retries
 included; one that fails raises :exc:`StoreUnavailableError`, and the server
 then closes the connection without acknowledging the puts.
@@ -29,6 +34,7 @@ import heapq
 import logging
 import math
 import secrets
+import time
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
@@ -39,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeVar
 import attrs
 import trio
 
+from ._retention import RetentionRules
 from ._store import Series, StoreUnavailableError
 
 if TYPE_CHECKING:
@@ -49,6 +56,7 @@ __all__ = [
     "REGISTRY_SHARDS",
     "RedisFigures",
     "RedisStore",
+    "bucket_expiry",
     "bucket_hash_name",
     "bucket_index_name",
     "escape_key",
@@ -74,6 +82,15 @@ POINTS_KEY: Final = "points:{r0}"
 _READ_PIPELINE: Final = 2000
 #: Waits between attempts of a failing operation (then the last one repeats).
 _BACKOFF: Final = (0.05, 0.1, 0.2, 0.4, 0.8)
+#: A bucket this close to its expiry gets its EXPIREAT at every write: a
+#: server whose clock lags Redis' by up to this much may write into a bucket
+#: Redis has just deleted, and must not leave the new hash without one.
+_EXPIRY_RESEND_SECONDS: Final = 3600
+#: Under retention rules a key's bucket index is trimmed when a batch opens a
+#: bucket in another group of this many than the key's newest: once every
+#: 8 windows (17 min) in a steady stream, so an index holds at most about
+#: 8 expired buckets besides the live ones.
+_TRIM_EVERY_BUCKETS: Final = 8
 #: Seconds between two warnings of one kind.
 _WARN_INTERVAL: Final = 10.0
 
@@ -93,6 +110,12 @@ def bucket_hash_name(key: str, bucket: int) -> str:
 def bucket_index_name(key: str) -> str:
     """The sorted set of ``key``'s bucket numbers."""
     return f"buckets:{{{escape_key(key)}}}"
+
+
+def bucket_expiry(bucket: int, longest: int) -> int:
+    """The unix time at which a bucket's hash expires under a key's longest
+    span: when the newest timestamp the bucket can hold is ``longest`` old."""
+    return (bucket + 1) * BUCKET_SECONDS + longest
 
 
 def registry_shard(key: str) -> int:
@@ -175,6 +198,12 @@ class RedisStore:
     replicas of every master written to have them (at most ``timeout``);
     fewer is a failed put. The registry is re-read on every ``get *``,
     :meth:`list_keys` and first page of :meth:`keys_with_prefix`.
+
+    ``retention``: a key with a policy gets its bucket hashes an ``EXPIREAT``
+    at :func:`bucket_expiry` of its longest span (Redis deletes them by its
+    own clock), and a put older than that span by ``clock`` is dropped and
+    counted in :attr:`expired_points`, as the memory store does. Coarser
+    archives are not kept: points stay at full precision until they expire.
     """
 
     def __init__(
@@ -183,10 +212,29 @@ class RedisStore:
         *,
         wait_replicas: int = 0,
         timeout: float = 5.0,
+        retention: RetentionRules | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
         self._wait_replicas = wait_replicas
         self._timeout = timeout
+        self._rules = None if retention is None or retention.keeps_everything else retention
+        self._clock = clock
+        # No point newer than now minus this can be too old for any key.
+        self._shortest_span = (
+            min(
+                [rule.retention.longest for rule in self._rules.schemas]
+                + ([self._rules.default.longest] if self._rules.default else []),
+                default=0,
+            )
+            if self._rules is not None
+            else 0
+        )
+        # Each key's longest span (None: kept for ever), so that a batch
+        # searches the rules' patterns once per key, not once per point.
+        self._longest: dict[str, int | None] = {}
+        #: Puts dropped because they were older than their key's longest span.
+        self.expired_points = 0
         self.figures = RedisFigures()
         # kind -> when it was last logged: a failing cluster, hit by every
         # batch, must not flood the log (storage may not use transport's logger).
@@ -196,12 +244,56 @@ class RedisStore:
         # Each key's newest bucket this server put in its bucket index: a batch
         # within it sends no ZADD (a third of the commands of a steady stream).
         self._indexed: dict[str, int] = {}
+        # Under retention rules, each key's newest bucket this server gave an
+        # EXPIREAT: a batch within it sends none (half the commands of a
+        # steady stream), unless the bucket is near its expiry (below).
+        self._expiring: dict[str, int] = {}
         # Points this server added that POINTS_KEY does not count yet.
         self._pending_points = 0
         # The deletion token (DELETIONS_KEY) when the two were last checked.
         self._epoch: bytes | None = None
         # The registry as last read, sorted, for pages of keys_with_prefix.
         self._sorted: list[str] = []
+
+    def figures_as_dict(self) -> dict[str, int]:
+        """The Redis figures, and ``points_expired`` when there are retention rules."""
+        figures = self.figures.as_dict()
+        if self._rules is not None:
+            figures["points_expired"] = self.expired_points
+        return figures
+
+    def _longest_span(self, key: str) -> int | None:
+        """Seconds ``key`` keeps its points, or None for ever."""
+        try:
+            return self._longest[key]
+        except KeyError:
+            assert self._rules is not None
+            policy = self._rules.policy_for(key)
+            longest = None if policy is None else policy.retention.longest
+            self._longest[key] = longest
+            return longest
+
+    def _admit(
+        self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
+    ) -> tuple[Sequence[str], Sequence[float], Sequence[int]]:
+        """The points not older than their key's longest span by the clock; the
+        others are counted in :attr:`expired_points`. (A put past its span
+        would otherwise live until its whole bucket expires.)"""
+        now = int(self._clock())
+        if timestamps and min(timestamps) >= now - self._shortest_span:
+            return keys, values, timestamps  # none can be too old
+        kept_keys: list[str] = []
+        kept_values: list[float] = []
+        kept_stamps: list[int] = []
+        for key, value, timestamp in zip(keys, values, timestamps, strict=True):
+            longest = self._longest_span(key)
+            if longest is not None and timestamp < now - longest:
+                self.expired_points += 1
+                continue
+            kept_keys.append(key)
+            kept_values.append(value)
+            kept_stamps.append(timestamp)
+        return kept_keys, kept_values, kept_stamps
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         """Log a warning of ``kind`` at most every 10 s."""
@@ -226,7 +318,10 @@ class RedisStore:
                 except (RedisError, OSError, TimeoutError, ReplicasShortError) as exc:
                     last = exc
             self.figures.errors += 1
-            if scope.cancelled_caught:
+            # The client library may turn the deadline's cancellation into an
+            # error of its own (a connection being opened): past the deadline,
+            # any failure is the timeout.
+            if scope.cancelled_caught or trio.current_time() >= deadline:
                 self.figures.timeouts += 1
                 break
             if isinstance(last, ReplicasShortError):
@@ -331,7 +426,14 @@ class RedisStore:
         self, keys: Sequence[str], values: Sequence[float], timestamps: Sequence[int]
     ) -> None:
         """Store the batch in one pipeline; return once Redis acknowledged it
-        (and, with ``wait_replicas``, that many replicas of each master)."""
+        (and, with ``wait_replicas``, that many replicas of each master).
+
+        With retention rules, points older than their key's longest span are
+        dropped first (acknowledged all the same, as by the memory store)."""
+        if self._rules is not None:
+            keys, values, timestamps = self._admit(keys, values, timestamps)
+            if not keys:
+                return
         columns: dict[tuple[str, int], dict[int, float]] = {}
         for key, value, timestamp in zip(keys, values, timestamps, strict=True):
             where = (key, timestamp // BUCKET_SECONDS)
@@ -354,26 +456,26 @@ class RedisStore:
             # token) the batch registers and indexes all its keys again.
             # The token this write's knowledge of the registry is valid for.
             epoch = self._epoch
-            results = await self._write(columns, hashes, batch_keys)
+            added, seen = await self._write(columns, hashes, batch_keys)
             # The HSETs' answers (new fields) are the points added: counted
             # into the shared total in this server's next pipeline.
-            self._pending_points += sum(int(result) for result in results[-len(hashes) - 2 : -2])
-            seen = results[-1]
+            self._pending_points += added
             if seen is None or seen != epoch:
                 if seen is None or seen != self._epoch:
                     # The first batch to see it: later batches start afresh
                     # (those already sent repair their own keys, not again).
                     self._forget(seen)
-                results = await self._write(
+                _, self._epoch = await self._write(
                     columns, {}, batch_keys, everything=True, token=_new_token()
                 )
-                self._epoch = results[-1]
             if self._wait_replicas:
                 await self._wait_for_replicas(batch_keys)
 
         await self._retrying("put", attempt)
         for key, bucket in columns:
             self._indexed[key] = max(bucket, self._indexed.get(key, bucket))
+            if self._rules is not None:
+                self._expiring[key] = max(bucket, self._expiring.get(key, bucket))
         self._known.update(batch_keys)
 
     async def _write(
@@ -384,11 +486,25 @@ class RedisStore:
         *,
         everything: bool = False,
         token: bytes | None = None,
-    ) -> tuple[Any, ...]:
+    ) -> tuple[int, Any]:
         """One pipeline: the registry entries and bucket indexes this server does
-        not know to be there (all of them with ``everything``), the ``hashes``,
-        the deletion ``token`` if there is none yet, and a read of the token
-        (the last result)."""
+        not know to be there (all of them with ``everything``), the ``hashes``
+        (each with its expiry, under retention rules), the deletion ``token``
+        if there is none yet, and a read of the token.
+
+        Returns the fields the ``HSET``s added, and the token read.
+
+        Under retention rules, each hash written gets its ``EXPIREAT`` unless
+        it is the key's newest bucket this server gave one already and that
+        expiry is more than an hour away (a server whose clock lags Redis'
+        may write into a bucket Redis just deleted: within an hour of its
+        expiry, a bucket is given it again at every write). ``everything`` gives
+        every bucket of ``columns`` its expiry, hashes written or not (a
+        delete elsewhere may have removed a hash, so the ``HSET`` made a new
+        one). A bucket index that gets a bucket in a new group of
+        :data:`_TRIM_EVERY_BUCKETS` also loses the buckets whose hashes have
+        expired (``ZREMRANGEBYSCORE``), in the same pipeline, at no extra
+        round trip."""
         known = set() if everything else self._known
         indexed = {} if everything else self._indexed
         new_keys = [key for key in keys if key not in known]
@@ -403,6 +519,29 @@ class RedisStore:
             for score, key in enumerate(new_keys, start=last - len(new_keys) + 1):
                 scores.setdefault(registry_shard(key), {})[key] = score
 
+        # Each written hash's expiry, and each indexed key's last expired bucket.
+        expiries: dict[str, int] = {}
+        trims: dict[str, int] = {}
+        if self._rules is not None:
+            now = int(self._clock())
+            expiring = {} if everything else self._expiring
+            for key, bucket in columns if hashes or everything else ():
+                longest = self._longest_span(key)
+                if longest is None:
+                    continue
+                expiry = bucket_expiry(bucket, longest)
+                if expiring.get(key) != bucket or expiry <= now + _EXPIRY_RESEND_SECONDS:
+                    expiries[bucket_hash_name(key, bucket)] = expiry
+            for key, numbers in buckets.items():
+                longest = self._longest_span(key)
+                newest = indexed.get(key)
+                if longest is not None and (
+                    newest is None
+                    or max(numbers.values()) // _TRIM_EVERY_BUCKETS != newest // _TRIM_EVERY_BUCKETS
+                ):
+                    # The buckets whose expiry is not after now.
+                    trims[key] = (now - longest) // BUCKET_SECONDS - 1
+
         def fill(pipe: Any) -> None:
             from coredis import PureToken
 
@@ -410,8 +549,17 @@ class RedisStore:
                 pipe.zadd(registry_name(shard), members, condition=PureToken.NX)
             for key, numbers in buckets.items():
                 pipe.zadd(bucket_index_name(key), numbers)
+                if key in trims:
+                    pipe.zremrangebyscore(bucket_index_name(key), -math.inf, trims[key])
             for name, fields in hashes.items():
                 pipe.hset(name, fields)
+                if name in expiries:
+                    # After the HSET, in the same slot (so in order): EXPIREAT
+                    # does nothing to a key that does not exist yet.
+                    pipe.expireat(name, expiries[name])
+            for name, expiry in expiries.items():
+                if name not in hashes:
+                    pipe.expireat(name, expiry)
             if token is not None:
                 pipe.set(DELETIONS_KEY, token, condition=PureToken.NX)
             # Always two results: the points added before, and the token.
@@ -420,10 +568,19 @@ class RedisStore:
 
         pending = self._take_pending_points()
         try:
-            return await self._pipeline(fill)
+            results = await self._pipeline(fill)
         except BaseException:
             self._pending_points += pending
             raise
+        # The HSETs' answers, without those of the EXPIREATs among and after them.
+        first = len(results) - 2 - len(hashes) - len(expiries) - (token is not None)
+        answers = iter(results[first:])
+        added = 0
+        for name in hashes:
+            added += int(next(answers))
+            if name in expiries:
+                next(answers)
+        return added, results[-1]
 
     def _take_pending_points(self) -> int:
         """The points not yet counted, now owed by the caller's pipeline (given
@@ -437,6 +594,7 @@ class RedisStore:
         self._epoch = epoch
         self._known.clear()
         self._indexed.clear()
+        self._expiring.clear()
 
     async def _wait_for_replicas(self, written: Iterable[str]) -> None:
         """``WAIT`` on every master written to, through a fenced write.
@@ -552,6 +710,7 @@ class RedisStore:
         self.figures.registry_reads += 1
         self._known = set(keys)
         self._indexed.clear()
+        self._expiring.clear()
         self._sorted = sorted(keys)
         return keys
 
@@ -674,9 +833,14 @@ async def open_redis_store(
     wait_replicas: int = 0,
     operation_timeout: float = 5.0,
     max_connections: int = 64,
+    retention: RetentionRules | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[RedisStore]:
     """Connect to Redis (a cluster from ``nodes``, or the one server) for the block.
 
+    ``max_connections``: the pool's size (per master, for a cluster); a
+    request waits for a free connection within its ``operation_timeout``.
+    ``retention`` and ``clock``: see :class:`RedisStore`.
     Raises :exc:`StoreUnavailableError` when no node answers within ``operation_timeout``.
     """
     import coredis
@@ -705,6 +869,7 @@ async def open_redis_store(
             port,
             stream_timeout=operation_timeout,
             connect_timeout=operation_timeout,
+            pool_timeout=operation_timeout,
             max_connections=max_connections,
             retry_policy=NoRetryPolicy(),
             decode_responses=False,
@@ -712,7 +877,13 @@ async def open_redis_store(
     from coredis.exceptions import RedisError
 
     where = ", ".join(f"{host}:{port}" for host, port in nodes)
-    store = RedisStore(client, wait_replicas=wait_replicas, timeout=operation_timeout)
+    store = RedisStore(
+        client,
+        wait_replicas=wait_replicas,
+        timeout=operation_timeout,
+        retention=retention,
+        clock=clock,
+    )
     entered = False
     try:
         # The client's own connect timeout bounds the start (a cancel scope
