@@ -36,9 +36,23 @@ def test_a_full_memory_starts_over_and_never_grows_past_its_capacity() -> None:
     assert len(texts) <= 3
 
 
-def test_capacity_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="capacity"):
-        KeyTexts(capacity=0)
+def test_long_keys_are_bounded_by_their_bytes() -> None:
+    texts = KeyTexts(capacity=100, max_bytes=1000)
+    long_keys = [b"k%d." % n + b"x" * 400 for n in range(3)]
+    assert texts.decode(long_keys[:2]) == [key.decode() for key in long_keys[:2]]
+    assert len(texts) == 2
+    assert texts.decode(long_keys[2:]) == [long_keys[2].decode()]
+    assert len(texts) == 1  # the first two were forgotten to make room
+    assert texts.remembered_bytes <= 1000
+    # A batch whose keys alone are over the bound is decoded, not remembered.
+    assert texts.decode([b"y" * 1001]) == ["y" * 1001]
+    assert texts.remembered_bytes <= 1000
+
+
+@pytest.mark.parametrize("arguments", [{"capacity": 0}, {"max_bytes": 0}])
+def test_the_bounds_must_be_positive(arguments: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="must be at least 1"):
+        KeyTexts(**arguments)
 
 
 @settings(max_examples=300)
@@ -50,8 +64,9 @@ def test_capacity_must_be_positive() -> None:
     st.integers(1, 4),
 )
 def test_decode_is_always_the_plain_decoding(batches: list[list[bytes]], capacity: int) -> None:
-    texts = KeyTexts(capacity)
+    texts = KeyTexts(capacity, max_bytes=6)
     for raw in batches:
         expected = None if (b"*" in raw or b"" in raw) else [key.decode() for key in raw]
         assert texts.decode(raw) == expected
         assert len(texts) <= capacity
+        assert texts.remembered_bytes <= 6

@@ -477,8 +477,8 @@ def plain_point_columns(
     return keys, values, timestamps
 
 
-# The text of the keys the batch parsers saw last; a key is printable ASCII
-# of at most a line's length, so 16,384 of them are a few MiB at most.
+# The text of the keys the batch parsers saw last (bounded in number and
+# in bytes: a key can be as long as a line).
 _KEY_TEXTS: Final = KeyTexts()
 
 
