@@ -212,3 +212,66 @@ def test_a_timestamp_with_leading_zeros_in_a_large_batch() -> None:
     assert fast is not None
     assert fast[2][-1] == 42
     assert fast == line_by_line(batch)
+
+
+# Blocks of many puts, as a read brings them: mostly plain (so that the batch
+# path reads values and timestamps as JSON), with tokens only an exact
+# reader gets right and a few odd lines among them.
+_KEYS = st.integers(0, 40).map(lambda n: b"host%d.cpu" % n) | st.sampled_from(
+    [b"a,b", b'"q"', b"[1]", b"put"]
+)
+# (Within 1e300: forty of them cannot add up to an infinity, which sends a
+# batch the slow way to find out which value is not finite.)
+_JSON_VALUES = st.floats(min_value=-1e300, max_value=1e300).map(
+    lambda v: repr(v).encode()
+) | st.sampled_from([b"1", b"-0", b"-0.0", b"1E5", b"4.9e-324", b"-1e-400"])
+_VALUES = _JSON_VALUES | st.sampled_from([b"1.", b".5", b"+1", b"1_0", b"007"])
+_STAMPS = st.integers(0, 2**63 - 1).map(lambda n: b"%d" % n) | st.sampled_from(
+    [b"0", b"0042", b"9223372036854775807"]
+)
+_ODD = st.sampled_from(
+    [b"*", b"", b"caf\xc3\xa9", b"nan", b"inf", b"1e999", b"1,2", b"true", b"get", b"x",
+     b"9223372036854775808", b"99999999999999999999", b"00000000000000000001", b"-1", b"1.5"]
+)  # fmt: skip
+_JSON_PUTS = st.tuples(st.just(b"put"), _KEYS, _JSON_VALUES, _STAMPS).map(b" ".join)
+_PUTS = st.tuples(st.just(b"put"), _KEYS, _VALUES, _STAMPS).map(b" ".join)
+_ODD_PUTS = st.tuples(st.just(b"put") | _ODD, _KEYS | _ODD, _VALUES | _ODD, _STAMPS | _ODD).map(
+    b" ".join
+) | st.tuples(
+    st.lists(_KEYS | _VALUES | _STAMPS | _ODD, max_size=5),
+    st.sampled_from([b" ", b"  ", b"\t", b" \r", b"\r"]),
+).map(lambda parts: parts[1].join(parts[0]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_JSON_PUTS, min_size=8, max_size=40) | st.lists(_PUTS, min_size=8, max_size=40),
+    st.lists(st.tuples(st.integers(0, 40), _ODD_PUTS), max_size=2),
+)
+def test_a_block_of_many_puts_reads_as_line_by_line(
+    plain: list[bytes], odd: list[tuple[int, bytes]]
+) -> None:
+    lines = list(plain)
+    for where, line in odd:
+        lines.insert(where, line)
+    fast = parse_put_block(b"\n".join(lines))
+    expected = line_by_line(lines)
+    if not odd:
+        assert fast is not None  # plain puts all take the batch path
+    if fast is not None:
+        assert exactly(fast) == exactly(expected)
+
+
+@pytest.mark.parametrize(
+    "odd_block",
+    [
+        b"put a 1\nput 2 3 4 5",  # three fields and five: as many separators as two puts
+        b"put a 1 2\n put 1 2",  # a leading space
+        b"put a 1 2\nput 1 2 ",  # a trailing space
+        b"put a 1 2\nput 1  2",  # a doubled space
+        b"put a 1 2\nget a 1 2",
+        b"put a 1 2\nput * 1 2",
+    ],
+)
+def test_near_plain_put_blocks_are_refused(odd_block: bytes) -> None:
+    assert parse_put_block(odd_block) is None

@@ -372,3 +372,110 @@ def test_a_read_of_plain_lines_takes_the_block_path(monkeypatch: pytest.MonkeyPa
     assert batch.keys == ["host.cpu"] * 1000
     assert batch.values[:2] == [0.25, 1.25]
     assert batch.timestamps[-1] == 1501864247 + 999
+
+
+# Blocks of many lines, as a read brings them: mostly plain lines (so that
+# the block path is taken, with values and timestamps read as JSON), with
+# tokens that only an exact reader gets right, and a few odd lines: a
+# wrong token, a field too many or too few, a doubled or missing
+# separator, a tab, a "\r".
+_GOOD_KEYS = st.integers(0, 40).map(lambda n: b"host%d.cpu" % n) | st.sampled_from(
+    [b"a.b", b"web-1.cpu", b"a,b", b'"q"', b"[1]"]
+)
+# Values JSON reads (one tricky: JSON's -0 is an integer), and values only
+# float() reads, which send the column to float() token by token.
+_JSON_VALUES = st.floats(allow_nan=False, allow_infinity=False).map(
+    lambda v: repr(v).encode()
+) | st.sampled_from([b"1", b"-0", b"-0.0", b"1E5", b"4.9e-324", b"-1e-400"])
+_GOOD_VALUES = _JSON_VALUES | st.sampled_from(
+    [b"1.", b".5", b"+1", b"1_0", b"007", b"0.1000000000000000055511151231257827"]
+)
+_GOOD_STAMPS = st.integers(0, 2**63 - 1).map(lambda n: b"%d" % n) | st.sampled_from(
+    [b"0", b"0042", b"9223372036854775807"]
+)
+_ODD_TOKENS = st.sampled_from(
+    [b"*", b"", b"\xc3\xa9t\xc3\xa9", b"00000000000000000001501864247", b"nan", b"inf",
+     b"1e999", b"1,2", b"true", b"9223372036854775808", b"99999999999999999999",
+     b"123456789012345678901234567890", b"-1", b"1.5", b"1e3", b"x"]
+)  # fmt: skip
+_ANY_TOKENS = _GOOD_KEYS | _GOOD_VALUES | _GOOD_STAMPS | _ODD_TOKENS
+_PLAIN_LINES = st.tuples(_GOOD_KEYS, _GOOD_VALUES, _GOOD_STAMPS).map(b" ".join)
+_JSON_LINES = st.tuples(_GOOD_KEYS, _JSON_VALUES, _GOOD_STAMPS).map(b" ".join)
+_ODD_LINES = st.tuples(
+    _GOOD_KEYS | _ODD_TOKENS, _GOOD_VALUES | _ODD_TOKENS, _GOOD_STAMPS | _ODD_TOKENS
+).map(b" ".join) | st.tuples(
+    st.lists(_ANY_TOKENS, min_size=0, max_size=5),
+    st.sampled_from([b" ", b"  ", b"\t", b" \r", b"\r"]),
+).map(lambda parts: parts[1].join(parts[0]))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.lists(_JSON_LINES, min_size=8, max_size=40)
+    | st.lists(_PLAIN_LINES, min_size=8, max_size=40),
+    st.lists(st.tuples(st.integers(0, 40), _ODD_LINES), max_size=2),
+)
+def test_a_block_of_many_lines_reads_as_line_by_line(
+    plain: list[bytes], odd: list[tuple[int, bytes]]
+) -> None:
+    lines = list(plain)
+    for where, line in odd:
+        lines.insert(where, line)
+    block = b"\n".join(lines)
+    batch = parse_graphite_lines(block, NOW)
+    keys, values, stamps = _line_by_line(lines, NOW)
+    assert batch.keys == keys
+    assert batch.timestamps == stamps
+    # Each value exactly float() of its text, to the bit (-0 is -0.0).
+    assert [v.hex() for v in batch.values] == [v.hex() for v in values]
+    assert len(batch.bad) == sum(1 for line in lines if _is_bad(line, NOW))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"k -0 1501864247",  # JSON reads -0 as the integer 0
+        b"k 1. 1501864247",  # not JSON
+        b"k 1 0042",  # a leading zero: not JSON
+        b"k 1 9223372036854775807",
+    ],
+)
+def test_plain_blocks_with_numbers_json_reads_otherwise_take_the_block_path(
+    line: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import trio_metrics.ingest._graphite as graphite
+
+    expected = parse_graphite_line(line, NOW)
+    assert expected is not None
+
+    def no_line_by_line(line: bytes, now: int) -> None:
+        raise AssertionError("the line-by-line path was taken")
+
+    monkeypatch.setattr(graphite, "parse_graphite_line", no_line_by_line)
+    block = b"\n".join([b"host.cpu %d.5 %d" % (i, i) for i in range(10)] + [line])
+    batch = parse_graphite_lines(block, NOW)
+    assert batch.keys[-1] == expected.key
+    assert batch.values[-1].hex() == expected.value.hex()
+    assert batch.timestamps[-1] == expected.timestamp
+
+
+@pytest.mark.parametrize(
+    "odd_block",
+    [
+        b"a 1\nb 2 3 4",  # two fields and four: as many separators as two plain lines
+        b"a 1\n5 3 4 5",  # the same, every token a good one where it would land
+        b"a 1 2\n 1 2",  # a leading space: an empty key
+        b"a 1 2\n1 2 ",  # a trailing space: an empty timestamp
+        b"a 1 2\n1  2",  # an empty value
+        b" a 1\nb 2 3",  # a leading space instead of a field
+        b"a 1 2\nb 2 3 ",  # a trailing space
+        b"a 1  2\nb 2 3",  # a doubled space
+        b"a 1 2\n\nb 2",  # an empty line
+        b"a 1 2\tb 2 3",
+    ],
+)
+def test_near_plain_blocks_are_read_line_by_line(odd_block: bytes) -> None:
+    lines = odd_block.split(b"\n")
+    batch = parse_graphite_lines(odd_block, NOW)
+    assert (batch.keys, batch.values, batch.timestamps) == _line_by_line(lines, NOW)
+    assert len(batch.bad) == sum(1 for line in lines if _is_bad(line, NOW))

@@ -313,6 +313,40 @@ def test_put_many_matches_reference_model(points: list[tuple[str, float, int]]) 
         assert plain(store.series(key)) == model.series(key)
 
 
+# Many keys, each with a few timestamps: batches hold repeats, seconds out of
+# order and keys new and old, as a pipelined or Graphite read can.
+many_keys = st.integers(0, 60).map(lambda n: f"host{n}.cpu")
+batch_points = st.lists(st.tuples(many_keys, floats, st.integers(0, 30)), max_size=200)
+
+
+@settings(max_examples=200, deadline=None)
+@given(batches=st.lists(batch_points, min_size=1, max_size=4))
+def test_put_columns_of_whole_batches_matches_one_point_at_a_time(
+    batches: list[list[tuple[str, float, int]]],
+) -> None:
+    batched, single = MetricStore(), MetricStore()
+    model = Model()
+    heard: tuple[list[tuple[str, int]], list[tuple[str, int]]] = ([], [])
+    batched.add_change_listener(lambda key, index: heard[0].append((key, index)))
+    single.add_change_listener(lambda key, index: heard[1].append((key, index)))
+    for points in batches:
+        keys = [key for key, _, _ in points]
+        values = [value for _, value, _ in points]
+        stamps = [timestamp for _, _, timestamp in points]
+        batched.put_columns(keys, values, stamps)
+        for key, value, timestamp in points:
+            single.put(key, value, timestamp)
+            model.put(key, value, timestamp)
+    assert batched.keys() == single.keys() == model.order
+    assert len(batched) == len(single) == len(model)
+    for (key, stamps, values), (_, want_stamps, want_values) in zip(
+        plain(batched.series("*")), model.series("*"), strict=True
+    ):
+        # Last write wins, to the bit (-0.0 is not 0.0).
+        assert (key, stamps, bits(values)) == (key, want_stamps, bits(want_values))
+    assert heard[0] == heard[1]
+
+
 class StoreMachine(RuleBasedStateMachine):
     """Random puts against the model; snapshots must never change."""
 

@@ -45,6 +45,7 @@ from ..wire import (
     ProtocolError,
     is_valid_key,
     parse_value,
+    plain_line_tokens,
     plain_point_columns,
 )
 
@@ -229,20 +230,16 @@ def parse_graphite_lines(lines: bytes | Iterable[Line], now: int) -> GraphiteBat
     return batch
 
 
-# What nearly every sender writes: "path value timestamp", single spaces, a
-# printable ASCII path, a timestamp of at most 19 digits.
-_PLAIN_LINE = rb"[!-~]+ [!-~]+ [0-9]{1,19}"
-_PLAIN_BLOCK: Final = re.compile(rb"(?:%s\n)*%s" % (_PLAIN_LINE, _PLAIN_LINE))
-
-
 def _parse_plain_block(
     lines: bytes | Iterable[Line],
 ) -> tuple[list[str], list[float], list[int]] | None:
     """The columns of a read of plain lines, or ``None`` for the line-by-line path.
 
-    It accepts exactly what :func:`parse_graphite_line` would turn into
-    points, and nothing it would refuse or drop (a ``nan`` goes the slow
-    way, where it is counted).
+    Plain is what nearly every sender writes: ``path value timestamp``,
+    single spaces, a printable ASCII path, a timestamp of at most 19
+    digits. It accepts exactly what :func:`parse_graphite_line` would turn
+    into points, and nothing it would refuse or drop (a ``nan`` goes the
+    slow way, where it is counted).
     """
     if isinstance(lines, bytes):
         block = lines
@@ -251,9 +248,10 @@ def _parse_plain_block(
             block = b"\n".join(lines)  # type: ignore[arg-type]
         except TypeError:  # the marker of an over-long line
             return None
-    if _PLAIN_BLOCK.fullmatch(block) is None:
+    # Three tokens per line: the flat list is sliced into columns.
+    tokens = plain_line_tokens(block, 3)
+    if tokens is None:
         return None
-    tokens = block.split()
     return plain_point_columns(tokens[0::3], tokens[1::3], tokens[2::3])
 
 

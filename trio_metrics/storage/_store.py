@@ -175,24 +175,25 @@ class MetricStore:
     ) -> None:
         """Store the points given as parallel columns, in order."""
         series = self._series
-        find = series.get
         # Points that landed on a second their key already held (not new).
         held = 0
         for key, value, timestamp in zip(keys, values, timestamps, strict=True):
-            columns = find(key)
-            if columns is not None:
-                stamps = columns[0]
-                # (A key may have no points in its arrays: a tiered store's
-                # key whose points are all in compressed blocks.)
-                if stamps and timestamp > stamps[-1]:
-                    # The common case: time moves forward.
-                    stamps.append(timestamp)
-                    columns[1].append(value)
-                    continue
-                held += self._place(key, stamps, columns[1], value, timestamp)
-            else:
+            # A subscript and an unpacking: cheaper per point than .get()
+            # and two subscripts, and a new key is rare.
+            try:
+                stamps, numbers = series[key]
+            except KeyError:
                 series[key] = (array("q", (timestamp,)), array("d", (value,)))
                 self._sorted.add(key)
+                continue
+            # (A key may have no points in its arrays: a tiered store's key
+            # whose points are all in compressed blocks.)
+            if stamps and timestamp > stamps[-1]:
+                # The common case: time moves forward.
+                stamps.append(timestamp)
+                numbers.append(value)
+                continue
+            held += self._place(key, stamps, numbers, value, timestamp)
         self._points += len(keys) - held
 
     def _place(

@@ -100,6 +100,7 @@ from ._protocol import (
     parse_put_block,
     parse_timestamp,
     parse_value,
+    plain_line_tokens,
     plain_point_columns,
     points_per_piece,
 )
@@ -202,6 +203,7 @@ __all__ = [
     "parse_put_block",
     "parse_timestamp",
     "parse_value",
+    "plain_line_tokens",
     "plain_point_columns",
     "points_per_piece",
     "prometheus_labels",

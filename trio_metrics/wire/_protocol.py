@@ -19,6 +19,7 @@ import attrs
 import orjson
 
 from ._globs import Glob, GlobError, compile_glob
+from ._key_texts import KeyTexts
 
 __all__ = [
     "ALL_KEYS",
@@ -57,6 +58,7 @@ __all__ = [
     "parse_put_block",
     "parse_timestamp",
     "parse_value",
+    "plain_line_tokens",
     "plain_point_columns",
     "points_per_piece",
 ]
@@ -375,11 +377,11 @@ def _parse_pattern(token: bytes) -> str:
         raise ProtocolError(f"pattern {token[:40]!r} is not UTF-8") from None
 
 
-# A line in the plain form that nearly every client sends: single spaces,
-# an ASCII key, a timestamp of at most 19 digits. Blocks of such lines take
-# the fast path of parse_put_block; anything else goes line by line.
-_PLAIN_PUT = rb"put [!-~]+ [!-~]+ [0-9]{1,19}"
-_PLAIN_PUT_BLOCK: Final = re.compile(rb"(?:%s\n)*%s" % (_PLAIN_PUT, _PLAIN_PUT))
+# A line in the plain form that nearly every client sends ("put", key,
+# value, timestamp: single spaces, an ASCII key, a timestamp of at most 19
+# digits). Blocks of such lines take the fast path of parse_put_block;
+# anything else goes line by line.
+_PUT = b"put"
 
 
 def parse_put_block(
@@ -407,28 +409,62 @@ def parse_put_block(
         # One put, as a request-response client sends it: the same checks
         # with less to set up (about half the time of the batch path).
         return _parse_one_put(block)
-    if _PLAIN_PUT_BLOCK.fullmatch(block) is None:
+    # Four tokens per line, so the flat token list can be sliced into
+    # columns without looking at lines again.
+    tokens = plain_line_tokens(block, 4)
+    if tokens is None:
         return None
-    # The pattern guarantees four tokens per line, so the flat token list
-    # can be sliced into columns without looking at lines again.
-    tokens = block.split()
+    commands = tokens[0::4]
+    if commands.count(_PUT) != len(commands):
+        return None
     return plain_point_columns(tokens[1::4], tokens[2::4], tokens[3::4])
+
+
+_PRINTABLE_ASCII: Final = bytes(range(0x21, 0x7F))
+
+
+def plain_line_tokens(block: bytes, fields: int) -> list[bytes] | None:
+    """The tokens of ``block`` if each of its lines is ``fields`` plain tokens; else ``None``.
+
+    A plain line is ``fields`` tokens of printable ASCII (no space)
+    separated by single spaces; lines are separated by ``\n``. The tokens
+    come as one flat list, line after line, ready to be sliced into columns
+    (``tokens[0::fields]`` and so on). Checked in a few C-level passes over
+    the whole block (no pattern matched byte by byte): what is left once
+    every printable ASCII byte is deleted must be exactly the separators of
+    plain lines. A token may still be empty (``b""``), where two separators
+    meet or one is at either end: :func:`plain_point_columns` refuses those
+    (looking for them here would cost a search of the whole block).
+    """
+    if fields < 1:
+        raise ValueError("fields must be at least 1")
+    # Any byte that is neither printable ASCII nor a space or "\n" (a tab,
+    # a "\r", a control byte, UTF-8) stays here and spoils the comparison.
+    separators = block.translate(None, _PRINTABLE_ASCII)
+    lines, rest = divmod(len(separators) + 1, fields)
+    line_end = b" " * (fields - 1) + b"\n"
+    if rest or separators + b"\n" != line_end * lines:
+        return None
+    return block.replace(b"\n", b" ").split(b" ")
 
 
 def plain_point_columns(
     raw_keys: list[bytes], raw_values: list[bytes], raw_timestamps: list[bytes]
 ) -> tuple[list[str], list[float], list[int]] | None:
-    """Columns of points from tokens already known to be plain; ``None`` if any is wrong.
+    """Columns of points from plain tokens (:func:`plain_line_tokens`); ``None`` if any is wrong.
 
-    The caller has checked the form with a pattern: each key printable
-    ASCII without spaces, each timestamp 1 to 19 ASCII digits. This checks
-    what a pattern cannot, in C-speed passes over whole columns: no key is
-    ``*``, every value is a finite number, no timestamp is over 2**63-1.
-    ``None`` sends the caller to its line-by-line path, which says what is
-    wrong with which line. Used by the main protocol's :func:`parse_put_block`
-    and the Graphite listener's fast path.
+    The caller has checked that every token is printable ASCII without a
+    space (empty tokens are allowed). This checks the rest in C-speed
+    passes over whole columns: no key is empty or ``*``, every value is a
+    finite number, every timestamp is 1 to 19 ASCII digits and at most
+    2**63-1 (an empty value or timestamp is no number: JSON refuses the
+    ``,,`` it makes, and so do ``float()`` and ``int()``). ``None`` sends the caller to its
+    line-by-line path, which says what is wrong with which line. Used by
+    the main protocol's :func:`parse_put_block` and the Graphite listener's
+    fast path. Keys seen before come back as the ``str`` objects of then.
     """
-    if b"*" in raw_keys:
+    keys = _KEY_TEXTS.decode(raw_keys)
+    if keys is None:
         return None
     values = _read_floats(raw_values)
     # One C-level sum finds any nan or infinity (an overflowing sum of
@@ -436,10 +472,14 @@ def plain_point_columns(
     if values is None or not math.isfinite(sum(values)):
         return None
     timestamps = _read_digits(raw_timestamps)
-    if max(timestamps) > MAX_TIMESTAMP:
+    if timestamps is None or max(timestamps) > MAX_TIMESTAMP:
         return None
-    # Printable ASCII, no space, not "*": valid keys, decoded without checks.
-    return list(map(bytes.decode, raw_keys)), values, timestamps
+    return keys, values, timestamps
+
+
+# The text of the keys the batch parsers saw last (bounded in number and
+# in bytes: a key can be as long as a line).
+_KEY_TEXTS: Final = KeyTexts()
 
 
 _PLAIN_PUT_LINE: Final = re.compile(rb"put ([!-~]+) ([!-~]+) ([0-9]{1,19})")
@@ -463,23 +503,38 @@ def _parse_one_put(line: bytes) -> tuple[list[str], list[float], list[int]] | No
     return [raw_key.decode()], [value], [timestamp]
 
 
-_JSON_NUMBER_TYPES: Final = frozenset((int, float))
 # From this many tokens on, one JSON read beats float() or int() per token
 # (below it, building the array costs more than it saves: a lone put).
 _READ_AS_JSON_FROM: Final = 8
+# What the JSON array of a column of plain numbers is made of. From these
+# bytes (no quote, bracket, brace or letter but the exponent's) JSON can
+# make nothing but numbers; the brackets around it are added.
+_DIGITS_AND_COMMAS: Final = b"0123456789,"
+_NUMBER_BYTES: Final = _DIGITS_AND_COMMAS + b"+-.eE"
 
 
-def _read_digits(tokens: list[bytes]) -> list[int]:
-    """``int()`` of every token, each one to 19 ASCII digits (checked by the caller).
+def _read_digits(tokens: list[bytes]) -> list[int] | None:
+    """``int()`` of every token if each is 1 to 19 ASCII digits; else ``None``.
 
-    Read as one JSON array by orjson when there are many; a leading zero,
-    which ``int()`` reads and JSON does not, sends them to ``int()``.
+    Read as one JSON array by orjson when there are many. JSON refuses a
+    leading zero, which ``int()`` reads: such a column is read by ``int()``.
+    Without leading zeros, a number of 20 digits or more is over 2**63-1
+    (orjson reads it as a float), which the caller refuses.
     """
+    joined = b",".join(tokens)
+    if joined.translate(None, _DIGITS_AND_COMMAS):
+        return None  # a token holds something besides digits (and commas)
     if len(tokens) >= _READ_AS_JSON_FROM:
         with contextlib.suppress(orjson.JSONDecodeError):
-            numbers: list[int] = orjson.loads(b"[%s]" % b",".join(tokens))
-            return numbers
-    return list(map(int, tokens))
+            numbers: list[int] = orjson.loads(b"[%s]" % joined)
+            # (More numbers than tokens: a token held a comma.)
+            return numbers if len(numbers) == len(tokens) else None
+    if not tokens or max(map(len, tokens)) > MAX_TIMESTAMP_DIGITS:
+        return None
+    try:
+        return list(map(int, tokens))
+    except ValueError:  # an empty token, or one holding a comma
+        return None
 
 
 def _read_floats(tokens: list[bytes]) -> list[float] | None:
@@ -489,18 +544,18 @@ def _read_floats(tokens: list[bytes]) -> list[float] | None:
     about three times faster than ``float()`` token by token. JSON is
     stricter than ``float()`` (no ``1.``, ``.5``, ``+1``, ``1_0``, ``inf``):
     such a batch, one whose tokens do not each read as one number (a ``,``
-    or a bracket inside one), and a batch of a few tokens are read by
-    ``float()``.
+    inside one), one with a byte JSON could read as something else than a
+    number, and a batch of a few tokens are read by ``float()``.
     """
     if len(tokens) >= _READ_AS_JSON_FROM:
-        try:
-            numbers = orjson.loads(b"[%s]" % b",".join(tokens))
-        except orjson.JSONDecodeError:
-            numbers = None
+        joined = b",".join(tokens)
+        numbers = None
+        if not joined.translate(None, _NUMBER_BYTES):
+            with contextlib.suppress(orjson.JSONDecodeError):
+                numbers = orjson.loads(b"[%s]" % joined)
         if (
             numbers is not None
             and len(numbers) == len(tokens)
-            and _JSON_NUMBER_TYPES.issuperset(map(type, numbers))
             # JSON's "-0" is the integer 0; float(b"-0") is -0.0.
             and b"-0" not in tokens
         ):
