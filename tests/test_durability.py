@@ -735,10 +735,19 @@ async def test_a_failed_log_answers_each_put_with_the_error_and_the_connection_g
                 await stream.send_all(b"put a 1 1\nbogus\nput b 2 2\nput c 3 3\nget *\n")
                 expected = 4 * error + b"ok\nkept 1.0 1\n\n"
                 assert await receive_exactly(stream, len(expected)) == expected
+            # A delete the log cannot take has no answer and ends the
+            # connection, but the answers before it in the same read go out.
+            stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+            async with stream:
+                with trio.fail_after(NETWORK_TIMEOUT):
+                    await stream.send_all(b"put x 1 1\nping\ndelete kept\nping\n")
+                    expected = error + b"ok\n\n"
+                    assert await receive_exactly(stream, len(expected)) == expected
+                    assert await stream.receive_some() == b""
         assert info.stats.puts == 1
-        assert info.stats.puts_refused == 5
-        assert info.stats.errors == 6
-        assert info.stats.connection_failures == 0
+        assert info.stats.puts_refused == 6
+        assert info.stats.errors == 7
+        assert info.stats.connection_failures == 1  # the delete's
         assert "Traceback" not in caplog.text
         assert caplog.text.count("refused 2 puts (the error answer to each)") == 1
         assert "refused 3 puts" not in caplog.text  # throttled

@@ -160,7 +160,7 @@ class ConnectionHandler:
             if sock is not None:
                 # An OSError means already reset or closed: its handler is ending.
                 with contextlib.suppress(OSError):
-                    # The plain socket's shutdown: an SSLSocket's own drops its TLS state.
+                    # The plain socket under any TLS: its TLS state stays as it is.
                     socket.socket.shutdown(sock, socket.SHUT_RD)
         if not self._streams:
             self._all_closed.set()
@@ -392,17 +392,24 @@ class ConnectionHandler:
                 puts.add(command)
             else:
                 await puts.store()
-                if isinstance(command, Get):
-                    stats.gets += 1
-                    await self._answer_get(command.key, writer)
-                elif isinstance(command, Stats):
-                    stats.stats_requests += 1
-                    writer.add(await self._stats_answer())
-                elif isinstance(command, Auth):
-                    await writer.flush()
-                    writer.add(await self._answer_auth(command, session))
-                else:
-                    await self._answer_extension(command, writer)
+                answered = writer.checkpoint()
+                try:
+                    if isinstance(command, Get):
+                        stats.gets += 1
+                        await self._answer_get(command.key, writer)
+                    elif isinstance(command, Stats):
+                        stats.stats_requests += 1
+                        writer.add(await self._stats_answer())
+                    elif isinstance(command, Auth):
+                        await writer.flush()
+                        writer.add(await self._answer_auth(command, session))
+                    else:
+                        await self._answer_extension(command, writer)
+                except StoreUnavailableError:
+                    # A read or delete the store failed ends the connection
+                    # (it has no answer); the answers before it go out first.
+                    await writer.flush_to(answered)
+                    raise
             if writer.size >= limit:
                 await puts.store()
                 await writer.flush(more_to_come=True)
@@ -566,6 +573,10 @@ class _PendingPuts:
         self._writer = writer
         self._stats = stats
         self._warnings = warnings
+        #: Why the store refused a batch of this read: the later puts of the
+        #: read are refused at once, rather than each waiting for the store
+        #: to fail again (a Redis timeout per group of puts).
+        self._refused: StoreUnavailableError | None = None
         self._keys: list[str] = []
         self._values: list[float] = []
         self._timestamps: list[int] = []
@@ -580,8 +591,11 @@ class _PendingPuts:
             return
         count = len(self._keys)
         try:
+            if self._refused is not None:
+                raise self._refused
             await self._store.put_batch(self._keys, self._values, self._timestamps)
         except StoreUnavailableError as exc:
+            self._refused = exc
             self._writer.add(_refused_puts(self._stats, self._warnings, count, exc))
         else:
             self._stats.puts += count
@@ -596,11 +610,27 @@ class _AnswerWriter:
         self._stream = stream
         self._pieces: list[bytes] = []
         self.size = 0
+        self._flushes = 0
         self._idle_timeout = math.inf if limits.idle_timeout is None else limits.idle_timeout
 
     def add(self, piece: bytes) -> None:
         self._pieces.append(piece)
         self.size += len(piece)
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Where the answers collected so far end, for :meth:`flush_to`."""
+        return self._flushes, len(self._pieces)
+
+    async def flush_to(self, checkpoint: tuple[int, int]) -> None:
+        """Write the answers collected up to ``checkpoint``, dropping any after it.
+
+        If part of a later answer went out already (a long answer is written
+        as it grows), everything collected is written: it is cut short anyway.
+        """
+        flushes, pieces = checkpoint
+        if flushes == self._flushes:
+            del self._pieces[pieces:]
+        await self.flush()
 
     async def flush(self, *, more_to_come: bool = False) -> None:
         """Write everything collected; blocks while the client does not read.
@@ -617,6 +647,7 @@ class _AnswerWriter:
         data = b"".join(self._pieces) if len(self._pieces) > 1 else self._pieces[0]
         self._pieces = []
         self.size = 0
+        self._flushes += 1
         try:
             if self._idle_timeout == math.inf:
                 await self._stream.send_all(data)

@@ -24,8 +24,9 @@ deletes it once its newest possible point is that old (no downsampling:
 points stay at full precision until then).
 
 Every Redis operation is bounded by ``timeout`` seconds in all, retries
-included; one that fails raises :exc:`StoreUnavailableError`, and the server
-then closes the connection without acknowledging the puts.
+included; one that fails raises :exc:`StoreUnavailableError`: the server
+then answers each of the batch's puts with the error answer (none is
+acknowledged), or ends the connection of a read that failed.
 """
 
 from __future__ import annotations
