@@ -160,6 +160,63 @@ def _records_in_one_send_and_cut_into_bytes(port: int, context: ssl.SSLContext) 
         assert _wait_closed(client.sock) == b""
 
 
+def _a_corrupted_record_gets_an_alert(port: int, context: ssl.SSLContext) -> str:
+    client = _RecordClient(port, context)
+    with client.sock:
+        record = bytearray(client.records(b"put a 1 1\n"))
+        record[-1] ^= 0x01  # its authentication tag no longer matches
+        client.sock.sendall(bytes(record))
+        client._incoming.write(_wait_closed(client.sock))
+        client._incoming.write_eof()
+        try:
+            client.tls.read(65536)  # the server's records (in TLS 1.3 alerts are encrypted too)
+        except ssl.SSLError as exc:
+            return str(exc)
+        return "no alert"
+
+
+async def test_a_corrupted_record_is_answered_with_an_alert_then_closed(
+    tls_server: ServerInfo, pki: Pki
+) -> None:
+    """TLS writes a bad_record_mac alert before the read fails: it goes out
+    before the connection is closed."""
+    error = await trio.to_thread.run_sync(
+        _a_corrupted_record_gets_an_alert, tls_server.port, pki.client_context()
+    )
+    assert "BAD_RECORD_MAC" in error
+    assert tls_server.stats.puts == 0
+
+
+def test_a_renegotiation_is_refused_at_once(pki: Pki) -> None:
+    """A TLS 1.2 client asking to renegotiate is refused then and there (the
+    server's alert is sent from the read that met the request)."""
+    if shutil.which("openssl") is None:
+        skip_or_fail("openssl is missing: apt-get install openssl")
+    with server_in_thread(ServerConfig(port=0, tls=pki.settings())) as info:
+        client = subprocess.Popen(
+            [
+                *("openssl", "s_client", "-tls1_2"),
+                *("-connect", f"127.0.0.1:{info.port}", "-CAfile", str(pki.ca_file)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        assert client.stdin is not None and client.stdout is not None
+        try:
+            client.stdin.write(b"put r 1 1\n")
+            client.stdin.flush()
+            time.sleep(0.5)
+            client.stdin.write(b"R\n")  # s_client's renegotiate command
+            client.stdin.flush()
+            # Stuck until the idle timeout (there is none) if the refusal stays unsent.
+            output, _ = client.communicate(timeout=NETWORK_TIMEOUT)
+        finally:
+            client.kill()
+        assert b"RENEGOTIATING" in output
+        assert b"no renegotiation" in output.lower() or b"alert" in output.lower(), output
+
+
 async def test_a_hello_cut_in_two_records_in_one_read_and_records_cut_into_bytes(
     tls_server: ServerInfo, pki: Pki
 ) -> None:

@@ -159,8 +159,9 @@ class TlsServer:
     ) -> trio.abc.Stream | None:
         """The TLS stream over ``stream`` once its handshake is done, or ``None``.
 
-        A :class:`LeanSocketStream` becomes a :class:`LeanTlsStream` (TLS in
-        the standard library's socket, in C); any other stream (a test's
+        A :class:`LeanSocketStream` becomes a :class:`LeanTlsStream` (records
+        through the standard library's ``SSLObject``, one ``recv`` and one
+        ``send`` a request); any other stream (a test's
         memory stream) a :class:`trio.SSLStream`.
 
         ``None`` (the caller closes the connection) for a plaintext client,

@@ -29,8 +29,10 @@ class LeanTlsStream(LeanSocketStream):
     """A :class:`LeanSocketStream` speaking TLS over its socket, once handshaken.
 
     Records the peer sent beyond what a receive returned wait in memory and
-    are returned by the next receive without a wait. Bytes TLS itself must
-    send after a read (a TLS 1.3 key update's answer) go out ahead of the
+    are returned by the next receive without a wait. What TLS itself writes
+    while reading (an alert before a failed read raises, the refusal of a
+    renegotiation, a key update's answer) is sent at once, unless a send is
+    under way; what the socket does not take then goes out ahead of the
     next :meth:`send_all`. ``send_eof`` ends the TCP stream without a TLS
     ``close_notify``.
     """
@@ -46,6 +48,8 @@ class LeanTlsStream(LeanSocketStream):
         self._tls = tls
         self._incoming = incoming
         self._outgoing = outgoing
+        #: TLS output taken from ``outgoing`` that the socket did not take yet.
+        self._unsent = b""
 
     @property
     def ssl_object(self) -> ssl.SSLObject:
@@ -61,7 +65,7 @@ class LeanTlsStream(LeanSocketStream):
         # the socket without a failed read first.
         if tls.pending() or self._incoming.pending:
             try:
-                data = tls.read(max_bytes)
+                data = self._read(max_bytes)
             except ssl.SSLWantReadError:
                 pass  # part of a record: its rest is still on the way
             else:  # (b"" after a close_notify: the end)
@@ -69,10 +73,32 @@ class LeanTlsStream(LeanSocketStream):
                 return data
         return await self._receive_records(max_bytes)
 
+    def _read(self, max_bytes: int) -> bytes:
+        """Decrypt up to ``max_bytes``; send what TLS wrote meanwhile (an alert too)."""
+        try:
+            return self._tls.read(max_bytes)
+        finally:
+            if self._outgoing.pending:
+                self._send_tls_output()
+
+    def _send_tls_output(self) -> None:
+        # Best effort, without waiting: what the socket does not take now
+        # goes first in the next send_all. Not while a send is under way,
+        # whose records must not be cut by these (it sends them after its own).
+        if self._send_conflict.held:
+            return
+        data = self._unsent + self._outgoing.read()
+        try:
+            sent = self._sock.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            sent = len(data)  # the peer is gone: the read says so next
+        self._unsent = data[sent:]
+
     async def _receive_records(self, max_bytes: int) -> bytes:
         sock = self._sock
         incoming = self._incoming
-        tls = self._tls
         waited = False
         while True:
             if self._drained:
@@ -90,7 +116,7 @@ class LeanTlsStream(LeanSocketStream):
                 break
             incoming.write(ciphertext)
             try:
-                data = tls.read(max_bytes)  # b"" after a close_notify: the end
+                data = self._read(max_bytes)  # b"" after a close_notify: the end
             except ssl.SSLWantReadError:
                 continue  # a record cut across reads: take more
             if not waited:
@@ -117,6 +143,8 @@ class LeanTlsStream(LeanSocketStream):
                 except ssl.SSLError as exc:
                     raise trio.BrokenResourceError(f"TLS error: {exc}") from exc
             records = self._outgoing.read()
+            if self._unsent:
+                records, self._unsent = self._unsent + records, b""
             try:
                 sent = self._sock.send(records)
             except BlockingIOError:
