@@ -98,6 +98,44 @@ _WARN_INTERVAL: Final = 10.0
 _T = TypeVar("_T")
 
 
+class _QuietClientLog(logging.Filter):
+    """Rate-limits the client library's own error records, without their tracebacks.
+
+    The store logs each failed try itself (rate-limited); coredis also logs
+    an error with a traceback of the whole cancelled task group when a
+    deadline cuts off a connection it is opening: about 130 lines, once per
+    pooled connection, while Redis is down.
+    """
+
+    def __init__(self, interval: float = _WARN_INTERVAL) -> None:
+        super().__init__()
+        self._interval = interval
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        message = str(record.msg)
+        now = time.monotonic()
+        last = self._last.get(message)
+        if last is not None and now - last < self._interval:
+            return False
+        self._last[message] = now
+        if record.exc_info is not None:
+            kind = record.exc_info[0]
+            record.msg = f"{message} ({kind.__name__ if kind else 'error'}; traceback left out)"
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def _quiet_client_log() -> None:
+    """Install :class:`_QuietClientLog` on coredis' logger, once."""
+    client_logger = logging.getLogger("coredis")
+    if not any(isinstance(f, _QuietClientLog) for f in client_logger.filters):
+        client_logger.addFilter(_QuietClientLog())
+
+
 def escape_key(key: str) -> str:
     """``key`` as it appears inside a Redis name's hash tag (no ``{`` or ``}``)."""
     return key.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
@@ -847,6 +885,8 @@ async def open_redis_store(
     import coredis
     from coredis.connection import TCPLocation
     from coredis.retry import NoRetryPolicy
+
+    _quiet_client_log()
 
     client: coredis.Redis[bytes] | coredis.RedisCluster[bytes]
     if cluster:
