@@ -715,6 +715,7 @@ async def test_a_failed_log_answers_each_put_with_the_error_and_the_connection_g
     """Puts the log could not take get the error answer, never ``ok``; answers
     stay in order around them, and the same connection still reads."""
     error = b"error\nwrong command\n\n"
+    caplog.set_level(logging.INFO, logger="trio_metrics.server")
     async with (
         open_store_on_broken_disk(tmp_path) as (store, log),
         trio.open_nursery() as nursery,
@@ -752,6 +753,8 @@ async def test_a_failed_log_answers_each_put_with_the_error_and_the_connection_g
         assert caplog.text.count("refused 2 puts (the error answer to each)") == 1
         assert "refused 3 puts" not in caplog.text  # throttled
         nursery.cancel_scope.cancel()
+    # The summary at the stop tells refused puts from wrong commands.
+    assert "commands, 1 wrong, 6 puts the store refused," in caplog.text
 
 
 #: The CRC32 of 8 zero bytes: a timestamp column holding 0 and then this

@@ -375,13 +375,15 @@ def _warn_of_storage_limits(config: ServerConfig) -> None:
 
 
 def _log_stopped(stats: ServerStats, seconds: float) -> None:
+    refused = f", {stats.puts_refused} puts the store refused" if stats.puts_refused else ""
     logger.info(
-        "stopped after %.0fs: %d connections served, %d commands, %d wrong, "
+        "stopped after %.0fs: %d connections served, %d commands, %d wrong%s, "
         "%d refused at the limit, %d open ones closed",
         seconds,
         stats.connections_total,
         stats.commands,
-        stats.errors,
+        stats.errors - stats.puts_refused,
+        refused,
         stats.connections_refused,
         stats.connections_closed_at_stop,
     )
