@@ -413,7 +413,10 @@ async def test_a_crash_after_any_compaction_step_recovers_the_same_data(tmp_path
         assert matches, f"after {step!r}: not the data of any acknowledged prefix"
 
 
-async def test_a_failing_disk_refuses_puts_and_keeps_serving_reads(tmp_path: Path) -> None:
+async def test_a_failing_disk_refuses_puts_and_keeps_serving_reads(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="trio_metrics.storage")
     async with open_store_on_broken_disk(tmp_path, fsync="never") as (store, log):
         await store.put_batch(["kept"], [1.0], [1])
         log.failing = DISK_FULL
@@ -422,7 +425,11 @@ async def test_a_failing_disk_refuses_puts_and_keeps_serving_reads(tmp_path: Pat
         with pytest.raises(StoreUnavailableError):
             await store.put_batch(["later"], [3.0], [3])
         assert [s.key for s in await store.query("*")] == ["kept"]
+        log.failing = None  # the disk is back for the close
     assert contents(tmp_path) == {"kept": {1: 1.0}}
+    # The close does not claim a good log.
+    assert "log closed after it failed ([Errno 28] No space left" in caplog.text
+    assert "log closed and fsynced" not in caplog.text
 
 
 # -- through the server ------------------------------------------------------

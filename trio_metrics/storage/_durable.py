@@ -599,6 +599,15 @@ class DurableStore:
                     commit.error = commit.error or self._error
             for commit in waiting:
                 commit.done.set()
+        if self._error is not None:
+            logger.warning(
+                "log closed after it failed (%s): %d records, %d bytes written in this run;"
+                " the puts refused since were not kept",
+                self._error,
+                self.figures.log_records,
+                self.figures.log_bytes_written,
+            )
+            return
         logger.info(
             "log closed and fsynced: %d records, %d bytes written in this run",
             self.figures.log_records,
