@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import trio
@@ -54,7 +57,14 @@ async def post_points(port: int, points: object, status: int = 200) -> Any:
 
 
 class Pinger:
-    """Main-port put round trips, back to back: the longest one is the worst stall."""
+    """Main-port put round trips, back to back: the longest wait is the worst stall.
+
+    A wait runs from the start of one put to the start of the next, less the
+    pause between them, so the loop being held at any moment counts, not only
+    while a put is in flight.
+    """
+
+    PAUSE = 0.005
 
     def __init__(self) -> None:
         self.longest = 0.0
@@ -62,9 +72,42 @@ class Pinger:
 
     async def run(self, port: int) -> None:
         async with open_client("127.0.0.1", port, timeout=NETWORK_TIMEOUT) as client:
+            started = trio.current_time()
             while True:
-                started = trio.current_time()
                 await client.put("ping", 1, self.count)
-                self.longest = max(self.longest, trio.current_time() - started)
                 self.count += 1
-                await trio.sleep(0.005)
+                await trio.sleep(self.PAUSE)
+                now = trio.current_time()
+                self.longest = max(self.longest, now - started - self.PAUSE)
+                started = now
+
+
+@contextmanager
+def earlier_heap_frozen() -> Iterator[list[float]]:
+    """Keep what earlier tests of the run left alive out of the collector's passes, and
+    yield the list of the collector's pauses (seconds) while inside.
+
+    A full pass walks every live object of the process. After two thousand
+    tests, that heap is the test run's, not the server's, and a pass over it
+    held the loop for longer than any of the server's own work. The pauses are
+    recorded so that a failing stall check can say whether the collector
+    caused it.
+    """
+    gc.collect()
+    gc.freeze()
+    pauses: list[float] = []
+    started = 0.0
+
+    def timed(phase: str, info: dict[str, int]) -> None:
+        nonlocal started
+        if phase == "start":
+            started = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - started)
+
+    gc.callbacks.append(timed)
+    try:
+        yield pauses
+    finally:
+        gc.callbacks.remove(timed)
+        gc.unfreeze()
