@@ -244,6 +244,10 @@ _REDIS_FIGURES: Final[dict[str, tuple[Kind, str]]] = {
         "Batches that fewer replicas than --redis-wait-replicas acknowledged in time.",
     ),
     "redis_registry_reads": ("counter", "Reads of the whole key registry."),
+    "redis_redirects": (
+        "counter",
+        "Commands Redis redirected (MOVED, ASK, TRYAGAIN), sent again where it said.",
+    ),
 }
 _DURABILITY_MILLISECONDS: Final[dict[str, tuple[str, Kind, str]]] = {
     "fsync_ms": ("log_fsync_seconds", "counter", "Time spent in fsyncs of the log."),

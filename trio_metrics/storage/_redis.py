@@ -181,6 +181,9 @@ class RedisFigures:
     failures: int = 0
     wait_shortfalls: int = 0
     registry_reads: int = 0
+    #: Commands Redis redirected (``MOVED``, ``ASK``, ``TRYAGAIN``) and that
+    #: were sent again where it said.
+    redirects: int = 0
 
     def pipeline(self, commands: int, nodes: int = 1) -> None:
         """Count one pipeline of ``commands`` commands, sent to ``nodes`` masters at once."""
@@ -210,6 +213,48 @@ class _Command:
 
     def apply(self, pipe: Any) -> None:
         getattr(pipe, self.method)(*self.args, **self.kwargs)
+
+
+def _wire_command(command: _Command) -> tuple[bytes, tuple[Any, ...]] | None:
+    """``command`` as the name and arguments Redis takes, for the writes of a
+    batch; None for any other (sent through the client's pipeline)."""
+    method, args, kwargs = command.method, command.args, command.kwargs
+    if method == "hset":
+        name, fields = args
+        flat: list[Any] = [name]
+        for field, value in fields.items():
+            flat.append(field)
+            flat.append(value)
+        return b"HSET", tuple(flat)
+    if method == "zadd":
+        name, members = args
+        flat = [name]
+        if kwargs:
+            if kwargs != {"condition": _nx()}:
+                return None
+            flat.append(b"NX")
+        for member, score in members.items():
+            flat.append(score)
+            flat.append(member)
+        return b"ZADD", tuple(flat)
+    if kwargs:
+        if method == "set" and kwargs == {"condition": _nx()}:
+            return b"SET", (*args, b"NX")
+        return None
+    if method == "zremrangebyscore":
+        name, low, high = args
+        return b"ZREMRANGEBYSCORE", (name, b"-inf" if low == -math.inf else low, high)
+    simple = _SIMPLE_WRITES.get(method)
+    return None if simple is None else (simple, args)
+
+
+_SIMPLE_WRITES: Final = {"expireat": b"EXPIREAT", "incrby": b"INCRBY", "get": b"GET"}
+
+
+def _nx() -> Any:
+    from coredis import PureToken
+
+    return PureToken.NX
 
 
 class _Recorder:
@@ -255,6 +300,7 @@ class RedisStore:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
+        self._cluster = hasattr(client.connection_pool, "cluster_layout")
         self._wait_replicas = wait_replicas
         self._timeout = timeout
         self._rules = None if retention is None or retention.keeps_everything else retention
@@ -403,13 +449,26 @@ class RedisStore:
         fill(recorder)
         commands = recorder.commands
         groups: dict[Any, list[int]] = {}
+        nodes: dict[Any, Any] = {}
         for index, command in enumerate(commands):
-            groups.setdefault(self._node_of(command.routing), []).append(index)
+            node = self._master_of(command.routing)
+            name = None if node is None else node.name
+            nodes[name] = node
+            groups.setdefault(name, []).append(index)
         results: list[Any] = [None] * len(commands)
         failed: list[BaseException] = []
 
-        async def send(indexes: list[int]) -> None:
+        async def send(name: Any, indexes: list[int]) -> None:
             try:
+                group = [commands[index] for index in indexes]
+                wire = [each for each in map(_wire_command, group) if each is not None]
+                # Direct when every command is a write it knows and the master
+                # is known (mid-failover, the client finds it).
+                if len(wire) == len(group) and (name is not None or not self._cluster):
+                    answers = await self._send_direct(nodes[name], group, wire)
+                    for index, answer in zip(indexes, answers, strict=True):
+                        results[index] = answer
+                    return
                 async with self._client.pipeline(transaction=False) as pipe:
                     for index in indexes:
                         commands[index].apply(pipe)
@@ -421,11 +480,12 @@ class RedisStore:
                 results[index] = result
 
         if len(groups) == 1:
-            await send(next(iter(groups.values())))
+            name, indexes = next(iter(groups.items()))
+            await send(name, indexes)
         else:
             async with trio.open_nursery() as nursery:
-                for indexes in groups.values():
-                    nursery.start_soon(send, indexes)
+                for name, indexes in groups.items():
+                    nursery.start_soon(send, name, indexes)
         self.figures.pipeline(len(commands), len(groups))
         if failed:
             raise failed[0]
@@ -678,19 +738,68 @@ class RedisStore:
                 f"fewer than {self._wait_replicas} replicas acknowledged: {short[0]}"
             )
 
-    def _node_of(self, name: str) -> Any:
-        """The master that holds ``name`` as the client knows (one node for one Redis)."""
+    async def _send_direct(
+        self, node: Any, commands: Sequence[_Command], wire: Sequence[tuple[bytes, tuple[Any, ...]]]
+    ) -> list[Any]:
+        """``wire`` (the ``commands`` as Redis takes them) queued at once on one
+        connection to ``node`` (to the one Redis when None); their answers, in order.
+
+        The client's pipeline builds a checked request object per command, which
+        cost a batch more CPU than its points: here each command is queued as
+        its name and arguments. A command redirected (``MOVED`` or ``ASK``
+        while slots move, ``TRYAGAIN``) is sent again, alone with the others
+        redirected, through the client's pipeline, which follows redirections;
+        the layout learns of a ``MOVED`` at once. Any other error is raised.
+        """
+        from coredis.exceptions import AskError, TryAgainError
+
+        pool = self._client.connection_pool
+        acquiring = pool.acquire(node=node) if node is not None else pool.acquire()
+        answers: list[Any] = []
+        redirected: list[int] = []
+        async with acquiring as connection:
+            # A wait cut off (the deadline) drops the connection, as the
+            # client's pipeline does: its answers must not meet a later batch.
+            requests = [
+                connection.create_request(name, *args, disconnect_on_cancellation=True)
+                for name, args in wire
+            ]
+            for index, request in enumerate(requests):
+                try:
+                    answers.append(await request)
+                except (AskError, TryAgainError) as exc:  # MovedError is an AskError
+                    answers.append(None)
+                    redirected.append(index)
+                    self.figures.redirects += 1
+                    layout = getattr(pool, "cluster_layout", None)
+                    if layout is not None:
+                        layout.report_errors(node, exc)
+        if redirected:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for index in redirected:
+                    commands[index].apply(pipe)
+            for index, answer in zip(redirected, pipe.results or (), strict=True):
+                answers[index] = answer
+        return answers
+
+    def _master_of(self, name: str) -> Any:
+        """The master that holds ``name`` as the client knows (None for one Redis)."""
         layout = getattr(self._client.connection_pool, "cluster_layout", None)
         if layout is None:
             return None
         from coredis._utils import hash_slot
 
         try:
-            return layout.node_for_slot(hash_slot(name.encode()), True).name
+            return layout.node_for_slot(hash_slot(name.encode()), True)
         except (LookupError, AttributeError):
             # A slot without a known master (mid-failover): the client
             # routes the command itself, with whatever else has no master.
             return None
+
+    def _node_of(self, name: str) -> str | None:
+        """The name of :meth:`_master_of`."""
+        node = self._master_of(name)
+        return None if node is None else str(node.name)
 
     async def delete(self, keys: Sequence[str]) -> int:
         """Remove ``keys``' registry entries, bucket indexes and hashes."""
