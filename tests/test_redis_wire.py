@@ -9,14 +9,18 @@ import math
 import pytest
 from coredis import PureToken
 
-from trio_metrics.storage._redis import _Recorder, _wire_command
+from trio_metrics.storage._redis import _Recorder, _wire_command, _Wired
 
 
 def _recorded(fill: str, *args: object, **kwargs: object) -> object:
     recorder = _Recorder()
     getattr(recorder, fill)(*args, **kwargs)
     (command,) = recorder.commands
-    return _wire_command(command)
+    wired = _wire_command(command)
+    if wired is None:
+        return None
+    assert isinstance(wired, _Wired)
+    return wired.name, wired.serialized_arguments
 
 
 @pytest.mark.parametrize(

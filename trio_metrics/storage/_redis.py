@@ -41,7 +41,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 import attrs
 import trio
@@ -215,7 +215,17 @@ class _Command:
         getattr(pipe, self.method)(*self.args, **self.kwargs)
 
 
-def _wire_command(command: _Command) -> tuple[bytes, tuple[Any, ...]] | None:
+@attrs.frozen
+class _Wired:
+    """A command as a connection queues it (what its batch request reads)."""
+
+    name: bytes
+    serialized_arguments: tuple[Any, ...]
+    #: The connection's own setting (bytes back).
+    decode: None = None
+
+
+def _wire_command(command: _Command) -> _Wired | None:
     """``command`` as the name and arguments Redis takes, for the writes of a
     batch; None for any other (sent through the client's pipeline)."""
     method, args, kwargs = command.method, command.args, command.kwargs
@@ -225,7 +235,7 @@ def _wire_command(command: _Command) -> tuple[bytes, tuple[Any, ...]] | None:
         for field, value in fields.items():
             flat.append(field)
             flat.append(value)
-        return b"HSET", tuple(flat)
+        return _Wired(b"HSET", tuple(flat))
     if method == "zadd":
         name, members = args
         flat = [name]
@@ -236,16 +246,16 @@ def _wire_command(command: _Command) -> tuple[bytes, tuple[Any, ...]] | None:
         for member, score in members.items():
             flat.append(score)
             flat.append(member)
-        return b"ZADD", tuple(flat)
+        return _Wired(b"ZADD", tuple(flat))
     if kwargs:
         if method == "set" and kwargs == {"condition": _nx()}:
-            return b"SET", (*args, b"NX")
+            return _Wired(b"SET", (*args, b"NX"))
         return None
     if method == "zremrangebyscore":
         name, low, high = args
-        return b"ZREMRANGEBYSCORE", (name, b"-inf" if low == -math.inf else low, high)
+        return _Wired(b"ZREMRANGEBYSCORE", (name, b"-inf" if low == -math.inf else low, high))
     simple = _SIMPLE_WRITES.get(method)
-    return None if simple is None else (simple, args)
+    return None if simple is None else _Wired(simple, args)
 
 
 _SIMPLE_WRITES: Final = {"expireat": b"EXPIREAT", "incrby": b"INCRBY", "get": b"GET"}
@@ -739,7 +749,7 @@ class RedisStore:
             )
 
     async def _send_direct(
-        self, node: Any, commands: Sequence[_Command], wire: Sequence[tuple[bytes, tuple[Any, ...]]]
+        self, node: Any, commands: Sequence[_Command], wire: Sequence[_Wired]
     ) -> list[Any]:
         """``wire`` (the ``commands`` as Redis takes them) queued at once on one
         connection to ``node`` (to the one Redis when None); their answers, in order.
@@ -755,25 +765,24 @@ class RedisStore:
 
         pool = self._client.connection_pool
         acquiring = pool.acquire(node=node) if node is not None else pool.acquire()
-        answers: list[Any] = []
-        redirected: list[int] = []
         async with acquiring as connection:
-            # A wait cut off (the deadline) drops the connection, as the
-            # client's pipeline does: its answers must not meet a later batch.
-            requests = [
-                connection.create_request(name, *args, disconnect_on_cancellation=True)
-                for name, args in wire
-            ]
-            for index, request in enumerate(requests):
-                try:
-                    answers.append(await request)
-                except (AskError, TryAgainError) as exc:  # MovedError is an AskError
-                    answers.append(None)
-                    redirected.append(index)
-                    self.figures.redirects += 1
-                    layout = getattr(pool, "cluster_layout", None)
-                    if layout is not None:
-                        layout.report_errors(node, exc)
+            # One batch: the connection's writer takes it as one item (a
+            # request each would cost it a scheduler pass each). A wait cut
+            # off drops the connection, as the client's pipeline does: its
+            # answers must not meet a later batch.
+            # (It reads only each command's name, serialized_arguments and decode.)
+            batch = connection.create_request_batch(cast(Any, wire))
+            answers = list(await batch)
+        redirected: list[int] = []
+        layout = getattr(pool, "cluster_layout", None)
+        for index, answer in enumerate(answers):
+            if isinstance(answer, (AskError, TryAgainError)):  # MovedError is an AskError
+                redirected.append(index)
+                self.figures.redirects += 1
+                if layout is not None:
+                    layout.report_errors(node, answer)
+            elif isinstance(answer, BaseException):
+                raise answer
         if redirected:
             async with self._client.pipeline(transaction=False) as pipe:
                 for index in redirected:
