@@ -4,6 +4,7 @@ against the memory store, and failover.
     python bench/redis_store.py            # full counts
     python bench/redis_store.py --quick    # small counts (seconds)
     python bench/redis_store.py --retention 1m:20y [--rounds 3]   # only the cost of expiry
+    python bench/redis_store.py --against ../old-checkout [--rounds 7]  # ingest, two trees
 
 A local cluster of three masters and three replicas is started on
 127.0.0.1 (tests/redis_cluster.py) and stopped at the end. Servers run as
@@ -32,6 +33,11 @@ puts over 1,000 keys, one point of each a request (a bucket lasts 128
 requests), as a steady stream of many series. The
 bench's timestamps start in 2017, so the rule must reach back that far
 (``1m:20y``), or every put would be dropped as too old.
+
+With ``--against TREE`` only the one-server ingest runs, alternately with a
+server run from TREE (another checkout of this repository, e.g. a ``git
+worktree`` of an older commit) and with this one, ``--rounds`` times each,
+over the same cluster: puts a second and server CPU a put, medians and ratios.
 """
 
 from __future__ import annotations
@@ -391,13 +397,48 @@ def retention_cost(cluster: LocalCluster, counts: Counts, rule: str, rounds: int
     )
 
 
+def against(cluster: LocalCluster, counts: Counts, tree: Path, rounds: int) -> None:
+    """One-server ingest, alternately from ``tree`` and from this checkout."""
+    rates: dict[str, list[float]] = {"baseline": [], "this": []}
+    cpu: dict[str, list[float]] = {"baseline": [], "this": []}
+    for number in range(rounds):
+        for name, source in (("baseline", tree), ("this", REPO)):
+            server = ServeProcess("--store", cluster.url, source=str(source))
+            try:
+                print(f"  round {number + 1}, {name} ({source}):")
+                rate, microseconds = ingest_with_cpu(cluster, [server], counts)
+            finally:
+                server.ensure_stopped()
+                server.process.communicate(timeout=30)
+            rates[name].append(rate)
+            cpu[name].append(microseconds)
+    base, this = statistics.median(rates["baseline"]), statistics.median(rates["this"])
+    print(
+        f"  median of {rounds}: baseline {base:,.0f} puts/s, this {this:,.0f} puts/s:"
+        f" {this / base:.2f}x"
+    )
+    cpu_base, cpu_this = statistics.median(cpu["baseline"]), statistics.median(cpu["this"])
+    print(
+        f"  server CPU a put, median of {rounds}: baseline {cpu_base:.2f} us,"
+        f" this {cpu_this:.2f} us: {cpu_this / cpu_base:.2f}x"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small counts (seconds)")
     parser.add_argument(
         "--retention", metavar="RULE", help="only compare ingest without and with this rule"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of --retention's comparison")
+    parser.add_argument(
+        "--against",
+        type=Path,
+        metavar="TREE",
+        help="only compare one server's ingest with that of the checkout TREE",
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of --retention's or --against's comparison"
+    )
     parser.add_argument(
         "--keys",
         type=int,
@@ -419,6 +460,15 @@ def main() -> None:
         try:
             cluster.start()
             print(f"== cluster: 3 masters, 3 replicas on {HOST} ({cluster.url})")
+            if args.against:
+                if not (args.against / "trio_metrics" / "__init__.py").is_file():
+                    raise SystemExit(f"{args.against} is not a checkout of trio-metrics")
+                print(
+                    f"== ingest through one server: {counts.connections} connections,"
+                    f" {counts.keys_per_connection} keys each, {counts.batch} puts a request"
+                )
+                against(cluster, counts, args.against.resolve(), args.rounds)
+                return
             if args.retention:
                 print(
                     f"== ingest through one server: {counts.connections} connections,"

@@ -31,13 +31,22 @@ class ServeProcess:
     log must go to a file: nobody drains the pipe while it runs).
     """
 
-    def __init__(self, *args: str, stderr: IO[str] | None = None) -> None:
+    def __init__(
+        self, *args: str, stderr: IO[str] | None = None, source: str | None = None
+    ) -> None:
+        # ``source``: run the package of that checkout instead (a benchmark's
+        # baseline); it is both the working directory, which ``-m`` searches
+        # first, and PYTHONPATH.
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if source is not None:
+            env["PYTHONPATH"] = source
         self.process = subprocess.Popen(
             [*COMMAND, "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE if stderr is None else stderr,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=env,
+            cwd=source,
         )
         assert self.process.stdout is not None
         self.banner = self.process.stdout.readline()

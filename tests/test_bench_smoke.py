@@ -550,3 +550,48 @@ def test_redis_store_bench_reports_ingest_get_all_and_failover() -> None:
         out,
         re.M,
     ), out
+
+
+def test_redis_store_bench_compares_ingest_with_another_checkout(tmp_path: Path) -> None:
+    """``--against TREE`` runs the one-server ingest from TREE and from this
+    checkout by turns (here TREE is this checkout too), and refuses a folder
+    that is not a checkout."""
+    from conftest import skip_or_fail
+    from redis_cluster import redis_programs_missing
+
+    missing = redis_programs_missing()
+    if missing is not None:
+        skip_or_fail(missing)
+    refused = subprocess.run(
+        [sys.executable, str(BENCH / "redis_store.py"), "--quick", "--against", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert f"{tmp_path} is not a checkout of trio-metrics" in refused.stderr
+    completed = subprocess.run(
+        [
+            *(sys.executable, str(BENCH / "redis_store.py"), "--quick"),
+            *("--against", str(REPO), "--rounds", "1"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    out = completed.stdout
+    assert re.search(rf"^  round 1, baseline \({re.escape(str(REPO))}\):$", out, re.M), out
+    assert len(re.findall(r"^  1 server\(s\): 20,000 puts in", out, re.M)) == 2, out
+    assert re.search(
+        r"^  median of 1: baseline [\d,]+ puts/s, this [\d,]+ puts/s: [\d.]+x$", out, re.M
+    ), out
+    assert re.search(
+        r"^  server CPU a put, median of 1: baseline [\d.]+ us, this [\d.]+ us: [\d.]+x$",
+        out,
+        re.M,
+    ), out
