@@ -385,15 +385,27 @@ def retention_cost(cluster: LocalCluster, counts: Counts, rule: str, rounds: int
         for server in (plain, ruled):
             server.ensure_stopped()
             server.process.communicate(timeout=30)
-    without, with_rule = statistics.median(rates["without"]), statistics.median(rates["with"])
+    print_medians(rounds, rates, cpu, {"without": "without", "with": f"with --retention {rule}"})
+
+
+def print_medians(
+    rounds: int,
+    rates: dict[str, list[float]],
+    cpu: dict[str, list[float]],
+    labels: dict[str, str],
+) -> None:
+    """The medians of two servers' rounds (``labels``: name -> words, the
+    first the baseline), and the second's ratio to the first."""
+    (first, first_words), (second, second_words) = labels.items()
+    rate_a, rate_b = statistics.median(rates[first]), statistics.median(rates[second])
     print(
-        f"  median of {rounds}: without {without:,.0f} puts/s, with --retention {rule}"
-        f" {with_rule:,.0f} puts/s: {with_rule / without:.2f}x"
+        f"  median of {rounds}: {first_words} {rate_a:,.0f} puts/s, {second_words}"
+        f" {rate_b:,.0f} puts/s: {rate_b / rate_a:.2f}x"
     )
-    cpu_without, cpu_with = statistics.median(cpu["without"]), statistics.median(cpu["with"])
+    cpu_a, cpu_b = statistics.median(cpu[first]), statistics.median(cpu[second])
     print(
-        f"  server CPU a put, median of {rounds}: without {cpu_without:.2f} us,"
-        f" with --retention {rule} {cpu_with:.2f} us: {cpu_with / cpu_without:.2f}x"
+        f"  server CPU a put, median of {rounds}: {first_words} {cpu_a:.2f} us,"
+        f" {second_words} {cpu_b:.2f} us: {cpu_b / cpu_a:.2f}x"
     )
 
 
@@ -412,16 +424,7 @@ def against(cluster: LocalCluster, counts: Counts, tree: Path, rounds: int) -> N
                 server.process.communicate(timeout=30)
             rates[name].append(rate)
             cpu[name].append(microseconds)
-    base, this = statistics.median(rates["baseline"]), statistics.median(rates["this"])
-    print(
-        f"  median of {rounds}: baseline {base:,.0f} puts/s, this {this:,.0f} puts/s:"
-        f" {this / base:.2f}x"
-    )
-    cpu_base, cpu_this = statistics.median(cpu["baseline"]), statistics.median(cpu["this"])
-    print(
-        f"  server CPU a put, median of {rounds}: baseline {cpu_base:.2f} us,"
-        f" this {cpu_this:.2f} us: {cpu_this / cpu_base:.2f}x"
-    )
+    print_medians(rounds, rates, cpu, {"baseline": "baseline", "this": "this"})
 
 
 def main() -> None:
