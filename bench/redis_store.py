@@ -36,8 +36,10 @@ bench's timestamps start in 2017, so the rule must reach back that far
 
 With ``--against TREE`` only the one-server ingest runs, alternately with a
 server run from TREE (another checkout of this repository, e.g. a ``git
-worktree`` of an older commit) and with this one, ``--rounds`` times each,
-over the same cluster: puts a second and server CPU a put, medians and ratios.
+worktree`` of an older commit) and with this one, ``--rounds`` times each
+(the order of the two alternating from round to round), over the same
+cluster: puts a second and server CPU a put, medians and ratios. (With
+``--quick`` the CPU figures are too coarse to compare: a smoke run only.)
 """
 
 from __future__ import annotations
@@ -413,8 +415,10 @@ def against(cluster: LocalCluster, counts: Counts, tree: Path, rounds: int) -> N
     """One-server ingest, alternately from ``tree`` and from this checkout."""
     rates: dict[str, list[float]] = {"baseline": [], "this": []}
     cpu: dict[str, list[float]] = {"baseline": [], "this": []}
+    trees = [("baseline", tree), ("this", REPO)]
     for number in range(rounds):
-        for name, source in (("baseline", tree), ("this", REPO)):
+        # Turns in both orders, so that neither tree always runs first.
+        for name, source in trees if number % 2 == 0 else trees[::-1]:
             server = ServeProcess("--store", cluster.url, source=str(source))
             try:
                 print(f"  round {number + 1}, {name} ({source}):")

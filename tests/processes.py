@@ -36,7 +36,8 @@ class ServeProcess:
     ) -> None:
         # ``source``: run the package of that checkout instead (a benchmark's
         # baseline); it is both the working directory, which ``-m`` searches
-        # first, and PYTHONPATH.
+        # first, and the whole PYTHONPATH. A relative path in ``args`` then
+        # names a file in that checkout.
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if source is not None:
             env["PYTHONPATH"] = source

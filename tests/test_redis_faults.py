@@ -8,6 +8,7 @@ These tests break their cluster, so they have one of their own (six
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -235,13 +236,41 @@ async def test_moving_slots_during_puts_loses_nothing(healthy: LocalCluster) -> 
     assert len(healthy.masters()) == 3
 
 
-def _give_slot(cluster: LocalCluster, slot: int, owner: int) -> None:
-    """Make the master on ``owner`` hold empty ``slot``, told to every master (as
-    the last step of a slot migration does), and wait for the cluster to agree."""
-    for port in cluster.masters():
-        assert (
-            redis_cli(port, "cluster", "setslot", str(slot), "node", node_id(owner)).strip() == "OK"
-        )
+def _slot_owner(port: int, slot: int) -> str | None:
+    """The id of the master that holds ``slot``, as the node on ``port`` sees it."""
+    for line in redis_cli(port, "cluster", "nodes").splitlines():
+        fields = line.split()
+        for span in fields[8:]:
+            low, _, high = span.partition("-")
+            if low.isdigit() and int(low) <= slot <= int(high or low):
+                return fields[0]
+    return None
+
+
+def _give_slot(cluster: LocalCluster, slot: int, source: int, target: int) -> None:
+    """Move empty ``slot`` from the master on ``source`` to the one on ``target``
+    as a migration does (importing, migrating, then the new owner told to every
+    master, its config epoch the newest), and wait until every node agrees."""
+    source_id, target_id = node_id(source), node_id(target)
+    assert redis_cli(source, "cluster", "countkeysinslot", str(slot)).strip() == "0"
+    steps = [
+        (target, "importing", source_id),
+        (source, "migrating", target_id),
+        (target, "node", target_id),
+        (source, "node", target_id),
+    ]
+    steps += [
+        (port, "node", target_id) for port in cluster.masters() if port not in (source, target)
+    ]
+    for port, state, node in steps:
+        answer = redis_cli(port, "cluster", "setslot", str(slot), state, node).strip()
+        assert answer == "OK", (port, state, answer)
+    redis_cli(target, "cluster", "bumpepoch")
+    deadline = time.monotonic() + NETWORK_TIMEOUT
+    running = [port for port in cluster.ports if cluster.running(port)]
+    while any(_slot_owner(port, slot) != target_id for port in running):
+        assert time.monotonic() < deadline, "the nodes did not agree on the slot's new master"
+        time.sleep(0.05)
     cluster.wait_ok()
 
 
@@ -261,7 +290,7 @@ async def test_a_write_to_a_slot_that_moved_is_redirected_and_stored(
             await client.put("warm.up", 1.0, 1)
             before = await client.stats()
             # Left there after: the module's reshard test moves slots for good too.
-            await trio.to_thread.run_sync(_give_slot, healthy, slot, target)
+            await trio.to_thread.run_sync(_give_slot, healthy, slot, source, target)
             await client.put(key, 2.5, 3)
             after = await client.stats()
             assert await client.get(key) == {key: [(3, 2.5)]}

@@ -246,7 +246,7 @@ _REDIS_FIGURES: Final[dict[str, tuple[Kind, str]]] = {
     "redis_registry_reads": ("counter", "Reads of the whole key registry."),
     "redis_redirects": (
         "counter",
-        "Commands Redis redirected (MOVED, ASK, TRYAGAIN), sent again where it said.",
+        "A batch's writes a master redirected (MOVED, ASK), sent again where it said.",
     ),
 }
 _DURABILITY_MILLISECONDS: Final[dict[str, tuple[str, Kind, str]]] = {

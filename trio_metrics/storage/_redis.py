@@ -181,8 +181,9 @@ class RedisFigures:
     failures: int = 0
     wait_shortfalls: int = 0
     registry_reads: int = 0
-    #: Commands Redis redirected (``MOVED``, ``ASK``, ``TRYAGAIN``) and that
-    #: were sent again where it said.
+    #: A batch's writes that a master redirected (``MOVED``, ``ASK``), sent
+    #: again through the client's pipeline (whose own further redirections,
+    #: and those of reads, the client follows uncounted).
     redirects: int = 0
 
     def pipeline(self, commands: int, nodes: int = 1) -> None:
@@ -759,11 +760,18 @@ class RedisStore:
         The client's pipeline builds a checked request object per command, which
         cost a batch more CPU than its points: here each command is queued as
         its name and arguments. A command redirected (``MOVED`` or ``ASK``
-        while slots move, ``TRYAGAIN``) is sent again, alone with the others
-        redirected, through the client's pipeline, which follows redirections;
-        the layout learns of a ``MOVED`` at once. Any other error is raised.
+        while slots move) is sent again, alone with the others redirected,
+        through the client's pipeline, which follows redirections; the layout
+        learns of a ``MOVED`` at once. Any other error (``TRYAGAIN``,
+        ``CLUSTERDOWN``, a timeout, a lost connection) is raised, for the
+        store's retries.
+
+        The answers are Redis' own (ints, bytes, None), where the pipeline
+        converts some (``EXPIREAT`` and ``SET NX`` to bools); a redirected
+        command's answer is the pipeline's. The callers read only the ints of
+        ``HSET`` and the bytes of ``GET``, the same either way.
         """
-        from coredis.exceptions import AskError, TryAgainError
+        from coredis.exceptions import AskError
 
         pool = self._client.connection_pool
         acquiring = pool.acquire(node=node) if node is not None else pool.acquire()
@@ -778,7 +786,7 @@ class RedisStore:
         redirected: list[int] = []
         layout = getattr(pool, "cluster_layout", None)
         for index, answer in enumerate(answers):
-            if isinstance(answer, (AskError, TryAgainError)):  # MovedError is an AskError
+            if isinstance(answer, AskError):  # MovedError is an AskError
                 redirected.append(index)
                 self.figures.redirects += 1
                 if layout is not None:
@@ -786,6 +794,7 @@ class RedisStore:
             elif isinstance(answer, BaseException):
                 raise answer
         if redirected:
+            self.figures.round_trips += 1
             async with self._client.pipeline(transaction=False) as pipe:
                 for index in redirected:
                     commands[index].apply(pipe)
