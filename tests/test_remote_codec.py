@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from remote_messages import read_request, read_response, snappy, write_request
 
+from trio_metrics.http import _remote_codec
 from trio_metrics.http._prompb import remote_pb2, types_pb2
 from trio_metrics.http._remote_codec import (
     STALE_NAN_BITS,
@@ -82,6 +83,70 @@ def test_decoder_reads_what_protobuf_writes(
             for v, _ in s
         )
         assert batch.stale == stale
+
+
+_usual_values = st.one_of(
+    st.floats(), st.just(STALE_NAN), st.just(0.0), st.just(-0.0), st.floats(-1e6, 1e6)
+)
+#: Series as Prometheus writes them: one sample, its timestamp a 6-byte varint.
+_usual_series = st.tuples(
+    _series_labels,
+    st.lists(
+        st.tuples(_usual_values, st.integers(2**35, 2**42 - 1)),
+        min_size=1,
+        max_size=1,
+    ),
+)
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(_usual_series, min_size=1, max_size=40),
+    st.lists(st.tuples(_series_labels, _samples), max_size=3),
+    st.data(),
+)
+def test_usual_series_read_all_at_once_match_protobuf(
+    usual: list[tuple[dict[str, str], list[tuple[float, int]]]],
+    others: list[tuple[dict[str, str], list[tuple[float, int]]]],
+    data: st.DataObject,
+) -> None:
+    # Known series of the usual shape are read as columns; any other series
+    # among them is decoded on its own, in its place.
+    series = list(usual)
+    for other in others:
+        series.insert(data.draw(st.integers(0, len(series))), other)
+    keys = SeriesKeys()
+    decode_write_request(write_request(series), keys, 100)
+    batch = decode_write_request(write_request(series), keys, 100)
+    assert (batch.keys, batch.values, batch.timestamps) == expected_columns(series)
+    assert [math.copysign(1, v) for v in batch.values] == [
+        math.copysign(1, v) for v in expected_columns(series)[1]
+    ]
+    assert batch.samples == sum(len(samples) for _, samples in series)
+    stale = sum(
+        struct.pack("<d", v) == struct.pack("<Q", STALE_NAN_BITS) for _, s in series for v, _ in s
+    )
+    assert (batch.stale, batch.series) == (stale, len(series))
+    assert batch.unstorable == batch.samples - stale - len(batch.keys)
+
+
+def test_known_series_of_the_usual_shape_are_not_decoded_one_by_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    series = [
+        ({"__name__": "m", "i": str(i)}, [(value, NOW_MS + i)])
+        for i, value in enumerate([1.5, 0.0, STALE_NAN, math.inf, -2.0] * 20)
+    ]
+    keys = SeriesKeys()
+    decode_write_request(write_request(series), keys, 1000)
+
+    def one_by_one(*args: object) -> None:
+        raise AssertionError("a known series of the usual shape was decoded on its own")
+
+    monkeypatch.setattr(_remote_codec, "_add_series", one_by_one)
+    batch = decode_write_request(write_request(series), keys, 1000)
+    assert (batch.keys, batch.values, batch.timestamps) == expected_columns(series)
+    assert (batch.stale, batch.unstorable) == (20, 20)
 
 
 def test_stale_markers_and_unstorable_samples_are_left_out() -> None:
