@@ -15,7 +15,7 @@ from net import NETWORK_TIMEOUT, receive_until_eof
 
 from trio_metrics.http import HttpInfo, HttpLimits, serve_http
 from trio_metrics.storage import MetricStore
-from trio_metrics.transport import ServerStats
+from trio_metrics.transport import LeanSocketStream, ServerStats
 
 StartHttp = Callable[..., Awaitable[HttpInfo]]
 
@@ -169,6 +169,71 @@ async def test_headers_sent_a_byte_at_a_time_are_cut_at_the_header_timeout(
     )
     assert answer == b""
     assert 0.4 < seconds < 2.0
+
+
+async def test_a_kept_alive_connection_left_idle_is_closed_at_the_header_timeout(
+    start_http: StartHttp,
+) -> None:
+    info = await start_http(header_timeout=0.5)
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        async with stream:
+            for _ in range(2):  # the timer is set again after each answer
+                await stream.send_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+                answer = b""
+                while b"\r\n\r\n" not in answer or not answer.endswith(b"}"):
+                    answer += await stream.receive_some()
+                assert answer.startswith(b"HTTP/1.1 200 ")
+                await trio.sleep(0.3)
+            started = trio.current_time()
+            assert await receive_until_eof(stream) == b""
+            assert 0.1 < trio.current_time() - started < 1.5
+
+
+async def test_a_request_served_longer_than_the_header_timeout_is_not_cut(
+    start_http: StartHttp,
+) -> None:
+    # The header timeout runs while a connection waits for a request, not
+    # while its body arrives (that has the body timeout).
+    info = await start_http(header_timeout=0.3, body_timeout=5)
+    body = b'[{"key": "slow.body", "value": 1.5, "timestamp": 1500000000}]'
+    with trio.fail_after(NETWORK_TIMEOUT):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.port)
+        async with stream:
+            await stream.send_all(_post_head(len(body)))
+            for byte in body[:-1]:
+                await stream.send_all(bytes([byte]))
+                await trio.sleep(1.0 / len(body))
+            await stream.send_all(body[-1:])
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += await stream.receive_some()
+    assert answer.startswith(b"HTTP/1.1 2"), answer
+
+
+async def test_an_answer_leaves_in_one_send(
+    start_http: StartHttp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Head and body in one system call, not one per h11 event; a streamed
+    # answer's head goes with its first chunk.
+    sent: list[bytes] = []
+    send_all = LeanSocketStream.send_all
+
+    async def recording(self: LeanSocketStream, data: bytes) -> None:
+        sent.append(bytes(data))
+        await send_all(self, data)
+
+    monkeypatch.setattr(LeanSocketStream, "send_all", recording)
+    info = await start_http()
+    await get_json(info.port, "/healthz")
+    assert len(sent) == 1, sent
+    assert sent[0].startswith(b"HTTP/1.1 200 ") and sent[0].endswith(b"}")
+    sent.clear()
+    await get_json(info.port, "/api/v1/keys")  # streamed, chunk by chunk
+    assert sent[0].startswith(b"HTTP/1.1 200 ")
+    assert b"Transfer-Encoding: chunked\r\n" in sent[0]
+    assert not sent[0].endswith(b"\r\n\r\n"), sent  # a chunk came with the head
+    assert sent[-1].endswith(b"0\r\n\r\n")
 
 
 # --- bodies -------------------------------------------------------------------

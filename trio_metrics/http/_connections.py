@@ -13,11 +13,14 @@ protocol only: HTTP/2 is not offered.
 from __future__ import annotations
 
 import logging
+import math
+from collections.abc import Awaitable, Callable
 from typing import Any, Final, cast
 
 import h11
 import trio
 from hypercorn.config import Config
+from hypercorn.events import RawData
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
 from hypercorn.trio.task_group import TaskGroup
@@ -170,7 +173,35 @@ _NOT_HTTP11_BODY: Final = b'{"error":"this server speaks HTTP/1.1 only"}'
 
 
 class _Http11Only(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol without its switches to HTTP/2."""
+    """hypercorn's HTTP/1.1 protocol without its switches to HTTP/2.
+
+    A response's head is held until its first body bytes or its end, and
+    leaves with them in one send: hypercorn sends each h11 event on its own,
+    two or three system calls (and passes of the run loop) per response. A
+    response whose application fails between its head and its body then
+    ends with the connection closed and no head, rather than a head and no
+    body: either way the client sees the answer cut short.
+    """
+
+    _held_head = b""
+
+    async def _send_h11_event(self, event: Any) -> None:
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        if data is None:
+            return
+        if type(event) is h11.Response:
+            self._held_head = data
+            return
+        if self._held_head:
+            data = self._held_head + data
+            self._held_head = b""
+        if data:
+            await self.send(RawData(data=data))
 
     async def _check_protocol(self, event: h11.Request) -> None:
         # An h2c upgrade is ignored: the request is served as HTTP/1.1, as
@@ -199,6 +230,15 @@ class _Http11Server(TCPServer):
     #: Whether the stream is TLS (the ASGI scope's scheme is then https).
     over_tls = False
 
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._idle_timer = _IdleTimer(self.config.keep_alive_timeout, self._close_idle)
+        self.idle_task = cast(Any, self._idle_timer)
+
+    async def _close_idle(self) -> None:
+        with trio.CancelScope(shield=True):
+            await self._initiate_server_close()
+
     async def run(self) -> None:
         sock = stream_socket(self.stream)
         assert sock is not None, "an HTTP connection runs over a socket"
@@ -222,10 +262,54 @@ class _Http11Server(TCPServer):
                 self.protocol = cast(ProtocolWrapper, protocol)
                 await self.idle_task.restart(task_group, self._idle_timeout)
                 await self._read_data()
-                # The client closed: hypercorn's idle timer would otherwise keep
-                # the connection (and its place under the limit) for its full run.
-                await self.idle_task.stop()
+                # The client closed: the idle timer would otherwise keep the
+                # connection (and its place under the limit) for its full run.
+                self._idle_timer.end()
         except (OSError, _NotHttp11):
             pass  # the peer reset the connection, or was answered and is done
         finally:
+            await self._close()
+
+
+class _IdleTimer:
+    """hypercorn's idle timer, for one task per connection instead of one per request.
+
+    hypercorn starts a task (``nursery.start``: several passes of the run
+    loop) each time a connection goes idle, and cancels it when the next
+    request begins. Here one task sleeps under a cancel scope whose deadline
+    moves: ``timeout`` from now when the connection goes idle
+    (:meth:`restart`), never while a request is served (:meth:`stop`). At
+    the deadline it runs ``close``. :meth:`end` stops the task for good.
+    """
+
+    def __init__(self, timeout: float, close: Callable[[], Awaitable[None]]) -> None:
+        self._timeout = timeout
+        self._close = close
+        self._scope = trio.CancelScope()
+        self._started = False
+        self._ended = False
+
+    async def restart(self, task_group: TaskGroup, action: object) -> None:
+        """Close the connection after ``timeout`` unless :meth:`stop` comes first.
+
+        ``action`` is hypercorn's own timer task, not used.
+        """
+        self._scope.deadline = trio.current_time() + self._timeout
+        if not self._started:
+            self._started = True
+            task_group.spawn(self._watch)
+
+    async def stop(self) -> None:
+        """No close while a request is served."""
+        self._scope.deadline = math.inf
+
+    def end(self) -> None:
+        """The connection is over: the task returns without closing anything."""
+        self._ended = True
+        self._scope.cancel()
+
+    async def _watch(self) -> None:
+        with self._scope:
+            await trio.sleep_forever()
+        if not self._ended:
             await self._close()
