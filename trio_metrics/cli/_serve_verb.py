@@ -68,6 +68,7 @@ from ..transport import (
     TlsSettings,
 )
 from . import _argument_types as types
+from ._allocator import keep_freed_memory
 from ._output import PROG, fail, silence_stdout
 
 __all__ = [
@@ -650,6 +651,9 @@ def _serve(args: argparse.Namespace) -> int:
         args.serve_parser.error(str(exc))
     assert config.log_level is not None  # the flag has a default
     configure_logging(config.log_level)
+    tuned = keep_freed_memory()
+    if tuned is not None:
+        logger.debug("%s", tuned)
     try:
         trio.run(serve_until_signal, config, _print_banner)
     except (DataDirError, ProtectedModeError, StoreUnavailableError) as exc:
