@@ -3,6 +3,7 @@
     python bench/remote_write.py                      # 400 requests (800k samples), 3 runs
     python bench/remote_write.py --requests 50 --repeat 1    # a quick look
     python bench/remote_write.py --data-dir           # through the write-ahead log too
+    python bench/remote_write.py --in-process         # snappy, decoder, store: no server
 
 Remote write: requests shaped as Prometheus 2.42 sends them (``--samples``
 per request, 2,000 by default: one ``TimeSeries`` entry per sample, of
@@ -217,6 +218,35 @@ def run(args: argparse.Namespace, workdir: Path) -> tuple[float, float, int, int
         process.wait(timeout=30)
 
 
+def in_process(args: argparse.Namespace) -> None:
+    """The server's own steps per sample, without HTTP: snappy, the decoder, the store."""
+    from trio_metrics.http._remote_codec import SeriesKeys, decode_write_request, decompress
+    from trio_metrics.storage import MetricStore
+
+    bodies = write_requests(args.requests, args.series, args.samples, 1_700_000_000_000)
+    warm = len(bodies) // 2
+    keys, store = SeriesKeys(), MetricStore()
+    spent = {"snappy": 0.0, "decode": 0.0, "put_columns": 0.0}
+    for index, body in enumerate(bodies):
+        began = time.process_time()
+        data = decompress(body, 1 << 30)
+        decompressed = time.process_time()
+        batch = decode_write_request(data, keys, 1 << 30)
+        decoded = time.process_time()
+        store.put_columns(batch.keys, batch.values, batch.timestamps)
+        if index >= warm:
+            spent["snappy"] += decompressed - began
+            spent["decode"] += decoded - decompressed
+            spent["put_columns"] += time.process_time() - decoded
+    samples = (len(bodies) - warm) * args.samples
+    parts = ", ".join(f"{name} {seconds / samples * 1e6:.2f}" for name, seconds in spent.items())
+    total = sum(spent.values())
+    print(
+        f"in-process, the last {len(bodies) - warm} of {len(bodies)} requests: {parts} µs a sample;"
+        f" {samples / total:,.0f} samples per CPU-second without HTTP"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=400)
@@ -226,7 +256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--read-series", type=int, default=1000)
     parser.add_argument("--read-repeat", type=int, default=5)
     parser.add_argument("--data-dir", action="store_true", help="--data-dir, --fsync everysec")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="time snappy, the decoder and the store in this process (no server, no HTTP)",
+    )
     args = parser.parse_args(argv)
+    if args.in_process:
+        for _ in range(args.repeat):
+            in_process(args)
+        return 0
     rates, reads = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.repeat):
