@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -234,6 +235,64 @@ async def test_an_answer_leaves_in_one_send(
     assert b"Transfer-Encoding: chunked\r\n" in sent[0]
     assert not sent[0].endswith(b"\r\n\r\n"), sent  # a chunk came with the head
     assert sent[-1].endswith(b"0\r\n\r\n")
+
+
+class _IoWaits(trio.abc.Instrument):
+    """Counts the run loop's waits for I/O: one per pass that had nothing to run."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def before_io_wait(self, timeout: float) -> None:
+        self.count += 1
+
+
+async def test_a_request_costs_two_passes_of_the_run_loop(start_http: StartHttp) -> None:
+    # hypercorn's own path took five: a task started per idle period, a
+    # scheduler pass for each message through its memory channels and for
+    # its send lock. The client runs in a thread, outside the loop counted.
+    info = await start_http()
+    requests = 200
+    waits = _IoWaits()
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", info.port, timeout=NETWORK_TIMEOUT)
+        try:
+            for _ in range(20):  # the connection and its first answers
+                connection.request("GET", "/healthz")
+                connection.getresponse().read()
+            trio.from_thread.run_sync(trio.lowlevel.add_instrument, waits)
+            for _ in range(requests):
+                connection.request("GET", "/healthz")
+                assert connection.getresponse().read().endswith(b"}")
+            trio.from_thread.run_sync(trio.lowlevel.remove_instrument, waits)
+        finally:
+            connection.close()
+
+    await trio.to_thread.run_sync(client)
+    assert waits.count <= 2.5 * requests, waits.count / requests
+
+
+async def test_a_body_of_many_chunks_in_one_write_reaches_the_application_whole(
+    start_http: StartHttp,
+) -> None:
+    # Its pieces pass the application's queue (10 messages) faster than the
+    # application takes them: the server then waits for room.
+    info = await start_http()
+    body = json.dumps(
+        [{"key": f"chunks.k{i}", "value": i + 0.5, "timestamp": 1500000000} for i in range(40)]
+    ).encode()
+    pieces = [body[i : i + 16] for i in range(0, len(body), 16)]
+    assert len(pieces) > 40
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    answer = await _answer_of(
+        info.port,
+        b"POST /api/v1/points HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+        b"transfer-encoding: chunked\r\n\r\n" + chunked,
+    )
+    head, _, answer_body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer[:200]
+    assert json.loads(answer_body) == {"stored": 40}
 
 
 # --- bodies -------------------------------------------------------------------

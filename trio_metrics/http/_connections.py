@@ -20,13 +20,19 @@ from typing import Any, Final, cast
 import h11
 import trio
 from hypercorn.config import Config
-from hypercorn.events import RawData
+from hypercorn.events import Closed, Event, RawData
 from hypercorn.protocol import ProtocolWrapper
 from hypercorn.protocol.h11 import H11Protocol
-from hypercorn.trio.task_group import TaskGroup
+from hypercorn.trio.task_group import TaskGroup, _handle
 from hypercorn.trio.tcp_server import TCPServer
 from hypercorn.trio.worker_context import WorkerContext
-from hypercorn.typing import AppWrapper, ConnectionState
+from hypercorn.typing import (
+    AppWrapper,
+    ASGIReceiveEvent,
+    ASGISendEvent,
+    ConnectionState,
+    Scope,
+)
 from hypercorn.utils import parse_socket_addr
 
 from ..transport import LeanSocketStream, ServerStats, ThrottledLogger, TlsServer, stream_socket
@@ -235,6 +241,22 @@ class _Http11Server(TCPServer):
         self._idle_timer = _IdleTimer(self.config.keep_alive_timeout, self._close_idle)
         self.idle_task = cast(Any, self._idle_timer)
 
+    async def protocol_send(self, event: Event) -> None:
+        if type(event) is RawData and not self.send_lock.locked():
+            # hypercorn's send under its lock, without the lock's pass of the
+            # run loop when nobody holds it (a lean stream's send_all does
+            # not yield when the socket takes everything).
+            self.send_lock.acquire_nowait()
+            try:
+                with trio.CancelScope(shield=True):
+                    await self.stream.send_all(event.data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await self.protocol.handle(Closed())
+            finally:
+                self.send_lock.release()
+            return
+        await super().protocol_send(event)
+
     async def _close_idle(self) -> None:
         with trio.CancelScope(shield=True):
             await self._initiate_server_close()
@@ -245,7 +267,7 @@ class _Http11Server(TCPServer):
         try:
             client = parse_socket_addr(sock.family, sock.getpeername())
             server = parse_socket_addr(sock.family, sock.getsockname())
-            async with TaskGroup() as task_group:
+            async with _EagerTaskGroup() as task_group:
                 self._task_group = task_group
                 protocol = _Http11Only(
                     self.app,
@@ -313,3 +335,48 @@ class _IdleTimer:
             await trio.sleep_forever()
         if not self._ended:
             await self._close()
+
+
+class _EagerTaskGroup(TaskGroup):
+    """hypercorn's task group, whose application messages skip a pass of the run loop.
+
+    hypercorn hands each request's messages (its body, the disconnect) to
+    the application through a memory channel whose ``send`` and ``receive``
+    each yield to the scheduler even when the message fits or is there. Here
+    they are tried without waiting first, and wait only when they must.
+    Cancellation reaches the application at its other checkpoints.
+    """
+
+    async def spawn_app(
+        self,
+        app: AppWrapper,
+        config: Config,
+        scope: Scope,
+        send: Callable[[ASGISendEvent | None], Awaitable[None]],
+    ) -> Callable[[ASGIReceiveEvent], Awaitable[None]]:
+        to_app, from_server = trio.open_memory_channel[ASGIReceiveEvent](config.max_app_queue_size)
+
+        async def put(message: ASGIReceiveEvent) -> None:
+            try:
+                to_app.send_nowait(message)
+            except trio.WouldBlock:
+                await to_app.send(message)
+
+        async def receive() -> ASGIReceiveEvent:
+            try:
+                return from_server.receive_nowait()
+            except trio.WouldBlock:
+                return await from_server.receive()
+
+        assert self._nursery is not None, "spawn_app runs inside the group"
+        self._nursery.start_soon(
+            _handle,
+            app,
+            config,
+            scope,
+            receive,
+            send,
+            trio.to_thread.run_sync,
+            trio.from_thread.run,
+        )
+        return put
